@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Generate the ONNX models and test fixtures used by Podium.
+
+Deterministic: every random source has a fixed seed and BLAS/OpenMP are
+pinned to one thread, so re-running with the pinned requirements on the same
+platform rewrites byte-identical files.
+
+Outputs (relative to this script's directory, not the cwd):
+    fraud/v1.onnx              LogisticRegression "champion"
+    fraud/v2.onnx              GradientBoosting "challenger"
+    mlp/v1.onnx                64->256->256->10 ReLU MLP built with onnx.helper
+    fixtures/alltypes.onnx     one Identity per datatype, shapes ["n", "m"]
+    fixtures/fixed_shape.onnx  y = x * 2, fixed shape [2, 3]
+
+Regenerate with:
+    python3 -m venv .venv-models
+    .venv-models/bin/pip install -r models/requirements.txt
+    .venv-models/bin/python models/make_models.py
+"""
+
+import os
+
+# Single-threaded numerics so float results (and thus bytes) don't depend on
+# the core count. Must be set before numpy/scipy are imported.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import hashlib  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from skl2onnx import convert_sklearn  # noqa: E402
+from skl2onnx.common.data_types import FloatTensorType  # noqa: E402
+from sklearn.datasets import make_classification  # noqa: E402
+from sklearn.ensemble import GradientBoostingClassifier  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+OPSET = 17  # ai.onnx opset for every model
+ML_OPSET = 3  # ai.onnx.ml opset for the sklearn-converted models
+IR_VERSION = 9  # accepted by onnxruntime 1.31 (onnx 1.23 defaults higher)
+N_FEATURES = 30
+
+
+def out_path(*parts):
+    path = os.path.join(HERE, *parts)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+def save(model, *parts):
+    onnx.checker.check_model(model, full_check=True)
+    path = out_path(*parts)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString(deterministic=True))
+    return path
+
+
+def normalise(model):
+    """Clear free-text metadata and de-duplicate opset imports.
+
+    skl2onnx can emit the same (domain, version) opset import twice (one per
+    converted step); ORT tolerates that but other ONNX readers may not, so
+    keep one entry per domain (the highest version).
+    """
+    model.doc_string = ""
+    model.graph.doc_string = ""
+    best = {}
+    for op in model.opset_import:
+        best[op.domain] = max(best.get(op.domain, 0), op.version)
+    del model.opset_import[:]
+    for domain in sorted(best):
+        model.opset_import.append(helper.make_opsetid(domain, best[domain]))
+    return model
+
+
+# --------------------------------------------------------------------------
+# fraud: champion (v1) and challenger (v2) on the same synthetic data
+# --------------------------------------------------------------------------
+
+
+def fraud_data():
+    X, y = make_classification(
+        n_samples=5000,
+        n_features=N_FEATURES,
+        n_informative=12,
+        weights=[0.9, 0.1],
+        random_state=0,
+    )
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def convert_classifier(estimator, final_step):
+    model = convert_sklearn(
+        estimator,
+        name="fraud",
+        initial_types=[("input", FloatTensorType([None, N_FEATURES]))],
+        options={id(final_step): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+    return normalise(model)
+
+
+def build_fraud(X, y):
+    clf = LogisticRegression(max_iter=1000)
+    v1 = Pipeline([("scaler", StandardScaler()), ("clf", clf)])
+    v1.fit(X, y)
+
+    gbc = GradientBoostingClassifier(n_estimators=50, max_depth=3, random_state=0)
+    gbc.fit(X, y)
+
+    return (
+        save(convert_classifier(v1, clf), "fraud", "v1.onnx"),
+        save(convert_classifier(gbc, gbc), "fraud", "v2.onnx"),
+    )
+
+
+# --------------------------------------------------------------------------
+# mlp: 64 -> 256 -> 256 -> 10 with ReLU, built by hand
+# --------------------------------------------------------------------------
+
+
+def build_mlp():
+    rng = np.random.default_rng(42)
+    dims = [64, 256, 256, 10]
+    initializers = []
+    nodes = []
+    x = "input"
+    n_layers = len(dims) - 1
+    for i in range(n_layers):
+        fan_in, fan_out = dims[i], dims[i + 1]
+        w = (rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)).astype(
+            np.float32
+        )
+        b = (rng.standard_normal(fan_out) * 0.01).astype(np.float32)
+        wn, bn = f"fc{i + 1}.weight", f"fc{i + 1}.bias"
+        initializers += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
+        mm, add = f"fc{i + 1}.matmul", f"fc{i + 1}.add"
+        nodes.append(helper.make_node("MatMul", [x, wn], [mm], name=mm))
+        last = i == n_layers - 1
+        add_out = "logits" if last else add
+        nodes.append(helper.make_node("Add", [mm, bn], [add_out], name=add))
+        if last:
+            x = add_out
+        else:
+            relu = f"fc{i + 1}.relu"
+            nodes.append(helper.make_node("Relu", [add_out], [relu], name=relu))
+            x = relu
+
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
+        initializer=initializers,
+    )
+    model = make_model(graph)
+    return save(model, "mlp", "v1.onnx")
+
+
+# --------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------
+
+ALL_TYPES = [
+    ("bool", TensorProto.BOOL),
+    ("int8", TensorProto.INT8),
+    ("int16", TensorProto.INT16),
+    ("int32", TensorProto.INT32),
+    ("int64", TensorProto.INT64),
+    ("uint8", TensorProto.UINT8),
+    ("uint16", TensorProto.UINT16),
+    ("uint32", TensorProto.UINT32),
+    ("uint64", TensorProto.UINT64),
+    ("fp16", TensorProto.FLOAT16),
+    ("fp32", TensorProto.FLOAT),
+    ("fp64", TensorProto.DOUBLE),
+    ("string", TensorProto.STRING),
+]
+
+
+def make_model(graph):
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="podium-make-models",
+        producer_version="1",
+    )
+    model.ir_version = IR_VERSION
+    return model
+
+
+def build_alltypes():
+    nodes, inputs, outputs = [], [], []
+    for t, elem in ALL_TYPES:
+        i, o = f"in_{t}", f"out_{t}"
+        inputs.append(helper.make_tensor_value_info(i, elem, ["n", "m"]))
+        outputs.append(helper.make_tensor_value_info(o, elem, ["n", "m"]))
+        nodes.append(helper.make_node("Identity", [i], [o], name=f"identity_{t}"))
+    graph = helper.make_graph(nodes, "alltypes", inputs, outputs)
+    return save(make_model(graph), "fixtures", "alltypes.onnx")
+
+
+def build_fixed_shape():
+    two = numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"], name="mul_by_two")],
+        "fixed_shape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[two],
+    )
+    return save(make_model(graph), "fixtures", "fixed_shape.onnx")
+
+
+# --------------------------------------------------------------------------
+# verification with onnxruntime
+# --------------------------------------------------------------------------
+
+
+def session(path):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def describe(path, sess):
+    rel = os.path.relpath(path, HERE)
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+    print(f"\n== {rel}  ({size} bytes, sha256 {digest}...)")
+    for kind, args in (("input ", sess.get_inputs()), ("output", sess.get_outputs())):
+        for a in args:
+            print(f"  {kind} {a.name!r:14} {a.type:18} {a.shape}")
+
+
+def fmt_row(row):
+    # str(np.float32) is the shortest repr that round-trips to the same f32.
+    return "[" + ", ".join(str(np.float32(v)) for v in row) + "]"
+
+
+def verify(paths, X, y):
+    v1_path, v2_path, mlp_path, alltypes_path, fixed_path = paths
+
+    # fraud v1 / v2 on a batch of real rows
+    batch = X[:8]
+    results = {}
+    for path in (v1_path, v2_path):
+        sess = session(path)
+        describe(path, sess)
+        label, proba = sess.run(["label", "probabilities"], {"input": batch})
+        assert label.dtype == np.int64 and label.shape == (len(batch),)
+        assert proba.dtype == np.float32 and proba.shape == (len(batch), 2)
+        assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+        results[path] = (label, proba)
+        print(f"  sample: label={label[0]} probabilities={proba[0].tolist()}")
+
+    p1, p2 = results[v1_path][1], results[v2_path][1]
+    diff = np.abs(p1 - p2)
+    print(
+        f"\n  fraud v1 vs v2 |p1-p2| over {len(batch)} rows: "
+        f"mean={diff.mean():.4f} max={diff.max():.4f}"
+    )
+    assert diff.max() > 0.05, "fraud v1 and v2 must give visibly different probabilities"
+    # X[0], plus the first row v1 labels as fraud (label 1)
+    v1_labels = session(v1_path).run(["label"], {"input": X})[0]
+    for idx in (0, int(np.argmax(v1_labels == 1))):
+        row = X[idx : idx + 1]
+        print(f"  sample input row X[{idx}] (y={int(y[idx])}, float32):\n    {fmt_row(row[0])}")
+        for name, path in (("v1", v1_path), ("v2", v2_path)):
+            label, proba = session(path).run(["label", "probabilities"], {"input": row})
+            print(f"    {name}: label={int(label[0])} probabilities={proba[0].tolist()}")
+
+    # mlp
+    sess = session(mlp_path)
+    describe(mlp_path, sess)
+    xin = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    (logits,) = sess.run(["logits"], {"input": xin})
+    assert logits.shape == (4, 10) and logits.dtype == np.float32
+    assert np.all(np.isfinite(logits))
+    print(f"  sample: logits[0]={logits[0].tolist()}")
+
+    # alltypes
+    sess = session(alltypes_path)
+    describe(alltypes_path, sess)
+    np_types = {
+        "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32,
+        "int64": np.int64, "uint8": np.uint8, "uint16": np.uint16,
+        "uint32": np.uint32, "uint64": np.uint64, "fp16": np.float16,
+        "fp32": np.float32, "fp64": np.float64,
+    }
+    feeds = {}
+    base = np.arange(6).reshape(2, 3)
+    for t, _ in ALL_TYPES:
+        if t == "string":
+            feeds[f"in_{t}"] = np.array([["a", "bb", "ccc"], ["d", "", "f"]], dtype=object)
+        else:
+            feeds[f"in_{t}"] = base.astype(np_types[t])
+    outs = sess.run([f"out_{t}" for t, _ in ALL_TYPES], feeds)
+    for (t, _), out in zip(ALL_TYPES, outs):
+        expected = feeds[f"in_{t}"]
+        assert out.shape == expected.shape and np.array_equal(out, expected), t
+    print(f"  sample: out_fp16={outs[9].tolist()} out_string={outs[12].tolist()}")
+
+    # fixed_shape
+    sess = session(fixed_path)
+    describe(fixed_path, sess)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    (y,) = sess.run(["y"], {"x": x})
+    assert np.array_equal(y, x * 2)
+    print(f"  sample: x={x.tolist()} -> y={y.tolist()}")
+
+
+def main():
+    print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
+    X, y = fraud_data()
+    v1, v2 = build_fraud(X, y)
+    paths = (v1, v2, build_mlp(), build_alltypes(), build_fixed_shape())
+    verify(paths, X, y)
+    print("\nall models written and verified")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

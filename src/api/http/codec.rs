@@ -1,0 +1,472 @@
+//! OIP REST bodies ⇄ the protocol-free request and response, including
+//! Triton's binary tensor data extension: a JSON header of
+//! `Inference-Header-Content-Length` bytes followed by raw tensors in order.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::Error;
+use crate::request::{InferRequest, InferResponse};
+use crate::tensor::{DataType, Tensor, TensorData};
+
+/// The header that splits a binary body into JSON and tensor bytes.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+#[derive(Deserialize)]
+struct RestRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<RestInput>,
+    #[serde(default)]
+    outputs: Option<Vec<RestOutput>>,
+}
+
+#[derive(Deserialize)]
+struct RestInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RestOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// A decoded request and how its outputs should be encoded.
+pub struct Decoded {
+    pub request: InferRequest,
+    pub encoding: OutputEncoding,
+}
+
+/// Which outputs go back as raw bytes rather than JSON `data`.
+#[derive(Debug, Default)]
+pub struct OutputEncoding {
+    /// Request-level `binary_data_output`.
+    all_binary: bool,
+    /// Per-output `binary_data`, overriding `all_binary`.
+    per_output: Vec<(String, bool)>,
+}
+
+impl OutputEncoding {
+    fn is_binary(&self, name: &str) -> bool {
+        self.per_output
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, b)| b)
+            .unwrap_or(self.all_binary)
+    }
+}
+
+/// Decodes a body; `header_length` is the `Inference-Header-Content-Length`
+/// value when the client sent one.
+pub fn decode(body: &[u8], header_length: Option<&str>) -> Result<Decoded, Error> {
+    let (json, mut binary) = match header_length {
+        None => (body, &[][..]),
+        Some(text) => {
+            let n: usize = text.trim().parse().map_err(|_| {
+                Error::InvalidInput(format!(
+                    "Inference-Header-Content-Length \"{text}\" is not a byte count"
+                ))
+            })?;
+            if n > body.len() {
+                return Err(Error::InvalidInput(format!(
+                    "Inference-Header-Content-Length is {n} but the body has only {} bytes; the body is truncated",
+                    body.len()
+                )));
+            }
+            body.split_at(n)
+        }
+    };
+    let rest: RestRequest = serde_json::from_slice(json)
+        .map_err(|e| Error::InvalidInput(format!("malformed inference request JSON: {e}")))?;
+
+    let mut inputs = Vec::with_capacity(rest.inputs.len());
+    for input in rest.inputs {
+        let datatype = DataType::parse(&input.datatype)
+            .map_err(|e| Error::InvalidInput(format!("input \"{}\": {e}", input.name)))?;
+        let binary_size = match param(&input.parameters, "binary_data_size") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "input \"{}\": parameters.binary_data_size must be a non-negative integer, got {v}",
+                    input.name
+                ))
+            })? as usize),
+        };
+        let data = match (binary_size, &input.data) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput(format!(
+                    "input \"{}\" has both \"data\" and parameters.binary_data_size; send one",
+                    input.name
+                )))
+            }
+            (Some(size), None) => {
+                if header_length.is_none() {
+                    return Err(Error::InvalidInput(format!(
+                        "input \"{}\" has parameters.binary_data_size but the request has no Inference-Header-Content-Length header",
+                        input.name
+                    )));
+                }
+                if size > binary.len() {
+                    return Err(Error::InvalidInput(format!(
+                        "input \"{}\" declares binary_data_size {size} but only {} bytes of binary data remain; the body is truncated",
+                        input.name,
+                        binary.len()
+                    )));
+                }
+                let (raw, tail) = binary.split_at(size);
+                binary = tail;
+                TensorData::from_raw(datatype, raw).map_err(|e| {
+                    Error::InvalidInput(format!("input \"{}\" binary data: {e}", input.name))
+                })?
+            }
+            (None, Some(value)) => from_json(&input.name, datatype, value)?,
+            (None, None) => {
+                return Err(Error::InvalidInput(format!(
+                    "input \"{}\" has no \"data\" (and no parameters.binary_data_size)",
+                    input.name
+                )))
+            }
+        };
+        inputs.push(Tensor::new(input.name, input.shape, data)?);
+    }
+    if !binary.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "{} bytes of binary data follow the last input; check binary_data_size of each input",
+            binary.len()
+        )));
+    }
+
+    let mut encoding = OutputEncoding {
+        all_binary: bool_param(&rest.parameters, "binary_data_output")?,
+        per_output: Vec::new(),
+    };
+    let mut outputs = Vec::new();
+    for output in rest.outputs.unwrap_or_default() {
+        if param(&output.parameters, "binary_data").is_some() {
+            let binary = bool_param(&output.parameters, "binary_data")?;
+            encoding.per_output.push((output.name.clone(), binary));
+        }
+        outputs.push(output.name);
+    }
+    Ok(Decoded {
+        request: InferRequest {
+            id: rest.id,
+            inputs,
+            outputs,
+        },
+        encoding,
+    })
+}
+
+fn param<'a>(params: &'a Option<Map<String, Value>>, key: &str) -> Option<&'a Value> {
+    params.as_ref().and_then(|p| p.get(key))
+}
+
+fn bool_param(params: &Option<Map<String, Value>>, key: &str) -> Result<bool, Error> {
+    match param(params, key) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::InvalidInput(format!(
+            "parameters.{key} must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// Reads JSON `data`, nested ("natural") or flat, row-major.
+fn from_json(name: &str, datatype: DataType, value: &Value) -> Result<TensorData, Error> {
+    let mut leaves = Vec::new();
+    flatten(value, &mut leaves);
+    let bad = |i: usize, v: &Value| {
+        Error::InvalidInput(format!(
+            "input \"{name}\" element {i} is {v}, which is not a valid {datatype}"
+        ))
+    };
+    macro_rules! ints {
+        ($variant:ident, $t:ty) => {
+            TensorData::$variant(
+                leaves
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.as_i64()
+                            .and_then(|x| <$t>::try_from(x).ok())
+                            .or_else(|| v.as_u64().and_then(|x| <$t>::try_from(x).ok()))
+                            .ok_or_else(|| bad(i, v))
+                    })
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+    }
+    macro_rules! floats {
+        ($variant:ident, $conv:expr) => {
+            TensorData::$variant(
+                leaves
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v.as_f64().map($conv).ok_or_else(|| bad(i, v)))
+                    .collect::<Result<_, _>>()?,
+            )
+        };
+    }
+    Ok(match datatype {
+        DataType::Bool => TensorData::Bool(
+            leaves
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+        DataType::Uint8 => ints!(Uint8, u8),
+        DataType::Uint16 => ints!(Uint16, u16),
+        DataType::Uint32 => ints!(Uint32, u32),
+        DataType::Uint64 => ints!(Uint64, u64),
+        DataType::Int8 => ints!(Int8, i8),
+        DataType::Int16 => ints!(Int16, i16),
+        DataType::Int32 => ints!(Int32, i32),
+        DataType::Int64 => ints!(Int64, i64),
+        DataType::Fp16 => floats!(Fp16, half::f16::from_f64),
+        DataType::Bf16 => floats!(Bf16, half::bf16::from_f64),
+        DataType::Fp32 => floats!(Fp32, |x| x as f32),
+        DataType::Fp64 => floats!(Fp64, |x| x),
+        DataType::Bytes => TensorData::Bytes(
+            leaves
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(|s| s.as_bytes().to_vec())
+                        .ok_or_else(|| bad(i, v))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
+        leaf => out.push(leaf),
+    }
+}
+
+#[derive(Serialize)]
+struct RestResponse<'a> {
+    model_name: &'a str,
+    model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<RestOutputTensor<'a>>,
+}
+
+#[derive(Serialize)]
+struct RestOutputTensor<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryDataSize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<JsonData<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinaryDataSize {
+    binary_data_size: usize,
+}
+
+/// Tensor elements as a flat JSON array. Floats print in their shortest
+/// round-trip form; NaN and infinities (which JSON lacks) become null, so
+/// ask for binary outputs to keep them.
+struct JsonData<'a>(&'a TensorData);
+
+impl Serialize for JsonData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            TensorData::Fp16(v) => s.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorData::Bf16(v) => s.collect_seq(v.iter().map(|x| x.to_f32())),
+            TensorData::Bytes(v) => s.collect_seq(v.iter().map(|b| String::from_utf8_lossy(b))),
+            TensorData::Bool(v) => v.serialize(s),
+            TensorData::Uint8(v) => v.serialize(s),
+            TensorData::Uint16(v) => v.serialize(s),
+            TensorData::Uint32(v) => v.serialize(s),
+            TensorData::Uint64(v) => v.serialize(s),
+            TensorData::Int8(v) => v.serialize(s),
+            TensorData::Int16(v) => v.serialize(s),
+            TensorData::Int32(v) => v.serialize(s),
+            TensorData::Int64(v) => v.serialize(s),
+            TensorData::Fp32(v) => v.serialize(s),
+            TensorData::Fp64(v) => v.serialize(s),
+        }
+    }
+}
+
+/// An encoded response: the body and, when it carries binary tensors, the
+/// length of its JSON header.
+pub struct Encoded {
+    pub body: Vec<u8>,
+    pub header_length: Option<usize>,
+}
+
+/// Encodes a response; outputs the client asked for in binary are appended
+/// after the JSON header, in output order.
+pub fn encode(response: &InferResponse, encoding: &OutputEncoding) -> Encoded {
+    let mut binary = Vec::new();
+    let mut any_binary = false;
+    let outputs = response
+        .outputs
+        .iter()
+        .map(|t| {
+            let is_binary = encoding.is_binary(&t.name);
+            let mut parameters = None;
+            if is_binary {
+                any_binary = true;
+                let before = binary.len();
+                t.data.write_raw(&mut binary);
+                parameters = Some(BinaryDataSize {
+                    binary_data_size: binary.len() - before,
+                });
+            }
+            RestOutputTensor {
+                name: &t.name,
+                datatype: t.datatype().name(),
+                shape: &t.shape,
+                parameters,
+                data: (!is_binary).then_some(JsonData(&t.data)),
+            }
+        })
+        .collect();
+    let head = RestResponse {
+        model_name: &response.model_name,
+        model_version: response.model_version.to_string(),
+        id: response.id.as_deref(),
+        outputs,
+    };
+    let mut body = serde_json::to_vec(&head).expect("response JSON always serialises");
+    if !any_binary {
+        return Encoded {
+            body,
+            header_length: None,
+        };
+    }
+    let header_length = body.len();
+    body.extend_from_slice(&binary);
+    Encoded {
+        body,
+        header_length: Some(header_length),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Timing;
+
+    #[test]
+    fn nested_and_flat_json_decode_alike() {
+        let nested =
+            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"INT32","data":[[1,2],[3,4]]}]}"#;
+        let flat =
+            br#"{"inputs":[{"name":"x","shape":[2,2],"datatype":"INT32","data":[1,2,3,4]}]}"#;
+        let a = decode(nested, None).unwrap().request.inputs;
+        let b = decode(flat, None).unwrap().request.inputs;
+        assert_eq!(a, b);
+        assert_eq!(a[0].data, TensorData::Int32(vec![1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn binary_body_decodes_in_input_order() {
+        let header = br#"{"id":"7","inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}},{"name":"s","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":6}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&1.5f32.to_le_bytes());
+        body.extend_from_slice(&(-2.0f32).to_le_bytes());
+        body.extend_from_slice(&[2, 0, 0, 0, b'h', b'i']);
+        let decoded = decode(&body, Some(&header.len().to_string())).unwrap();
+        let r = decoded.request;
+        assert_eq!(r.id.as_deref(), Some("7"));
+        assert_eq!(r.inputs[0].data, TensorData::Fp32(vec![1.5, -2.0]));
+        assert_eq!(r.inputs[1].data, TensorData::Bytes(vec![b"hi".to_vec()]));
+        assert_eq!(r.outputs, vec!["y"]);
+        assert!(decoded.encoding.is_binary("y"));
+        assert!(!decoded.encoding.is_binary("z"));
+    }
+
+    #[test]
+    fn truncated_and_inconsistent_bodies_are_named() {
+        let header = br#"{"inputs":[{"name":"a","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}"#;
+        let mut body = header.to_vec();
+        body.extend_from_slice(&[0; 4]);
+        let err = decode(&body, Some(&header.len().to_string()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("declares binary_data_size 8 but only 4 bytes"),
+            "{err}"
+        );
+        let err = decode(&body, Some("100000")).err().unwrap().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let err = decode(b"{\"inputs\": [", None).err().unwrap().to_string();
+        assert!(err.starts_with("malformed inference request JSON"), "{err}");
+        let err = decode(
+            br#"{"inputs":[{"name":"a","shape":[1],"datatype":"INT8","data":[300]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            err,
+            "input \"a\" element 0 is 300, which is not a valid INT8"
+        );
+        let err = decode(
+            br#"{"inputs":[{"name":"a","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("unknown datatype \"FLOAT\""), "{err}");
+    }
+
+    #[test]
+    fn encodes_json_and_binary_outputs() {
+        let response = InferResponse {
+            model_name: "m".into(),
+            model_version: 3,
+            id: Some("x".into()),
+            outputs: vec![
+                Tensor::new("p".into(), vec![2], TensorData::Fp32(vec![0.5, f32::NAN])).unwrap(),
+                Tensor::new("l".into(), vec![2], TensorData::Int64(vec![1, 0])).unwrap(),
+            ],
+            timing: Timing::default(),
+        };
+        let json = encode(&response, &OutputEncoding::default());
+        assert!(json.header_length.is_none());
+        let v: Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(v["model_version"], "3");
+        assert_eq!(v["id"], "x");
+        assert_eq!(v["outputs"][0]["data"], serde_json::json!([0.5, null]));
+        assert_eq!(v["outputs"][1]["shape"], serde_json::json!([2]));
+
+        let enc = OutputEncoding {
+            all_binary: false,
+            per_output: vec![("l".into(), true)],
+        };
+        let bin = encode(&response, &enc);
+        let n = bin.header_length.unwrap();
+        let v: Value = serde_json::from_slice(&bin.body[..n]).unwrap();
+        assert_eq!(v["outputs"][1]["parameters"]["binary_data_size"], 16);
+        assert!(v["outputs"][1].get("data").is_none());
+        assert_eq!(&bin.body[n..n + 8], &1i64.to_le_bytes());
+    }
+}

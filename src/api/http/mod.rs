@@ -1,0 +1,67 @@
+//! The REST listener: the Open Inference Protocol (KServe V2) routes.
+
+mod codec;
+mod oip;
+
+pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
+
+use std::sync::Arc;
+
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::api::error::ApiError;
+use crate::error::Error;
+use crate::serving::Core;
+
+/// Shared by every handler.
+pub struct AppState {
+    pub core: Core,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+}
+
+/// All REST routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
+        .route("/v2/models/{model}", get(oip::model_metadata))
+        .route(
+            "/v2/models/{model}/versions/{version}",
+            get(oip::model_metadata_version),
+        )
+        .route("/v2/models/{model}/ready", get(oip::model_ready))
+        .route(
+            "/v2/models/{model}/versions/{version}/ready",
+            get(oip::model_ready_version),
+        )
+        .route("/v2/models/{model}/infer", post(oip::infer))
+        .route(
+            "/v2/models/{model}/versions/{version}/infer",
+            post(oip::infer_version),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(Error::NotFound(format!(
+        "no route {method} {}; the API is the Open Inference Protocol under /v2 (GET /v2, /v2/health/live, /v2/models/{{model}}, POST /v2/models/{{model}}[/versions/{{version}}]/infer)",
+        uri.path()
+    )))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = ApiError(Error::InvalidInput(format!(
+        "{} does not accept {method}; inference is POST, metadata and health are GET",
+        uri.path()
+    )))
+    .into_response();
+    *response.status_mut() = axum::http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

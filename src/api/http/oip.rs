@@ -1,0 +1,226 @@
+//! OIP REST handlers. Each decodes, calls the core, encodes; no logic of its own.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::json;
+
+use super::codec::{self, HEADER_LENGTH};
+use super::AppState;
+use crate::api::error::ApiError;
+use crate::error::Error;
+use crate::registry::VersionSpec;
+
+type S = State<Arc<AppState>>;
+
+pub async fn server_metadata() -> Json<serde_json::Value> {
+    Json(json!({
+        "name": "podium",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+pub async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "live": true }))
+}
+
+/// Ready when every aliased model version is loaded (a readinessProbe).
+pub async fn ready(State(state): S) -> Response {
+    match state.core.models.readiness() {
+        Ok(()) => Json(json!({ "ready": true })).into_response(),
+        Err(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "error": format!("not ready: {}", reasons.join("; ")) })),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn model_metadata(state: S, Path(model): Path<String>) -> Result<Response, ApiError> {
+    metadata(state, model, None).await
+}
+
+pub async fn model_metadata_version(
+    state: S,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    metadata(state, model, Some(version)).await
+}
+
+async fn metadata(
+    State(state): S,
+    model: String,
+    version: Option<String>,
+) -> Result<Response, ApiError> {
+    let spec = VersionSpec::parse(version.as_deref());
+    let loaded = state.core.models.get(&model, &spec).await?;
+    let info = state.core.models.info(&model)?;
+    let tensors = |specs: &[crate::runtime::TensorSpec]| -> Vec<serde_json::Value> {
+        specs
+            .iter()
+            .map(|s| json!({ "name": s.name, "datatype": s.datatype.name(), "shape": s.shape }))
+            .collect()
+    };
+    Ok(Json(json!({
+        "name": model,
+        "versions": info.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
+        "platform": "onnx_onnxv1",
+        "inputs": tensors(&loaded.signature.inputs),
+        "outputs": tensors(&loaded.signature.outputs),
+        // Podium's additions: which version this answer describes, and the aliases.
+        "version": loaded.version.to_string(),
+        "aliases": info.aliases,
+    }))
+    .into_response())
+}
+
+pub async fn model_ready(state: S, Path(model): Path<String>) -> Result<Response, ApiError> {
+    readiness(state, model, None)
+}
+
+pub async fn model_ready_version(
+    state: S,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    readiness(state, model, Some(version))
+}
+
+fn readiness(
+    State(state): S,
+    model: String,
+    version: Option<String>,
+) -> Result<Response, ApiError> {
+    let spec = VersionSpec::parse(version.as_deref());
+    let v = state.core.models.resolve(&model, &spec)?;
+    let ready = state.core.models.loaded(&model, v).is_some();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        status,
+        Json(json!({ "name": model, "version": v.to_string(), "ready": ready })),
+    )
+        .into_response())
+}
+
+pub async fn infer(
+    state: S,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run_infer(state, model, None, headers, body).await
+}
+
+pub async fn infer_version(
+    state: S,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    run_infer(state, model, Some(version), headers, body).await
+}
+
+async fn run_infer(
+    State(state): S,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let body = read_body(&headers, body, state.max_request_bytes).await?;
+    let header_length = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            Error::InvalidInput("Inference-Header-Content-Length is not ASCII digits".into())
+        })?),
+    };
+    let decoded = codec::decode(&body, header_length)?;
+    let spec = VersionSpec::parse(version.as_deref());
+    let response = state.core.infer(&model, &spec, decoded.request).await?;
+    let encoded = codec::encode(&response, &decoded.encoding);
+
+    let mut out = Response::new(Body::from(encoded.body));
+    let h = out.headers_mut();
+    match encoded.header_length {
+        Some(n) => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(HEADER_LENGTH, HeaderValue::from(n));
+        }
+        None => {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+    }
+    h.insert(
+        "x-podium-model-version",
+        HeaderValue::from(response.model_version),
+    );
+    h.insert(
+        "x-podium-queue-us",
+        HeaderValue::from(response.timing.queue.as_micros() as u64),
+    );
+    h.insert(
+        "x-podium-inference-us",
+        HeaderValue::from(response.timing.inference.as_micros() as u64),
+    );
+    h.insert(
+        "x-podium-total-us",
+        HeaderValue::from(started.elapsed().as_micros() as u64),
+    );
+    Ok(out)
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (413) before
+/// buffering them, and compressed bodies (415) with the fix.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        if encoding.as_bytes() != b"identity" {
+            return Err(ApiError(Error::Unsupported(format!(
+                "Content-Encoding {:?} is not supported; send the body uncompressed",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ))));
+        }
+    }
+    let too_large = |size: Option<u64>| {
+        let size = size
+            .map(|s| format!("{s} bytes"))
+            .unwrap_or_else(|| "larger".into());
+        ApiError(Error::PayloadTooLarge(format!(
+            "request body is {size}; the limit is {limit} bytes (raise it with --max-request-bytes / PODIUM_MAX_REQUEST_BYTES)"
+        )))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(declared));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(None)),
+        Err(e) => Err(ApiError(Error::InvalidInput(format!(
+            "could not read the request body: {e}"
+        )))),
+    }
+}

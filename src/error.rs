@@ -1,0 +1,28 @@
+//! The one error type of the serving core. Protocol code maps each variant to
+//! its status (HTTP in `api::error`); messages name the problem and the fix.
+
+/// What went wrong with a request or an operation, in words a client can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or does not fit the model (HTTP 400).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// No such model, version or alias (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request body is over the configured limit (HTTP 413).
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request uses an encoding or format Podium does not speak (HTTP 415).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The inference queue is full; the client should retry shortly (HTTP 503 + Retry-After).
+    #[error("{0}")]
+    Overloaded(String),
+    /// The model exists but cannot serve right now, e.g. it failed to load (HTTP 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A fault inside Podium or ONNX Runtime; the message says which (HTTP 500).
+    #[error("{0}")]
+    Internal(String),
+}

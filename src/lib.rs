@@ -1,0 +1,16 @@
+//! Podium: a model-serving gateway for ONNX models, served by registry alias
+//! over the Open Inference Protocol.
+//!
+//! Flow of one request: `api` decodes to a protocol-free
+//! [`request::InferRequest`] → `serving` resolves the model version (alias →
+//! version) and checks the request against its signature → `runtime` runs it
+//! on an inference thread → `api` encodes the [`request::InferResponse`].
+
+pub mod api;
+pub mod error;
+pub mod registry;
+pub mod request;
+pub mod runtime;
+pub mod server;
+pub mod serving;
+pub mod tensor;

@@ -1,0 +1,298 @@
+//! The embedded registry: a plain directory.
+//!
+//! ```text
+//! <root>/<model>/versions/<n>/model.onnx   one directory per version, n = 1, 2, …
+//! <root>/<model>/aliases.json              {"champion": 1, "challenger": 2}
+//! <root>/<model>/.lock                     serialises writers (register, alias changes)
+//! ```
+//!
+//! Every write is atomic: a version directory is filled under a temporary
+//! name and renamed into place, and `aliases.json` is written to a temporary
+//! file and renamed, so a reader (a running server) never sees a half-written
+//! state.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{validate_alias_name, validate_model_name, Registry};
+use crate::error::Error;
+
+const ARTIFACT: &str = "model.onnx";
+const ALIASES: &str = "aliases.json";
+
+/// A registry kept in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalRegistry {
+    root: PathBuf,
+}
+
+impl LocalRegistry {
+    /// Opens (without creating) the registry at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> LocalRegistry {
+        LocalRegistry { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn model_dir(&self, model: &str) -> Result<PathBuf, Error> {
+        validate_model_name(model)?;
+        Ok(self.root.join(model))
+    }
+
+    fn existing_model_dir(&self, model: &str) -> Result<PathBuf, Error> {
+        let dir = self.model_dir(model)?;
+        if dir.join("versions").is_dir() {
+            Ok(dir)
+        } else {
+            Err(Error::NotFound(format!(
+                "no model \"{model}\" in registry {}; register it with `podium models register {model} FILE.onnx`",
+                self.root.display()
+            )))
+        }
+    }
+
+    /// Holds the model's write lock until dropped.
+    fn lock(&self, dir: &Path) -> Result<File, Error> {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))
+            .map_err(|e| io_error("open the registry lock", dir, e))?;
+        file.lock().map_err(|e| io_error("lock", dir, e))?;
+        Ok(file)
+    }
+
+    fn write_aliases(&self, dir: &Path, aliases: &BTreeMap<String, u64>) -> Result<(), Error> {
+        let body = serde_json::to_vec_pretty(aliases)
+            .map_err(|e| Error::Internal(format!("encode aliases: {e}")))?;
+        write_atomically(&dir.join(ALIASES), &body)
+    }
+}
+
+impl Registry for LocalRegistry {
+    fn models(&self) -> Result<Vec<String>, Error> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("read", &self.root, e)),
+        };
+        let mut models = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("read", &self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if validate_model_name(&name).is_ok() && entry.path().join("versions").is_dir() {
+                models.push(name);
+            }
+        }
+        models.sort();
+        Ok(models)
+    }
+
+    fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+        let dir = self.existing_model_dir(model)?.join("versions");
+        let mut versions = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| io_error("read", &dir, e))? {
+            let entry = entry.map_err(|e| io_error("read", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // Temporary directories of an unfinished registration are skipped.
+            if let Ok(v) = name.parse::<u64>() {
+                if name.bytes().all(|b| b.is_ascii_digit()) && entry.path().join(ARTIFACT).is_file()
+                {
+                    versions.push(v);
+                }
+            }
+        }
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
+        let path = self.existing_model_dir(model)?.join(ALIASES);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Internal(format!(
+                    "{} is not a JSON object of alias → version: {e}; fix or delete the file",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io_error("read", &path, e)),
+        }
+    }
+
+    fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+        let path = self
+            .existing_model_dir(model)?
+            .join("versions")
+            .join(version.to_string())
+            .join(ARTIFACT);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::NotFound(format!(
+                "model \"{model}\" has no version {version}"
+            )))
+        }
+    }
+
+    fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
+        let bytes = fs::read(file).map_err(|e| io_error("read", file, e))?;
+        let dir = self.model_dir(model)?;
+        let versions_dir = dir.join("versions");
+        fs::create_dir_all(&versions_dir).map_err(|e| io_error("create", &versions_dir, e))?;
+        let _lock = self.lock(&dir)?;
+
+        let next = self.versions(model)?.last().copied().unwrap_or(0) + 1;
+        let staging = versions_dir.join(format!(".staging-{}-{}", std::process::id(), nanos()));
+        fs::create_dir(&staging).map_err(|e| io_error("create", &staging, e))?;
+        let result = (|| {
+            let mut f = File::create(staging.join(ARTIFACT))
+                .map_err(|e| io_error("create", &staging, e))?;
+            f.write_all(&bytes)
+                .map_err(|e| io_error("write", &staging, e))?;
+            f.sync_all().map_err(|e| io_error("sync", &staging, e))?;
+            let target = versions_dir.join(next.to_string());
+            fs::rename(&staging, &target).map_err(|e| io_error("rename into", &target, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        result.map(|()| next)
+    }
+
+    fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
+        validate_alias_name(alias)?;
+        let dir = self.existing_model_dir(model)?;
+        let _lock = self.lock(&dir)?;
+        let versions = self.versions(model)?;
+        if !versions.contains(&version) {
+            return Err(Error::NotFound(format!(
+                "model \"{model}\" has no version {version}; registered versions: {}",
+                super::list_versions(&versions)
+            )));
+        }
+        let mut aliases = self.aliases(model)?;
+        aliases.insert(alias.to_string(), version);
+        self.write_aliases(&dir, &aliases)
+    }
+
+    fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
+        let dir = self.existing_model_dir(model)?;
+        let _lock = self.lock(&dir)?;
+        let mut aliases = self.aliases(model)?;
+        if aliases.remove(alias).is_none() {
+            return Err(Error::NotFound(format!(
+                "model \"{model}\" has no alias \"{alias}\""
+            )));
+        }
+        self.write_aliases(&dir, &aliases)
+    }
+}
+
+/// Writes `path` so that readers see either the old or the new content.
+fn write_atomically(path: &Path, body: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), nanos()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
+        f.write_all(body).map_err(|e| io_error("write", &tmp, e))?;
+        f.sync_all().map_err(|e| io_error("sync", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| io_error("rename into", path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Internal(format!("registry: cannot {what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with_file() -> (tempfile::TempDir, LocalRegistry, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = LocalRegistry::new(tmp.path().join("reg"));
+        let file = tmp.path().join("m.onnx");
+        fs::write(&file, b"not really onnx").unwrap();
+        (tmp, reg, file)
+    }
+
+    #[test]
+    fn register_assigns_increasing_versions() {
+        let (_tmp, reg, file) = registry_with_file();
+        assert_eq!(reg.register("fraud", &file).unwrap(), 1);
+        assert_eq!(reg.register("fraud", &file).unwrap(), 2);
+        assert_eq!(reg.versions("fraud").unwrap(), vec![1, 2]);
+        assert_eq!(reg.models().unwrap(), vec!["fraud".to_string()]);
+        assert_eq!(
+            fs::read(reg.artifact("fraud", 2).unwrap()).unwrap(),
+            b"not really onnx"
+        );
+    }
+
+    #[test]
+    fn aliases_set_get_delete() {
+        let (_tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        reg.register("fraud", &file).unwrap();
+        reg.set_alias("fraud", "champion", 1).unwrap();
+        reg.set_alias("fraud", "champion", 2).unwrap();
+        reg.set_alias("fraud", "challenger", 1).unwrap();
+        let aliases = reg.aliases("fraud").unwrap();
+        assert_eq!(aliases["champion"], 2);
+        assert_eq!(aliases["challenger"], 1);
+        reg.delete_alias("fraud", "challenger").unwrap();
+        assert!(!reg.aliases("fraud").unwrap().contains_key("challenger"));
+        assert!(matches!(
+            reg.delete_alias("fraud", "challenger"),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            reg.set_alias("fraud", "x", 9),
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            reg.set_alias("fraud", "latest", 1),
+            Err(Error::InvalidInput(_))
+        ));
+        // No temporary files are left behind.
+        let leftovers: Vec<_> = fs::read_dir(reg.root().join("fraud"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn escaping_names_are_refused_everywhere() {
+        let (tmp, reg, file) = registry_with_file();
+        for bad in ["..", "../x", "/etc", "a/b"] {
+            assert!(
+                matches!(reg.register(bad, &file), Err(Error::InvalidInput(_))),
+                "{bad}"
+            );
+            assert!(reg.versions(bad).is_err(), "{bad}");
+            assert!(reg.artifact(bad, 1).is_err(), "{bad}");
+        }
+        assert!(!tmp.path().join("x").exists());
+        assert!(matches!(reg.versions("nope"), Err(Error::NotFound(_))));
+    }
+}

@@ -1,0 +1,225 @@
+//! The registry: `model@alias` → version and `model/version` → ONNX artifact.
+//!
+//! The registry is the source of truth for what Podium serves; the CLI writes
+//! to it and the server reads it. [`local::LocalRegistry`] is the embedded
+//! default (a directory); an MLflow Model Registry is the external one.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// The alias a model is served under when a request names no version.
+pub const DEFAULT_ALIAS: &str = "champion";
+
+/// The reserved name that always means the highest registered version.
+pub const LATEST: &str = "latest";
+
+/// A model registry. Implementations are cheap to share across threads.
+pub trait Registry: Send + Sync {
+    /// Names of all registered models, sorted.
+    fn models(&self) -> Result<Vec<String>, Error>;
+    /// Registered versions of `model`, ascending.
+    fn versions(&self, model: &str) -> Result<Vec<u64>, Error>;
+    /// The aliases of `model` and the version each points at.
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error>;
+    /// Where the ONNX file of `model` version `version` is.
+    fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error>;
+    /// Registers `file` as the next version of `model` (creating the model);
+    /// returns the new version.
+    fn register(&self, model: &str, file: &Path) -> Result<u64, Error>;
+    /// Points `alias` at `version`, replacing where it pointed before.
+    fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;
+    /// Removes `alias`; an error if it does not exist.
+    fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error>;
+}
+
+/// How a request names a version: a number, an alias, or nothing (the default alias).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSpec {
+    Number(u64),
+    Alias(String),
+}
+
+impl VersionSpec {
+    /// Reads a URL segment or `model_version` field: digits are a version
+    /// number, anything else an alias; empty or absent means [`DEFAULT_ALIAS`].
+    pub fn parse(spec: Option<&str>) -> VersionSpec {
+        match spec {
+            None | Some("") => VersionSpec::Alias(DEFAULT_ALIAS.to_string()),
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => VersionSpec::Number(n),
+                _ => VersionSpec::Alias(s.to_string()),
+            },
+        }
+    }
+}
+
+/// Resolves `spec` against a model's versions and aliases.
+pub fn resolve(
+    model: &str,
+    spec: &VersionSpec,
+    versions: &[u64],
+    aliases: &BTreeMap<String, u64>,
+) -> Result<u64, Error> {
+    match spec {
+        VersionSpec::Number(n) if versions.contains(n) => Ok(*n),
+        VersionSpec::Number(n) => Err(Error::NotFound(format!(
+            "model \"{model}\" has no version {n}; registered versions: {}",
+            list_versions(versions)
+        ))),
+        VersionSpec::Alias(a) if a.eq_ignore_ascii_case(LATEST) => {
+            versions.iter().max().copied().ok_or_else(|| {
+                Error::NotFound(format!("model \"{model}\" has no registered versions"))
+            })
+        }
+        VersionSpec::Alias(a) => aliases.get(a).copied().ok_or_else(|| {
+            let known: Vec<&str> = aliases.keys().map(String::as_str).collect();
+            let hint = if a == DEFAULT_ALIAS {
+                format!(
+                    "; name a version in the URL (/v2/models/{model}/versions/N) or set the alias with `podium alias set {model} {DEFAULT_ALIAS} N`"
+                )
+            } else {
+                String::new()
+            };
+            Error::NotFound(format!(
+                "model \"{model}\" has no alias \"{a}\" (its aliases: {}){hint}",
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        }),
+    }
+}
+
+fn list_versions(versions: &[u64]) -> String {
+    if versions.is_empty() {
+        return "none".to_string();
+    }
+    versions
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Model names are directory names: letters, digits, `_`, `-`, `.`, not
+/// starting with `.`, so a name can never leave the registry root.
+pub fn validate_model_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "invalid model name \"{name}\": use 1-128 letters, digits, '_', '-' or '.', not starting with '.'"
+        )))
+    }
+}
+
+/// Alias names follow MLflow: `^[\w\-]+$`, at most 256 bytes; `latest`,
+/// `v<digits>` and all-digit names are reserved (they read as versions).
+pub fn validate_alias_name(alias: &str) -> Result<(), Error> {
+    let invalid = |why: &str| {
+        Err(Error::InvalidInput(format!(
+            "invalid alias \"{alias}\": {why}"
+        )))
+    };
+    if alias.is_empty() || alias.len() > 256 {
+        return invalid("use 1-256 characters");
+    }
+    if !alias
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    {
+        return invalid("use only letters, digits, '_' and '-' (MLflow's ^[\\w\\-]+$)");
+    }
+    if alias.eq_ignore_ascii_case(LATEST) {
+        return invalid("\"latest\" is reserved: it always means the highest version");
+    }
+    let digits = alias.trim_start_matches(['v', 'V']);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid("names like \"3\" or \"v3\" are reserved for version numbers");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aliases() -> BTreeMap<String, u64> {
+        [("champion".to_string(), 1), ("challenger".to_string(), 2)].into()
+    }
+
+    #[test]
+    fn resolves_numbers_aliases_latest_and_default() {
+        let v = [1, 2, 3];
+        let a = aliases();
+        assert_eq!(resolve("m", &VersionSpec::parse(None), &v, &a).unwrap(), 1);
+        assert_eq!(
+            resolve("m", &VersionSpec::parse(Some("")), &v, &a).unwrap(),
+            1
+        );
+        assert_eq!(
+            resolve("m", &VersionSpec::parse(Some("challenger")), &v, &a).unwrap(),
+            2
+        );
+        assert_eq!(
+            resolve("m", &VersionSpec::parse(Some("3")), &v, &a).unwrap(),
+            3
+        );
+        assert_eq!(
+            resolve("m", &VersionSpec::parse(Some("latest")), &v, &a).unwrap(),
+            3
+        );
+        let err = resolve("m", &VersionSpec::parse(Some("7")), &v, &a).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound(ref m) if m.contains("1, 2, 3")),
+            "{err}"
+        );
+        let err = resolve("m", &VersionSpec::parse(Some("prod")), &v, &a).unwrap_err();
+        assert!(
+            matches!(err, Error::NotFound(ref m) if m.contains("challenger, champion")),
+            "{err}"
+        );
+        let err = resolve("m", &VersionSpec::parse(None), &v, &BTreeMap::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("podium alias set m champion N"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_cannot_escape_the_root() {
+        for bad in ["..", ".", "", "a/b", "/abs", ".hidden", "a\\b", "x y"] {
+            assert!(validate_model_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["fraud", "fraud-v2", "my_model.onnx"] {
+            validate_model_name(good).unwrap();
+        }
+    }
+
+    #[test]
+    fn alias_rules_follow_mlflow() {
+        for bad in [
+            "", "latest", "LATEST", "v3", "V12", "42", "a/b", "..", "a b", "a.b",
+        ] {
+            assert!(validate_alias_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "champion",
+            "challenger",
+            "shadow-1",
+            "blue_green",
+            "v",
+            "vnext",
+        ] {
+            validate_alias_name(good).unwrap();
+        }
+    }
+}

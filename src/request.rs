@@ -1,0 +1,36 @@
+//! The protocol-free request and response every API decodes to and encodes
+//! from. Nothing here knows about JSON, protobuf or HTTP.
+
+use std::time::Duration;
+
+use crate::tensor::Tensor;
+
+/// One inference call, as the serving core sees it.
+#[derive(Debug, Clone, Default)]
+pub struct InferRequest {
+    /// The client's id, echoed in the response.
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    /// The outputs to return, in this order; empty means all of them.
+    pub outputs: Vec<String>,
+}
+
+/// The result of one inference call.
+#[derive(Debug, Clone)]
+pub struct InferResponse {
+    pub model_name: String,
+    /// The concrete version that ran (never an alias).
+    pub model_version: u64,
+    pub id: Option<String>,
+    pub outputs: Vec<Tensor>,
+    pub timing: Timing,
+}
+
+/// Where the time of one call went, for the `x-podium-*-us` headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// Waiting in the inference queue for a free worker.
+    pub queue: Duration,
+    /// Running the model (including tensor conversion in and out).
+    pub inference: Duration,
+}

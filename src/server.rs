@@ -1,0 +1,130 @@
+//! `podium serve`: load the registry's models and answer OIP REST calls.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use axum::serve::ListenerExt;
+
+use crate::api::http::{router, AppState};
+use crate::registry::local::LocalRegistry;
+use crate::registry::Registry;
+use crate::runtime::pool::InferencePool;
+use crate::serving::{Core, ModelStore};
+
+/// Everything `podium serve` needs; the CLI fills it from flags and env vars.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub registry: PathBuf,
+    pub inference_threads: usize,
+    pub queue_depth: usize,
+    pub max_request_bytes: usize,
+    pub poll_interval: Duration,
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// Loads ONNX Runtime and the registry's aliased models, binds, prints
+/// `podium: listening on http://ADDR` on stdout once it answers, and serves
+/// until `shutdown` resolves, letting in-flight requests finish.
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
+    tracing::info!("ONNX Runtime loaded from {}", lib.display());
+
+    let registry = LocalRegistry::new(&opts.registry);
+    if registry.models()?.is_empty() {
+        tracing::warn!(
+            "registry {} has no models; register one with `podium models register NAME FILE.onnx`",
+            opts.registry.display()
+        );
+    }
+    let registry: Arc<dyn Registry> = Arc::new(registry);
+    let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
+        .context("starting inference threads")?;
+    let models = Arc::new(ModelStore::new(registry, pool.workers()));
+    {
+        let models = Arc::clone(&models);
+        tokio::task::spawn_blocking(move || models.refresh()).await??;
+    }
+    if let Err(reasons) = models.readiness() {
+        tracing::warn!("not ready: {}", reasons.join("; "));
+    }
+    let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
+
+    let state = Arc::new(AppState {
+        core: Core { models, pool },
+        max_request_bytes: opts.max_request_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tracing::info!(
+        "serving OIP REST on http://{addr} with {} inference threads, queue depth {}",
+        opts.inference_threads,
+        opts.queue_depth
+    );
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "podium: listening on http://{addr}")?;
+        stdout.flush()?;
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+    watcher.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the registry every `interval` so new versions and alias moves
+/// are served without a restart.
+async fn follow_registry(models: Arc<ModelStore>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let models = Arc::clone(&models);
+        match tokio::task::spawn_blocking(move || models.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("registry refresh failed (still serving the previous view): {e}")
+            }
+            Err(e) => tracing::error!("registry refresh task failed: {e}"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
