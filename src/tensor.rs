@@ -178,7 +178,7 @@ impl TensorData {
             raw: &[u8],
             f: impl Fn([u8; N]) -> T,
         ) -> Result<Vec<T>, String> {
-            if raw.len() % N != 0 {
+            if !raw.len().is_multiple_of(N) {
                 return Err(format!(
                     "{} bytes is not a whole number of {N}-byte elements",
                     raw.len()

@@ -16,72 +16,53 @@ use crate::error::Error;
 use crate::request::Timing;
 use crate::tensor::Tensor;
 
-struct Job {
-    model: Arc<LoadedModel>,
-    inputs: Vec<Tensor>,
-    outputs: Vec<usize>,
-    enqueued: Instant,
-    reply: oneshot::Sender<Result<(Vec<Tensor>, Timing), Error>>,
-}
+/// Work for one inference thread; receives the worker's index.
+type Task = Box<dyn FnOnce(usize) + Send>;
 
 /// A pool of inference threads; worker `i` uses session `i` of each model.
 pub struct InferencePool {
-    tx: Sender<Job>,
+    tx: Sender<Task>,
     workers: usize,
     queue_depth: usize,
 }
 
 impl InferencePool {
-    /// Starts `workers` threads sharing a queue of `queue_depth` waiting jobs.
+    /// Starts `workers` threads sharing a queue of `queue_depth` waiting tasks.
     /// The threads stop when the pool is dropped and the queue drains.
     pub fn start(workers: usize, queue_depth: usize) -> std::io::Result<InferencePool> {
         let workers = workers.max(1);
         let queue_depth = queue_depth.max(1);
-        let (tx, rx) = bounded::<Job>(queue_depth);
+        let (tx, rx) = bounded::<Task>(queue_depth);
         for worker in 0..workers {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("podium-infer-{worker}"))
                 .spawn(move || {
-                    for job in rx.iter() {
-                        if job.reply.is_closed() {
-                            continue; // The client went away while it waited.
-                        }
-                        let queue = job.enqueued.elapsed();
-                        let started = Instant::now();
-                        let Job {
-                            model,
-                            inputs,
-                            outputs,
-                            reply,
-                            ..
-                        } = job;
-                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                            model.run(worker, inputs, &outputs)
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(Error::Internal(format!(
-                                "inference of {} panicked; the server stays up, see its log",
-                                model.label()
-                            )))
-                        });
-                        let timing = Timing {
-                            queue,
-                            inference: started.elapsed(),
-                        };
-                        let _ = reply.send(result.map(|out| (out, timing)));
+                    for task in rx.iter() {
+                        // A panicking task must not take the worker down with it.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| task(worker)));
                     }
                 })?;
         }
-        Ok(InferencePool {
-            tx,
-            workers,
-            queue_depth,
-        })
+        Ok(InferencePool { tx, workers, queue_depth })
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Queues `task` without waiting; [`Error::Overloaded`] when the queue is full.
+    fn submit(&self, task: Task) -> Result<(), Error> {
+        match self.tx.try_send(task) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::Overloaded(format!(
+                "inference queue is full ({} requests waiting for {} workers); retry shortly, or raise --queue-depth / --inference-threads",
+                self.queue_depth, self.workers
+            ))),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(Error::Unavailable("inference workers have stopped".into()))
+            }
+        }
     }
 
     /// Runs `model` on a worker thread and waits for the answer without
@@ -93,27 +74,62 @@ impl InferencePool {
         outputs: Vec<usize>,
     ) -> Result<(Vec<Tensor>, Timing), Error> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            model,
-            inputs,
-            outputs,
-            enqueued: Instant::now(),
-            reply,
-        };
-        match self.tx.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(Error::Overloaded(format!(
-                    "inference queue is full ({} requests waiting for {} workers); retry shortly, or raise --queue-depth / --inference-threads",
-                    self.queue_depth, self.workers
-                )))
+        let enqueued = Instant::now();
+        self.submit(Box::new(move |worker| {
+            if reply.is_closed() {
+                return; // The client went away while it waited.
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(Error::Unavailable("inference workers have stopped".into()))
-            }
-        }
+            let queue = enqueued.elapsed();
+            let started = Instant::now();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(worker, inputs, &outputs)))
+                .unwrap_or_else(|_| {
+                    Err(Error::Internal(format!(
+                        "inference of {} panicked; the server stays up, see its log",
+                        model.label()
+                    )))
+                });
+            let timing = Timing { queue, inference: started.elapsed() };
+            let _ = reply.send(result.map(|out| (out, timing)));
+        }))?;
         answer
             .await
             .map_err(|_| Error::Internal("an inference worker dropped the request".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_recovers() {
+        let pool = InferencePool::start(1, 1).unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        pool.submit(Box::new(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        }))
+        .unwrap();
+        started.recv().unwrap(); // the only worker is now busy
+        let (done_tx, done) = mpsc::channel();
+        let tx = done_tx.clone();
+        pool.submit(Box::new(move |w| tx.send(w).unwrap())).unwrap(); // fills the queue
+        let err = pool.submit(Box::new(|_| {})).unwrap_err();
+        assert!(matches!(err, Error::Overloaded(ref m) if m.contains("queue is full (1 requests waiting for 1 workers)")), "{err}");
+        release.send(()).unwrap();
+        assert_eq!(done.recv().unwrap(), 0);
+        pool.submit(Box::new(move |w| done_tx.send(w).unwrap())).unwrap();
+        assert_eq!(done.recv().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_panicking_task_does_not_kill_its_worker() {
+        let pool = InferencePool::start(1, 4).unwrap();
+        pool.submit(Box::new(|_| panic!("boom"))).unwrap();
+        let (tx, rx) = mpsc::channel();
+        pool.submit(Box::new(move |w| tx.send(w).unwrap())).unwrap();
+        assert_eq!(rx.recv().unwrap(), 0);
     }
 }
