@@ -12,7 +12,12 @@ fn row(rows: usize) -> Vec<f32> {
 }
 
 /// Sends `body` (with optional extra headers) and returns (status, error message).
-async fn error_of(s: &Server, path: &str, body: Vec<u8>, headers: &[(&str, String)]) -> (u16, String) {
+async fn error_of(
+    s: &Server,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> (u16, String) {
     let mut req = client().post(s.url(path)).body(body);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -20,12 +25,26 @@ async fn error_of(s: &Server, path: &str, body: Vec<u8>, headers: &[(&str, Strin
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not a JSON error body: {text:?}"));
-    (status, v["error"].as_str().unwrap_or_else(|| panic!("no \"error\" in {v}")).to_string())
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not a JSON error body: {text:?}"));
+    (
+        status,
+        v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no \"error\" in {v}"))
+            .to_string(),
+    )
 }
 
 /// (what, path, body, headers, expected status, expected message part).
-type Case<'a> = (&'a str, &'a str, Vec<u8>, Vec<(&'a str, String)>, u16, &'a str);
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Vec<u8>,
+    Vec<(&'a str, String)>,
+    u16,
+    &'a str,
+);
 
 fn js(v: Value) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
@@ -67,7 +86,10 @@ async fn bad_requests_get_clear_4xx_errors() {
     for (what, path, body, headers, want_status, want_msg) in cases {
         let (status, msg) = error_of(&s, path, body, &headers).await;
         assert_eq!(status, want_status, "{what}: {msg}");
-        assert!(msg.contains(want_msg), "{what}: {msg:?} does not contain {want_msg:?}");
+        assert!(
+            msg.contains(want_msg),
+            "{what}: {msg:?} does not contain {want_msg:?}"
+        );
     }
 }
 
@@ -77,7 +99,9 @@ async fn bad_binary_bodies_are_named() {
     let fraud = "/v2/models/fraud/infer";
     let raw: Vec<u8> = FRAUD_ROW.iter().flat_map(|x| x.to_le_bytes()).collect();
     let header = |size: usize| {
-        js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "parameters": {"binary_data_size": size}}]}))
+        js(
+            json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "parameters": {"binary_data_size": size}}]}),
+        )
     };
     let with = |h: Vec<u8>, tail: &[u8]| {
         let n = h.len().to_string();
@@ -91,7 +115,13 @@ async fn bad_binary_bodies_are_named() {
     assert_eq!((status, msg.as_str()), (400, "input \"input\" declares binary_data_size 120 but only 60 bytes of binary data remain; the body is truncated"));
     // Header length larger than the body.
     let (body, _) = with(header(120), &raw);
-    let (status, msg) = error_of(&s, fraud, body, &[("inference-header-content-length", "99999".into())]).await;
+    let (status, msg) = error_of(
+        &s,
+        fraud,
+        body,
+        &[("inference-header-content-length", "99999".into())],
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(msg.contains("the body is truncated"), "{msg}");
     // Extra bytes after the last tensor.
@@ -100,22 +130,33 @@ async fn bad_binary_bodies_are_named() {
     let (body, h) = with(header(120), &extra);
     let (status, msg) = error_of(&s, fraud, body, &h).await;
     assert_eq!(status, 400);
-    assert!(msg.contains("4 bytes of binary data follow the last input"), "{msg}");
+    assert!(
+        msg.contains("4 bytes of binary data follow the last input"),
+        "{msg}"
+    );
     // Size not a multiple of the element size.
     let (body, h) = with(header(118), &raw[..118]);
     let (status, msg) = error_of(&s, fraud, body, &h).await;
     assert_eq!(status, 400);
-    assert!(msg.contains("118 bytes is not a whole number of 4-byte elements"), "{msg}");
+    assert!(
+        msg.contains("118 bytes is not a whole number of 4-byte elements"),
+        "{msg}"
+    );
     // binary_data_size without the header.
     let (status, msg) = error_of(&s, fraud, header(120), &[]).await;
     assert_eq!(status, 400);
     assert!(msg.contains("no Inference-Header-Content-Length"), "{msg}");
     // A BYTES element that ONNX string tensors cannot hold.
-    let strings = js(json!({"inputs": [{"name": "in_string", "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}], "outputs": [{"name": "out_string"}]}));
+    let strings = js(
+        json!({"inputs": [{"name": "in_string", "shape": [1, 1], "datatype": "BYTES", "parameters": {"binary_data_size": 6}}], "outputs": [{"name": "out_string"}]}),
+    );
     let (body, h) = with(strings, &[2, 0, 0, 0, 0xff, 0xfe]);
     let (status, msg) = error_of(&s, "/v2/models/alltypes/infer", body, &h).await;
     assert_eq!(status, 400);
-    assert!(msg.contains("missing input") || msg.contains("not valid UTF-8"), "{msg}");
+    assert!(
+        msg.contains("missing input") || msg.contains("not valid UTF-8"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -124,16 +165,37 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let resp = client().get(s.url("/v1/models")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("no route GET /v1/models"), "{v}");
-    let resp = client().get(s.url("/v2/models/fraud/infer")).send().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no route GET /v1/models"),
+        "{v}"
+    );
+    let resp = client()
+        .get(s.url("/v2/models/fraud/infer"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 405);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("inference is POST"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("inference is POST"),
+        "{v}"
+    );
     let resp = client().get(s.url("/v2/models/nope")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = client().get(s.url("/v2/models/nope/ready")).send().await.unwrap();
+    let resp = client()
+        .get(s.url("/v2/models/nope/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
-    let resp = client().get(s.url("/v2/models/fraud/versions/7/ready")).send().await.unwrap();
+    let resp = client()
+        .get(s.url("/v2/models/fraud/versions/7/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -148,9 +210,15 @@ async fn a_storm_of_malformed_requests_leaves_the_server_answering() {
         b"{\"inputs\": 5}".to_vec(),
         b"{\"inputs\": [{\"name\": 1}]}".to_vec(),
         vec![0xff; 64],
-        js(json!({"inputs": [{"name": "input", "shape": [u64::MAX], "datatype": "FP32", "data": []}]})),
-        js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [[[[[]]]]]}]})),
-        js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": null}]})),
+        js(
+            json!({"inputs": [{"name": "input", "shape": [u64::MAX], "datatype": "FP32", "data": []}]}),
+        ),
+        js(
+            json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [[[[[]]]]]}]}),
+        ),
+        js(
+            json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": null}]}),
+        ),
     ];
     let mut tasks = Vec::new();
     for i in 0..300 {
@@ -178,7 +246,14 @@ async fn a_storm_of_malformed_requests_leaves_the_server_answering() {
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["model_version"], "1");
-    assert_eq!(c.get(s.url("/v2/health/live")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(s.url("/v2/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -189,7 +264,9 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     let s = Server::demo(&["--inference-threads", "1", "--queue-depth", "1"]);
     let c = client();
     let batch = 8192usize;
-    let raw: Vec<u8> = (0..batch * 64).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect();
+    let raw: Vec<u8> = (0..batch * 64)
+        .flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes())
+        .collect();
     let header = js(json!({
         "inputs": [{"name": "input", "shape": [batch, 64], "datatype": "FP32", "parameters": {"binary_data_size": raw.len()}}],
         "outputs": [{"name": "logits", "parameters": {"binary_data": true}}]
@@ -200,14 +277,32 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
     for _burst in 0..5 {
         let mut tasks = Vec::new();
         for _ in 0..24 {
-            let (c, url, body, n) = (c.clone(), s.url("/v2/models/mlp/infer"), body.clone(), n.clone());
+            let (c, url, body, n) = (
+                c.clone(),
+                s.url("/v2/models/mlp/infer"),
+                body.clone(),
+                n.clone(),
+            );
             tasks.push(tokio::spawn(async move {
-                let resp = c.post(url).header("inference-header-content-length", n).body(body).send().await.unwrap();
+                let resp = c
+                    .post(url)
+                    .header("inference-header-content-length", n)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
                 let status = resp.status().as_u16();
-                let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
-                let header_len = resp.headers().get("inference-header-content-length").map(|v| v.to_str().unwrap().parse::<usize>().unwrap());
+                let retry = resp
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let header_len = resp
+                    .headers()
+                    .get("inference-header-content-length")
+                    .map(|v| v.to_str().unwrap().parse::<usize>().unwrap());
                 let body = resp.bytes().await.unwrap();
-                let v: Value = serde_json::from_slice(&body[..header_len.unwrap_or(body.len())]).unwrap();
+                let v: Value =
+                    serde_json::from_slice(&body[..header_len.unwrap_or(body.len())]).unwrap();
                 (status, retry, v)
             }));
         }
@@ -221,7 +316,13 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
                 503 => {
                     rejected += 1;
                     assert_eq!(retry.as_deref(), Some("1"));
-                    assert!(v["error"].as_str().unwrap().contains("inference queue is full"), "{v}");
+                    assert!(
+                        v["error"]
+                            .as_str()
+                            .unwrap()
+                            .contains("inference queue is full"),
+                        "{v}"
+                    );
                 }
                 other => panic!("unexpected status {other}: {v}"),
             }
@@ -231,7 +332,10 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
         }
     }
     assert!(ok >= 1, "no request succeeded");
-    assert!(rejected >= 1, "bursts of 24 heavy requests never overflowed a queue of 1");
+    assert!(
+        rejected >= 1,
+        "bursts of 24 heavy requests never overflowed a queue of 1"
+    );
     let resp = c.get(s.url("/v2/health/live")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
@@ -242,7 +346,10 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
     let reg = common::demo_registry(dir.path());
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"this is not an ONNX model").unwrap();
-    cli_ok(&reg, &["models", "register", "broken", junk.to_str().unwrap()]);
+    cli_ok(
+        &reg,
+        &["models", "register", "broken", junk.to_str().unwrap()],
+    );
     cli_ok(&reg, &["alias", "set", "broken", "champion", "1"]);
     let s = Server::start(&reg, &[]);
     let c = client();
@@ -250,12 +357,36 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["ready"], false);
-    assert!(v["error"].as_str().unwrap().contains("broken@champion (v1): cannot load broken v1"), "{v}");
-    let resp = c.post(s.url("/v2/models/broken/infer")).json(&json!({"inputs": []})).send().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("broken@champion (v1): cannot load broken v1"),
+        "{v}"
+    );
+    let resp = c
+        .post(s.url("/v2/models/broken/infer"))
+        .json(&json!({"inputs": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("cannot load broken v1"), "{v}");
-    assert_eq!(c.get(s.url("/v2/models/broken/ready")).send().await.unwrap().status(), 503);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot load broken v1"),
+        "{v}"
+    );
+    assert_eq!(
+        c.get(s.url("/v2/models/broken/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     // The healthy models still serve.
     let resp = c
         .post(s.url("/v2/models/fraud/infer"))
@@ -270,13 +401,22 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
 fn a_missing_onnx_runtime_names_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(common::BIN)
-        .args(["--registry", dir.path().to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--registry",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/libonnxruntime.so"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/libonnxruntime.so"),
+        "{stderr}"
+    );
     assert!(stderr.contains("./scripts/setup-ort.sh"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
@@ -284,13 +424,22 @@ fn a_missing_onnx_runtime_names_the_fix() {
     let fake = dir.path().join("libonnxruntime.so");
     std::fs::write(&fake, b"not a library").unwrap();
     let out = std::process::Command::new(common::BIN)
-        .args(["--registry", dir.path().to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--registry",
+            dir.path().to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("ORT_DYLIB_PATH", &fake)
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("could not load ONNX Runtime from"), "{stderr}");
+    assert!(
+        stderr.contains("could not load ONNX Runtime from"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -300,25 +449,58 @@ fn cli_manages_versions_and_aliases() {
     let reg = dir.path().join("reg");
     let file = common::model_file("fraud/v1.onnx");
     let f = file.to_str().unwrap();
-    assert_eq!(cli_ok(&reg, &["models", "register", "fraud", f]).trim(), "1");
-    assert_eq!(cli_ok(&reg, &["models", "register", "fraud", f]).trim(), "2");
+    assert_eq!(
+        cli_ok(&reg, &["models", "register", "fraud", f]).trim(),
+        "1"
+    );
+    assert_eq!(
+        cli_ok(&reg, &["models", "register", "fraud", f]).trim(),
+        "2"
+    );
     cli_ok(&reg, &["alias", "set", "fraud", "champion", "2"]);
     cli_ok(&reg, &["alias", "set", "fraud", "challenger", "1"]);
-    assert_eq!(cli_ok(&reg, &["alias", "get", "fraud", "champion"]).trim(), "2");
-    assert_eq!(cli_ok(&reg, &["alias", "list", "fraud"]), "challenger\t1\nchampion\t2\n");
-    assert_eq!(cli_ok(&reg, &["models", "list"]), "fraud\tversions: 1,2\taliases: challenger=1,champion=2\n");
+    assert_eq!(
+        cli_ok(&reg, &["alias", "get", "fraud", "champion"]).trim(),
+        "2"
+    );
+    assert_eq!(
+        cli_ok(&reg, &["alias", "list", "fraud"]),
+        "challenger\t1\nchampion\t2\n"
+    );
+    assert_eq!(
+        cli_ok(&reg, &["models", "list"]),
+        "fraud\tversions: 1,2\taliases: challenger=1,champion=2\n"
+    );
     cli_ok(&reg, &["alias", "delete", "fraud", "challenger"]);
     assert_eq!(cli_ok(&reg, &["alias", "list", "fraud"]), "champion\t2\n");
 
     for (args, want) in [
-        (vec!["alias", "set", "fraud", "latest", "1"], "\"latest\" is reserved"),
+        (
+            vec!["alias", "set", "fraud", "latest", "1"],
+            "\"latest\" is reserved",
+        ),
         (vec!["alias", "set", "fraud", "../x", "1"], "invalid alias"),
-        (vec!["alias", "set", "fraud", "champion", "9"], "has no version 9"),
-        (vec!["alias", "get", "fraud", "nope"], "has no alias \"nope\""),
-        (vec!["alias", "delete", "fraud", "nope"], "has no alias \"nope\""),
+        (
+            vec!["alias", "set", "fraud", "champion", "9"],
+            "has no version 9",
+        ),
+        (
+            vec!["alias", "get", "fraud", "nope"],
+            "has no alias \"nope\"",
+        ),
+        (
+            vec!["alias", "delete", "fraud", "nope"],
+            "has no alias \"nope\"",
+        ),
         (vec!["alias", "list", "ghost"], "no model \"ghost\""),
-        (vec!["models", "register", "../escape", f], "invalid model name"),
-        (vec!["models", "register", "x", "/nonexistent.onnx"], "cannot read /nonexistent.onnx"),
+        (
+            vec!["models", "register", "../escape", f],
+            "invalid model name",
+        ),
+        (
+            vec!["models", "register", "x", "/nonexistent.onnx"],
+            "cannot read /nonexistent.onnx",
+        ),
     ] {
         let (ok, _, stderr) = cli(&reg, &args);
         assert!(!ok, "{args:?} succeeded");
@@ -326,12 +508,23 @@ fn cli_manages_versions_and_aliases() {
     }
     assert!(!dir.path().join("escape").exists());
 
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "register", "--help"], vec!["alias", "set", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["models", "register", "--help"],
+        vec!["alias", "set", "--help"],
+    ] {
         let (ok, stdout, _) = cli(&reg, &args);
         assert!(ok && stdout.contains("Usage"), "{args:?}");
     }
     let (_, stdout, _) = cli(&reg, &["serve", "--help"]);
-    for env in ["PODIUM_LISTEN", "PODIUM_INFERENCE_THREADS", "PODIUM_QUEUE_DEPTH", "PODIUM_MAX_REQUEST_BYTES", "ORT_DYLIB_PATH"] {
+    for env in [
+        "PODIUM_LISTEN",
+        "PODIUM_INFERENCE_THREADS",
+        "PODIUM_QUEUE_DEPTH",
+        "PODIUM_MAX_REQUEST_BYTES",
+        "ORT_DYLIB_PATH",
+    ] {
         assert!(stdout.contains(env), "serve --help does not mention {env}");
     }
 }

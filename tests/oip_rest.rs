@@ -14,10 +14,17 @@ fn fraud_request(rows: usize) -> Value {
 
 /// Splits a binary-extension response into its JSON header and tensor bytes.
 async fn binary_response(resp: reqwest::Response) -> (Value, Vec<u8>) {
-    let n: usize = resp.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    let n: usize = resp.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
     let body = resp.bytes().await.unwrap();
-    (serde_json::from_slice(&body[..n]).unwrap(), body[n..].to_vec())
+    (
+        serde_json::from_slice(&body[..n]).unwrap(),
+        body[n..].to_vec(),
+    )
 }
 
 /// A binary-extension request body: JSON header then the tensors' bytes.
@@ -40,9 +47,19 @@ async fn post(c: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
 async fn health_and_server_metadata() {
     let s = Server::demo(&[]);
     let c = client();
-    let meta: Value = c.get(s.url("/v2")).send().await.unwrap().json().await.unwrap();
+    let meta: Value = c
+        .get(s.url("/v2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(meta["name"], "podium");
-    assert!(meta["extensions"].as_array().unwrap().contains(&json!("binary_tensor_data")));
+    assert!(meta["extensions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("binary_tensor_data")));
     let live = c.get(s.url("/v2/health/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
     assert_eq!(live.json::<Value>().await.unwrap(), json!({"live": true}));
@@ -70,7 +87,10 @@ async fn model_metadata_by_alias_number_and_default() {
         assert_eq!(m["platform"], "onnx_onnxv1");
         assert_eq!(m["versions"], json!(["1", "2"]));
         assert_eq!(m["aliases"], json!({"champion": 1, "challenger": 2}));
-        assert_eq!(m["inputs"], json!([{"name": "input", "datatype": "FP32", "shape": [-1, 30]}]));
+        assert_eq!(
+            m["inputs"],
+            json!([{"name": "input", "datatype": "FP32", "shape": [-1, 30]}])
+        );
         assert_eq!(
             m["outputs"],
             json!([
@@ -79,10 +99,21 @@ async fn model_metadata_by_alias_number_and_default() {
             ])
         );
     }
-    let fixed: Value = c.get(s.url("/v2/models/fixed")).send().await.unwrap().json().await.unwrap();
+    let fixed: Value = c
+        .get(s.url("/v2/models/fixed"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(fixed["inputs"][0]["shape"], json!([2, 3]));
 
-    for path in ["/v2/models/fraud/ready", "/v2/models/fraud/versions/challenger/ready", "/v2/models/mlp/ready"] {
+    for path in [
+        "/v2/models/fraud/ready",
+        "/v2/models/fraud/versions/challenger/ready",
+        "/v2/models/mlp/ready",
+    ] {
         let resp = c.get(s.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(resp.json::<Value>().await.unwrap()["ready"], true, "{path}");
@@ -102,11 +133,23 @@ async fn infer_routes_by_alias_and_version() {
         ("/v2/models/fraud/versions/2/infer", "2"),
         ("/v2/models/fraud/versions/latest/infer", "2"),
     ] {
-        let resp = c.post(s.url(path)).json(&fraud_request(2)).send().await.unwrap();
+        let resp = c
+            .post(s.url(path))
+            .json(&fraud_request(2))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
         assert_eq!(resp.headers()["x-podium-model-version"], version);
-        for h in ["x-podium-queue-us", "x-podium-inference-us", "x-podium-total-us"] {
-            assert!(resp.headers()[h].to_str().unwrap().parse::<u64>().is_ok(), "{h}");
+        for h in [
+            "x-podium-queue-us",
+            "x-podium-inference-us",
+            "x-podium-total-us",
+        ] {
+            assert!(
+                resp.headers()[h].to_str().unwrap().parse::<u64>().is_ok(),
+                "{h}"
+            );
         }
         let r: Value = resp.json().await.unwrap();
         assert_eq!(r["model_name"], "fraud");
@@ -124,8 +167,14 @@ async fn infer_routes_by_alias_and_version() {
     // (models/README.md): the champion and the challenger really differ.
     let p1: Vec<f64> = serde_json::from_value(by_version["1"].clone()).unwrap();
     let p2: Vec<f64> = serde_json::from_value(by_version["2"].clone()).unwrap();
-    assert!((p1[0] - 0.620_603_44).abs() < 1e-5 && (p1[1] - 0.379_396_53).abs() < 1e-5, "{p1:?}");
-    assert!((p2[0] - 0.881_607_65).abs() < 1e-5 && (p2[1] - 0.118_392_35).abs() < 1e-5, "{p2:?}");
+    assert!(
+        (p1[0] - 0.620_603_44).abs() < 1e-5 && (p1[1] - 0.379_396_53).abs() < 1e-5,
+        "{p1:?}"
+    );
+    assert!(
+        (p2[0] - 0.881_607_65).abs() < 1e-5 && (p2[1] - 0.118_392_35).abs() < 1e-5,
+        "{p2:?}"
+    );
 }
 
 #[tokio::test]
@@ -167,7 +216,12 @@ async fn outputs_subset_binary_outputs_and_parameters() {
     // binary_data_output on the request makes every output binary.
     let mut req = fraud_request(1);
     req["parameters"] = json!({"binary_data_output": true});
-    let resp = c.post(s.url("/v2/models/fraud/infer")).json(&req).send().await.unwrap();
+    let resp = c
+        .post(s.url("/v2/models/fraud/infer"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
     let (head, bin) = binary_response(resp).await;
     assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 8);
     assert_eq!(head["outputs"][1]["parameters"]["binary_data_size"], 8);
@@ -187,19 +241,84 @@ fn all_types() -> Vec<(&'static str, &'static str, Value, Vec<u8>)> {
     }
     let f16s = [0.5f32, -1.5, 2.0, 65504.0];
     vec![
-        ("bool", "BOOL", json!([[true, false], [false, true]]), vec![1, 0, 0, 1]),
-        ("int8", "INT8", json!([-128, -1, 0, 127]), le(&[-128i8, -1, 0, 127], i8::to_le_bytes)),
-        ("int16", "INT16", json!([-32768, -1, 0, 32767]), le(&[i16::MIN, -1, 0, i16::MAX], i16::to_le_bytes)),
-        ("int32", "INT32", json!([i32::MIN, -1, 0, i32::MAX]), le(&[i32::MIN, -1, 0, i32::MAX], i32::to_le_bytes)),
-        ("int64", "INT64", json!([i64::MIN, -1, 0, i64::MAX]), le(&[i64::MIN, -1, 0, i64::MAX], i64::to_le_bytes)),
-        ("uint8", "UINT8", json!([0, 1, 128, 255]), vec![0, 1, 128, 255]),
-        ("uint16", "UINT16", json!([0, 1, 300, 65535]), le(&[0u16, 1, 300, u16::MAX], u16::to_le_bytes)),
-        ("uint32", "UINT32", json!([0, 1, 70000, u32::MAX]), le(&[0u32, 1, 70000, u32::MAX], u32::to_le_bytes)),
-        ("uint64", "UINT64", json!([0, 1, 1u64 << 40, u64::MAX]), le(&[0u64, 1, 1 << 40, u64::MAX], u64::to_le_bytes)),
-        ("fp16", "FP16", json!(f16s), le(&f16s.map(half::f16::from_f32), half::f16::to_le_bytes)),
-        ("fp32", "FP32", json!([0.1f32, -2.5f32, 3.4e38f32, 1e-30f32]), le(&[0.1f32, -2.5, 3.4e38, 1e-30], f32::to_le_bytes)),
-        ("fp64", "FP64", json!([0.1, -2.5, 1e300, 5e-324]), le(&[0.1f64, -2.5, 1e300, 5e-324], f64::to_le_bytes)),
-        ("string", "BYTES", json!([["", "héllo"], ["naïve ☃", "x"]]), bytes),
+        (
+            "bool",
+            "BOOL",
+            json!([[true, false], [false, true]]),
+            vec![1, 0, 0, 1],
+        ),
+        (
+            "int8",
+            "INT8",
+            json!([-128, -1, 0, 127]),
+            le(&[-128i8, -1, 0, 127], i8::to_le_bytes),
+        ),
+        (
+            "int16",
+            "INT16",
+            json!([-32768, -1, 0, 32767]),
+            le(&[i16::MIN, -1, 0, i16::MAX], i16::to_le_bytes),
+        ),
+        (
+            "int32",
+            "INT32",
+            json!([i32::MIN, -1, 0, i32::MAX]),
+            le(&[i32::MIN, -1, 0, i32::MAX], i32::to_le_bytes),
+        ),
+        (
+            "int64",
+            "INT64",
+            json!([i64::MIN, -1, 0, i64::MAX]),
+            le(&[i64::MIN, -1, 0, i64::MAX], i64::to_le_bytes),
+        ),
+        (
+            "uint8",
+            "UINT8",
+            json!([0, 1, 128, 255]),
+            vec![0, 1, 128, 255],
+        ),
+        (
+            "uint16",
+            "UINT16",
+            json!([0, 1, 300, 65535]),
+            le(&[0u16, 1, 300, u16::MAX], u16::to_le_bytes),
+        ),
+        (
+            "uint32",
+            "UINT32",
+            json!([0, 1, 70000, u32::MAX]),
+            le(&[0u32, 1, 70000, u32::MAX], u32::to_le_bytes),
+        ),
+        (
+            "uint64",
+            "UINT64",
+            json!([0, 1, 1u64 << 40, u64::MAX]),
+            le(&[0u64, 1, 1 << 40, u64::MAX], u64::to_le_bytes),
+        ),
+        (
+            "fp16",
+            "FP16",
+            json!(f16s),
+            le(&f16s.map(half::f16::from_f32), half::f16::to_le_bytes),
+        ),
+        (
+            "fp32",
+            "FP32",
+            json!([0.1f32, -2.5f32, 3.4e38f32, 1e-30f32]),
+            le(&[0.1f32, -2.5, 3.4e38, 1e-30], f32::to_le_bytes),
+        ),
+        (
+            "fp64",
+            "FP64",
+            json!([0.1, -2.5, 1e300, 5e-324]),
+            le(&[0.1f64, -2.5, 1e300, 5e-324], f64::to_le_bytes),
+        ),
+        (
+            "string",
+            "BYTES",
+            json!([["", "héllo"], ["naïve ☃", "x"]]),
+            bytes,
+        ),
     ]
 }
 
@@ -210,20 +329,36 @@ async fn every_datatype_round_trips_as_json() {
         .into_iter()
         .map(|(t, dt, data, _)| json!({"name": format!("in_{t}"), "shape": [2, 2], "datatype": dt, "data": data}))
         .collect();
-    let (status, r) = post(&client(), s.url("/v2/models/alltypes/infer"), &json!({"inputs": inputs})).await;
+    let (status, r) = post(
+        &client(),
+        s.url("/v2/models/alltypes/infer"),
+        &json!({"inputs": inputs}),
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
     let outputs = r["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 13);
     for (t, dt, data, _) in all_types() {
-        let out = outputs.iter().find(|o| o["name"] == format!("out_{t}")).unwrap();
+        let out = outputs
+            .iter()
+            .find(|o| o["name"] == format!("out_{t}"))
+            .unwrap();
         assert_eq!(out["datatype"], dt, "{t}");
         assert_eq!(out["shape"], json!([2, 2]), "{t}");
         let mut flat = Vec::new();
         flatten(&data, &mut flat);
         if dt == "FP32" {
             // JSON carries the shortest f32 text; compare as f32.
-            let as_f32 = |v: &[Value]| v.iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
-            assert_eq!(as_f32(out["data"].as_array().unwrap()), as_f32(&flat), "{t}");
+            let as_f32 = |v: &[Value]| {
+                v.iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                as_f32(out["data"].as_array().unwrap()),
+                as_f32(&flat),
+                "{t}"
+            );
         } else {
             assert_eq!(out["data"], Value::Array(flat), "{t}");
         }
@@ -278,18 +413,34 @@ async fn alias_moves_are_followed_without_restart() {
     let (_, r) = post(&c, s.url("/v2/models/fraud/infer"), &fraud_request(1)).await;
     assert_eq!(r["model_version"], "1");
     common::cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "2"]);
-    eventually(Duration::from_secs(20), "champion to move to v2", || async {
-        let (status, r) = post(&c, s.url("/v2/models/fraud/infer"), &fraud_request(1)).await;
-        assert_eq!(status, 200, "a request failed during the alias move: {r}");
-        (r["model_version"] == "2").then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "champion to move to v2",
+        || async {
+            let (status, r) = post(&c, s.url("/v2/models/fraud/infer"), &fraud_request(1)).await;
+            assert_eq!(status, 200, "a request failed during the alias move: {r}");
+            (r["model_version"] == "2").then_some(())
+        },
+    )
     .await;
 
     // A newly registered version is servable by number without a restart.
     let path = common::model_file("fraud/v1.onnx");
-    assert_eq!(common::cli_ok(&s.registry, &["models", "register", "fraud", path.to_str().unwrap()]).trim(), "3");
+    assert_eq!(
+        common::cli_ok(
+            &s.registry,
+            &["models", "register", "fraud", path.to_str().unwrap()]
+        )
+        .trim(),
+        "3"
+    );
     let r = eventually(Duration::from_secs(20), "version 3 to appear", || async {
-        let (status, r) = post(&c, s.url("/v2/models/fraud/versions/3/infer"), &fraud_request(1)).await;
+        let (status, r) = post(
+            &c,
+            s.url("/v2/models/fraud/versions/3/infer"),
+            &fraud_request(1),
+        )
+        .await;
         (status == 200).then_some(r)
     })
     .await;

@@ -46,8 +46,22 @@ pub fn demo_registry(dir: &Path) -> PathBuf {
     let reg = dir.join("registry");
     let fraud1 = model_file("fraud/v1.onnx");
     let fraud2 = model_file("fraud/v2.onnx");
-    assert_eq!(cli_ok(&reg, &["models", "register", "fraud", fraud1.to_str().unwrap()]).trim(), "1");
-    assert_eq!(cli_ok(&reg, &["models", "register", "fraud", fraud2.to_str().unwrap()]).trim(), "2");
+    assert_eq!(
+        cli_ok(
+            &reg,
+            &["models", "register", "fraud", fraud1.to_str().unwrap()]
+        )
+        .trim(),
+        "1"
+    );
+    assert_eq!(
+        cli_ok(
+            &reg,
+            &["models", "register", "fraud", fraud2.to_str().unwrap()]
+        )
+        .trim(),
+        "2"
+    );
     cli_ok(&reg, &["alias", "set", "fraud", "champion", "1"]);
     cli_ok(&reg, &["alias", "set", "fraud", "challenger", "2"]);
     for (name, file) in [
@@ -85,7 +99,13 @@ impl Server {
         let mut child = Command::new(BIN)
             .arg("--registry")
             .arg(registry)
-            .args(["serve", "--listen", "127.0.0.1:0", "--poll-interval-ms", "100"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--poll-interval-ms",
+                "100",
+            ])
             .args(extra)
             .env("PODIUM_LOG", "warn")
             .stdout(Stdio::piped())
@@ -108,11 +128,40 @@ impl Server {
                 panic!("podium serve did not print its address within 60 s (see stderr above)");
             }
         };
-        Server { child, base, registry: registry.to_path_buf(), _dir: None }
+        Server {
+            child,
+            base,
+            registry: registry.to_path_buf(),
+            _dir: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the pod would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (at most `deadline`) and returns its status.
+    pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for podium") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "podium did not exit within {deadline:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -124,7 +173,10 @@ impl Drop for Server {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// Polls `check` until it returns `Some`, failing after `deadline`.
@@ -138,15 +190,44 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// The fraud model's first demo row (make_classification X[0]).
 pub const FRAUD_ROW: [f32; 30] = [
-    -1.6125827, 0.4016974, 1.4995775, 0.18011032, 1.0774275, 0.8149318, 0.8536152, -1.12284,
-    0.54177755, 0.0812119, -1.9892033, 4.2974987, 0.9194187, -1.7255489, 0.48892015, 1.4287455,
-    -1.8240153, -2.7939188, 0.9137139, 0.21991499, 1.3738962, 0.4077905, 3.3964667, -1.0543443,
-    1.6287706, -0.7213508, 0.49246138, -0.16944763, -1.2091073, 4.9227457,
+    -1.6125827,
+    0.4016974,
+    1.4995775,
+    0.18011032,
+    1.0774275,
+    0.8149318,
+    0.8536152,
+    -1.12284,
+    0.54177755,
+    0.0812119,
+    -1.9892033,
+    4.2974987,
+    0.9194187,
+    -1.7255489,
+    0.48892015,
+    1.4287455,
+    -1.8240153,
+    -2.7939188,
+    0.9137139,
+    0.21991499,
+    1.3738962,
+    0.4077905,
+    3.3964667,
+    -1.0543443,
+    1.6287706,
+    -0.7213508,
+    0.49246138,
+    -0.16944763,
+    -1.2091073,
+    4.9227457,
 ];

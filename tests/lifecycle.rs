@@ -1,0 +1,57 @@
+//! Stopping the server: SIGTERM lets accepted requests finish, then exits 0.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, Server};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
+    let mut s = Server::demo(&["--inference-threads", "1"]);
+    let c = client();
+    // Heavy requests, so some are still in flight when the signal arrives.
+    let batch = 4096usize;
+    let body = serde_json::to_vec(&json!({
+        "inputs": [{"name": "input", "shape": [batch, 64], "datatype": "FP32", "data": vec![0.25f32; batch * 64]}]
+    }))
+    .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (c, url, body) = (c.clone(), s.url("/v2/models/mlp/infer"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }));
+    }
+    // With one inference thread the requests run one after another, each for
+    // tens of milliseconds: when one answer has arrived, the others (sent at
+    // the same moment) are accepted and queued or running.
+    let mut tasks = tasks.into_iter();
+    let (status, _) = tasks.next().unwrap().await.unwrap();
+    assert_eq!(status, 200);
+    s.terminate();
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert_eq!(status, 200, "an accepted request was lost on shutdown: {v}");
+        assert_eq!(v["outputs"][0]["shape"], json!([batch, 10]));
+    }
+    let s_url_live = s.url("/v2/health/live");
+    let status = tokio::task::spawn_blocking(move || s.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.success(), "podium exited with {status}");
+    // New connections are refused once it has stopped.
+    assert!(
+        c.get(s_url_live).send().await.is_err(),
+        "still answering after exit"
+    );
+}
