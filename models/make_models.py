@@ -10,6 +10,8 @@ Outputs (relative to this script's directory, not the cwd):
     fraud/v2.onnx              GradientBoosting "challenger"
     mlp/v1.onnx                64->256->256->10 ReLU MLP built with onnx.helper
     fixtures/alltypes.onnx     one Identity per datatype, shapes ["n", "m"]
+    fixtures/typed.onnx        the same without fp16: every type that OIP gRPC
+                               can send as typed contents (FP16 must go raw)
     fixtures/fixed_shape.onnx  y = x * 2, fixed shape [2, 3]
 
 Regenerate with:
@@ -197,14 +199,22 @@ def make_model(graph):
 
 
 def build_alltypes():
+    return build_identities("alltypes", ALL_TYPES)
+
+
+def build_typed():
+    return build_identities("typed", [(t, e) for t, e in ALL_TYPES if t != "fp16"])
+
+
+def build_identities(name, types):
     nodes, inputs, outputs = [], [], []
-    for t, elem in ALL_TYPES:
+    for t, elem in types:
         i, o = f"in_{t}", f"out_{t}"
         inputs.append(helper.make_tensor_value_info(i, elem, ["n", "m"]))
         outputs.append(helper.make_tensor_value_info(o, elem, ["n", "m"]))
         nodes.append(helper.make_node("Identity", [i], [o], name=f"identity_{t}"))
-    graph = helper.make_graph(nodes, "alltypes", inputs, outputs)
-    return save(make_model(graph), "fixtures", "alltypes.onnx")
+    graph = helper.make_graph(nodes, name, inputs, outputs)
+    return save(make_model(graph), "fixtures", f"{name}.onnx")
 
 
 def build_fixed_shape():
@@ -244,7 +254,7 @@ def fmt_row(row):
 
 
 def verify(paths, X, y):
-    v1_path, v2_path, mlp_path, alltypes_path, fixed_path = paths
+    v1_path, v2_path, mlp_path, alltypes_path, typed_path, fixed_path = paths
 
     # fraud v1 / v2 on a batch of real rows
     batch = X[:8]
@@ -306,6 +316,14 @@ def verify(paths, X, y):
         assert out.shape == expected.shape and np.array_equal(out, expected), t
     print(f"  sample: out_fp16={outs[9].tolist()} out_string={outs[12].tolist()}")
 
+    # typed: alltypes without fp16
+    sess = session(typed_path)
+    describe(typed_path, sess)
+    typed_feeds = {k: v for k, v in feeds.items() if k != "in_fp16"}
+    outs = sess.run([f"out_{k[3:]}" for k in typed_feeds], typed_feeds)
+    for (k, expected), out in zip(typed_feeds.items(), outs):
+        assert out.shape == expected.shape and np.array_equal(out, expected), k
+
     # fixed_shape
     sess = session(fixed_path)
     describe(fixed_path, sess)
@@ -319,7 +337,7 @@ def main():
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     X, y = fraud_data()
     v1, v2 = build_fraud(X, y)
-    paths = (v1, v2, build_mlp(), build_alltypes(), build_fixed_shape())
+    paths = (v1, v2, build_mlp(), build_alltypes(), build_typed(), build_fixed_shape())
     verify(paths, X, y)
     print("\nall models written and verified")
     return 0

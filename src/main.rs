@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the registry's models over OIP REST (KServe V2 / Triton compatible).
+    /// Serve the registry's models over OIP REST and gRPC (KServe V2 / Triton compatible).
     Serve(ServeArgs),
     /// Register and list models.
     #[command(subcommand)]
@@ -43,13 +43,16 @@ struct ServeArgs {
     /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
     #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
+    /// Address for the OIP gRPC service (inference.GRPCInferenceService) and grpc.health.v1.
+    #[arg(long, env = "PODIUM_GRPC_LISTEN", default_value = "127.0.0.1:8001")]
+    grpc_listen: SocketAddr,
     /// Inference threads, each with its own ONNX Runtime session per model [default: number of cores].
     #[arg(long, env = "PODIUM_INFERENCE_THREADS")]
     inference_threads: Option<usize>,
     /// Requests that may wait for an inference thread; beyond this Podium answers 503 at once.
     #[arg(long, env = "PODIUM_QUEUE_DEPTH", default_value_t = 1024)]
     queue_depth: usize,
-    /// Largest request body accepted, in bytes (larger ones get 413).
+    /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.
     #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_request_bytes: usize,
     /// How often to re-read the registry for new versions and alias moves, in milliseconds.
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let opts = ServeOptions {
                 listen: args.listen,
+                grpc_listen: args.grpc_listen,
                 registry: cli.registry,
                 inference_threads: threads,
                 queue_depth: args.queue_depth,

@@ -7,8 +7,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use axum::serve::ListenerExt;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
+use tower::util::MapResponseLayer;
 
-use crate::api::http::{router, AppState};
+use crate::api::grpc;
+use crate::api::http::router;
+use crate::api::AppState;
 use crate::registry::local::LocalRegistry;
 use crate::registry::Registry;
 use crate::runtime::pool::InferencePool;
@@ -18,6 +24,7 @@ use crate::serving::{Core, ModelStore};
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
     pub registry: PathBuf,
     pub inference_threads: usize,
     pub queue_depth: usize,
@@ -26,9 +33,10 @@ pub struct ServeOptions {
     pub ort_lib: Option<PathBuf>,
 }
 
-/// Loads ONNX Runtime and the registry's aliased models, binds, prints
-/// `podium: listening on http://ADDR` on stdout once it answers, and serves
-/// until `shutdown` resolves, letting in-flight requests finish.
+/// Loads ONNX Runtime and the registry's aliased models, binds REST and
+/// gRPC, prints `podium: grpc listening on http://ADDR` and then
+/// `podium: listening on http://ADDR` (REST) on stdout once both answer, and
+/// serves until `shutdown` resolves, letting in-flight requests finish.
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -56,33 +64,76 @@ pub async fn serve(
     }
     let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
 
+    let health_models = Arc::clone(&models);
     let state = Arc::new(AppState {
         core: Core { models, pool },
         max_request_bytes: opts.max_request_bytes,
     });
+
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+        .with_context(|| format!("cannot listen on {} (REST)", opts.listen))?;
     let addr = listener.local_addr()?;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    let grpc_listener = tokio::net::TcpListener::bind(opts.grpc_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (gRPC)", opts.grpc_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let incoming = TcpListenerStream::new(grpc_listener).map(|conn| {
+        if let Ok(tcp) = &conn {
+            let _ = tcp.set_nodelay(true);
+        }
+        conn
+    });
+
+    // One shutdown signal, observed by both listeners.
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let health_task = tokio::spawn(grpc::follow_health(
+        reporter,
+        health_models,
+        opts.poll_interval,
+    ));
+    let grpc_server = tonic::transport::Server::builder()
+        .layer(MapResponseLayer::new(
+            grpc::remap_oversize::<tonic::body::Body>,
+        ))
+        .add_service(health)
+        .add_service(grpc::service(Arc::clone(&state)))
+        .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
+    let rest_server =
+        axum::serve(listener, router(state)).with_graceful_shutdown(until_stopped(stopped));
+
     tracing::info!(
-        "serving OIP REST on http://{addr} with {} inference threads, queue depth {}",
+        "serving OIP REST on http://{addr} and gRPC on {grpc_addr} with {} inference threads, queue depth {}",
         opts.inference_threads,
         opts.queue_depth
     );
     {
         use std::io::Write;
         let mut stdout = std::io::stdout();
+        writeln!(stdout, "podium: grpc listening on http://{grpc_addr}")?;
         writeln!(stdout, "podium: listening on http://{addr}")?;
         stdout.flush()?;
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    let (rest, grpc) = tokio::join!(
+        async { rest_server.await.context("REST server failed") },
+        async { grpc_server.await.context("gRPC server failed") }
+    );
     watcher.abort();
+    health_task.abort();
+    rest?;
+    grpc?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,4 +2,14 @@
 //! encodes [`crate::request::InferResponse`]; nothing below knows about them.
 
 pub mod error;
+pub mod grpc;
 pub mod http;
+
+use crate::serving::Core;
+
+/// Shared by every handler of every protocol.
+pub struct AppState {
+    pub core: Core,
+    /// Largest request body (REST) or message (gRPC) accepted, in bytes.
+    pub max_request_bytes: usize,
+}

@@ -55,10 +55,12 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
     }
     let path = match explicit {
         Some(p) if p.is_file() => p.to_path_buf(),
-        Some(p) => return Err(format!(
+        Some(p) => {
+            return Err(format!(
             "ONNX Runtime library {} (from --ort-lib / ORT_DYLIB_PATH) does not exist. Fix: {FIX}",
             p.display()
-        )),
+        ))
+        }
         None => {
             let candidates = library_candidates();
             match candidates.iter().find(|p| p.is_file()) {

@@ -44,7 +44,11 @@ impl InferencePool {
                     }
                 })?;
         }
-        Ok(InferencePool { tx, workers, queue_depth })
+        Ok(InferencePool {
+            tx,
+            workers,
+            queue_depth,
+        })
     }
 
     pub fn workers(&self) -> usize {
@@ -81,14 +85,18 @@ impl InferencePool {
             }
             let queue = enqueued.elapsed();
             let started = Instant::now();
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| model.run(worker, inputs, &outputs)))
-                .unwrap_or_else(|_| {
-                    Err(Error::Internal(format!(
-                        "inference of {} panicked; the server stays up, see its log",
-                        model.label()
-                    )))
-                });
-            let timing = Timing { queue, inference: started.elapsed() };
+            let result =
+                std::panic::catch_unwind(AssertUnwindSafe(|| model.run(worker, inputs, &outputs)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Internal(format!(
+                            "inference of {} panicked; the server stays up, see its log",
+                            model.label()
+                        )))
+                    });
+            let timing = Timing {
+                queue,
+                inference: started.elapsed(),
+            };
             let _ = reply.send(result.map(|out| (out, timing)));
         }))?;
         answer
@@ -117,10 +125,14 @@ mod tests {
         let tx = done_tx.clone();
         pool.submit(Box::new(move |w| tx.send(w).unwrap())).unwrap(); // fills the queue
         let err = pool.submit(Box::new(|_| {})).unwrap_err();
-        assert!(matches!(err, Error::Overloaded(ref m) if m.contains("queue is full (1 requests waiting for 1 workers)")), "{err}");
+        assert!(
+            matches!(err, Error::Overloaded(ref m) if m.contains("queue is full (1 requests waiting for 1 workers)")),
+            "{err}"
+        );
         release.send(()).unwrap();
         assert_eq!(done.recv().unwrap(), 0);
-        pool.submit(Box::new(move |w| done_tx.send(w).unwrap())).unwrap();
+        pool.submit(Box::new(move |w| done_tx.send(w).unwrap()))
+            .unwrap();
         assert_eq!(done.recv().unwrap(), 0);
     }
 

@@ -168,6 +168,11 @@ impl ModelStore {
             .ok_or_else(|| unknown_model(model, &catalog))
     }
 
+    /// Names of the registry's models, as of the last refresh.
+    pub fn model_names(&self) -> Vec<String> {
+        read(&self.catalog).keys().cloned().collect()
+    }
+
     /// The loaded copy of `model` `version`, if any (never loads).
     pub fn loaded(&self, model: &str, version: u64) -> Option<Arc<LoadedModel>> {
         read(&self.loaded)

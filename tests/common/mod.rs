@@ -41,7 +41,7 @@ pub fn cli_ok(registry: &Path, args: &[&str]) -> String {
 }
 
 /// A registry with the demo and fixture models:
-/// fraud v1 (champion) and v2 (challenger), mlp v1, alltypes v1, fixed v1.
+/// fraud v1 (champion) and v2 (challenger), mlp v1, alltypes v1, typed v1, fixed v1.
 pub fn demo_registry(dir: &Path) -> PathBuf {
     let reg = dir.join("registry");
     let fraud1 = model_file("fraud/v1.onnx");
@@ -67,6 +67,7 @@ pub fn demo_registry(dir: &Path) -> PathBuf {
     for (name, file) in [
         ("mlp", "mlp/v1.onnx"),
         ("alltypes", "fixtures/alltypes.onnx"),
+        ("typed", "fixtures/typed.onnx"),
         ("fixed", "fixtures/fixed_shape.onnx"),
     ] {
         let path = model_file(file);
@@ -79,7 +80,10 @@ pub fn demo_registry(dir: &Path) -> PathBuf {
 /// A running `podium serve`; killed when dropped.
 pub struct Server {
     child: Child,
+    /// REST base URL, `http://127.0.0.1:PORT`.
     pub base: String,
+    /// gRPC endpoint, `http://127.0.0.1:PORT`.
+    pub grpc: String,
     pub registry: PathBuf,
     _dir: Option<tempfile::TempDir>,
 }
@@ -103,9 +107,10 @@ impl Server {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
-                "--poll-interval-ms",
-                "100",
+                "--grpc-listen",
+                "127.0.0.1:0",
             ])
+            .args(["--poll-interval-ms", "100"])
             .args(extra)
             .env("PODIUM_LOG", "warn")
             .stdout(Stdio::piped())
@@ -115,22 +120,38 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut grpc = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("podium: listening on ") {
-                    let _ = tx.send(url.to_string());
+                if let Some(url) = line.strip_prefix("podium: grpc listening on ") {
+                    grpc = url.to_string();
+                } else if let Some(url) = line.strip_prefix("podium: listening on ") {
+                    let _ = tx.send((url.to_string(), grpc.clone()));
                 }
             }
         });
-        let base = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("podium serve did not print its address within 60 s (see stderr above)");
+        let started = Instant::now();
+        let (base, grpc) = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(urls) => break urls,
+                Err(_) => {
+                    if let Some(status) = child.try_wait().expect("wait for podium") {
+                        panic!(
+                            "podium serve exited ({status}) before listening (see stderr above)"
+                        );
+                    }
+                    if started.elapsed() > Duration::from_secs(60) {
+                        let _ = child.kill();
+                        panic!(
+                            "podium serve did not print its address within 60 s (see stderr above)"
+                        );
+                    }
+                }
             }
         };
         Server {
             child,
             base,
+            grpc,
             registry: registry.to_path_buf(),
             _dir: None,
         }

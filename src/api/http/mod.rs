@@ -12,15 +12,8 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::api::error::ApiError;
+use crate::api::AppState;
 use crate::error::Error;
-use crate::serving::Core;
-
-/// Shared by every handler.
-pub struct AppState {
-    pub core: Core,
-    /// Largest request body accepted, in bytes.
-    pub max_request_bytes: usize,
-}
 
 /// All REST routes.
 pub fn router(state: Arc<AppState>) -> Router {

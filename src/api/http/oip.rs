@@ -12,8 +12,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
 use super::codec::{self, HEADER_LENGTH};
-use super::AppState;
 use crate::api::error::ApiError;
+use crate::api::AppState;
 use crate::error::Error;
 use crate::registry::VersionSpec;
 

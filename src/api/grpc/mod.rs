@@ -1,0 +1,276 @@
+//! OIP gRPC (`inference.GRPCInferenceService`, Triton's numbering) and the
+//! standard `grpc.health.v1.Health`, on their own listener. Same core, same
+//! checks and same error texts as REST; only the status codes differ.
+
+mod codec;
+
+/// Code generated from proto/grpc_service.proto.
+pub mod proto {
+    tonic::include_proto!("inference");
+}
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use tonic::codegen::http;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
+use proto::*;
+
+use crate::api::AppState;
+use crate::error::Error;
+use crate::registry::VersionSpec;
+use crate::serving::ModelStore;
+
+/// Requests of one `ModelStreamInfer` stream that may run at once (answers stay in order).
+const STREAM_CONCURRENCY: usize = 16;
+
+/// The gRPC face of the core.
+pub struct GrpcApi {
+    state: Arc<AppState>,
+}
+
+/// The one mapping from core errors to gRPC status codes.
+pub fn status(e: Error) -> Status {
+    match e {
+        Error::InvalidInput(m) | Error::Unsupported(m) => Status::invalid_argument(m),
+        Error::NotFound(m) => Status::not_found(m),
+        Error::PayloadTooLarge(m) | Error::Overloaded(m) => Status::resource_exhausted(m),
+        Error::Unavailable(m) => Status::unavailable(m),
+        Error::Internal(m) => Status::internal(m),
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for GrpcApi {
+    async fn server_live(
+        &self,
+        _: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready = self.state.core.models.readiness().is_ok();
+        Ok(Response::new(ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        req: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let req = req.into_inner();
+        let models = &self.state.core.models;
+        let version = models
+            .resolve(&req.name, &VersionSpec::parse(Some(&req.version)))
+            .map_err(status)?;
+        let ready = models.loaded(&req.name, version).is_some();
+        Ok(Response::new(ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: "podium".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            extensions: vec!["binary_tensor_data".into()],
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        req: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let models = &self.state.core.models;
+        let loaded = models
+            .get(&req.name, &VersionSpec::parse(Some(&req.version)))
+            .await
+            .map_err(status)?;
+        let info = models.info(&req.name).map_err(status)?;
+        let tensors = |specs: &[crate::runtime::TensorSpec]| {
+            specs
+                .iter()
+                .map(|s| model_metadata_response::TensorMetadata {
+                    name: s.name.clone(),
+                    datatype: s.datatype.name().into(),
+                    shape: s.shape.clone(),
+                })
+                .collect()
+        };
+        Ok(Response::new(ModelMetadataResponse {
+            name: req.name,
+            versions: info.versions.iter().map(u64::to_string).collect(),
+            platform: "onnx_onnxv1".into(),
+            inputs: tensors(&loaded.signature.inputs),
+            outputs: tensors(&loaded.signature.outputs),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        req: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let (response, timing) = infer(&self.state, req.into_inner()).await.map_err(status)?;
+        let version = response.model_version.clone();
+        let mut out = Response::new(response);
+        let md = out.metadata_mut();
+        for (key, value) in [
+            ("x-podium-model-version", version),
+            ("x-podium-queue-us", timing.queue.as_micros().to_string()),
+            (
+                "x-podium-inference-us",
+                timing.inference.as_micros().to_string(),
+            ),
+            (
+                "x-podium-total-us",
+                started.elapsed().as_micros().to_string(),
+            ),
+        ] {
+            if let Ok(v) = value.parse::<MetadataValue<_>>() {
+                md.insert(key, v);
+            }
+        }
+        Ok(out)
+    }
+
+    type ModelStreamInferStream = ResponseStream;
+
+    async fn model_stream_infer(
+        &self,
+        req: Request<Streaming<ModelInferRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let state = Arc::clone(&self.state);
+        let answers = req
+            .into_inner()
+            .map(move |msg| {
+                let state = Arc::clone(&state);
+                async move {
+                    let msg = msg.map_err(oversize_is_resource_exhausted)?;
+                    Ok(match infer(&state, msg).await {
+                        Ok((response, _)) => ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(response),
+                        },
+                        Err(e) => ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: None,
+                        },
+                    })
+                }
+            })
+            .buffered(STREAM_CONCURRENCY);
+        Ok(Response::new(Box::pin(answers)))
+    }
+}
+
+async fn infer(
+    state: &AppState,
+    msg: ModelInferRequest,
+) -> Result<(ModelInferResponse, crate::request::Timing), Error> {
+    let decoded = codec::decode(msg)?;
+    let response = state
+        .core
+        .infer(&decoded.model, &decoded.version, decoded.request)
+        .await?;
+    let timing = response.timing;
+    Ok((codec::encode(response), timing))
+}
+
+/// The inference service with Podium's message-size limit.
+pub fn service(state: Arc<AppState>) -> GrpcInferenceServiceServer<GrpcApi> {
+    let limit = state.max_request_bytes;
+    GrpcInferenceServiceServer::new(GrpcApi { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX)
+}
+
+const OVERSIZE: &str = "decoded message length too large";
+
+fn oversize_text(tonic_message: &str) -> String {
+    format!(
+        "request message too large ({}); raise the limit with --max-request-bytes / PODIUM_MAX_REQUEST_BYTES",
+        tonic_message.trim_start_matches("Error, ")
+    )
+}
+
+fn oversize_is_resource_exhausted(s: Status) -> Status {
+    if s.code() == tonic::Code::OutOfRange && s.message().contains(OVERSIZE) {
+        Status::resource_exhausted(oversize_text(s.message()))
+    } else {
+        s
+    }
+}
+
+/// tonic refuses an oversize message with OUT_OF_RANGE before any handler
+/// runs; gRPC convention (and our REST 413) is RESOURCE_EXHAUSTED.
+pub fn remap_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    let oversize = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("decoded%20message%20length%20too%20large") || m.contains(OVERSIZE)
+            });
+    if oversize {
+        let tonic_message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .map(|m| {
+                m.replace("%20", " ")
+                    .replace("%3A", ":")
+                    .replace("%2C", ",")
+            })
+            .unwrap_or_default();
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        if let Ok(v) = http::HeaderValue::from_str(&oversize_text(&tonic_message)) {
+            headers.insert("grpc-message", v);
+        }
+    }
+    response
+}
+
+/// Keeps `grpc.health.v1` in step with the models: the server ("") is
+/// SERVING when ready, and each model when its default route is loaded.
+pub async fn follow_health(reporter: HealthReporter, models: Arc<ModelStore>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let serving = |ok: bool| {
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        let ready = models.readiness().is_ok();
+        reporter.set_service_status("", serving(ready)).await;
+        reporter
+            .set_service_status("inference.GRPCInferenceService", serving(ready))
+            .await;
+        for model in models.model_names() {
+            let loaded = models
+                .resolve(&model, &VersionSpec::parse(None))
+                .ok()
+                .and_then(|v| models.loaded(&model, v))
+                .is_some();
+            reporter.set_service_status(&model, serving(loaded)).await;
+        }
+    }
+}
