@@ -78,6 +78,7 @@ async fn bad_requests_get_clear_4xx_errors() {
         ("wrong element type", fraud, input("input", json!([1, 2]), "FP32", json!(["a", "b"])), vec![], 400, "input \"input\" element 0 is \"a\", which is not a valid FP32"),
         ("no data", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32"}]})), vec![], 400, "has no \"data\""),
         ("unknown output", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row(1)}], "outputs": [{"name": "score"}]})), vec![], 400, "model fraud v1 has no output \"score\"; its outputs are: \"label\" INT64 [-1], \"probabilities\" FP32 [-1,2]"),
+        ("duplicate output", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row(1)}], "outputs": [{"name": "label"}, {"name": "label"}]})), vec![], 400, "output \"label\" is requested twice; ask for each output once"),
         ("duplicate input", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row(1)}, {"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row(1)}]})), vec![], 400, "given twice"),
         ("body over the limit", fraud, input("input", json!([1000, 30]), "FP32", json!(row(1000))), vec![], 413, "the limit is 100000 bytes"),
         ("compressed body", fraud, b"\x1f\x8b".to_vec(), vec![("content-encoding", "gzip".into())], 415, "Content-Encoding \"gzip\" is not supported"),

@@ -82,14 +82,17 @@ async fn health_and_metadata_rpcs() {
             .unwrap();
         assert!(r.into_inner().ready, "{version}");
     }
-    let e = c
-        .model_ready(ModelReadyRequest {
-            name: "nope".into(),
-            version: String::new(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound);
+    // As in Triton, unknown models and versions are "not ready", not errors.
+    for (name, version) in [("nope", ""), ("fraud", "9"), ("fraud", "prod")] {
+        let r = c
+            .model_ready(ModelReadyRequest {
+                name: name.into(),
+                version: version.into(),
+            })
+            .await
+            .unwrap();
+        assert!(!r.into_inner().ready, "{name} {version}");
+    }
 
     let meta = c
         .server_metadata(ServerMetadataRequest {})
@@ -140,21 +143,19 @@ async fn health_and_metadata_rpcs() {
         .unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "inference.GRPCInferenceService", "fraud", "mlp"] {
-        let status =
-            common::eventually(std::time::Duration::from_secs(10), "health SERVING", || {
-                let mut health = health.clone();
-                async move {
-                    let r = health
-                        .check(HealthCheckRequest {
-                            service: service.into(),
-                        })
-                        .await
-                        .ok()?;
-                    (r.into_inner().status == ServingStatus::Serving as i32).then_some(())
-                }
-            })
-            .await;
-        let _: () = status;
+        common::eventually(std::time::Duration::from_secs(10), "health SERVING", || {
+            let mut health = health.clone();
+            async move {
+                let r = health
+                    .check(HealthCheckRequest {
+                        service: service.into(),
+                    })
+                    .await
+                    .ok()?;
+                (r.into_inner().status == ServingStatus::Serving as i32).then_some(())
+            }
+        })
+        .await;
     }
     let e = health
         .check(HealthCheckRequest {
@@ -556,16 +557,18 @@ async fn stream_infer_answers_each_request_in_order() {
         let i = seen;
         seen += 1;
         match i {
-            5 => assert!(
-                msg.error_message.contains("has no input \"wrong\""),
-                "{}",
-                msg.error_message
-            ),
-            11 => assert!(
-                msg.error_message.contains("unknown model \"nope\""),
-                "{}",
-                msg.error_message
-            ),
+            5 | 11 => {
+                let want = if i == 5 {
+                    "has no input \"wrong\""
+                } else {
+                    "unknown model \"nope\""
+                };
+                assert!(msg.error_message.contains(want), "{}", msg.error_message);
+                let failed = msg
+                    .infer_response
+                    .expect("a failed answer names its request");
+                assert_eq!(failed.id, format!("s-{i}"));
+            }
             _ => {
                 assert_eq!(msg.error_message, "", "request {i}");
                 let r = msg.infer_response.unwrap();

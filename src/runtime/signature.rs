@@ -83,6 +83,13 @@ impl Signature {
         if request.outputs.is_empty() {
             return Ok((0..self.outputs.len()).collect());
         }
+        for (i, name) in request.outputs.iter().enumerate() {
+            if request.outputs[..i].contains(name) {
+                return Err(Error::InvalidInput(format!(
+                    "output \"{name}\" is requested twice; ask for each output once"
+                )));
+            }
+        }
         request
             .outputs
             .iter()
@@ -192,5 +199,10 @@ mod tests {
         assert!(e.contains("given twice"), "{e}");
         let e = check(vec![a(vec![1, 3], 3), b()], vec!["nope"]).unwrap_err();
         assert!(e.contains("no output \"nope\""), "{e}");
+        let e = check(vec![a(vec![1, 3], 3), b()], vec!["y", "y"]).unwrap_err();
+        assert_eq!(
+            e,
+            "output \"y\" is requested twice; ask for each output once"
+        );
     }
 }

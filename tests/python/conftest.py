@@ -4,9 +4,13 @@ The suite drives the real `podium` binary as a user would:
 
 1. builds a throw-away registry with the CLI
    (``podium --registry DIR models register ...`` / ``alias set ...``),
-2. starts ``podium --registry DIR serve --listen 127.0.0.1:0`` and waits for the
-   ``podium: listening on http://127.0.0.1:PORT`` line on its stdout,
-3. hands the port to the tests, and stops the server when the session ends.
+2. starts ``podium --registry DIR serve --listen 127.0.0.1:0 --grpc-listen
+   127.0.0.1:0`` and waits for the two lines it prints on stdout, in this order:
+   ``podium: grpc listening on http://127.0.0.1:PORT`` (OIP gRPC) and
+   ``podium: listening on http://127.0.0.1:PORT`` (OIP REST),
+3. hands both ports to the tests (fixtures ``server``/``client`` for REST,
+   ``grpc_url``/``grpc_client`` for gRPC), and stops the server when the
+   session ends.
 
 Environment:
   PODIUM_BIN         the podium binary (default: <repo>/target/debug/podium)
@@ -15,6 +19,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -36,6 +41,7 @@ MODELS_DIR = Path(os.environ.get("PODIUM_MODELS_DIR", REPO / "models"))
 
 HOST = "127.0.0.1"
 READY_LINE = re.compile(r"^podium: listening on http://127\.0\.0\.1:(\d+)$")
+GRPC_READY_LINE = re.compile(r"^podium: grpc listening on http://127\.0\.0\.1:(\d+)$")
 STARTUP_DEADLINE_S = 60.0
 CLI_TIMEOUT_S = 60.0
 
@@ -59,14 +65,20 @@ REGISTRATIONS = [
 @dataclass
 class PodiumServer:
     port: int
+    grpc_port: int
     proc: subprocess.Popen
     stderr_path: Path
     registry: Path
 
     @property
     def url(self) -> str:
-        """host:port, the form tritonclient wants (no scheme)."""
+        """REST host:port, the form tritonclient wants (no scheme)."""
         return f"{HOST}:{self.port}"
+
+    @property
+    def grpc_url(self) -> str:
+        """gRPC host:port, the form tritonclient.grpc and grpcio want (no scheme)."""
+        return f"{HOST}:{self.grpc_port}"
 
     def stderr_tail(self, limit: int = 4000) -> str:
         try:
@@ -108,24 +120,38 @@ def model_paths() -> dict[str, Path]:
     return {k: _model_path(k) for k in MODEL_FILES}
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory, model_paths) -> Path:
+def build_registry(reg: Path, registrations, model_paths: dict[str, Path]) -> Path:
+    """Fills registry directory `reg` with the CLI, as a user would.
+
+    registrations: (model name, file key, expected version, aliases)."""
     if not PODIUM_BIN.is_file() or not os.access(PODIUM_BIN, os.X_OK):
         pytest.fail(
             f"podium binary not found at {PODIUM_BIN}: run `cargo build` or set PODIUM_BIN"
         )
-    reg = tmp_path_factory.mktemp("registry")
-    for name, key, expected_version, aliases in REGISTRATIONS:
-        out = _run_cli("--registry", str(reg), "models", "register", name, str(model_paths[key]))
-        lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-        assert lines, f"`models register {name}` printed nothing on stdout"
-        assert lines[-1] == str(expected_version), (
-            f"`models register {name} {model_paths[key].name}` printed {out!r}, "
-            f"expected the new version {expected_version}"
-        )
+    for name, key, expected_version, aliases in registrations:
+        register_model(reg, name, model_paths[key], expected_version)
         for alias in aliases:
-            _run_cli("--registry", str(reg), "alias", "set", name, alias, str(expected_version))
+            set_alias(reg, name, alias, expected_version)
     return reg
+
+
+def register_model(reg: Path, name: str, path: Path, expected_version: int) -> None:
+    out = _run_cli("--registry", str(reg), "models", "register", name, str(path))
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    assert lines, f"`models register {name}` printed nothing on stdout"
+    assert lines[-1] == str(expected_version), (
+        f"`models register {name} {path.name}` printed {out!r}, "
+        f"expected the new version {expected_version}"
+    )
+
+
+def set_alias(reg: Path, name: str, alias: str, version: int) -> None:
+    _run_cli("--registry", str(reg), "alias", "set", name, alias, str(version))
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, model_paths) -> Path:
+    return build_registry(tmp_path_factory.mktemp("registry"), REGISTRATIONS, model_paths)
 
 
 def _drain(stream, lines: "queue.Queue[str | None]") -> None:
@@ -136,15 +162,26 @@ def _drain(stream, lines: "queue.Queue[str | None]") -> None:
         lines.put(None)  # EOF marker
 
 
-@pytest.fixture(scope="session")
-def server(registry, tmp_path_factory):
-    logdir = tmp_path_factory.mktemp("server")
+@contextlib.contextmanager
+def run_podium(registry: Path, logdir: Path, *extra_args: str):
+    """Runs `podium serve` on ephemeral REST and gRPC ports of 127.0.0.1 until
+    the block ends; yields a PodiumServer once both listening lines are out.
+    Fails the test if the server died while the block ran."""
     stderr_path = logdir / "stderr.log"
     stderr_file = open(stderr_path, "wb")
     env = dict(os.environ)
-    env.pop("PODIUM_REGISTRY", None)  # the flag below is the single source of truth
+    # the flags below are the single source of truth
+    for var in ("PODIUM_REGISTRY", "PODIUM_LISTEN", "PODIUM_GRPC_LISTEN"):
+        env.pop(var, None)
     proc = subprocess.Popen(
-        [str(PODIUM_BIN), "--registry", str(registry), "serve", "--listen", f"{HOST}:0"],
+        [
+            str(PODIUM_BIN), "--registry", str(registry), "serve",
+            "--listen", f"{HOST}:0",
+            # without this, serve binds the default 127.0.0.1:8001 and collides
+            # with anything else (another suite, a real server) on that port
+            "--grpc-listen", f"{HOST}:0",
+            *extra_args,
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=stderr_file,
@@ -152,15 +189,20 @@ def server(registry, tmp_path_factory):
         bufsize=1,
         env=env,
     )
-    lines: "queue.Queue[str | None]" = queue.Queue()
-    # The reader thread keeps draining stdout for the whole session so that a
-    # chatty server can never block on a full pipe.
-    threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
-
     srv = None
+    grpc_port = None
     seen: list[str] = []
     deadline = time.monotonic() + STARTUP_DEADLINE_S
+    # everything from here on is inside try/finally, so that the server is
+    # stopped whatever goes wrong
     try:
+        lines: "queue.Queue[str | None]" = queue.Queue()
+        # The reader thread keeps draining stdout for the whole run so that a
+        # chatty server can never block on a full pipe.
+        threading.Thread(target=_drain, args=(proc.stdout, lines), daemon=True).start()
+        # stdout carries, in this order:
+        #   podium: grpc listening on http://127.0.0.1:PORT
+        #   podium: listening on http://127.0.0.1:PORT
         while srv is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -176,9 +218,19 @@ def server(registry, tmp_path_factory):
                 break
             line = line.rstrip("\r\n")
             seen.append(line)
+            m = GRPC_READY_LINE.match(line)
+            if m:
+                grpc_port = int(m.group(1))
+                continue
             m = READY_LINE.match(line)
             if m:
-                srv = PodiumServer(int(m.group(1)), proc, stderr_path, registry)
+                if grpc_port is None:
+                    pytest.fail(
+                        "podium serve printed the REST listening line before (or without) "
+                        "the gRPC one `podium: grpc listening on http://127.0.0.1:PORT`.\n"
+                        "stdout:\n" + "\n".join(seen)
+                    )
+                srv = PodiumServer(int(m.group(1)), grpc_port, proc, stderr_path, registry)
         if srv is None:
             state = (
                 f"exited with {proc.returncode}"
@@ -187,15 +239,16 @@ def server(registry, tmp_path_factory):
             )
             stderr_file.flush()
             pytest.fail(
-                f"podium serve {state}; never printed the listening line.\n"
+                f"podium serve {state}; never printed both listening lines.\n"
                 f"stdout:\n" + "\n".join(seen) + "\n"
                 f"stderr:\n{stderr_path.read_text(errors='replace')[-6000:]}"
             )
         assert 0 < srv.port < 65536
+        assert 0 < srv.grpc_port < 65536 and srv.grpc_port != srv.port
         yield srv
-        # The server must have survived everything the suite threw at it.
+        # The server must have survived everything thrown at it.
         assert proc.poll() is None, (
-            f"podium serve died during the session (exit {proc.returncode}).\n"
+            f"podium serve died (exit {proc.returncode}).\n"
             f"stderr:\n{srv.stderr_tail()}"
         )
     finally:
@@ -210,10 +263,33 @@ def server(registry, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def server(registry, tmp_path_factory):
+    with run_podium(registry, tmp_path_factory.mktemp("server")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
 def client(server):
     c = httpclient.InferenceServerClient(
         url=server.url, connection_timeout=10.0, network_timeout=30.0
     )
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def grpc_url(server) -> str:
+    """The gRPC endpoint as "127.0.0.1:PORT" (no scheme)."""
+    return server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def grpc_client(grpc_url):
+    # imported here so that the REST suite still runs where only
+    # tritonclient[http] is installed
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(url=grpc_url)
     yield c
     c.close()
 

@@ -516,6 +516,17 @@ def test_error_unknown_requested_output(client, ort_run):
     _assert_still_serving(client, ort_run)
 
 
+def test_duplicate_requested_output(client, ort_run):
+    """The same output named twice is a client mistake: 400 naming it."""
+    x = rand_batch(FRAUD_FEATURES, seed=7, batch=1)
+    outputs = [httpclient.InferRequestedOutput("label", binary_data=True) for _ in range(2)]
+    with pytest.raises(InferenceServerException) as exc:
+        client.infer("fraud", [_fraud_input(shape=x.shape)], outputs=outputs)
+    assert status_of(exc.value) == "400", f"{status_of(exc.value)}: {message_of(exc.value)}"
+    assert 'output "label" is requested twice' in message_of(exc.value)
+    _assert_still_serving(client, ort_run)
+
+
 def test_error_missing_input(client, ort_run):
     inputs, _ = _alltypes_inputs()
     e = raises_from(client.infer, "alltypes", [i for i in inputs if i.name() != "in_int16"])

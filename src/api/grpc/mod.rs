@@ -70,12 +70,13 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         req: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
+        // As Triton does: an unknown model or version is simply not ready,
+        // so `tritonclient.grpc.is_model_ready` answers False, not an error.
         let req = req.into_inner();
         let models = &self.state.core.models;
-        let version = models
+        let ready = models
             .resolve(&req.name, &VersionSpec::parse(Some(&req.version)))
-            .map_err(status)?;
-        let ready = models.loaded(&req.name, version).is_some();
+            .is_ok_and(|version| models.loaded(&req.name, version).is_some());
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -161,6 +162,14 @@ impl GrpcInferenceService for GrpcApi {
                 let state = Arc::clone(&state);
                 async move {
                     let msg = msg.map_err(oversize_is_resource_exhausted)?;
+                    // A failed request's answer still names it, so a client
+                    // can tell which one failed (as Triton does).
+                    let failed = ModelInferResponse {
+                        model_name: msg.model_name.clone(),
+                        model_version: msg.model_version.clone(),
+                        id: msg.id.clone(),
+                        ..Default::default()
+                    };
                     Ok(match infer(&state, msg).await {
                         Ok((response, _)) => ModelStreamInferResponse {
                             error_message: String::new(),
@@ -168,7 +177,7 @@ impl GrpcInferenceService for GrpcApi {
                         },
                         Err(e) => ModelStreamInferResponse {
                             error_message: e.to_string(),
-                            infer_response: None,
+                            infer_response: Some(failed),
                         },
                     })
                 }
