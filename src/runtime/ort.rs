@@ -95,7 +95,8 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// Opens one session on one intra-op thread: parallelism comes from the
 /// inference workers, each owning a session, so pools never fight over cores.
-pub(super) fn open_session(path: &Path, label: &str) -> Result<Session, Error> {
+/// Public so benchmarks can time raw ONNX Runtime with exactly these settings.
+pub fn open_session(path: &Path, label: &str) -> Result<Session, Error> {
     let Some(environment) = ENVIRONMENT.get() else {
         return Err(Error::Internal(format!(
             "cannot load {label}: ONNX Runtime is not initialised"
