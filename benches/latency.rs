@@ -158,12 +158,8 @@ fn main() {
         ServeOptions {
             listen: addr,
             grpc_listen: grpc_addr,
-            registry: registry_dir.path().to_path_buf(),
             inference_threads: 2,
-            queue_depth: 1024,
-            max_request_bytes: 64 << 20,
-            poll_interval: Duration::from_secs(1),
-            ort_lib: None,
+            ..ServeOptions::new(registry_dir.path())
         },
         async move {
             let _ = stopped.await;

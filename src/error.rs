@@ -16,6 +16,10 @@ pub enum Error {
     /// The request uses an encoding or format Podium does not speak (HTTP 415).
     #[error("{0}")]
     Unsupported(String),
+    /// An operation refused to protect what is serving: an incompatible
+    /// signature, a failed warm-up, the memory limit (HTTP 409).
+    #[error("{0}")]
+    Refused(String),
     /// The inference queue is full; the client should retry shortly (HTTP 503 + Retry-After).
     #[error("{0}")]
     Overloaded(String),

@@ -39,6 +39,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(args_override_self = true)]
 struct ServeArgs {
     /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
     #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
@@ -61,6 +62,62 @@ struct ServeArgs {
     /// The ONNX Runtime shared library [default: .ort/ of the checkout, or beside the binary].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     ort_lib: Option<PathBuf>,
+    /// Replaced versions kept loaded per alias, so a rollback is instant.
+    #[arg(long, env = "PODIUM_KEEP_PREVIOUS", default_value_t = 1)]
+    keep_previous: usize,
+    /// Refuse to load a version when the estimated model memory would exceed this
+    /// (bytes, or with a K/M/G suffix, e.g. 2G).
+    #[arg(long, env = "PODIUM_MEMORY_LIMIT", value_parser = parse_bytes)]
+    memory_limit: Option<u64>,
+    /// The alias history file (JSON lines) [default: REGISTRY/.podium-history.jsonl].
+    #[arg(long, env = "PODIUM_HISTORY_FILE")]
+    history_file: Option<PathBuf>,
+    /// Bearer token for the admin API (/admin/...). Without a token the admin API
+    /// is served only when --listen is a loopback address.
+    #[arg(long, env = "PODIUM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file holding the admin token (first line), instead of --admin-token.
+    #[arg(long, env = "PODIUM_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, how long to let in-flight requests finish, in seconds.
+    #[arg(long, env = "PODIUM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    drain_timeout_secs: u64,
+}
+
+/// Where an alias command acts: the registry directory, or a running server.
+#[derive(Args)]
+struct Remote {
+    /// A running Podium (http://HOST:PORT) to change through its admin API: the
+    /// version is loaded, checked and warmed before the alias moves.
+    #[arg(long, env = "PODIUM_SERVER")]
+    server: Option<String>,
+    /// The admin API's bearer token.
+    #[arg(long, env = "PODIUM_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size like 512M or 2G"))?;
+    let unit: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches(['B', 'I'])
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("\"{text}\" has an unknown unit; use K, M or G")),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
 #[derive(Subcommand)]
@@ -83,13 +140,40 @@ enum AliasCommand {
         model: String,
         alias: String,
         version: u64,
+        /// With --server: accept a version whose inputs/outputs differ from what the alias serves.
+        #[arg(long)]
+        allow_signature_change: bool,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// Print the version ALIAS of MODEL points at.
-    Get { model: String, alias: String },
+    Get {
+        model: String,
+        alias: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// List the aliases of MODEL.
-    List { model: String },
+    List {
+        model: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Remove ALIAS from MODEL.
-    Delete { model: String, alias: String },
+    Delete {
+        model: String,
+        alias: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Point ALIAS back at the version it served before (needs --server: the
+    /// running server keeps that version warm).
+    Rollback {
+        model: String,
+        alias: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 fn main() -> ExitCode {
@@ -129,6 +213,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_request_bytes: args.max_request_bytes,
                 poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
                 ort_lib: args.ort_lib,
+                keep_previous: args.keep_previous,
+                memory_limit: args.memory_limit,
+                history_file: args.history_file,
+                admin_token: match args.admin_token_file {
+                    Some(path) => Some(read_token(&path)?),
+                    None => args.admin_token.filter(|t| !t.is_empty()),
+                },
+                drain_timeout: Duration::from_secs(args.drain_timeout_secs),
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -168,35 +260,189 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Alias(AliasCommand::Set {
-            model,
-            alias,
-            version,
-        }) => {
+        Command::Alias(command) => alias(&registry, command),
+    }
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token)
+}
+
+fn alias(registry: &LocalRegistry, command: AliasCommand) -> anyhow::Result<()> {
+    use AliasCommand::*;
+    let (Set { remote, .. }
+    | Get { remote, .. }
+    | List { remote, .. }
+    | Delete { remote, .. }
+    | Rollback { remote, .. }) = &command;
+    if let Some(server) = &remote.server {
+        let admin = AdminClient::new(server, remote.token.clone())?;
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(admin.run(command));
+    }
+    match command {
+        Set { model, alias, version, .. } => {
             registry.set_alias(&model, &alias, version)?;
             eprintln!("{model}@{alias} -> version {version}");
-            Ok(())
         }
-        Command::Alias(AliasCommand::Get { model, alias }) => {
-            let aliases = registry.aliases(&model)?;
-            match aliases.get(&alias) {
-                Some(v) => {
-                    println!("{v}");
-                    Ok(())
-                }
-                None => anyhow::bail!("model \"{model}\" has no alias \"{alias}\""),
-            }
-        }
-        Command::Alias(AliasCommand::List { model }) => {
+        Get { model, alias, .. } => match registry.aliases(&model)?.get(&alias) {
+            Some(v) => println!("{v}"),
+            None => anyhow::bail!("model \"{model}\" has no alias \"{alias}\""),
+        },
+        List { model, .. } => {
             for (alias, version) in registry.aliases(&model)? {
                 println!("{alias}\t{version}");
             }
-            Ok(())
         }
-        Command::Alias(AliasCommand::Delete { model, alias }) => {
+        Delete { model, alias, .. } => {
             registry.delete_alias(&model, &alias)?;
             eprintln!("deleted {model}@{alias}");
-            Ok(())
         }
+        Rollback { model, alias, .. } => anyhow::bail!(
+            "rollback of {model}@{alias} needs --server URL (or PODIUM_SERVER): the running server knows the version it served before and keeps it warm"
+        ),
+    }
+    Ok(())
+}
+
+/// The CLI's side of the admin API.
+struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl AdminClient {
+    fn new(server: &str, token: Option<String>) -> anyhow::Result<AdminClient> {
+        let base = server.trim_end_matches('/').to_string();
+        anyhow::ensure!(
+            base.starts_with("http://"),
+            "--server must look like http://HOST:PORT, got {server}"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()?;
+        Ok(AdminClient { http, base, token })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
+        let status = resp.status();
+        let value: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            let msg = value["error"].as_str().unwrap_or("no detail");
+            anyhow::bail!("{} answered {status}: {msg}", self.base);
+        }
+        Ok(value)
+    }
+
+    async fn run(&self, command: AliasCommand) -> anyhow::Result<()> {
+        use reqwest::Method;
+        use AliasCommand::*;
+        let path = |model: &str, alias: &str| format!("/admin/models/{model}/aliases/{alias}");
+        let report = |v: &serde_json::Value| {
+            let (model, alias) = (
+                v["model"].as_str().unwrap_or(""),
+                v["alias"].as_str().unwrap_or(""),
+            );
+            if v["swapped"] == true {
+                let was = v["from_version"]
+                    .as_u64()
+                    .map(|f| format!("was {f}"))
+                    .unwrap_or_else(|| "new".into());
+                eprintln!(
+                    "{model}@{alias} -> version {} ({was}; load {:.1} ms, validate {:.1} ms, warm-up {:.1} ms)",
+                    v["version"],
+                    v["load_ms"].as_f64().unwrap_or(0.0),
+                    v["validate_ms"].as_f64().unwrap_or(0.0),
+                    v["warm_ms"].as_f64().unwrap_or(0.0),
+                );
+            } else {
+                eprintln!("{model}@{alias} already serves version {}", v["version"]);
+            }
+        };
+        match command {
+            Set {
+                model,
+                alias,
+                version,
+                allow_signature_change,
+                ..
+            } => {
+                let body = serde_json::json!({ "version": version, "allow_signature_change": allow_signature_change });
+                report(
+                    &self
+                        .call(Method::PUT, &path(&model, &alias), Some(body))
+                        .await?,
+                );
+            }
+            Rollback { model, alias, .. } => {
+                report(
+                    &self
+                        .call(
+                            Method::POST,
+                            &format!("{}/rollback", path(&model, &alias)),
+                            None,
+                        )
+                        .await?,
+                );
+            }
+            Delete { model, alias, .. } => {
+                self.call(Method::DELETE, &path(&model, &alias), None)
+                    .await?;
+                eprintln!("deleted {model}@{alias}");
+            }
+            Get { model, alias, .. } => {
+                let v = self
+                    .call(Method::GET, &format!("/admin/models/{model}/aliases"), None)
+                    .await?;
+                match v["aliases"][&alias].as_u64() {
+                    Some(version) => println!("{version}"),
+                    None => anyhow::bail!("model \"{model}\" has no alias \"{alias}\""),
+                }
+            }
+            List { model, .. } => {
+                let v = self
+                    .call(Method::GET, &format!("/admin/models/{model}/aliases"), None)
+                    .await?;
+                if let Some(aliases) = v["aliases"].as_object() {
+                    for (alias, version) in aliases {
+                        let serving = &v["serving"][alias];
+                        let serving = if serving.is_null() {
+                            "nothing".to_string()
+                        } else {
+                            serving.to_string()
+                        };
+                        println!("{alias}\t{version}\tserving {serving}");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -14,11 +14,12 @@ use tower::util::MapResponseLayer;
 
 use crate::api::grpc;
 use crate::api::http::router;
+use crate::api::http::AdminAccess;
 use crate::api::AppState;
 use crate::registry::local::LocalRegistry;
 use crate::registry::Registry;
 use crate::runtime::pool::InferencePool;
-use crate::serving::{Core, ModelStore};
+use crate::serving::{Core, History, ModelStore, StoreOptions};
 
 /// Everything `podium serve` needs; the CLI fills it from flags and env vars.
 #[derive(Debug, Clone)]
@@ -31,6 +32,40 @@ pub struct ServeOptions {
     pub max_request_bytes: usize,
     pub poll_interval: Duration,
     pub ort_lib: Option<PathBuf>,
+    /// Replaced versions kept loaded per alias for instant rollback.
+    pub keep_previous: usize,
+    /// Refuse loads that would take the estimated model memory over this (bytes).
+    pub memory_limit: Option<u64>,
+    /// The alias history (JSON lines) [default: `.podium-history.jsonl` in the registry].
+    pub history_file: Option<PathBuf>,
+    /// Bearer token for the admin API; without one it is served on loopback listeners only.
+    pub admin_token: Option<String>,
+    /// How long shutdown waits for in-flight requests before exiting anyway.
+    pub drain_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// The defaults of `podium serve` for `registry`: REST on 127.0.0.1:8000,
+    /// gRPC on 127.0.0.1:8001, one inference thread per core.
+    pub fn new(registry: impl Into<PathBuf>) -> ServeOptions {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            registry: registry.into(),
+            inference_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            queue_depth: 1024,
+            max_request_bytes: 64 << 20,
+            poll_interval: Duration::from_secs(1),
+            ort_lib: None,
+            keep_previous: 1,
+            memory_limit: None,
+            history_file: None,
+            admin_token: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Loads ONNX Runtime and the registry's aliased models, binds REST and
@@ -54,7 +89,18 @@ pub async fn serve(
     let registry: Arc<dyn Registry> = Arc::new(registry);
     let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
         .context("starting inference threads")?;
-    let models = Arc::new(ModelStore::new(registry, pool.workers()));
+    let history = History::new(
+        opts.history_file
+            .clone()
+            .unwrap_or_else(|| opts.registry.join(".podium-history.jsonl")),
+    );
+    tracing::info!("alias history: {}", history.path().display());
+    let store_options = StoreOptions {
+        workers: pool.workers(),
+        keep_previous: opts.keep_previous,
+        memory_limit: opts.memory_limit,
+    };
+    let models = Arc::new(ModelStore::new(registry, store_options, history));
     {
         let models = Arc::clone(&models);
         tokio::task::spawn_blocking(move || models.refresh()).await??;
@@ -111,8 +157,19 @@ pub async fn serve(
         .add_service(health)
         .add_service(grpc::service(Arc::clone(&state)))
         .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
-    let rest_server =
-        axum::serve(listener, router(state)).with_graceful_shutdown(until_stopped(stopped));
+    let admin = match (&opts.admin_token, addr.ip().is_loopback()) {
+        (Some(token), _) => AdminAccess::Token(token.clone()),
+        (None, true) => {
+            tracing::warn!("admin API without a token: open to clients on this host only (set --admin-token / PODIUM_ADMIN_TOKEN)");
+            AdminAccess::Loopback
+        }
+        (None, false) => {
+            tracing::warn!("admin API disabled: {addr} is reachable from other hosts and no --admin-token / PODIUM_ADMIN_TOKEN is set");
+            AdminAccess::Disabled
+        }
+    };
+    let rest_server = axum::serve(listener, router(state, admin))
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
 
     tracing::info!(
         "serving OIP REST on http://{addr} and gRPC on {grpc_addr} with {} inference threads, queue depth {}",
@@ -126,10 +183,26 @@ pub async fn serve(
         writeln!(stdout, "podium: listening on http://{addr}")?;
         stdout.flush()?;
     }
-    let (rest, grpc) = tokio::join!(
-        async { rest_server.await.context("REST server failed") },
-        async { grpc_server.await.context("gRPC server failed") }
-    );
+    // Both servers drain in-flight requests after the signal, bounded by
+    // the drain timeout so a stuck client cannot hold the process forever.
+    let drained = async {
+        tokio::join!(
+            async { rest_server.await.context("REST server failed") },
+            async { grpc_server.await.context("gRPC server failed") }
+        )
+    };
+    tokio::pin!(drained);
+    let drain_timeout = opts.drain_timeout;
+    let (rest, grpc) = tokio::select! {
+        done = &mut drained => done,
+        _ = async {
+            let _ = stopped.clone().wait_for(|stop| *stop).await;
+            tokio::time::sleep(drain_timeout).await;
+        } => {
+            tracing::warn!("drain timeout ({drain_timeout:?}) reached with requests still in flight; exiting");
+            (Ok(()), Ok(()))
+        }
+    };
     watcher.abort();
     health_task.abort();
     rest?;

@@ -362,7 +362,7 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
         v["error"]
             .as_str()
             .unwrap()
-            .contains("broken@champion (v1): cannot load broken v1"),
+            .contains("broken@champion (v1): version 1 was refused: cannot load broken v1"),
         "{v}"
     );
     let resp = c

@@ -6,7 +6,9 @@ pub mod pool;
 mod signature;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 pub use signature::{Signature, TensorSpec};
 
@@ -22,7 +24,29 @@ pub struct LoadedModel {
     pub name: String,
     pub version: u64,
     pub signature: Signature,
+    /// When this copy finished loading.
+    pub loaded_at: SystemTime,
+    /// Size of the ONNX file; with the session count, the memory estimate.
+    pub file_bytes: u64,
+    /// Requests currently using this copy (see [`InFlight`]).
+    in_flight: AtomicUsize,
     sessions: Vec<Mutex<::ort::session::Session>>,
+}
+
+/// Counts one request on a model version for as long as it lives.
+pub struct InFlight(Arc<LoadedModel>);
+
+impl InFlight {
+    pub fn new(model: Arc<LoadedModel>) -> InFlight {
+        model.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(model)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for LoadedModel {
@@ -58,8 +82,67 @@ impl LoadedModel {
             name: name.to_string(),
             version,
             signature: signature.expect("at least one session"),
+            loaded_at: SystemTime::now(),
+            file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            in_flight: AtomicUsize::new(0),
             sessions,
         })
+    }
+
+    /// Requests using this copy right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Estimated resident memory: ONNX Runtime keeps about one copy of the
+    /// weights per session.
+    pub fn memory_estimate(&self) -> u64 {
+        self.file_bytes.saturating_mul(self.sessions.len() as u64)
+    }
+
+    /// Runs every session once on synthetic input of the declared shape
+    /// (dynamic dimensions as 1, zeros / empty strings), so the first real
+    /// request does not pay for lazy initialisation and a model that cannot
+    /// run at all is caught before it serves.
+    pub fn warm_up(&self) -> Result<(), Error> {
+        use crate::tensor::{DataType, TensorData};
+        let outputs: Vec<usize> = (0..self.signature.outputs.len()).collect();
+        for worker in 0..self.sessions.len() {
+            let inputs = self
+                .signature
+                .inputs
+                .iter()
+                .map(|spec| {
+                    let shape: Vec<i64> = spec
+                        .shape
+                        .iter()
+                        .map(|&d| if d < 0 { 1 } else { d })
+                        .collect();
+                    let n = shape.iter().product::<i64>().max(0) as usize;
+                    let data = match spec.datatype {
+                        DataType::Bool => TensorData::Bool(vec![false; n]),
+                        DataType::Uint8 => TensorData::Uint8(vec![0; n]),
+                        DataType::Uint16 => TensorData::Uint16(vec![0; n]),
+                        DataType::Uint32 => TensorData::Uint32(vec![0; n]),
+                        DataType::Uint64 => TensorData::Uint64(vec![0; n]),
+                        DataType::Int8 => TensorData::Int8(vec![0; n]),
+                        DataType::Int16 => TensorData::Int16(vec![0; n]),
+                        DataType::Int32 => TensorData::Int32(vec![0; n]),
+                        DataType::Int64 => TensorData::Int64(vec![0; n]),
+                        DataType::Fp16 => TensorData::Fp16(vec![half::f16::ZERO; n]),
+                        DataType::Bf16 => TensorData::Bf16(vec![half::bf16::ZERO; n]),
+                        DataType::Fp32 => TensorData::Fp32(vec![0.0; n]),
+                        DataType::Fp64 => TensorData::Fp64(vec![0.0; n]),
+                        DataType::Bytes => TensorData::Bytes(vec![Vec::new(); n]),
+                    };
+                    Tensor::new(spec.name.clone(), shape, data)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.run(worker, inputs, &outputs).map_err(|e| {
+                Error::Unavailable(format!("warm-up run of {} failed: {e}", self.label()))
+            })?;
+        }
+        Ok(())
     }
 
     /// `fraud v3`: how the model is named in messages.

@@ -108,6 +108,44 @@ impl Signature {
     }
 }
 
+impl Signature {
+    /// Whether a new version with this signature can replace one with
+    /// `current` without breaking clients: the same input and output names,
+    /// datatypes and ranks. Returns every difference, for the refusal.
+    pub fn compatible_with(&self, current: &Signature) -> Result<(), String> {
+        let mut differences = Vec::new();
+        for (kind, new, old) in [
+            ("input", &self.inputs, &current.inputs),
+            ("output", &self.outputs, &current.outputs),
+        ] {
+            for o in old {
+                match new.iter().find(|n| n.name == o.name) {
+                    None => differences.push(format!("{kind} \"{}\" is gone", o.name)),
+                    Some(n) if n.datatype != o.datatype => differences.push(format!(
+                        "{kind} \"{}\" changes datatype {} -> {}",
+                        o.name, o.datatype, n.datatype
+                    )),
+                    Some(n) if n.shape.len() != o.shape.len() => differences.push(format!(
+                        "{kind} \"{}\" changes rank {} -> {}",
+                        o.name,
+                        fmt_shape(&o.shape),
+                        fmt_shape(&n.shape)
+                    )),
+                    Some(_) => {}
+                }
+            }
+            for n in new.iter().filter(|n| !old.iter().any(|o| o.name == n.name)) {
+                differences.push(format!("{kind} \"{}\" is new", n.name));
+            }
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(differences.join("; "))
+        }
+    }
+}
+
 fn describe(specs: &[TensorSpec]) -> String {
     specs
         .iter()
@@ -167,6 +205,27 @@ mod tests {
             .check("m v1", &mut req)
             .map(|idx| (idx, req.inputs.iter().map(|t| t.name.clone()).collect()))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn compatibility_names_every_difference() {
+        let current = signature();
+        current.compatible_with(&current).unwrap();
+        let mut new = signature();
+        new.inputs[0].shape = vec![-1, 7]; // same rank: still compatible
+        new.compatible_with(&current).unwrap();
+        new.inputs[0].shape = vec![3];
+        new.inputs[1].datatype = DataType::Int32;
+        new.outputs.remove(1);
+        new.outputs.push(TensorSpec {
+            name: "w".into(),
+            datatype: DataType::Fp32,
+            shape: vec![-1],
+        });
+        assert_eq!(
+            new.compatible_with(&current).unwrap_err(),
+            "input \"a\" changes rank [-1,3] -> [3]; input \"b\" changes datatype INT64 -> INT32; output \"z\" is gone; output \"w\" is new"
+        );
     }
 
     #[test]

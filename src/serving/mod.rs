@@ -1,17 +1,20 @@
 //! The serving core: which model version answers a request, and running it.
 //! Protocol-free: the APIs call [`Core::infer`] with a decoded request.
 
+mod history;
 mod models;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use models::{ModelInfo, ModelStore};
+pub use history::{Event, History};
+pub use models::{ModelInfo, ModelStore, SlotStatus, StoreOptions, StoreStatus, SwapOutcome};
 
 use crate::error::Error;
 use crate::registry::VersionSpec;
 use crate::request::{InferRequest, InferResponse};
 use crate::runtime::pool::InferencePool;
+use crate::runtime::InFlight;
 
 /// Everything a request needs: the loaded models and the inference threads.
 pub struct Core {
@@ -30,6 +33,7 @@ impl Core {
     ) -> Result<InferResponse, Error> {
         let started = Instant::now();
         let loaded = self.models.get(model, version).await?;
+        let _in_flight = InFlight::new(Arc::clone(&loaded));
         let outputs = loaded.signature.check(&loaded.label(), &mut request)?;
         let inputs = std::mem::take(&mut request.inputs);
         let (outputs, mut timing) = self.pool.run(Arc::clone(&loaded), inputs, outputs).await?;

@@ -1,21 +1,42 @@
-//! The loaded versions of every model and the aliases that point at them.
+//! Slots and the reconciler: which loaded model version answers each
+//! `model@alias`, and how that changes when the registry moves an alias.
 //!
-//! The store mirrors the registry: [`ModelStore::refresh`] reads it, loads
-//! every aliased version that is not loaded yet, and only then publishes the
-//! new aliases, so a moved alias is answered by an already-loaded version.
-//! Versions named explicitly by number are loaded on first use and kept.
-//! (Validation, warm-up, rollback and the audit log of alias moves belong to
-//! the reconciler, which builds on this.)
+//! Requests read one immutable [`View`] through an `ArcSwap`: a slot is the
+//! view's `Arc<LoadedModel>` for one alias, and a request clones that `Arc`
+//! once and keeps it to the end, so it never mixes versions. The reconciler
+//! builds the next view off the hot path — load the new version, check its
+//! signature against the one it replaces, warm it up — and publishes it with
+//! one atomic store. If any step fails the old version keeps serving, the
+//! reason is recorded, and the same target is not retried until the alias
+//! moves again. A replaced version stays loaded (warm) for instant rollback;
+//! older ones are dropped once their last in-flight request finishes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use super::history::{Event, History};
 use crate::error::Error;
-use crate::registry::{self, Registry, VersionSpec};
+use crate::registry::{self, Registry, VersionSpec, LATEST};
 use crate::runtime::LoadedModel;
 
 type Key = (String, u64);
+
+/// How the store loads and keeps versions.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Inference workers: one ONNX Runtime session per worker per version.
+    pub workers: usize,
+    /// Replaced versions kept loaded per alias, for instant rollback.
+    pub keep_previous: usize,
+    /// Refuse to load a version whose estimated memory would exceed this,
+    /// next to what is loaded (bytes).
+    pub memory_limit: Option<u64>,
+}
 
 /// What the registry says about one model.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,16 +45,107 @@ pub struct ModelInfo {
     pub aliases: BTreeMap<String, u64>,
 }
 
-/// The registry's view and the loaded model versions.
+/// What requests see; replaced whole, never mutated.
+#[derive(Default)]
+struct View {
+    models: BTreeMap<String, ModelView>,
+}
+
+#[derive(Default)]
+struct ModelView {
+    info: ModelInfo,
+    /// The slots: alias → the version serving it.
+    slots: BTreeMap<String, Arc<LoadedModel>>,
+    /// Aliases with nothing serving, and why.
+    errors: BTreeMap<String, String>,
+}
+
+/// Control-plane memory of one slot.
+#[derive(Default)]
+struct SlotState {
+    /// Versions this alias served before, most recent first.
+    previous: VecDeque<u64>,
+    /// A target that failed; not retried until the alias moves again.
+    failed_target: Option<u64>,
+    last_error: Option<String>,
+}
+
+/// Durations of the steps of one swap, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SwapTimings {
+    pub load_ms: f64,
+    pub validate_ms: f64,
+    pub warm_ms: f64,
+}
+
+/// The answer to an admin alias change.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapOutcome {
+    pub model: String,
+    pub alias: String,
+    pub from_version: Option<u64>,
+    pub version: u64,
+    /// False when the alias already served this version.
+    pub swapped: bool,
+    #[serde(flatten)]
+    pub timings: SwapTimings,
+}
+
+/// One slot in `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub model: String,
+    pub alias: String,
+    pub registry_version: u64,
+    pub serving_version: Option<u64>,
+    pub loaded_at_unix_ms: Option<u64>,
+    pub in_flight: usize,
+    pub memory_estimate_bytes: u64,
+    pub previous_versions: Vec<u64>,
+    pub last_error: Option<String>,
+}
+
+/// One loaded version in `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResidentStatus {
+    pub model: String,
+    pub version: u64,
+    pub in_flight: usize,
+    pub memory_estimate_bytes: u64,
+}
+
+/// The whole of `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub slots: Vec<SlotStatus>,
+    /// Loaded versions: serving, kept for rollback, or pinned by number.
+    pub resident: Vec<ResidentStatus>,
+    /// Unloaded versions still held by in-flight requests; freed when they finish.
+    pub draining: Vec<ResidentStatus>,
+    pub memory_estimate_bytes: u64,
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// The slots, the loaded versions, and the reconciler that keeps them in
+/// step with the registry.
 pub struct ModelStore {
     registry: Arc<dyn Registry>,
-    workers: usize,
-    catalog: RwLock<Arc<BTreeMap<String, ModelInfo>>>,
+    options: StoreOptions,
+    history: History,
+    view: ArcSwap<View>,
+    /// Loaded copies, shared by every slot that points at the same version.
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions are immutable, so a version that failed to load is not retried.
     failed: RwLock<HashMap<Key, String>>,
     /// Versions a client named by number; kept loaded though no alias points at them.
     pinned: Mutex<HashSet<Key>>,
+    /// Unloaded versions that in-flight requests still hold; gone once they finish.
+    draining: Mutex<Vec<Weak<LoadedModel>>>,
+    slot_states: Mutex<HashMap<(String, String), SlotState>>,
+    /// (model, alias, version) an operator allowed to change the signature.
+    allowed_changes: Mutex<HashSet<(String, String, u64)>>,
+    /// One reconcile (or admin change) at a time.
+    reconciling: Mutex<()>,
     /// Serialises loads so one version is never loaded twice at once.
     loading: Mutex<()>,
     refreshed_once: AtomicBool,
@@ -41,100 +153,65 @@ pub struct ModelStore {
 
 impl ModelStore {
     /// An empty store; call [`ModelStore::refresh`] to fill it.
-    pub fn new(registry: Arc<dyn Registry>, workers: usize) -> ModelStore {
+    pub fn new(registry: Arc<dyn Registry>, options: StoreOptions, history: History) -> ModelStore {
         ModelStore {
             registry,
-            workers,
-            catalog: RwLock::new(Arc::new(BTreeMap::new())),
+            options,
+            history,
+            view: ArcSwap::from_pointee(View::default()),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
             pinned: Mutex::new(HashSet::new()),
+            draining: Mutex::new(Vec::new()),
+            slot_states: Mutex::new(HashMap::new()),
+            allowed_changes: Mutex::new(HashSet::new()),
+            reconciling: Mutex::new(()),
             loading: Mutex::new(()),
             refreshed_once: AtomicBool::new(false),
         }
     }
 
-    /// Re-reads the registry, loads aliased versions not yet loaded, then
-    /// publishes the new view and unloads versions nothing refers to any more.
-    /// Blocking (reads files, loads models): run it off the async runtime.
-    pub fn refresh(&self) -> Result<(), Error> {
-        let mut catalog = BTreeMap::new();
-        for model in self.registry.models()? {
-            let info = ModelInfo {
-                versions: self.registry.versions(&model)?,
-                aliases: self.registry.aliases(&model)?,
-            };
-            catalog.insert(model, info);
-        }
-        let wanted: HashSet<Key> = catalog
-            .iter()
-            .flat_map(|(m, info)| info.aliases.values().map(move |&v| (m.clone(), v)))
-            .filter(|(m, v)| catalog[m].versions.contains(v))
-            .collect();
-        for (model, version) in &wanted {
-            if let Err(e) = self.load(model, *version) {
-                tracing::error!("{e}");
-            }
-        }
-        *write(&self.catalog) = Arc::new(catalog.clone());
-        let pinned = lock(&self.pinned).clone();
-        write(&self.loaded).retain(|key, model| {
-            let keep = wanted.contains(key) || pinned.contains(key);
-            if !keep {
-                tracing::info!(
-                    "unloading {} (no alias points at it any more)",
-                    model.label()
-                );
-            }
-            keep
-        });
-        self.refreshed_once.store(true, Ordering::Release);
-        Ok(())
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
     }
 
-    /// Loads `model` `version` unless it is loaded already. Blocking.
-    fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
-        let key = (model.to_string(), version);
-        let _loading = lock(&self.loading);
-        if let Some(found) = read(&self.loaded).get(&key) {
-            return Ok(Arc::clone(found));
-        }
-        if let Some(why) = read(&self.failed).get(&key) {
-            return Err(Error::Unavailable(why.clone()));
-        }
-        let started = std::time::Instant::now();
-        let result = self
-            .registry
-            .artifact(model, version)
-            .and_then(|path| LoadedModel::load(model, version, &path, self.workers));
-        match result {
-            Ok(loaded) => {
-                let loaded = Arc::new(loaded);
-                tracing::info!(
-                    "loaded {} ({} sessions) in {:?}",
-                    loaded.label(),
-                    self.workers,
-                    started.elapsed()
-                );
-                write(&self.loaded).insert(key, Arc::clone(&loaded));
-                Ok(loaded)
-            }
-            Err(e) => {
-                let why = e.to_string();
-                write(&self.failed).insert(key, why.clone());
-                Err(Error::Unavailable(why))
-            }
-        }
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
-    /// The model version `spec` names, loading it first if it was named by
-    /// number and is not loaded yet.
+    // ------------------------------------------------------------ hot path
+
+    /// The model version `spec` names: the alias's slot, or a version by
+    /// number (loaded on first use and kept).
     pub async fn get(
         self: &Arc<Self>,
         model: &str,
         spec: &VersionSpec,
     ) -> Result<Arc<LoadedModel>, Error> {
-        let version = self.resolve(model, spec)?;
+        let version = {
+            let view = self.view.load();
+            let mv = view
+                .models
+                .get(model)
+                .ok_or_else(|| unknown_model(model, &view))?;
+            match spec {
+                VersionSpec::Alias(alias) if !alias.eq_ignore_ascii_case(LATEST) => {
+                    if let Some(slot) = mv.slots.get(alias) {
+                        return Ok(Arc::clone(slot));
+                    }
+                    registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
+                    let why = mv
+                        .errors
+                        .get(alias)
+                        .map(String::as_str)
+                        .unwrap_or("it is still loading");
+                    return Err(Error::Unavailable(format!(
+                        "model \"{model}\" alias \"{alias}\" has no version serving: {why}"
+                    )));
+                }
+                _ => registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?,
+            }
+        };
         let key = (model.to_string(), version);
         if let Some(found) = read(&self.loaded).get(&key) {
             return Ok(Arc::clone(found));
@@ -148,54 +225,57 @@ impl ModelStore {
         tokio::task::spawn_blocking(move || store.load(&model, version))
             .await
             .map_err(|e| Error::Internal(format!("model loading task failed: {e}")))?
+            .map(|(loaded, _)| loaded)
     }
 
-    /// The concrete version `spec` names for `model`.
-    pub fn resolve(&self, model: &str, spec: &VersionSpec) -> Result<u64, Error> {
-        let catalog = Arc::clone(&read(&self.catalog));
-        let info = catalog
+    /// Which version `spec` names for `model` and whether it is serving
+    /// (an alias: its slot; a number: loaded). Never loads.
+    pub fn ready(&self, model: &str, spec: &VersionSpec) -> Result<(u64, bool), Error> {
+        let view = self.view.load();
+        let mv = view
+            .models
             .get(model)
-            .ok_or_else(|| unknown_model(model, &catalog))?;
-        registry::resolve(model, spec, &info.versions, &info.aliases)
+            .ok_or_else(|| unknown_model(model, &view))?;
+        if let VersionSpec::Alias(alias) = spec {
+            if let Some(slot) = mv.slots.get(alias) {
+                return Ok((slot.version, true));
+            }
+        }
+        let version = registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
+        let is_alias = matches!(spec, VersionSpec::Alias(a) if !a.eq_ignore_ascii_case(LATEST));
+        let loaded = !is_alias && read(&self.loaded).contains_key(&(model.to_string(), version));
+        Ok((version, loaded))
     }
 
     /// What the registry says about `model`.
     pub fn info(&self, model: &str) -> Result<ModelInfo, Error> {
-        let catalog = Arc::clone(&read(&self.catalog));
-        catalog
+        let view = self.view.load();
+        view.models
             .get(model)
-            .cloned()
-            .ok_or_else(|| unknown_model(model, &catalog))
+            .map(|mv| mv.info.clone())
+            .ok_or_else(|| unknown_model(model, &view))
     }
 
-    /// Names of the registry's models, as of the last refresh.
+    /// Names of the registry's models, as of the last reconcile.
     pub fn model_names(&self) -> Vec<String> {
-        read(&self.catalog).keys().cloned().collect()
+        self.view.load().models.keys().cloned().collect()
     }
 
-    /// The loaded copy of `model` `version`, if any (never loads).
-    pub fn loaded(&self, model: &str, version: u64) -> Option<Arc<LoadedModel>> {
-        read(&self.loaded)
-            .get(&(model.to_string(), version))
-            .cloned()
-    }
-
-    /// Ready when the registry has been read and every aliased version is
-    /// loaded; otherwise the reasons it is not.
+    /// Ready when the registry has been read and every alias has a version
+    /// serving; otherwise the reasons it is not. A failed swap keeps the old
+    /// version serving, so it never makes a ready server unready.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if !self.refreshed_once.load(Ordering::Acquire) {
             return Err(vec!["the registry has not been read yet".into()]);
         }
-        let catalog = Arc::clone(&read(&self.catalog));
-        let loaded = read(&self.loaded);
-        let failed = read(&self.failed);
+        let view = self.view.load();
         let mut reasons = Vec::new();
-        for (model, info) in catalog.iter() {
-            for (alias, &version) in &info.aliases {
-                let key = (model.clone(), version);
-                if !loaded.contains_key(&key) {
-                    let why = failed
-                        .get(&key)
+        for (model, mv) in &view.models {
+            for (alias, version) in &mv.info.aliases {
+                if !mv.slots.contains_key(alias) {
+                    let why = mv
+                        .errors
+                        .get(alias)
                         .map(String::as_str)
                         .unwrap_or("not loaded yet");
                     reasons.push(format!("{model}@{alias} (v{version}): {why}"));
@@ -208,10 +288,425 @@ impl ModelStore {
             Err(reasons)
         }
     }
+
+    // --------------------------------------------------------- reconciler
+
+    /// Re-reads the registry and makes the slots follow it. Blocking (reads
+    /// files, loads models): run it off the async runtime.
+    pub fn refresh(&self) -> Result<(), Error> {
+        let _one_at_a_time = lock(&self.reconciling);
+        self.reconcile("registry")
+    }
+
+    /// Points `alias` at `version` for an operator: the version is loaded,
+    /// checked against what the alias serves now and warmed up *before* the
+    /// registry is written, so a bad version is refused without ever being
+    /// published; then this server swaps at once. Blocking.
+    pub fn set_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+        allow_signature_change: bool,
+        by: &str,
+    ) -> Result<SwapOutcome, Error> {
+        registry::validate_alias_name(alias)?;
+        let _one_at_a_time = lock(&self.reconciling);
+        let versions = self.registry.versions(model)?;
+        registry::resolve(
+            model,
+            &VersionSpec::Number(version),
+            &versions,
+            &Default::default(),
+        )?;
+        let current = self
+            .view
+            .load()
+            .models
+            .get(model)
+            .and_then(|mv| mv.slots.get(alias).cloned());
+        let from_version = current.as_ref().map(|c| c.version);
+        if from_version == Some(version) {
+            self.registry.set_alias(model, alias, version)?;
+            return Ok(SwapOutcome {
+                model: model.into(),
+                alias: alias.into(),
+                from_version,
+                version,
+                swapped: false,
+                timings: SwapTimings::default(),
+            });
+        }
+        let key = (model.to_string(), alias.to_string(), version);
+        if allow_signature_change {
+            lock(&self.allowed_changes).insert(key.clone());
+        }
+        let timings = match self.prepare(
+            model,
+            alias,
+            version,
+            current.as_deref(),
+            allow_signature_change,
+        ) {
+            Ok((_, timings)) => timings,
+            Err(e) => {
+                let mut event = Event::new(model, alias, "swap_refused", by);
+                event.from_version = from_version;
+                event.to_version = Some(version);
+                event.result = "failed".into();
+                event.error = Some(e.to_string());
+                self.history.record(&event);
+                return Err(Error::Refused(format!(
+                    "refused to point {model}@{alias} at version {version}: {e}; the alias is unchanged{}",
+                    from_version.map(|v| format!(" (still version {v})")).unwrap_or_default()
+                )));
+            }
+        };
+        let registry_from = self.registry.aliases(model)?.get(alias).copied();
+        self.registry.set_alias(model, alias, version)?;
+        let mut event = Event::new(model, alias, "alias_set", by);
+        event.from_version = registry_from;
+        event.to_version = Some(version);
+        self.history.record(&event);
+        self.reconcile(by)?;
+        let serving = self
+            .view
+            .load()
+            .models
+            .get(model)
+            .and_then(|mv| mv.slots.get(alias).map(|s| s.version));
+        if serving != Some(version) {
+            return Err(Error::Internal(format!(
+                "{model}@{alias} was set to version {version} in the registry but this server serves {serving:?}; see /admin/status"
+            )));
+        }
+        Ok(SwapOutcome {
+            model: model.into(),
+            alias: alias.into(),
+            from_version,
+            version,
+            swapped: true,
+            timings,
+        })
+    }
+
+    /// Removes `alias` from the registry and stops serving it. Blocking.
+    pub fn delete_alias(&self, model: &str, alias: &str, by: &str) -> Result<(), Error> {
+        let _one_at_a_time = lock(&self.reconciling);
+        self.registry.delete_alias(model, alias)?;
+        self.history
+            .record(&Event::new(model, alias, "alias_deleted", by));
+        self.reconcile(by)
+    }
+
+    /// The version `alias` served before its current one, if kept.
+    pub fn previous_version(&self, model: &str, alias: &str) -> Option<u64> {
+        lock(&self.slot_states)
+            .get(&(model.to_string(), alias.to_string()))
+            .and_then(|s| s.previous.front().copied())
+    }
+
+    /// One reconcile pass; the caller holds `reconciling`.
+    fn reconcile(&self, by: &str) -> Result<(), Error> {
+        let mut catalog = BTreeMap::new();
+        for model in self.registry.models()? {
+            let info = ModelInfo {
+                versions: self.registry.versions(&model)?,
+                aliases: self.registry.aliases(&model)?,
+            };
+            catalog.insert(model, info);
+        }
+        let old = self.view.load_full();
+        let mut models = BTreeMap::new();
+        for (model, info) in catalog {
+            let old_mv = old.models.get(&model);
+            let mut mv = ModelView::default();
+            for (alias, &target) in &info.aliases {
+                let current = old_mv.and_then(|m| m.slots.get(alias)).cloned();
+                match self.follow(&model, alias, target, current, by) {
+                    Ok(serving) => {
+                        mv.slots.insert(alias.clone(), serving);
+                    }
+                    Err((Some(kept), _)) => {
+                        mv.slots.insert(alias.clone(), kept);
+                    }
+                    Err((None, why)) => {
+                        mv.errors.insert(alias.clone(), why);
+                    }
+                }
+            }
+            if let Some(old_mv) = old_mv {
+                for (alias, gone) in old_mv
+                    .slots
+                    .iter()
+                    .filter(|(a, _)| !info.aliases.contains_key(*a))
+                {
+                    let mut event = Event::new(&model, alias, "unserved", by);
+                    event.from_version = Some(gone.version);
+                    self.history.record(&event);
+                    lock(&self.slot_states).remove(&(model.clone(), alias.clone()));
+                }
+            }
+            mv.info = info;
+            models.insert(model, mv);
+        }
+        let view = View { models };
+        self.view.store(Arc::new(view));
+        self.evict();
+        self.refreshed_once.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes one slot serve `target`: returns what it serves now, or what it
+    /// keeps serving (if anything) and why it could not follow.
+    fn follow(
+        &self,
+        model: &str,
+        alias: &str,
+        target: u64,
+        current: Option<Arc<LoadedModel>>,
+        by: &str,
+    ) -> Result<Arc<LoadedModel>, (Option<Arc<LoadedModel>>, String)> {
+        if let Some(c) = current.as_ref().filter(|c| c.version == target) {
+            return Ok(Arc::clone(c));
+        }
+        let slot_key = (model.to_string(), alias.to_string());
+        {
+            let states = lock(&self.slot_states);
+            if let Some(state) = states
+                .get(&slot_key)
+                .filter(|s| s.failed_target == Some(target))
+            {
+                return Err((current, state.last_error.clone().unwrap_or_default()));
+            }
+        }
+        let allow =
+            lock(&self.allowed_changes).contains(&(model.to_string(), alias.to_string(), target));
+        let from_version = current.as_ref().map(|c| c.version);
+        let mut event = Event::new(model, alias, "swap", by);
+        event.from_version = from_version;
+        event.to_version = Some(target);
+        match self.prepare(model, alias, target, current.as_deref(), allow) {
+            Ok((new, timings)) => {
+                event.load_ms = Some(timings.load_ms);
+                event.validate_ms = Some(timings.validate_ms);
+                event.warm_ms = Some(timings.warm_ms);
+                self.history.record(&event);
+                let mut states = lock(&self.slot_states);
+                let state = states.entry(slot_key).or_default();
+                state.failed_target = None;
+                state.last_error = None;
+                state.previous.retain(|&v| v != target);
+                if let Some(v) = from_version {
+                    state.previous.push_front(v);
+                    state.previous.truncate(self.options.keep_previous);
+                }
+                tracing::info!(
+                    "{model}@{alias}: now serving v{target} (was {}) after load {:.1} ms, validate {:.1} ms, warm-up {:.1} ms",
+                    from_version.map(|v| format!("v{v}")).unwrap_or_else(|| "nothing".into()),
+                    timings.load_ms,
+                    timings.validate_ms,
+                    timings.warm_ms
+                );
+                lock(&self.allowed_changes).remove(&(model.to_string(), alias.to_string(), target));
+                Ok(new)
+            }
+            Err(e) => {
+                let why = format!(
+                    "version {target} was refused: {e}{}",
+                    from_version
+                        .map(|v| format!("; still serving version {v}"))
+                        .unwrap_or_default()
+                );
+                tracing::error!("{model}@{alias}: {why}");
+                event.result = "failed".into();
+                event.error = Some(e.to_string());
+                self.history.record(&event);
+                let mut states = lock(&self.slot_states);
+                let state = states.entry(slot_key).or_default();
+                state.failed_target = Some(target);
+                state.last_error = Some(why.clone());
+                Err((current, why))
+            }
+        }
+    }
+
+    /// Load (or reuse), validate against what the slot serves now, warm up.
+    fn prepare(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+        current: Option<&LoadedModel>,
+        allow_signature_change: bool,
+    ) -> Result<(Arc<LoadedModel>, SwapTimings), Error> {
+        let mut timings = SwapTimings::default();
+        let started = Instant::now();
+        let (loaded, fresh) = self.load(model, version)?;
+        timings.load_ms = ms(started);
+        let started = Instant::now();
+        if let Some(current) = current.filter(|_| !allow_signature_change) {
+            loaded.signature.compatible_with(&current.signature).map_err(|why| {
+                Error::Refused(format!(
+                    "its signature is incompatible with version {} that {model}@{alias} serves: {why} (allow the change explicitly through the admin API with \"allow_signature_change\": true)",
+                    current.version
+                ))
+            })?;
+        }
+        timings.validate_ms = ms(started);
+        if fresh {
+            let started = Instant::now();
+            if let Err(e) = loaded.warm_up() {
+                write(&self.loaded).remove(&(model.to_string(), version));
+                write(&self.failed).insert((model.to_string(), version), e.to_string());
+                return Err(e);
+            }
+            timings.warm_ms = ms(started);
+        }
+        Ok((loaded, timings))
+    }
+
+    /// Loads `model` `version` unless it is loaded already; true when it was
+    /// loaded now. Checks the memory limit first. Blocking.
+    fn load(&self, model: &str, version: u64) -> Result<(Arc<LoadedModel>, bool), Error> {
+        let key = (model.to_string(), version);
+        let _loading = lock(&self.loading);
+        if let Some(found) = read(&self.loaded).get(&key) {
+            return Ok((Arc::clone(found), false));
+        }
+        if let Some(why) = read(&self.failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        let path = self.registry.artifact(model, version)?;
+        if let Some(limit) = self.options.memory_limit {
+            let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let needed = file.saturating_mul(self.options.workers as u64);
+            let resident: u64 = read(&self.loaded)
+                .values()
+                .map(|m| m.memory_estimate())
+                .sum();
+            if resident.saturating_add(needed) > limit {
+                return Err(Error::Refused(format!(
+                    "loading {model} v{version} needs about {} next to the {} loaded, over --memory-limit {}; unload something or raise the limit",
+                    mb(needed),
+                    mb(resident),
+                    mb(limit)
+                )));
+            }
+        }
+        let started = Instant::now();
+        match LoadedModel::load(model, version, &path, self.options.workers) {
+            Ok(loaded) => {
+                let loaded = Arc::new(loaded);
+                tracing::info!(
+                    "loaded {} ({} sessions) in {:?}",
+                    loaded.label(),
+                    self.options.workers,
+                    started.elapsed()
+                );
+                write(&self.loaded).insert(key, Arc::clone(&loaded));
+                Ok((loaded, true))
+            }
+            Err(e) => {
+                let why = e.to_string();
+                write(&self.failed).insert(key, why.clone());
+                Err(Error::Unavailable(why))
+            }
+        }
+    }
+
+    /// Drops loaded versions nothing needs: not in a slot, not kept for
+    /// rollback, not pinned by a request. In-flight requests keep their `Arc`,
+    /// so memory is freed when the last of them finishes.
+    fn evict(&self) {
+        let view = self.view.load();
+        let mut keep: HashSet<Key> = lock(&self.pinned).clone();
+        for (model, mv) in &view.models {
+            keep.extend(mv.slots.values().map(|m| (model.clone(), m.version)));
+        }
+        for ((model, _), state) in lock(&self.slot_states).iter() {
+            keep.extend(state.previous.iter().map(|&v| (model.clone(), v)));
+        }
+        let mut draining = lock(&self.draining);
+        write(&self.loaded).retain(|key, model| {
+            let kept = keep.contains(key);
+            if !kept {
+                tracing::info!(
+                    "unloading {} (nothing points at it; {} requests still finishing on it)",
+                    model.label(),
+                    model.in_flight()
+                );
+                draining.push(Arc::downgrade(model));
+            }
+            kept
+        });
+        draining.retain(|m| m.strong_count() > 0);
+    }
+
+    // ------------------------------------------------------------- status
+
+    /// Every slot and every loaded version, for `GET /admin/status`.
+    pub fn status(&self) -> StoreStatus {
+        let view = self.view.load();
+        let states = lock(&self.slot_states);
+        let mut slots = Vec::new();
+        for (model, mv) in &view.models {
+            for (alias, &registry_version) in &mv.info.aliases {
+                let serving = mv.slots.get(alias);
+                let state = states.get(&(model.clone(), alias.clone()));
+                slots.push(SlotStatus {
+                    model: model.clone(),
+                    alias: alias.clone(),
+                    registry_version,
+                    serving_version: serving.map(|m| m.version),
+                    loaded_at_unix_ms: serving.map(|m| unix_ms(m.loaded_at)),
+                    in_flight: serving.map(|m| m.in_flight()).unwrap_or(0),
+                    memory_estimate_bytes: serving.map(|m| m.memory_estimate()).unwrap_or(0),
+                    previous_versions: state
+                        .map(|s| s.previous.iter().copied().collect())
+                        .unwrap_or_default(),
+                    last_error: state
+                        .and_then(|s| s.last_error.clone())
+                        .or_else(|| mv.errors.get(alias).cloned()),
+                });
+            }
+        }
+        let mut resident: Vec<ResidentStatus> = read(&self.loaded)
+            .values()
+            .map(|m| ResidentStatus {
+                model: m.name.clone(),
+                version: m.version,
+                in_flight: m.in_flight(),
+                memory_estimate_bytes: m.memory_estimate(),
+            })
+            .collect();
+        resident.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        let draining = {
+            let mut draining = lock(&self.draining);
+            draining.retain(|m| m.strong_count() > 0);
+            draining
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|m| ResidentStatus {
+                    model: m.name.clone(),
+                    version: m.version,
+                    in_flight: m.in_flight(),
+                    memory_estimate_bytes: m.memory_estimate(),
+                })
+                .collect()
+        };
+        StoreStatus {
+            draining,
+            memory_estimate_bytes: resident.iter().map(|r| r.memory_estimate_bytes).sum(),
+            slots,
+            resident,
+            memory_limit_bytes: self.options.memory_limit,
+        }
+    }
 }
 
-fn unknown_model(model: &str, catalog: &BTreeMap<String, ModelInfo>) -> Error {
-    let known: Vec<&str> = catalog.keys().map(String::as_str).collect();
+fn unknown_model(model: &str, view: &View) -> Error {
+    let known: Vec<&str> = view.models.keys().map(String::as_str).collect();
     Error::NotFound(format!(
         "unknown model \"{model}\"; this server has: {}",
         if known.is_empty() {
@@ -220,6 +715,20 @@ fn unknown_model(model: &str, catalog: &BTreeMap<String, ModelInfo>) -> Error {
             known.join(", ")
         }
     ))
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 // Lock helpers: a poisoned lock means a panic elsewhere mid-update of plain

@@ -43,6 +43,7 @@ pub fn status(e: Error) -> Status {
         Error::NotFound(m) => Status::not_found(m),
         Error::PayloadTooLarge(m) | Error::Overloaded(m) => Status::resource_exhausted(m),
         Error::Unavailable(m) => Status::unavailable(m),
+        Error::Refused(m) => Status::failed_precondition(m),
         Error::Internal(m) => Status::internal(m),
     }
 }
@@ -73,10 +74,12 @@ impl GrpcInferenceService for GrpcApi {
         // As Triton does: an unknown model or version is simply not ready,
         // so `tritonclient.grpc.is_model_ready` answers False, not an error.
         let req = req.into_inner();
-        let models = &self.state.core.models;
-        let ready = models
-            .resolve(&req.name, &VersionSpec::parse(Some(&req.version)))
-            .is_ok_and(|version| models.loaded(&req.name, version).is_some());
+        let ready = self
+            .state
+            .core
+            .models
+            .ready(&req.name, &VersionSpec::parse(Some(&req.version)))
+            .is_ok_and(|(_, ready)| ready);
         Ok(Response::new(ModelReadyResponse { ready }))
     }
 
@@ -275,10 +278,8 @@ pub async fn follow_health(reporter: HealthReporter, models: Arc<ModelStore>, in
             .await;
         for model in models.model_names() {
             let loaded = models
-                .resolve(&model, &VersionSpec::parse(None))
-                .ok()
-                .and_then(|v| models.loaded(&model, v))
-                .is_some();
+                .ready(&model, &VersionSpec::parse(None))
+                .is_ok_and(|(_, ready)| ready);
             reporter.set_service_status(&model, serving(loaded)).await;
         }
     }

@@ -1,5 +1,6 @@
 //! The REST listener: the Open Inference Protocol (KServe V2) routes.
 
+mod admin;
 mod codec;
 mod oip;
 
@@ -15,9 +16,26 @@ use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::error::Error;
 
-/// All REST routes.
-pub fn router(state: Arc<AppState>) -> Router {
+/// Who may use the admin API.
+#[derive(Debug, Clone)]
+pub enum AdminAccess {
+    /// Not mounted (no token, and the listener is reachable from other hosts).
+    Disabled,
+    /// Mounted without a token, on a loopback-only listener.
+    Loopback,
+    /// Mounted; every route needs `Authorization: Bearer <token>`.
+    Token(String),
+}
+
+/// All REST routes, and the admin routes as `admin` allows.
+pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
+    let admin_routes = match admin {
+        AdminAccess::Disabled => Router::new(),
+        AdminAccess::Loopback => admin::routes(Arc::clone(&state), None),
+        AdminAccess::Token(token) => admin::routes(Arc::clone(&state), Some(token)),
+    };
     Router::new()
+        .merge(admin_routes)
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))

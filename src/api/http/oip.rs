@@ -98,8 +98,7 @@ fn readiness(
     version: Option<String>,
 ) -> Result<Response, ApiError> {
     let spec = VersionSpec::parse(version.as_deref());
-    let v = state.core.models.resolve(&model, &spec)?;
-    let ready = state.core.models.loaded(&model, v).is_some();
+    let (v, ready) = state.core.models.ready(&model, &spec)?;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -188,7 +187,7 @@ async fn run_infer(
 
 /// Reads the whole body, refusing more than `limit` bytes (413) before
 /// buffering them, and compressed bodies (415) with the fix.
-async fn read_body(
+pub(super) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

@@ -1,0 +1,273 @@
+//! The admin API ops use to flip aliases, roll back, register versions and
+//! see what is serving. Every route needs `Authorization: Bearer <token>`
+//! when a token is configured; without one, the routes are only mounted on a
+//! loopback listener (see `server.rs`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::oip::read_body;
+use crate::api::error::ApiError;
+use crate::api::AppState;
+use crate::error::Error;
+use crate::registry::validate_model_name;
+
+type S = State<Arc<AppState>>;
+
+/// The admin routes, behind the token check when `token` is set.
+pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppState>> {
+    let router = Router::new()
+        .route("/admin/status", get(status))
+        .route("/admin/history", get(history))
+        .route("/admin/models", post(register))
+        .route("/admin/models/{model}/aliases", get(aliases))
+        .route(
+            "/admin/models/{model}/aliases/{alias}",
+            put(set_alias).delete(delete_alias),
+        )
+        .route(
+            "/admin/models/{model}/aliases/{alias}/rollback",
+            post(rollback),
+        );
+    let _ = state;
+    match token {
+        Some(token) => {
+            let token: Arc<str> = token.into();
+            router.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let token = Arc::clone(&token);
+                    async move { authorize(&token, req, next).await }
+                },
+            ))
+        }
+        None => router,
+    }
+}
+
+/// 401 with no detail unless the request carries the token.
+async fn authorize(token: &str, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        return next.run(req).await;
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "unauthorized" })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Compares without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Runs a blocking store operation off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(Error::Internal(format!("admin task failed: {e}"))))?
+        .map_err(ApiError)
+}
+
+async fn status(State(state): S) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(state.core.models.status()).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+async fn history(State(state): S, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
+    let models = Arc::clone(&state.core.models);
+    let events = blocking(move || {
+        models
+            .history()
+            .tail(q.limit.unwrap_or(100), q.model.as_deref())
+            .map_err(|e| Error::Internal(format!("cannot read the alias history: {e}")))
+    })
+    .await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+async fn aliases(State(state): S, Path(model): Path<String>) -> Result<Response, ApiError> {
+    let info = state.core.models.info(&model)?;
+    let serving: serde_json::Map<String, serde_json::Value> = state
+        .core
+        .models
+        .status()
+        .slots
+        .into_iter()
+        .filter(|s| s.model == model)
+        .map(|s| (s.alias, json!(s.serving_version)))
+        .collect();
+    Ok(
+        Json(json!({ "model": model, "aliases": info.aliases, "serving": serving }))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+struct SetAlias {
+    version: u64,
+    #[serde(default)]
+    allow_signature_change: bool,
+}
+
+async fn set_alias(
+    State(state): S,
+    Path((model, alias)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: SetAlias = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(Error::InvalidInput(format!(
+            "expected a JSON body like {{\"version\": 5}} (optionally \"allow_signature_change\": true): {e}"
+        )))
+    })?;
+    let models = Arc::clone(&state.core.models);
+    let outcome = blocking(move || {
+        models.set_alias(
+            &model,
+            &alias,
+            req.version,
+            req.allow_signature_change,
+            "admin",
+        )
+    })
+    .await?;
+    Ok(Json(outcome).into_response())
+}
+
+async fn delete_alias(
+    State(state): S,
+    Path((model, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let models = Arc::clone(&state.core.models);
+    let (m, a) = (model.clone(), alias.clone());
+    blocking(move || models.delete_alias(&m, &a, "admin")).await?;
+    Ok(Json(json!({ "model": model, "alias": alias, "deleted": true })).into_response())
+}
+
+async fn rollback(
+    State(state): S,
+    Path((model, alias)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let Some(previous) = state.core.models.previous_version(&model, &alias) else {
+        return Err(ApiError(Error::Refused(format!(
+            "no previous version of {model}@{alias} is kept on this server; set a version explicitly with PUT /admin/models/{model}/aliases/{alias}"
+        ))));
+    };
+    let models = Arc::clone(&state.core.models);
+    let outcome =
+        blocking(move || models.set_alias(&model, &alias, previous, false, "admin:rollback"))
+            .await?;
+    Ok(Json(outcome).into_response())
+}
+
+#[derive(Deserialize)]
+struct RegisterQuery {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RegisterPath {
+    name: String,
+    path: std::path::PathBuf,
+}
+
+/// Registers a new version: the ONNX file as the body
+/// (`POST /admin/models?name=fraud`, `application/octet-stream`), or a file
+/// already on the server (`{"name": "fraud", "path": "/models/fraud.onnx"}`).
+async fn register(
+    State(state): S,
+    Query(q): Query<RegisterQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(&headers, body, state.max_request_bytes).await?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let models = Arc::clone(&state.core.models);
+    let (name, version) = if is_json {
+        let req: RegisterPath = serde_json::from_slice(&body).map_err(|e| {
+            ApiError(Error::InvalidInput(format!(
+                "expected {{\"name\": MODEL, \"path\": \"/path/on/the/server.onnx\"}}: {e}"
+            )))
+        })?;
+        let name = req.name.clone();
+        let version = blocking(move || models.registry().register(&req.name, &req.path)).await?;
+        (name, version)
+    } else {
+        let Some(name) = q.name else {
+            return Err(ApiError(Error::InvalidInput(
+                "name the model: POST /admin/models?name=MODEL with the ONNX file as the body"
+                    .into(),
+            )));
+        };
+        validate_model_name(&name)?;
+        if body.is_empty() {
+            return Err(ApiError(Error::InvalidInput(
+                "the body is empty; send the ONNX file".into(),
+            )));
+        }
+        let n = name.clone();
+        let version = blocking(move || {
+            let dir = tempfile::tempdir()
+                .map_err(|e| Error::Internal(format!("temporary upload dir: {e}")))?;
+            let path = dir.path().join("model.onnx");
+            std::fs::write(&path, &body)
+                .map_err(|e| Error::Internal(format!("write the upload: {e}")))?;
+            models.registry().register(&n, &path)
+        })
+        .await?;
+        (name, version)
+    };
+    let mut event = crate::serving::Event::new(&name, "", "version_registered", "admin");
+    event.to_version = Some(version);
+    state.core.models.history().record(&event);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "model": name, "version": version })),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+}

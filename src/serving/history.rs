@@ -1,0 +1,152 @@
+//! The alias history: every alias change and every swap attempt, appended as
+//! one JSON line each to a file, so ops can answer "what served when, and
+//! who moved it" after the fact (`GET /admin/history`).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One entry of the history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    pub model: String,
+    pub alias: String,
+    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<u64>,
+    /// Who asked: `registry` (a change found by polling), `admin` (the admin API).
+    pub by: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_ms: Option<f64>,
+}
+
+impl Event {
+    pub fn new(model: &str, alias: &str, action: &str, by: &str) -> Event {
+        Event {
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            model: model.into(),
+            alias: alias.into(),
+            action: action.into(),
+            by: by.into(),
+            result: "ok".into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// An append-only JSON-lines file.
+pub struct History {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+}
+
+impl History {
+    pub fn new(path: impl Into<PathBuf>) -> History {
+        History {
+            path: path.into(),
+            file: Mutex::new(None),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `event` and flushes it to disk. A log that cannot be written
+    /// is reported in the server log but never stops serving or swapping.
+    pub fn record(&self, event: &Event) {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            match OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    tracing::error!("cannot open alias history {}: {e}", self.path.display());
+                    return;
+                }
+            }
+        }
+        let Some(f) = file.as_mut() else { return };
+        let mut line = serde_json::to_vec(event).unwrap_or_default();
+        line.push(b'\n');
+        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
+            tracing::error!("cannot write alias history {}: {e}", self.path.display());
+            *file = None;
+        }
+    }
+
+    /// The last `limit` events, oldest first, optionally of one model.
+    pub fn tail(&self, limit: usize, model: Option<&str>) -> std::io::Result<Vec<Event>> {
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut events: Vec<Event> = BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .filter(|e: &Event| model.is_none_or(|m| e.model == m))
+            .collect();
+        let skip = events.len().saturating_sub(limit);
+        events.drain(..skip);
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_and_reads_back_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::new(dir.path().join("h.jsonl"));
+        assert!(history.tail(10, None).unwrap().is_empty());
+        for (i, model) in ["a", "b", "a"].iter().enumerate() {
+            let mut e = Event::new(model, "champion", "swap", "registry");
+            e.to_version = Some(i as u64 + 1);
+            history.record(&e);
+        }
+        let all = history.tail(10, None).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|e| e.to_version.unwrap())
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(history.tail(1, None).unwrap()[0].to_version, Some(3));
+        assert_eq!(history.tail(10, Some("a")).unwrap().len(), 2);
+        // A second writer (a restart) appends to the same file.
+        History::new(dir.path().join("h.jsonl")).record(&Event::new(
+            "c",
+            "x",
+            "alias_set",
+            "admin",
+        ));
+        assert_eq!(history.tail(10, None).unwrap().len(), 4);
+    }
+}
