@@ -13,4 +13,5 @@ pub mod request;
 pub mod runtime;
 pub mod server;
 pub mod serving;
+pub mod telemetry;
 pub mod tensor;

@@ -520,3 +520,82 @@ async fn the_memory_limit_refuses_a_version_that_would_not_fit() {
         .unwrap();
     assert_eq!(resp.status(), 503);
 }
+
+/// The value of the one sample of `name` whose labels include all of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_swaps_and_show_what_serves() {
+    let s = Server::demo(&[]);
+    assert_eq!(register(&s, "fraud", "mlp/v1.onnx"), 3);
+    let (status, _) = put_alias(&s, "fraud", "champion", json!({"version": 2})).await;
+    assert_eq!(status, 200);
+    let (status, _) = put_alias(&s, "fraud", "champion", json!({"version": 3})).await;
+    assert_eq!(status, 409);
+    let resp = client().get(s.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let m = resp.text().await.unwrap();
+    let champion = [("model", "fraud"), ("alias", "champion")];
+    // Start-up (nothing -> v1) and the admin flip (v1 -> v2) swapped; v3 was refused.
+    assert_eq!(
+        sample(
+            &m,
+            "podium_swaps_total",
+            &[champion[0], champion[1], ("result", "ok")]
+        ),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "podium_swaps_total",
+            &[champion[0], champion[1], ("result", "refused")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "podium_serving_version", &champion),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "podium_serving_version",
+            &[("model", "fraud"), ("alias", "challenger")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "podium_in_flight_requests",
+            &[("model", "fraud"), ("version", "2")]
+        ),
+        Some(0.0)
+    );
+    // fraud v1 (kept for rollback), fraud v2, mlp, alltypes, typed, fixed.
+    assert_eq!(
+        sample(&m, "podium_versions", &[("state", "resident")]),
+        Some(6.0),
+        "{m}"
+    );
+    assert!(m.contains("podium_swap_step_seconds"), "{m}");
+}

@@ -350,12 +350,14 @@ impl ModelStore {
         ) {
             Ok((_, timings)) => timings,
             Err(e) => {
+                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
                 let mut event = Event::new(model, alias, "swap_refused", by);
                 event.from_version = from_version;
                 event.to_version = Some(version);
                 event.result = "failed".into();
                 event.error = Some(e.to_string());
                 self.history.record(&event);
+                self.evict(); // the refused version, if it loaded
                 return Err(Error::Refused(format!(
                     "refused to point {model}@{alias} at version {version}: {e}; the alias is unchanged{}",
                     from_version.map(|v| format!(" (still version {v})")).unwrap_or_default()
@@ -488,6 +490,14 @@ impl ModelStore {
         event.to_version = Some(target);
         match self.prepare(model, alias, target, current.as_deref(), allow) {
             Ok((new, timings)) => {
+                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "ok").increment(1);
+                for (step, ms) in [
+                    ("load", timings.load_ms),
+                    ("validate", timings.validate_ms),
+                    ("warm", timings.warm_ms),
+                ] {
+                    metrics::histogram!("podium_swap_step_seconds", "model" => model.to_string(), "step" => step).record(ms / 1000.0);
+                }
                 event.load_ms = Some(timings.load_ms);
                 event.validate_ms = Some(timings.validate_ms);
                 event.warm_ms = Some(timings.warm_ms);
@@ -512,6 +522,7 @@ impl ModelStore {
                 Ok(new)
             }
             Err(e) => {
+                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
                 let why = format!(
                     "version {target} was refused: {e}{}",
                     from_version

@@ -36,6 +36,7 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
     };
     Router::new()
         .merge(admin_routes)
+        .route("/metrics", get(metrics))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
@@ -57,6 +58,22 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// Prometheus text: swaps, serving versions, resident and draining versions,
+/// in-flight requests per version.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::render(&state.core.models),
+    )
+        .into_response()
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
