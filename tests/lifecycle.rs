@@ -55,3 +55,59 @@ async fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
         "still answering after exit"
     );
 }
+
+#[tokio::test]
+async fn the_drain_timeout_bounds_shutdown() {
+    // A request that computes for seconds, and a drain timeout of zero: the
+    // server exits at once (status 0) instead of waiting for it.
+    let mut s = Server::demo(&["--inference-threads", "1", "--drain-timeout-secs", "0"]);
+    let rows = 65536usize;
+    let raw: Vec<u8> = (0..rows * 64)
+        .flat_map(|i| ((i % 3) as f32).to_le_bytes())
+        .collect();
+    let header = serde_json::to_vec(&json!({
+        "inputs": [{"name": "input", "shape": [rows, 64], "datatype": "FP32", "parameters": {"binary_data_size": raw.len()}}]
+    }))
+    .unwrap();
+    let n = header.len().to_string();
+    let url = s.url("/v2/models/mlp/infer");
+    let slow = tokio::spawn(async move {
+        client()
+            .post(url)
+            .header("inference-header-content-length", n)
+            .body([header, raw].concat())
+            .send()
+            .await
+    });
+    // Wait until the request is running (admin status counts it).
+    common::eventually(
+        Duration::from_secs(30),
+        "the slow request in flight",
+        || async {
+            let status: Value = client()
+                .get(s.url("/admin/status"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let slot = status["slots"]
+                .as_array()?
+                .iter()
+                .find(|x| x["model"] == "mlp")?
+                .clone();
+            (slot["in_flight"] == 1).then_some(())
+        },
+    )
+    .await;
+    s.terminate();
+    let status = tokio::task::spawn_blocking(move || s.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(status.success(), "podium exited with {status}");
+    assert!(
+        slow.await.unwrap().is_err(),
+        "the slow request was cut off by the drain timeout"
+    );
+}
