@@ -7,9 +7,11 @@
 //! on an inference thread → `api` encodes the [`request::InferResponse`].
 
 pub mod api;
+pub mod config;
 pub mod error;
 pub mod registry;
 pub mod request;
+pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod serving;

@@ -44,6 +44,10 @@ struct ServeArgs {
     /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
     #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
+    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows
+    /// [default: every model is an endpoint serving its champion].
+    #[arg(long, env = "PODIUM_CONFIG")]
+    config: Option<PathBuf>,
     /// Address for the OIP gRPC service (inference.GRPCInferenceService) and grpc.health.v1.
     #[arg(long, env = "PODIUM_GRPC_LISTEN", default_value = "127.0.0.1:8001")]
     grpc_listen: SocketAddr,
@@ -207,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = ServeOptions {
                 listen: args.listen,
                 grpc_listen: args.grpc_listen,
+                config: args.config,
                 registry: cli.registry,
                 inference_threads: threads,
                 queue_depth: args.queue_depth,

@@ -24,6 +24,9 @@ pub struct InferResponse {
     pub id: Option<String>,
     pub outputs: Vec<Tensor>,
     pub timing: Timing,
+    /// The endpoint that was called and the arm that answered.
+    pub endpoint: String,
+    pub arm: String,
 }
 
 /// Where the time of one call went, for the `x-podium-*-us` headers.

@@ -18,6 +18,7 @@ use crate::api::http::AdminAccess;
 use crate::api::AppState;
 use crate::registry::local::LocalRegistry;
 use crate::registry::Registry;
+use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, StoreOptions};
 
@@ -26,6 +27,8 @@ use crate::serving::{Core, History, ModelStore, StoreOptions};
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub grpc_listen: SocketAddr,
+    /// The endpoint configuration file (TOML); None: every model is an endpoint.
+    pub config: Option<PathBuf>,
     pub registry: PathBuf,
     pub inference_threads: usize,
     pub queue_depth: usize,
@@ -51,6 +54,7 @@ impl ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            config: None,
             registry: registry.into(),
             inference_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -112,8 +116,30 @@ pub async fn serve(
     let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
 
     let health_models = Arc::clone(&models);
+    let routes = match &opts.config {
+        None => RouteTable::default(),
+        Some(path) => {
+            let registry = Arc::clone(models.registry());
+            let known = move |model: &str| {
+                registry
+                    .aliases(model)
+                    .ok()
+                    .map(|a| a.into_keys().collect())
+            };
+            let endpoints = crate::config::load(path, &known).map_err(|e| anyhow!(e))?;
+            for e in &endpoints {
+                let arms: Vec<String> = e
+                    .arms
+                    .iter()
+                    .map(|a| format!("{}={}", a.alias, a.weight))
+                    .collect();
+                tracing::info!("endpoint {} -> {} [{}]", e.name, e.model, arms.join(", "));
+            }
+            RouteTable::new(endpoints)
+        }
+    };
     let state = Arc::new(AppState {
-        core: Core { models, pool },
+        core: Core::new(models, pool, routes),
         max_request_bytes: opts.max_request_bytes,
     });
 

@@ -55,6 +55,12 @@ impl InferencePool {
         self.workers
     }
 
+    /// Whether optional work (a shadow copy) may be queued: the queue is
+    /// less than half full, so it never crowds out requests that answer.
+    pub fn has_room_for_extra(&self) -> bool {
+        self.tx.len() < self.queue_depth / 2
+    }
+
     /// Queues `task` without waiting; [`Error::Overloaded`] when the queue is full.
     fn submit(&self, task: Task) -> Result<(), Error> {
         match self.tx.try_send(task) {

@@ -7,47 +7,140 @@ mod models;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+
 pub use history::{Event, History};
 pub use models::{ModelInfo, ModelStore, SlotStatus, StoreOptions, StoreStatus, SwapOutcome};
 
 use crate::error::Error;
 use crate::registry::VersionSpec;
 use crate::request::{InferRequest, InferResponse};
+use crate::routing::{RequestMeta, RouteTable};
 use crate::runtime::pool::InferencePool;
 use crate::runtime::InFlight;
 
-/// Everything a request needs: the loaded models and the inference threads.
+/// Everything a request needs: the endpoints' traffic policy, the loaded
+/// models and the inference threads.
 pub struct Core {
     pub models: Arc<ModelStore>,
-    pub pool: InferencePool,
+    pub pool: Arc<InferencePool>,
+    /// Replaced whole by a traffic change, so no request sees half a policy.
+    pub routes: ArcSwap<RouteTable>,
 }
 
 impl Core {
-    /// Resolves `model`/`version`, checks the request against the model's
-    /// signature and runs it on the inference pool.
+    pub fn new(models: Arc<ModelStore>, pool: InferencePool, routes: RouteTable) -> Core {
+        Core {
+            models,
+            pool: Arc::new(pool),
+            routes: ArcSwap::from_pointee(routes),
+        }
+    }
+
+    /// Routes a request to `name` (an endpoint, or a model) — to `version`
+    /// when the request names one — runs it, and sends a shadow copy when
+    /// the endpoint samples this request. The shadow starts after the
+    /// primary has its answer and never changes or delays it.
     pub async fn infer(
         &self,
-        model: &str,
-        version: &VersionSpec,
-        mut request: InferRequest,
+        name: &str,
+        version: Option<&str>,
+        meta: &dyn RequestMeta,
+        request: InferRequest,
     ) -> Result<InferResponse, Error> {
         let started = Instant::now();
-        let loaded = self.models.get(model, version).await?;
-        let _in_flight = InFlight::new(Arc::clone(&loaded));
-        let outputs = loaded.signature.check(&loaded.label(), &mut request)?;
-        let inputs = std::mem::take(&mut request.inputs);
-        let (outputs, mut timing) = self.pool.run(Arc::clone(&loaded), inputs, outputs).await?;
-        // Inference time as the caller sees it also covers the hop back.
-        timing.inference = started
-            .elapsed()
-            .saturating_sub(timing.queue)
-            .max(timing.inference);
-        Ok(InferResponse {
-            model_name: loaded.name.clone(),
-            model_version: loaded.version,
-            id: request.id,
-            outputs,
-            timing,
+        let (route, endpoint) = self.routes.load().route(name, version, meta);
+        let shadow = match (route.shadow, endpoint) {
+            (Some(alias), Some(endpoint)) => {
+                // Over budget, or when the queue is half full (primaries
+                // first), the copy is skipped and counted.
+                match endpoint
+                    .shadow_permit()
+                    .filter(|_| self.pool.has_room_for_extra())
+                {
+                    Some(permit) => Some((alias, permit, request.clone())),
+                    None => {
+                        metrics::counter!("podium_shadow_total", "endpoint" => route.endpoint.clone(), "result" => "skipped")
+                            .increment(1);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let result = run(&self.models, &self.pool, &route.model, &route.spec, request).await;
+        let labels = [
+            ("endpoint", route.endpoint.clone()),
+            ("arm", route.arm.clone()),
+        ];
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(
+            "podium_requests_total",
+            &[&labels[..], &[("result", outcome.to_string())]].concat()
+        )
+        .increment(1);
+        metrics::histogram!("podium_request_seconds", &labels)
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(r) = &result {
+            metrics::histogram!("podium_model_seconds", &labels)
+                .record(r.timing.inference.as_secs_f64());
+        }
+        if let Some((alias, permit, copy)) = shadow {
+            let (models, pool) = (Arc::clone(&self.models), Arc::clone(&self.pool));
+            let (endpoint, model) = (route.endpoint.clone(), route.model.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let spec = VersionSpec::Alias(alias.clone());
+                let result = run(&models, &pool, &model, &spec, copy).await;
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => {
+                        tracing::debug!("shadow call of {endpoint} to {model}@{alias} failed: {e}");
+                        "error"
+                    }
+                };
+                metrics::counter!("podium_shadow_total", "endpoint" => endpoint.clone(), "result" => outcome)
+                    .increment(1);
+                metrics::histogram!("podium_shadow_seconds", "endpoint" => endpoint)
+                    .record(started.elapsed().as_secs_f64());
+            });
+        }
+        result.map(|mut r| {
+            r.endpoint = route.endpoint;
+            r.arm = route.arm;
+            r
         })
     }
+}
+
+/// Resolves `model`/`spec`, checks the request against the version's
+/// signature and runs it on the inference pool.
+async fn run(
+    models: &Arc<ModelStore>,
+    pool: &InferencePool,
+    model: &str,
+    spec: &VersionSpec,
+    mut request: InferRequest,
+) -> Result<InferResponse, Error> {
+    let started = Instant::now();
+    let loaded = models.get(model, spec).await?;
+    let _in_flight = InFlight::new(Arc::clone(&loaded));
+    let outputs = loaded.signature.check(&loaded.label(), &mut request)?;
+    let inputs = std::mem::take(&mut request.inputs);
+    let (outputs, mut timing) = pool.run(Arc::clone(&loaded), inputs, outputs).await?;
+    // Inference time as the caller sees it also covers the hop back.
+    timing.inference = started
+        .elapsed()
+        .saturating_sub(timing.queue)
+        .max(timing.inference);
+    Ok(InferResponse {
+        model_name: loaded.name.clone(),
+        model_version: loaded.version,
+        id: request.id,
+        outputs,
+        timing,
+        endpoint: String::new(),
+        arm: String::new(),
+    })
 }

@@ -4,16 +4,19 @@
 
 use super::proto::model_infer_request::InferInputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
-use super::proto::{InferTensorContents, ModelInferRequest, ModelInferResponse};
+use super::proto::{InferParameter, InferTensorContents, ModelInferRequest, ModelInferResponse};
 use crate::error::Error;
-use crate::registry::VersionSpec;
 use crate::request::{InferRequest, InferResponse};
 use crate::tensor::{DataType, Tensor, TensorData};
 
 /// A decoded `ModelInferRequest`: which model, which version, what to run.
 pub struct Decoded {
+    /// The endpoint (or model) called.
     pub model: String,
-    pub version: VersionSpec,
+    /// The version or alias named, if any (empty means the endpoint's routing).
+    pub version: String,
+    /// Request-level parameters (routing may read a sticky key there).
+    pub parameters: std::collections::HashMap<String, InferParameter>,
     pub request: InferRequest,
 }
 
@@ -63,7 +66,8 @@ pub fn decode(msg: ModelInferRequest) -> Result<Decoded, Error> {
     }
     Ok(Decoded {
         model: msg.model_name,
-        version: VersionSpec::parse(Some(&msg.model_version)),
+        version: msg.model_version,
+        parameters: msg.parameters,
         request: InferRequest {
             id: (!msg.id.is_empty()).then_some(msg.id),
             inputs,
@@ -232,7 +236,7 @@ mod tests {
         let b = decode(raw).unwrap();
         assert_eq!(a.request.inputs, b.request.inputs);
         assert_eq!(a.request.inputs[0].data, TensorData::Int16(vec![-3, 300]));
-        assert_eq!(a.version, VersionSpec::Alias("challenger".into()));
+        assert_eq!(a.version, "challenger");
         assert_eq!(a.request.id.as_deref(), Some("7"));
     }
 
@@ -321,6 +325,8 @@ mod tests {
             )
             .unwrap()],
             timing: Timing::default(),
+            endpoint: "m".into(),
+            arm: "champion".into(),
         };
         let msg = encode(response);
         assert_eq!(msg.model_version, "2");

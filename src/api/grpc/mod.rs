@@ -74,11 +74,17 @@ impl GrpcInferenceService for GrpcApi {
         // As Triton does: an unknown model or version is simply not ready,
         // so `tritonclient.grpc.is_model_ready` answers False, not an error.
         let req = req.into_inner();
+        let (model, spec) = self
+            .state
+            .core
+            .routes
+            .load()
+            .describe(&req.name, Some(&req.version));
         let ready = self
             .state
             .core
             .models
-            .ready(&req.name, &VersionSpec::parse(Some(&req.version)))
+            .ready(&model, &spec)
             .is_ok_and(|(_, ready)| ready);
         Ok(Response::new(ModelReadyResponse { ready }))
     }
@@ -100,11 +106,14 @@ impl GrpcInferenceService for GrpcApi {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let req = req.into_inner();
         let models = &self.state.core.models;
-        let loaded = models
-            .get(&req.name, &VersionSpec::parse(Some(&req.version)))
-            .await
-            .map_err(status)?;
-        let info = models.info(&req.name).map_err(status)?;
+        let (model, spec) = self
+            .state
+            .core
+            .routes
+            .load()
+            .describe(&req.name, Some(&req.version));
+        let loaded = models.get(&model, &spec).await.map_err(status)?;
+        let info = models.info(&model).map_err(status)?;
         let tensors = |specs: &[crate::runtime::TensorSpec]| {
             specs
                 .iter()
@@ -129,11 +138,15 @@ impl GrpcInferenceService for GrpcApi {
         req: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
-        let (response, timing) = infer(&self.state, req.into_inner()).await.map_err(status)?;
+        let (metadata, _, msg) = req.into_parts();
+        let (response, timing, endpoint, arm) =
+            infer(&self.state, &metadata, msg).await.map_err(status)?;
         let version = response.model_version.clone();
         let mut out = Response::new(response);
         let md = out.metadata_mut();
         for (key, value) in [
+            ("x-podium-endpoint", endpoint),
+            ("x-podium-arm", arm),
             ("x-podium-model-version", version),
             ("x-podium-queue-us", timing.queue.as_micros().to_string()),
             (
@@ -159,10 +172,13 @@ impl GrpcInferenceService for GrpcApi {
         req: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
         let state = Arc::clone(&self.state);
+        // The stream's metadata (arm override, sticky header) applies to each request on it.
+        let metadata = Arc::new(req.metadata().clone());
         let answers = req
             .into_inner()
             .map(move |msg| {
                 let state = Arc::clone(&state);
+                let metadata = Arc::clone(&metadata);
                 async move {
                     let msg = msg.map_err(oversize_is_resource_exhausted)?;
                     // A failed request's answer still names it, so a client
@@ -173,8 +189,8 @@ impl GrpcInferenceService for GrpcApi {
                         id: msg.id.clone(),
                         ..Default::default()
                     };
-                    Ok(match infer(&state, msg).await {
-                        Ok((response, _)) => ModelStreamInferResponse {
+                    Ok(match infer(&state, &metadata, msg).await {
+                        Ok((response, ..)) => ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
                         },
@@ -192,15 +208,54 @@ impl GrpcInferenceService for GrpcApi {
 
 async fn infer(
     state: &AppState,
+    metadata: &tonic::metadata::MetadataMap,
     msg: ModelInferRequest,
-) -> Result<(ModelInferResponse, crate::request::Timing), Error> {
+) -> Result<(ModelInferResponse, crate::request::Timing, String, String), Error> {
     let decoded = codec::decode(msg)?;
+    let meta = GrpcMeta {
+        metadata,
+        parameters: &decoded.parameters,
+    };
     let response = state
         .core
-        .infer(&decoded.model, &decoded.version, decoded.request)
+        .infer(
+            &decoded.model,
+            Some(&decoded.version),
+            &meta,
+            decoded.request,
+        )
         .await?;
-    let timing = response.timing;
-    Ok((codec::encode(response), timing))
+    let (timing, endpoint, arm) = (
+        response.timing,
+        response.endpoint.clone(),
+        response.arm.clone(),
+    );
+    Ok((codec::encode(response), timing, endpoint, arm))
+}
+
+/// Metadata and request parameters, for routing (sticky key, arm override).
+struct GrpcMeta<'a> {
+    metadata: &'a tonic::metadata::MetadataMap,
+    parameters: &'a std::collections::HashMap<String, InferParameter>,
+}
+
+impl crate::routing::RequestMeta for GrpcMeta<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.metadata.get(name)?.to_str().ok()
+    }
+
+    fn parameter(&self, name: &str) -> Option<String> {
+        use infer_parameter::ParameterChoice as P;
+        Some(
+            match self.parameters.get(name)?.parameter_choice.as_ref()? {
+                P::StringParam(s) => s.clone(),
+                P::Int64Param(i) => i.to_string(),
+                P::Uint64Param(u) => u.to_string(),
+                P::BoolParam(b) => b.to_string(),
+                P::DoubleParam(d) => d.to_string(),
+            },
+        )
+    }
 }
 
 /// The inference service with Podium's message-size limit.

@@ -45,6 +45,8 @@ struct RestOutput {
 pub struct Decoded {
     pub request: InferRequest,
     pub encoding: OutputEncoding,
+    /// Request-level `parameters` (routing may read a sticky key there).
+    pub parameters: Option<Map<String, Value>>,
 }
 
 /// Which outputs go back as raw bytes rather than JSON `data`.
@@ -165,6 +167,7 @@ pub fn decode(body: &[u8], header_length: Option<&str>) -> Result<Decoded, Error
             outputs,
         },
         encoding,
+        parameters: rest.parameters,
     })
 }
 
@@ -449,6 +452,8 @@ mod tests {
                 Tensor::new("l".into(), vec![2], TensorData::Int64(vec![1, 0])).unwrap(),
             ],
             timing: Timing::default(),
+            endpoint: "m".into(),
+            arm: "champion".into(),
         };
         let json = encode(&response, &OutputEncoding::default());
         assert!(json.header_length.is_none());

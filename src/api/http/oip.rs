@@ -15,7 +15,7 @@ use super::codec::{self, HEADER_LENGTH};
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::error::Error;
-use crate::registry::VersionSpec;
+use crate::routing::RequestMeta;
 
 type S = State<Arc<AppState>>;
 
@@ -56,10 +56,10 @@ pub async fn model_metadata_version(
 
 async fn metadata(
     State(state): S,
-    model: String,
+    name: String,
     version: Option<String>,
 ) -> Result<Response, ApiError> {
-    let spec = VersionSpec::parse(version.as_deref());
+    let (model, spec) = state.core.routes.load().describe(&name, version.as_deref());
     let loaded = state.core.models.get(&model, &spec).await?;
     let info = state.core.models.info(&model)?;
     let tensors = |specs: &[crate::runtime::TensorSpec]| -> Vec<serde_json::Value> {
@@ -69,7 +69,7 @@ async fn metadata(
             .collect()
     };
     Ok(Json(json!({
-        "name": model,
+        "name": name,
         "versions": info.versions.iter().map(u64::to_string).collect::<Vec<_>>(),
         "platform": "onnx_onnxv1",
         "inputs": tensors(&loaded.signature.inputs),
@@ -97,8 +97,12 @@ fn readiness(
     model: String,
     version: Option<String>,
 ) -> Result<Response, ApiError> {
-    let spec = VersionSpec::parse(version.as_deref());
-    let (v, ready) = state.core.models.ready(&model, &spec)?;
+    let (target, spec) = state
+        .core
+        .routes
+        .load()
+        .describe(&model, version.as_deref());
+    let (v, ready) = state.core.models.ready(&target, &spec)?;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -145,8 +149,14 @@ async fn run_infer(
         })?),
     };
     let decoded = codec::decode(&body, header_length)?;
-    let spec = VersionSpec::parse(version.as_deref());
-    let response = state.core.infer(&model, &spec, decoded.request).await?;
+    let meta = RestMeta {
+        headers: &headers,
+        parameters: decoded.parameters.as_ref(),
+    };
+    let response = state
+        .core
+        .infer(&model, version.as_deref(), &meta, decoded.request)
+        .await?;
     let encoded = codec::encode(&response, &decoded.encoding);
 
     let mut out = Response::new(Body::from(encoded.body));
@@ -166,6 +176,14 @@ async fn run_infer(
             );
         }
     }
+    for (key, value) in [
+        ("x-podium-endpoint", &response.endpoint),
+        ("x-podium-arm", &response.arm),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(key, v);
+        }
+    }
     h.insert(
         "x-podium-model-version",
         HeaderValue::from(response.model_version),
@@ -183,6 +201,25 @@ async fn run_infer(
         HeaderValue::from(started.elapsed().as_micros() as u64),
     );
     Ok(out)
+}
+
+/// Headers and request parameters, for routing (sticky key, arm override).
+struct RestMeta<'a> {
+    headers: &'a HeaderMap,
+    parameters: Option<&'a serde_json::Map<String, serde_json::Value>>,
+}
+
+impl RequestMeta for RestMeta<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
+    fn parameter(&self, name: &str) -> Option<String> {
+        match self.parameters?.get(name)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (413) before

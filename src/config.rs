@@ -1,0 +1,238 @@
+//! The endpoint configuration file (`podium serve --config podium.toml`).
+//!
+//! ```toml
+//! [[endpoint]]
+//! name = "fraud"                      # what clients call: /v2/models/fraud/infer
+//! model = "fraud"                     # the registry model its arms are aliases of
+//! experiment = "fraud-2026-11"        # salts sticky assignment [default: the name]
+//! sticky_key = { header = "x-user-id" }  # or { cookie = "uid" } or { parameter = "user_id" }
+//! arms = [
+//!   { alias = "champion", weight = 90 },
+//!   { alias = "challenger", weight = 10 },
+//! ]
+//! shadow = { alias = "candidate", fraction = 0.2, max_in_flight = 16 }
+//! ```
+//!
+//! Without a file, every model is an endpoint of the same name with one arm,
+//! `champion`. Errors name the file, the line and the fix.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::registry::{validate_alias_name, LATEST};
+use crate::routing::{Arm, Endpoint, Shadow, StickyKey};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    endpoint: Vec<Spanned<EndpointConfig>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointConfig {
+    name: String,
+    model: String,
+    #[serde(default)]
+    experiment: Option<String>,
+    arms: Vec<ArmConfig>,
+    #[serde(default)]
+    sticky_key: Option<StickyKeyConfig>,
+    #[serde(default)]
+    shadow: Option<ShadowConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArmConfig {
+    alias: String,
+    weight: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum StickyKeyConfig {
+    Header(String),
+    Cookie(String),
+    Parameter(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowConfig {
+    alias: String,
+    fraction: f64,
+    #[serde(default = "default_shadow_in_flight")]
+    max_in_flight: usize,
+}
+
+fn default_shadow_in_flight() -> usize {
+    16
+}
+
+/// Reads and checks `path`; `known_aliases(model)` lists a model's aliases
+/// in the registry (None for an unknown model).
+pub fn load(
+    path: &Path,
+    known_aliases: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<Vec<Endpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse(&text, known_aliases).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses and checks a configuration text.
+pub fn parse(
+    text: &str,
+    known_aliases: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<Vec<Endpoint>, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    let line =
+        |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let mut names = HashSet::new();
+    let mut endpoints = Vec::new();
+    for spanned in file.endpoint {
+        let at = line(spanned.span());
+        let c = spanned.into_inner();
+        let err = |why: String| format!("line {at}: endpoint \"{}\": {why}", c.name);
+        if !names.insert(c.name.clone()) {
+            return Err(err(
+                "the name is used twice; give each endpoint its own name".into(),
+            ));
+        }
+        let aliases = known_aliases(&c.model).ok_or_else(|| {
+            err(format!(
+                "model \"{}\" is not in the registry; register it first or fix the name",
+                c.model
+            ))
+        })?;
+        let check_alias = |alias: &str| -> Result<(), String> {
+            if alias.eq_ignore_ascii_case(LATEST) || aliases.iter().any(|a| a == alias) {
+                return Ok(());
+            }
+            validate_alias_name(alias).map_err(|e| err(e.to_string()))?;
+            Err(err(format!(
+                "model \"{}\" has no alias \"{alias}\" (its aliases: {}); set it with `podium alias set {} {alias} N`",
+                c.model,
+                if aliases.is_empty() { "none".into() } else { aliases.join(", ") },
+                c.model
+            )))
+        };
+        if c.arms.is_empty() {
+            return Err(err(
+                "has no arms; add arms = [{ alias = \"champion\", weight = 100 }]".into(),
+            ));
+        }
+        let mut arms = Vec::new();
+        for arm in &c.arms {
+            check_alias(&arm.alias)?;
+            if !(arm.weight >= 0.0 && arm.weight.is_finite()) {
+                return Err(err(format!(
+                    "arm \"{}\" has weight {}; weights must be 0 or more",
+                    arm.alias, arm.weight
+                )));
+            }
+            if arms.iter().any(|a: &Arm| a.alias == arm.alias) {
+                return Err(err(format!("arm \"{}\" is listed twice", arm.alias)));
+            }
+            arms.push(Arm {
+                alias: arm.alias.clone(),
+                weight: arm.weight,
+            });
+        }
+        let shadow = match c.shadow {
+            None => None,
+            Some(s) => {
+                check_alias(&s.alias)?;
+                if !(0.0..=1.0).contains(&s.fraction) {
+                    return Err(err(format!(
+                        "shadow fraction {} is not between 0 and 1",
+                        s.fraction
+                    )));
+                }
+                Some(Shadow {
+                    alias: s.alias,
+                    fraction: s.fraction,
+                    max_in_flight: s.max_in_flight,
+                })
+            }
+        };
+        let sticky_key = c.sticky_key.map(|k| match k {
+            StickyKeyConfig::Header(h) => StickyKey::Header(h.to_ascii_lowercase()),
+            StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),
+            StickyKeyConfig::Parameter(p) => StickyKey::Parameter(p),
+        });
+        let experiment = c.experiment.clone().unwrap_or_else(|| c.name.clone());
+        let endpoint = Endpoint::new(
+            c.name.clone(),
+            c.model.clone(),
+            experiment,
+            arms,
+            sticky_key,
+            shadow,
+        )
+        .map_err(err)?;
+        endpoints.push(endpoint);
+    }
+    Ok(endpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aliases(model: &str) -> Option<Vec<String>> {
+        (model == "fraud").then(|| vec!["champion".into(), "challenger".into()])
+    }
+
+    #[test]
+    fn a_full_endpoint_parses() {
+        let text = r#"
+[[endpoint]]
+name = "fraud-ab"
+model = "fraud"
+experiment = "exp-1"
+sticky_key = { header = "X-User-Id" }
+arms = [{ alias = "champion", weight = 90 }, { alias = "challenger", weight = 10 }]
+shadow = { alias = "latest", fraction = 0.25 }
+"#;
+        let eps = parse(text, &aliases).unwrap();
+        assert_eq!(eps.len(), 1);
+        let e = &eps[0];
+        assert_eq!(
+            (e.name.as_str(), e.model.as_str(), e.experiment.as_str()),
+            ("fraud-ab", "fraud", "exp-1")
+        );
+        assert_eq!(e.sticky_key, Some(StickyKey::Header("x-user-id".into())));
+        assert_eq!(e.arms.len(), 2);
+        assert_eq!(e.shadow.as_ref().unwrap().max_in_flight, 16);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_fix() {
+        let base =
+            |body: &str| format!("\n[[endpoint]]\nname = \"e\"\nmodel = \"fraud\"\n{body}\n");
+        let cases = [
+            (base("arms = [{ alias = \"champion\", weight = 0 }]"), "line 2: endpoint \"e\": all arm weights are 0"),
+            (base("arms = [{ alias = \"champion\", weight = -1 }]"), "weights must be 0 or more"),
+            (base("arms = [{ alias = \"prod\", weight = 1 }]"), "model \"fraud\" has no alias \"prod\" (its aliases: champion, challenger); set it with `podium alias set fraud prod N`"),
+            (base("arms = []"), "has no arms"),
+            (base("arms = [{ alias = \"champion\", weight = 1 }]\nshadow = { alias = \"challenger\", fraction = 2 }"), "shadow fraction 2 is not between 0 and 1"),
+            (base("arms = [{ alias = \"champion\", weight = 1 }, { alias = \"champion\", weight = 1 }]"), "listed twice"),
+            ("[[endpoint]]\nname = \"e\"\nmodel = \"nope\"\narms = [{ alias = \"champion\", weight = 1 }]".into(), "model \"nope\" is not in the registry"),
+            (base("arms = [{ alias = \"champion\", weight = 1 }]\ncolour = \"red\""), "unknown field `colour`"),
+            (format!("{}{}", base("arms = [{ alias = \"champion\", weight = 1 }]"), base("arms = [{ alias = \"champion\", weight = 1 }]")), "line 7: endpoint \"e\": the name is used twice"),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text, &aliases).unwrap_err();
+            assert!(
+                err.contains(want),
+                "{err:?} does not contain {want:?}\n{text}"
+            );
+        }
+    }
+}
