@@ -74,6 +74,52 @@ fn default_shadow_in_flight() -> usize {
     16
 }
 
+/// Checks a traffic policy over `model`'s `aliases`: at least one arm, no
+/// arm twice, weights 0 or more and not all 0 (checked by `Endpoint::new`),
+/// every alias known (or `latest`), a shadow fraction in [0, 1].
+pub fn check_traffic(
+    model: &str,
+    aliases: &[String],
+    arms: &[Arm],
+    shadow: Option<&Shadow>,
+) -> Result<(), String> {
+    let check_alias = |alias: &str| -> Result<(), String> {
+        if alias.eq_ignore_ascii_case(LATEST) || aliases.iter().any(|a| a == alias) {
+            return Ok(());
+        }
+        validate_alias_name(alias).map_err(|e| e.to_string())?;
+        Err(format!(
+            "model \"{model}\" has no alias \"{alias}\" (its aliases: {}); set it with `podium alias set {model} {alias} N`",
+            if aliases.is_empty() { "none".into() } else { aliases.join(", ") },
+        ))
+    };
+    if arms.is_empty() {
+        return Err("has no arms; add arms = [{ alias = \"champion\", weight = 100 }]".into());
+    }
+    for (i, arm) in arms.iter().enumerate() {
+        check_alias(&arm.alias)?;
+        if !(arm.weight >= 0.0 && arm.weight.is_finite()) {
+            return Err(format!(
+                "arm \"{}\" has weight {}; weights must be 0 or more",
+                arm.alias, arm.weight
+            ));
+        }
+        if arms[..i].iter().any(|a| a.alias == arm.alias) {
+            return Err(format!("arm \"{}\" is listed twice", arm.alias));
+        }
+    }
+    if let Some(s) = shadow {
+        check_alias(&s.alias)?;
+        if !(0.0..=1.0).contains(&s.fraction) {
+            return Err(format!(
+                "shadow fraction {} is not between 0 and 1",
+                s.fraction
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reads and checks `path`; `known_aliases(model)` lists a model's aliases
 /// in the registry (None for an unknown model).
 pub fn load(
@@ -110,57 +156,20 @@ pub fn parse(
                 c.model
             ))
         })?;
-        let check_alias = |alias: &str| -> Result<(), String> {
-            if alias.eq_ignore_ascii_case(LATEST) || aliases.iter().any(|a| a == alias) {
-                return Ok(());
-            }
-            validate_alias_name(alias).map_err(|e| err(e.to_string()))?;
-            Err(err(format!(
-                "model \"{}\" has no alias \"{alias}\" (its aliases: {}); set it with `podium alias set {} {alias} N`",
-                c.model,
-                if aliases.is_empty() { "none".into() } else { aliases.join(", ") },
-                c.model
-            )))
-        };
-        if c.arms.is_empty() {
-            return Err(err(
-                "has no arms; add arms = [{ alias = \"champion\", weight = 100 }]".into(),
-            ));
-        }
-        let mut arms = Vec::new();
-        for arm in &c.arms {
-            check_alias(&arm.alias)?;
-            if !(arm.weight >= 0.0 && arm.weight.is_finite()) {
-                return Err(err(format!(
-                    "arm \"{}\" has weight {}; weights must be 0 or more",
-                    arm.alias, arm.weight
-                )));
-            }
-            if arms.iter().any(|a: &Arm| a.alias == arm.alias) {
-                return Err(err(format!("arm \"{}\" is listed twice", arm.alias)));
-            }
-            arms.push(Arm {
-                alias: arm.alias.clone(),
-                weight: arm.weight,
-            });
-        }
-        let shadow = match c.shadow {
-            None => None,
-            Some(s) => {
-                check_alias(&s.alias)?;
-                if !(0.0..=1.0).contains(&s.fraction) {
-                    return Err(err(format!(
-                        "shadow fraction {} is not between 0 and 1",
-                        s.fraction
-                    )));
-                }
-                Some(Shadow {
-                    alias: s.alias,
-                    fraction: s.fraction,
-                    max_in_flight: s.max_in_flight,
-                })
-            }
-        };
+        let arms: Vec<Arm> = c
+            .arms
+            .iter()
+            .map(|a| Arm {
+                alias: a.alias.clone(),
+                weight: a.weight,
+            })
+            .collect();
+        let shadow = c.shadow.map(|s| Shadow {
+            alias: s.alias,
+            fraction: s.fraction,
+            max_in_flight: s.max_in_flight,
+        });
+        check_traffic(&c.model, &aliases, &arms, shadow.as_ref()).map_err(err)?;
         let sticky_key = c.sticky_key.map(|k| match k {
             StickyKeyConfig::Header(h) => StickyKey::Header(h.to_ascii_lowercase()),
             StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),

@@ -36,6 +36,34 @@ enum Command {
     /// Point aliases (champion, challenger, …) at model versions.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// See or change an endpoint's traffic split on a running server.
+    #[command(subcommand)]
+    Traffic(TrafficCommand),
+}
+
+#[derive(Subcommand)]
+enum TrafficCommand {
+    /// Show the configured endpoints: arms, weights, sticky key, shadow.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Set an endpoint's weights, e.g. `podium traffic set fraud champion=50 challenger=50`.
+    /// Applies at once, atomically; not written to the --config file.
+    Set {
+        endpoint: String,
+        /// ALIAS=WEIGHT for every arm.
+        #[arg(required = true)]
+        arms: Vec<String>,
+        /// Mirror a share of requests to ALIAS=FRACTION (e.g. candidate=0.2).
+        #[arg(long, conflicts_with = "no_shadow")]
+        shadow: Option<String>,
+        /// Stop mirroring traffic.
+        #[arg(long)]
+        no_shadow: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Args)]
@@ -266,7 +294,89 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Alias(command) => alias(&registry, command),
+        Command::Traffic(command) => traffic(command),
     }
+}
+
+fn traffic(command: TrafficCommand) -> anyhow::Result<()> {
+    let (TrafficCommand::Show { remote } | TrafficCommand::Set { remote, .. }) = &command;
+    let Some(server) = &remote.server else {
+        anyhow::bail!(
+            "traffic commands act on a running server: add --server http://HOST:PORT (or PODIUM_SERVER); to change a split for good, edit the --config file"
+        );
+    };
+    let admin = AdminClient::new(server, remote.token.clone())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let print = |e: &serde_json::Value| {
+        let arms: Vec<String> = e["arms"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| format!("{}={}", a["alias"].as_str().unwrap_or("?"), a["weight"]))
+            .collect();
+        let shadow = if e["shadow"].is_null() {
+            "-".to_string()
+        } else {
+            format!(
+                "{}={}",
+                e["shadow"]["alias"].as_str().unwrap_or("?"),
+                e["shadow"]["fraction"]
+            )
+        };
+        println!(
+            "{}\tmodel {}\tarms {}\tshadow {}",
+            e["name"].as_str().unwrap_or("?"),
+            e["model"].as_str().unwrap_or("?"),
+            arms.join(" "),
+            shadow
+        );
+    };
+    match command {
+        TrafficCommand::Show { .. } => {
+            let v = runtime.block_on(admin.call(reqwest::Method::GET, "/admin/endpoints", None))?;
+            for e in v["endpoints"].as_array().into_iter().flatten() {
+                print(e);
+            }
+        }
+        TrafficCommand::Set {
+            endpoint,
+            arms,
+            shadow,
+            no_shadow,
+            ..
+        } => {
+            let split = |text: &str, what: &str| -> anyhow::Result<(String, f64)> {
+                let (alias, value) = text
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("\"{text}\" is not ALIAS={what}"))?;
+                let value: f64 = value
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("\"{text}\": {what} must be a number"))?;
+                Ok((alias.to_string(), value))
+            };
+            let arms = arms
+                .iter()
+                .map(|a| {
+                    split(a, "WEIGHT").map(
+                        |(alias, weight)| serde_json::json!({"alias": alias, "weight": weight}),
+                    )
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut body = serde_json::json!({ "arms": arms });
+            if no_shadow {
+                body["shadow"] = serde_json::Value::Null;
+            } else if let Some(shadow) = shadow {
+                let (alias, fraction) = split(&shadow, "FRACTION")?;
+                body["shadow"] = serde_json::json!({"alias": alias, "fraction": fraction});
+            }
+            let path = format!("/admin/endpoints/{endpoint}/traffic");
+            let v = runtime.block_on(admin.call(reqwest::Method::PUT, &path, Some(body)))?;
+            print(&v["endpoint"]);
+        }
+    }
+    Ok(())
 }
 
 fn read_token(path: &std::path::Path) -> anyhow::Result<String> {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::registry::{VersionSpec, DEFAULT_ALIAS};
 
@@ -19,7 +19,8 @@ use crate::registry::{VersionSpec, DEFAULT_ALIAS};
 pub const ARM_OVERRIDE: &str = "x-podium-arm";
 
 /// One alias an endpoint routes to, with its share of traffic.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Arm {
     pub alias: String,
     pub weight: f64,
@@ -39,11 +40,13 @@ pub enum StickyKey {
 
 /// A copy of a share of traffic to another alias, whose answer is recorded
 /// but never returned.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Shadow {
     pub alias: String,
     pub fraction: f64,
     /// Shadow calls of this endpoint running at once; more are skipped.
+    #[serde(default = "default_shadow_in_flight")]
     pub max_in_flight: usize,
 }
 
@@ -62,6 +65,10 @@ pub struct Endpoint {
     /// Shadow calls in flight; shared by the versions of this endpoint's policy.
     #[serde(skip)]
     shadow_in_flight: Arc<AtomicUsize>,
+}
+
+fn default_shadow_in_flight() -> usize {
+    16
 }
 
 /// Request data routing may look at, whatever the protocol.

@@ -37,7 +37,9 @@ pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppStat
         .route(
             "/admin/models/{model}/aliases/{alias}/rollback",
             post(rollback),
-        );
+        )
+        .route("/admin/endpoints", get(endpoints))
+        .route("/admin/endpoints/{name}/traffic", put(set_traffic));
     let _ = state;
     match token {
         Some(token) => {
@@ -186,6 +188,85 @@ async fn rollback(
         blocking(move || models.set_alias(&model, &alias, previous, false, "admin:rollback"))
             .await?;
     Ok(Json(outcome).into_response())
+}
+
+async fn endpoints(State(state): S) -> Json<serde_json::Value> {
+    let routes = state.core.routes.load();
+    let mut endpoints: Vec<&crate::routing::Endpoint> =
+        routes.endpoints.values().map(|e| e.as_ref()).collect();
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(json!({ "endpoints": endpoints }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Traffic {
+    arms: Vec<crate::routing::Arm>,
+    /// Absent: keep the shadow; null: remove it.
+    #[serde(default, deserialize_with = "present")]
+    shadow: Option<Option<crate::routing::Shadow>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// Replaces an endpoint's weights (and shadow) in one atomic store: the next
+/// request uses the new policy, and no request sees half of it. Not written
+/// back to the config file.
+async fn set_traffic(
+    State(state): S,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let traffic: Traffic = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(Error::InvalidInput(format!(
+            "expected {{\"arms\": [{{\"alias\": \"champion\", \"weight\": 90}}, ...], \"shadow\": {{\"alias\": ..., \"fraction\": 0.1, \"max_in_flight\": 16}} or null}}: {e}"
+        )))
+    })?;
+    let routes = state.core.routes.load_full();
+    let Some(current) = routes.endpoints.get(&name) else {
+        let configured: Vec<&str> = routes.endpoints.keys().map(String::as_str).collect();
+        return Err(ApiError(Error::NotFound(format!(
+            "no endpoint \"{name}\" is configured (configured: {}); endpoints are defined in the --config file",
+            if configured.is_empty() { "none".into() } else { configured.join(", ") }
+        ))));
+    };
+    let shadow = match traffic.shadow {
+        None => current.shadow.clone(),
+        Some(shadow) => shadow,
+    };
+    let aliases: Vec<String> = state
+        .core
+        .models
+        .info(&current.model)?
+        .aliases
+        .into_keys()
+        .collect();
+    crate::config::check_traffic(&current.model, &aliases, &traffic.arms, shadow.as_ref())
+        .and_then(|()| current.with_traffic(traffic.arms, shadow))
+        .map_err(|why| ApiError(Error::InvalidInput(format!("endpoint \"{name}\": {why}"))))
+        .map(|updated| {
+            let mut endpoints = routes.endpoints.clone();
+            let updated = Arc::new(updated);
+            endpoints.insert(name.clone(), Arc::clone(&updated));
+            state
+                .core
+                .routes
+                .store(Arc::new(crate::routing::RouteTable { endpoints }));
+            let arms: Vec<String> = updated
+                .arms
+                .iter()
+                .map(|a| format!("{}={}", a.alias, a.weight))
+                .collect();
+            tracing::info!(
+                "endpoint {name}: traffic set to {} by the admin API",
+                arms.join(", ")
+            );
+            Json(json!({ "endpoint": &*updated })).into_response()
+        })
 }
 
 #[derive(Deserialize)]
