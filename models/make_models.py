@@ -13,6 +13,8 @@ Outputs (relative to this script's directory, not the cwd):
     fixtures/typed.onnx        the same without fp16: every type that OIP gRPC
                                can send as typed contents (FP16 must go raw)
     fixtures/fixed_shape.onnx  y = x * 2, fixed shape [2, 3]
+    fixtures/slow_fraud.onnx   fraud's signature, deliberately slow (a Loop of
+                               100,000 MatMuls): a call takes ~0.5 s
 
 Regenerate with:
     python3 -m venv .venv-models
@@ -229,6 +231,68 @@ def build_fixed_shape():
     return save(make_model(graph), "fixtures", "fixed_shape.onnx")
 
 
+SLOW_ITERATIONS = 100_000
+
+
+def build_slow_fraud():
+    """Same inputs/outputs as fraud v1/v2, but each call runs a Loop of
+    SLOW_ITERATIONS (1x256)x(256x256) MatMuls: a model that is slow on
+    purpose, for tests of things that must not wait for it. Weights are
+    ConstantOfShape, so the file stays tiny."""
+    H = 256
+    def const(name, shape, value):
+        return helper.make_node(
+            "ConstantOfShape",
+            [name + "_shape"],
+            [name],
+            value=numpy_helper.from_array(np.array([value], dtype=np.float32)),
+        ), numpy_helper.from_array(np.array(shape, dtype=np.int64), name + "_shape")
+
+    n_w1, i_w1 = const("w1", [30, H], 0.01)
+    n_w2, i_w2 = const("w2", [H, 2], 0.01)
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["h_in", "w"], ["mm"]),
+            helper.make_node("Tanh", ["mm"], ["h_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "slow_body",
+        [
+            helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["batch", H]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["batch", H]),
+        ],
+    )
+    n_w, i_w = const("w", [H, H], 1.0 / H)
+    nodes = [
+        n_w1, n_w2, n_w,
+        helper.make_node("MatMul", ["input", "w1"], ["h0"]),
+        helper.make_node("Loop", ["trips", "keep_going", "h0"], ["h"], body=body),
+        helper.make_node("MatMul", ["h", "w2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow_fraud",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 30])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+        initializer=[
+            i_w1, i_w2, i_w,
+            numpy_helper.from_array(np.array(SLOW_ITERATIONS, dtype=np.int64), "trips"),
+            numpy_helper.from_array(np.array(True), "keep_going"),
+        ],
+    )
+    return save(make_model(graph), "fixtures", "slow_fraud.onnx")
+
+
 # --------------------------------------------------------------------------
 # verification with onnxruntime
 # --------------------------------------------------------------------------
@@ -254,7 +318,7 @@ def fmt_row(row):
 
 
 def verify(paths, X, y):
-    v1_path, v2_path, mlp_path, alltypes_path, typed_path, fixed_path = paths
+    v1_path, v2_path, mlp_path, alltypes_path, typed_path, fixed_path, slow_path = paths
 
     # fraud v1 / v2 on a batch of real rows
     batch = X[:8]
@@ -324,6 +388,16 @@ def verify(paths, X, y):
     for (k, expected), out in zip(typed_feeds.items(), outs):
         assert out.shape == expected.shape and np.array_equal(out, expected), k
 
+    # slow_fraud: fraud's signature, a deliberately slow call
+    import time
+    sess = session(slow_path)
+    describe(slow_path, sess)
+    t = time.perf_counter()
+    label, probs = sess.run(["label", "probabilities"], {"input": X[:1].astype(np.float32)})
+    elapsed = time.perf_counter() - t
+    assert label.shape == (1,) and label.dtype == np.int64 and probs.shape == (1, 2)
+    print(f"  sample: label={label.tolist()} probabilities={probs.tolist()} in {elapsed * 1000:.0f} ms")
+
     # fixed_shape
     sess = session(fixed_path)
     describe(fixed_path, sess)
@@ -337,7 +411,7 @@ def main():
     print(f"onnx {onnx.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}")
     X, y = fraud_data()
     v1, v2 = build_fraud(X, y)
-    paths = (v1, v2, build_mlp(), build_alltypes(), build_typed(), build_fixed_shape())
+    paths = (v1, v2, build_mlp(), build_alltypes(), build_typed(), build_fixed_shape(), build_slow_fraud())
     verify(paths, X, y)
     print("\nall models written and verified")
     return 0

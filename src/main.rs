@@ -111,6 +111,10 @@ struct ServeArgs {
     /// A file holding the admin token (first line), instead of --admin-token.
     #[arg(long, env = "PODIUM_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// Threads (each with its own session per model) for shadow copies, apart
+    /// from the request threads; 0 turns shadows off [default: 1 with --config, else 0].
+    #[arg(long, env = "PODIUM_SHADOW_THREADS")]
+    shadow_threads: Option<usize>,
     /// On SIGTERM/SIGINT, how long to let in-flight requests finish, in seconds.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
@@ -254,6 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     None => args.admin_token.filter(|t| !t.is_empty()),
                 },
                 drain_timeout: Duration::from_secs(args.drain_timeout_secs),
+                shadow_threads: args.shadow_threads,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -45,7 +45,13 @@ pub struct ServeOptions {
     pub admin_token: Option<String>,
     /// How long shutdown waits for in-flight requests before exiting anyway.
     pub drain_timeout: Duration,
+    /// Threads for shadow copies; None: one when the config defines
+    /// endpoints (only they can have shadows), else none.
+    pub shadow_threads: Option<usize>,
 }
+
+/// Shadow copies that may wait for a shadow thread; more are skipped.
+const SHADOW_QUEUE: usize = 64;
 
 impl ServeOptions {
     /// The defaults of `podium serve` for `registry`: REST on 127.0.0.1:8000,
@@ -68,6 +74,7 @@ impl ServeOptions {
             history_file: None,
             admin_token: None,
             drain_timeout: Duration::from_secs(30),
+            shadow_threads: None,
         }
     }
 }
@@ -92,35 +99,10 @@ pub async fn serve(
         );
     }
     let registry: Arc<dyn Registry> = Arc::new(registry);
-    let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
-        .context("starting inference threads")?;
-    let history = History::new(
-        opts.history_file
-            .clone()
-            .unwrap_or_else(|| opts.registry.join(".podium-history.jsonl")),
-    );
-    tracing::info!("alias history: {}", history.path().display());
-    let store_options = StoreOptions {
-        workers: pool.workers(),
-        keep_previous: opts.keep_previous,
-        memory_limit: opts.memory_limit,
-    };
-    let models = Arc::new(ModelStore::new(registry, store_options, history));
-    {
-        let models = Arc::clone(&models);
-        tokio::task::spawn_blocking(move || models.refresh()).await??;
-    }
-    if let Err(reasons) = models.readiness() {
-        tracing::warn!("not ready: {}", reasons.join("; "));
-    }
-    let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
-
-    let health_models = Arc::clone(&models);
     let routes = match &opts.config {
         None => RouteTable::default(),
         Some(path) => {
-            let registry = Arc::clone(models.registry());
-            let known = move |model: &str| {
+            let known = |model: &str| {
                 registry
                     .aliases(model)
                     .ok()
@@ -138,8 +120,44 @@ pub async fn serve(
             RouteTable::new(endpoints)
         }
     };
+    let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
+        .context("starting inference threads")?;
+    // Shadow copies get their own threads (and sessions, after the request
+    // threads' ones), so they never queue in front of a request.
+    let shadow_threads = opts
+        .shadow_threads
+        .unwrap_or(if routes.endpoints.is_empty() { 0 } else { 1 });
+    let shadow_pool = match shadow_threads {
+        0 => None,
+        n => Some(
+            InferencePool::start_named("shadow", pool.workers(), n, SHADOW_QUEUE)
+                .context("starting shadow threads")?,
+        ),
+    };
+    let history = History::new(
+        opts.history_file
+            .clone()
+            .unwrap_or_else(|| opts.registry.join(".podium-history.jsonl")),
+    );
+    tracing::info!("alias history: {}", history.path().display());
+    let store_options = StoreOptions {
+        workers: pool.workers() + shadow_pool.as_ref().map_or(0, |p| p.workers()),
+        keep_previous: opts.keep_previous,
+        memory_limit: opts.memory_limit,
+    };
+    let models = Arc::new(ModelStore::new(registry, store_options, history));
+    {
+        let models = Arc::clone(&models);
+        tokio::task::spawn_blocking(move || models.refresh()).await??;
+    }
+    if let Err(reasons) = models.readiness() {
+        tracing::warn!("not ready: {}", reasons.join("; "));
+    }
+    let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
+
+    let health_models = Arc::clone(&models);
     let state = Arc::new(AppState {
-        core: Core::new(models, pool, routes),
+        core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
     });
 

@@ -30,13 +30,24 @@ impl InferencePool {
     /// Starts `workers` threads sharing a queue of `queue_depth` waiting tasks.
     /// The threads stop when the pool is dropped and the queue drains.
     pub fn start(workers: usize, queue_depth: usize) -> std::io::Result<InferencePool> {
+        InferencePool::start_named("infer", 0, workers, queue_depth)
+    }
+
+    /// A pool whose workers use session indexes `first_session..`, so two
+    /// pools (requests and shadow copies) never share a session.
+    pub fn start_named(
+        role: &str,
+        first_session: usize,
+        workers: usize,
+        queue_depth: usize,
+    ) -> std::io::Result<InferencePool> {
         let workers = workers.max(1);
         let queue_depth = queue_depth.max(1);
         let (tx, rx) = bounded::<Task>(queue_depth);
-        for worker in 0..workers {
+        for worker in first_session..first_session + workers {
             let rx = rx.clone();
             std::thread::Builder::new()
-                .name(format!("podium-infer-{worker}"))
+                .name(format!("podium-{role}-{worker}"))
                 .spawn(move || {
                     for task in rx.iter() {
                         // A panicking task must not take the worker down with it.
@@ -53,12 +64,6 @@ impl InferencePool {
 
     pub fn workers(&self) -> usize {
         self.workers
-    }
-
-    /// Whether optional work (a shadow copy) may be queued: the queue is
-    /// less than half full, so it never crowds out requests that answer.
-    pub fn has_room_for_extra(&self) -> bool {
-        self.tx.len() < self.queue_depth / 2
     }
 
     /// Queues `task` without waiting; [`Error::Overloaded`] when the queue is full.

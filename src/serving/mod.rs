@@ -24,15 +24,24 @@ use crate::runtime::InFlight;
 pub struct Core {
     pub models: Arc<ModelStore>,
     pub pool: Arc<InferencePool>,
+    /// Shadow copies run here, on their own threads and sessions, so a slow
+    /// shadow model never holds up a request that answers a client.
+    pub shadow_pool: Option<Arc<InferencePool>>,
     /// Replaced whole by a traffic change, so no request sees half a policy.
     pub routes: ArcSwap<RouteTable>,
 }
 
 impl Core {
-    pub fn new(models: Arc<ModelStore>, pool: InferencePool, routes: RouteTable) -> Core {
+    pub fn new(
+        models: Arc<ModelStore>,
+        pool: InferencePool,
+        shadow_pool: Option<InferencePool>,
+        routes: RouteTable,
+    ) -> Core {
         Core {
             models,
             pool: Arc::new(pool),
+            shadow_pool: shadow_pool.map(Arc::new),
             routes: ArcSwap::from_pointee(routes),
         }
     }
@@ -50,22 +59,16 @@ impl Core {
     ) -> Result<InferResponse, Error> {
         let started = Instant::now();
         let (route, endpoint) = self.routes.load().route(name, version, meta);
-        let shadow = match (route.shadow, endpoint) {
-            (Some(alias), Some(endpoint)) => {
-                // Over budget, or when the queue is half full (primaries
-                // first), the copy is skipped and counted.
-                match endpoint
-                    .shadow_permit()
-                    .filter(|_| self.pool.has_room_for_extra())
-                {
-                    Some(permit) => Some((alias, permit, request.clone())),
-                    None => {
-                        metrics::counter!("podium_shadow_total", "endpoint" => route.endpoint.clone(), "result" => "skipped")
-                            .increment(1);
-                        None
-                    }
+        let shadow = match (route.shadow, endpoint, &self.shadow_pool) {
+            (Some(alias), Some(endpoint), Some(pool)) => match endpoint.shadow_permit() {
+                Some(permit) => Some((alias, permit, request.clone(), Arc::clone(pool))),
+                None => {
+                    // Over the endpoint's budget: skipped and counted.
+                    metrics::counter!("podium_shadow_total", "endpoint" => route.endpoint.clone(), "result" => "skipped")
+                        .increment(1);
+                    None
                 }
-            }
+            },
             _ => None,
         };
         let result = run(&self.models, &self.pool, &route.model, &route.spec, request).await;
@@ -85,8 +88,8 @@ impl Core {
             metrics::histogram!("podium_model_seconds", &labels)
                 .record(r.timing.inference.as_secs_f64());
         }
-        if let Some((alias, permit, copy)) = shadow {
-            let (models, pool) = (Arc::clone(&self.models), Arc::clone(&self.pool));
+        if let Some((alias, permit, copy, pool)) = shadow {
+            let models = Arc::clone(&self.models);
             let (endpoint, model) = (route.endpoint.clone(), route.model.clone());
             tokio::spawn(async move {
                 let _permit = permit;
@@ -95,6 +98,8 @@ impl Core {
                 let result = run(&models, &pool, &model, &spec, copy).await;
                 let outcome = match &result {
                     Ok(_) => "ok",
+                    // The shadow threads' queue is full: skipped, like over budget.
+                    Err(Error::Overloaded(_)) => "skipped",
                     Err(e) => {
                         tracing::debug!("shadow call of {endpoint} to {model}@{alias} failed: {e}");
                         "error"
