@@ -147,6 +147,22 @@ fn main() {
     registry
         .set_alias("fraud", "champion", 1)
         .expect("set alias");
+    // A 90/10 champion/challenger endpoint with a sticky user id, for the
+    // split layer; the bench's user lands in the champion arm.
+    registry
+        .register("fraud", &repo.join("models/fraud/v2.onnx"))
+        .expect("register v2");
+    registry
+        .set_alias("fraud", "challenger", 2)
+        .expect("set challenger");
+    let config_path = registry_dir.path().join("podium.toml");
+    std::fs::write(
+        &config_path,
+        "[[endpoint]]\nname = \"fraud-ab\"\nmodel = \"fraud\"\nexperiment = \"bench\"\n\
+         sticky_key = { header = \"x-user-id\" }\n\
+         arms = [{ alias = \"champion\", weight = 90 }, { alias = \"challenger\", weight = 10 }]\n",
+    )
+    .expect("write the endpoint config");
     let addr = free_port();
     let grpc_addr = free_port();
     let server_rt = tokio::runtime::Builder::new_multi_thread()
@@ -159,6 +175,7 @@ fn main() {
             listen: addr,
             grpc_listen: grpc_addr,
             inference_threads: 2,
+            config: Some(config_path.clone()),
             ..ServeOptions::new(registry_dir.path())
         },
         async move {
@@ -190,6 +207,7 @@ fn main() {
             PLAIN_BINARY => plain_binary.batch(plan),
             LIVE => client_rt.block_on(http.batch(plan, Encoding::Live)),
             GRPC => client_rt.block_on(grpc.batch(plan)),
+            SPLIT => client_rt.block_on(http.batch(plan, Encoding::Split)),
             _ => time_calls(plan, || ping.call()),
         };
         if record {
@@ -380,6 +398,8 @@ fn expect_answer(label: &[i64], probabilities: &[f32], layer: &str) {
 enum Encoding {
     Json,
     Binary,
+    /// JSON through the 90/10 sticky endpoint `fraud-ab` (routing included).
+    Split,
     /// `GET /v2/health/live`: the HTTP round trip with no inference.
     Live,
 }
@@ -442,6 +462,7 @@ impl Http {
 
     async fn batch(&self, plan: Plan, encoding: Encoding) -> Batch {
         let url = format!("{}/v2/models/fraud/infer", self.base);
+        let split = format!("{}/v2/models/fraud-ab/infer", self.base);
         let live = format!("{}/v2/health/live", self.base);
         let mut batch = Batch::with_capacity(plan.calls);
         let mut known_good: Option<Bytes> = None;
@@ -450,6 +471,12 @@ impl Http {
             let t0 = Instant::now();
             let request = match encoding {
                 Encoding::Live => self.client.get(&live),
+                Encoding::Split => self
+                    .client
+                    .post(&split)
+                    .header("content-type", "application/json")
+                    .header("x-user-id", champion_user())
+                    .body(self.json_body.clone()),
                 Encoding::Json => self
                     .client
                     .post(&url)
@@ -500,7 +527,7 @@ impl Http {
             // identical bytes need no second parse.
             if known_good.as_ref() != Some(&body) {
                 match encoding {
-                    Encoding::Json => check_json(&body),
+                    Encoding::Json | Encoding::Split => check_json(&body),
                     Encoding::Binary => check_binary(&body, header_length),
                     Encoding::Live => assert_eq!(&body[..], br#"{"live":true}"#),
                 }
@@ -510,6 +537,22 @@ impl Http {
         batch.wall = t.elapsed();
         batch
     }
+}
+
+/// A user id that the `fraud-ab` endpoint (experiment "bench", 90/10)
+/// assigns to the champion, so the split layer's answers are v1's.
+fn champion_user() -> &'static str {
+    static USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USER.get_or_init(|| {
+        let bounds = podium::routing::split::bounds(&[90.0, 10.0]).expect("weights");
+        (0..)
+            .map(|i| format!("user-{i}"))
+            .find(|u| {
+                podium::routing::split::pick(&bounds, podium::routing::split::bucket("bench", u))
+                    == 0
+            })
+            .expect("a champion user")
+    })
 }
 
 // ------------------------------------------------------------ gRPC layer
@@ -854,7 +897,8 @@ const PLAIN: usize = 5;
 const PLAIN_BINARY: usize = 6;
 const LIVE: usize = 7;
 const GRPC: usize = 8;
-const LAYERS: [&str; 10] = [
+const SPLIT: usize = 9;
+const LAYERS: [&str; 11] = [
     "raw ORT (session.run)",
     "podium runtime (LoadedModel::run)",
     "podium pool (InferencePool::run)",
@@ -864,6 +908,7 @@ const LAYERS: [&str; 10] = [
     "diag: REST binary, minimal client",
     "diag: GET /v2/health/live (reqwest)",
     "podium gRPC ModelInfer (tonic)",
+    "podium REST JSON, 90/10 split endpoint",
     "diag: thread ping-pong (std mpsc)",
 ];
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Serves the bundled demo models on http://127.0.0.1:8000 (Ctrl-C stops it):
 #   fraud@champion (v1, logistic regression), fraud@challenger (v2, gradient
-#   boosting), mlp@champion (v1). Sets up ONNX Runtime and builds Podium in
+#   boosting), mlp@champion (v1), and the endpoint fraud-ab splitting fraud
+#   90/10 between them (models/demo-endpoints.toml). Sets up ONNX Runtime and builds Podium in
 #   release mode first; creates the registry in ./registry on the first run
 #   and reuses it afterwards. Extra arguments go to `podium serve`.
 set -euo pipefail
@@ -22,4 +23,4 @@ if [ ! -d "$PODIUM_REGISTRY/fraud" ]; then
   "$podium" alias set mlp champion 1
 fi
 "$podium" models list
-exec "$podium" serve "$@"
+exec "$podium" serve --config "${PODIUM_CONFIG:-models/demo-endpoints.toml}" "$@"

@@ -153,6 +153,8 @@ async fn a_90_10_split_lands_within_a_point_and_metrics_agree() {
             "{arm}\n{m}"
         );
     }
+    assert_eq!(sample(&m, "podium_endpoint_in_flight", &[("endpoint", "fraud-ab")]), Some(0.0), "{m}");
+    assert!(m.contains("podium_request_seconds") && m.contains("podium_model_seconds"), "{m}");
 }
 
 #[tokio::test]
@@ -457,7 +459,10 @@ async fn a_slow_shadow_never_holds_up_the_answer() {
     let dir = tempfile::tempdir().unwrap();
     let reg = common::demo_registry(dir.path());
     let slow = common::model_file("fixtures/slow_fraud.onnx");
-    common::cli_ok(&reg, &["models", "register", "fraud", slow.to_str().unwrap()]);
+    common::cli_ok(
+        &reg,
+        &["models", "register", "fraud", slow.to_str().unwrap()],
+    );
     common::cli_ok(&reg, &["alias", "set", "fraud", "slow", "3"]);
     let config = "[[endpoint]]\nname = \"fraud-slow-shadow\"\nmodel = \"fraud\"\narms = [{ alias = \"champion\", weight = 1 }]\nshadow = { alias = \"slow\", fraction = 1.0, max_in_flight = 8 }\n";
     let s = start(dir.path(), config, &[]);
@@ -469,7 +474,14 @@ async fn a_slow_shadow_never_holds_up_the_answer() {
     }
     // Five answers are back, while their shadow copies (one shadow thread,
     // ~0.5 s each) are still queued or running: the answers did not wait.
-    let status: Value = c.get(s.url("/admin/status")).send().await.unwrap().json().await.unwrap();
+    let status: Value = c
+        .get(s.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let slow_in_flight = status["resident"]
         .as_array()
         .unwrap()
@@ -477,14 +489,48 @@ async fn a_slow_shadow_never_holds_up_the_answer() {
         .find(|r| r["model"] == "fraud" && r["version"] == 3)
         .map(|r| r["in_flight"].as_u64().unwrap())
         .unwrap();
-    assert!(slow_in_flight >= 1, "no shadow copy still running: {status}");
-    let m = c.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let done = sample(&m, "podium_shadow_total", &[("endpoint", "fraud-slow-shadow"), ("result", "ok")]).unwrap_or(0.0);
-    assert!(done < 5.0, "all shadows finished before the answers were checked: {done}");
+    assert!(
+        slow_in_flight >= 1,
+        "no shadow copy still running: {status}"
+    );
+    let m = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let done = sample(
+        &m,
+        "podium_shadow_total",
+        &[("endpoint", "fraud-slow-shadow"), ("result", "ok")],
+    )
+    .unwrap_or(0.0);
+    assert!(
+        done < 5.0,
+        "all shadows finished before the answers were checked: {done}"
+    );
     // They all finish in the end.
-    eventually(Duration::from_secs(30), "the 5 shadow copies to finish", || async {
-        let m = c.get(s.url("/metrics")).send().await.ok()?.text().await.ok()?;
-        (sample(&m, "podium_shadow_total", &[("endpoint", "fraud-slow-shadow"), ("result", "ok")]) == Some(5.0)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the 5 shadow copies to finish",
+        || async {
+            let m = c
+                .get(s.url("/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (sample(
+                &m,
+                "podium_shadow_total",
+                &[("endpoint", "fraud-slow-shadow"), ("result", "ok")],
+            ) == Some(5.0))
+            .then_some(())
+        },
+    )
     .await;
 }

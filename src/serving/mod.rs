@@ -71,7 +71,11 @@ impl Core {
             },
             _ => None,
         };
+        let in_flight = InFlightGauge::new(
+            metrics::gauge!("podium_endpoint_in_flight", "endpoint" => route.endpoint.clone()),
+        );
         let result = run(&self.models, &self.pool, &route.model, &route.spec, request).await;
+        drop(in_flight);
         let labels = [
             ("endpoint", route.endpoint.clone()),
             ("arm", route.arm.clone()),
@@ -116,6 +120,23 @@ impl Core {
             r.arm = route.arm;
             r
         })
+    }
+}
+
+/// One request counted in a gauge until dropped, also when the client goes
+/// away mid-request.
+struct InFlightGauge(metrics::Gauge);
+
+impl InFlightGauge {
+    fn new(gauge: metrics::Gauge) -> InFlightGauge {
+        gauge.increment(1.0);
+        InFlightGauge(gauge)
+    }
+}
+
+impl Drop for InFlightGauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 
