@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cli, cli_ok, client, eventually, model_file, Server, FRAUD_ROW};
+use common::{cli, cli_ok, client, eventually, model_file, sample, Server, FRAUD_ROW};
 use serde_json::{json, Value};
 
 fn fraud_request() -> Value {
@@ -519,20 +519,6 @@ async fn the_memory_limit_refuses_a_version_that_would_not_fit() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-}
-
-/// The value of the one sample of `name` whose labels include all of `labels`.
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 #[tokio::test]

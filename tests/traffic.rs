@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cli, client, eventually, Server, FRAUD_ROW};
+use common::{cli, client, eventually, sample, Server, FRAUD_ROW};
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"
@@ -76,19 +76,6 @@ async fn arms_of(s: &Server, users: impl Iterator<Item = String>) -> Vec<String>
     out
 }
 
-fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_90_10_split_lands_within_a_point_and_metrics_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,8 +140,15 @@ async fn a_90_10_split_lands_within_a_point_and_metrics_agree() {
             "{arm}\n{m}"
         );
     }
-    assert_eq!(sample(&m, "podium_endpoint_in_flight", &[("endpoint", "fraud-ab")]), Some(0.0), "{m}");
-    assert!(m.contains("podium_request_seconds") && m.contains("podium_model_seconds"), "{m}");
+    assert_eq!(
+        sample(&m, "podium_endpoint_in_flight", &[("endpoint", "fraud-ab")]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(
+        m.contains("podium_request_seconds") && m.contains("podium_model_seconds"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
