@@ -351,6 +351,7 @@ impl ModelStore {
             Ok((_, timings)) => timings,
             Err(e) => {
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
+                lock(&self.allowed_changes).remove(&key);
                 let mut event = Event::new(model, alias, "swap_refused", by);
                 event.from_version = from_version;
                 event.to_version = Some(version);
