@@ -76,6 +76,10 @@ struct ServeArgs {
     /// [default: every model is an endpoint serving its champion].
     #[arg(long, env = "PODIUM_CONFIG")]
     config: Option<PathBuf>,
+    /// The endpoint MLflow-style `POST /invocations` serves [default: the only
+    /// endpoint, or the only model].
+    #[arg(long, env = "PODIUM_DEFAULT_ENDPOINT")]
+    default_endpoint: Option<String>,
     /// Address for the OIP gRPC service (inference.GRPCInferenceService) and grpc.health.v1.
     #[arg(long, env = "PODIUM_GRPC_LISTEN", default_value = "127.0.0.1:8001")]
     grpc_listen: SocketAddr,
@@ -244,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 grpc_listen: args.grpc_listen,
                 config: args.config,
+                default_endpoint: args.default_endpoint,
                 registry: cli.registry,
                 inference_threads: threads,
                 queue_depth: args.queue_depth,

@@ -29,6 +29,8 @@ pub struct ServeOptions {
     pub grpc_listen: SocketAddr,
     /// The endpoint configuration file (TOML); None: every model is an endpoint.
     pub config: Option<PathBuf>,
+    /// What `POST /invocations` serves [default: the only endpoint or model].
+    pub default_endpoint: Option<String>,
     pub registry: PathBuf,
     pub inference_threads: usize,
     pub queue_depth: usize,
@@ -61,6 +63,7 @@ impl ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
             config: None,
+            default_endpoint: None,
             registry: registry.into(),
             inference_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -159,6 +162,7 @@ pub async fn serve(
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
+        default_endpoint: opts.default_endpoint.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(opts.listen)

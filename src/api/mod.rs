@@ -12,4 +12,6 @@ pub struct AppState {
     pub core: Core,
     /// Largest request body (REST) or message (gRPC) accepted, in bytes.
     pub max_request_bytes: usize,
+    /// What `POST /invocations` serves when several endpoints exist.
+    pub default_endpoint: Option<String>,
 }

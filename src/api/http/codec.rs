@@ -186,7 +186,11 @@ fn bool_param(params: &Option<Map<String, Value>>, key: &str) -> Result<bool, Er
 }
 
 /// Reads JSON `data`, nested ("natural") or flat, row-major.
-fn from_json(name: &str, datatype: DataType, value: &Value) -> Result<TensorData, Error> {
+pub(super) fn from_json(
+    name: &str,
+    datatype: DataType,
+    value: &Value,
+) -> Result<TensorData, Error> {
     let mut leaves = Vec::new();
     flatten(value, &mut leaves);
     let bad = |i: usize, v: &Value| {
@@ -290,7 +294,7 @@ struct BinaryDataSize {
 /// Tensor elements as a flat JSON array. Floats print in their shortest
 /// round-trip form; NaN and infinities (which JSON lacks) become null, so
 /// ask for binary outputs to keep them.
-struct JsonData<'a>(&'a TensorData);
+pub(super) struct JsonData<'a>(pub(super) &'a TensorData);
 
 impl Serialize for JsonData<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod codec;
+mod mlflow;
 mod oip;
 
 pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
@@ -37,6 +38,14 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
     Router::new()
         .merge(admin_routes)
         .route("/metrics", get(metrics))
+        .route("/invocations", post(mlflow::invocations))
+        .route(
+            "/serving-endpoints/{name}/invocations",
+            post(mlflow::endpoint_invocations),
+        )
+        .route("/ping", get(mlflow::ping))
+        .route("/health", get(mlflow::ping))
+        .route("/version", get(mlflow::version))
         .route("/v2", get(oip::server_metadata))
         .route("/v2/health/live", get(oip::live))
         .route("/v2/health/ready", get(oip::ready))
