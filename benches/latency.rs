@@ -208,6 +208,7 @@ fn main() {
             LIVE => client_rt.block_on(http.batch(plan, Encoding::Live)),
             GRPC => client_rt.block_on(grpc.batch(plan)),
             SPLIT => client_rt.block_on(http.batch(plan, Encoding::Split)),
+            INVOCATIONS => client_rt.block_on(http.batch(plan, Encoding::Invocations)),
             _ => time_calls(plan, || ping.call()),
         };
         if record {
@@ -400,6 +401,8 @@ enum Encoding {
     Binary,
     /// JSON through the 90/10 sticky endpoint `fraud-ab` (routing included).
     Split,
+    /// MLflow `POST /serving-endpoints/fraud/invocations`, `dataframe_split`.
+    Invocations,
     /// `GET /v2/health/live`: the HTTP round trip with no inference.
     Live,
 }
@@ -408,6 +411,7 @@ struct Http {
     client: reqwest::Client,
     base: String,
     json_body: Bytes,
+    invocations_body: Bytes,
     binary_body: Bytes,
     binary_header_length: String,
 }
@@ -440,6 +444,13 @@ impl Http {
                 .expect("HTTP client"),
             base: format!("http://{addr}"),
             json_body: Bytes::from(json_body),
+            invocations_body: Bytes::from(
+                serde_json::to_vec(&json!({"dataframe_split": {
+                    "columns": (0..30).map(|i| format!("f{i}")).collect::<Vec<_>>(),
+                    "data": [ROW],
+                }}))
+                .expect("invocations body"),
+            ),
             binary_body: Bytes::from(binary_body),
             binary_header_length: head.len().to_string(),
         }
@@ -463,6 +474,7 @@ impl Http {
     async fn batch(&self, plan: Plan, encoding: Encoding) -> Batch {
         let url = format!("{}/v2/models/fraud/infer", self.base);
         let split = format!("{}/v2/models/fraud-ab/infer", self.base);
+        let invocations = format!("{}/serving-endpoints/fraud/invocations", self.base);
         let live = format!("{}/v2/health/live", self.base);
         let mut batch = Batch::with_capacity(plan.calls);
         let mut known_good: Option<Bytes> = None;
@@ -471,6 +483,11 @@ impl Http {
             let t0 = Instant::now();
             let request = match encoding {
                 Encoding::Live => self.client.get(&live),
+                Encoding::Invocations => self
+                    .client
+                    .post(&invocations)
+                    .header("content-type", "application/json")
+                    .body(self.invocations_body.clone()),
                 Encoding::Split => self
                     .client
                     .post(&split)
@@ -528,6 +545,7 @@ impl Http {
             if known_good.as_ref() != Some(&body) {
                 match encoding {
                     Encoding::Json | Encoding::Split => check_json(&body),
+                    Encoding::Invocations => check_predictions(&body),
                     Encoding::Binary => check_binary(&body, header_length),
                     Encoding::Live => assert_eq!(&body[..], br#"{"live":true}"#),
                 }
@@ -630,6 +648,16 @@ fn output<'a>(head: &'a Value, name: &str) -> (usize, &'a Value) {
         .as_array()
         .and_then(|outs| outs.iter().enumerate().find(|(_, o)| o["name"] == name))
         .unwrap_or_else(|| panic!("response has no output {name}: {head}"))
+}
+
+/// An MLflow answer: `{"predictions": {"label": [0], "probabilities": [[p0, p1]]}}`.
+fn check_predictions(body: &[u8]) {
+    let v: Value = serde_json::from_slice(body).expect("invocations answer is JSON");
+    let label: Vec<i64> = serde_json::from_value(v["predictions"]["label"].clone()).expect("label");
+    let probabilities: Vec<f32> =
+        serde_json::from_value(v["predictions"]["probabilities"][0].clone())
+            .expect("probabilities");
+    expect_answer(&label, &probabilities, "MLflow /invocations");
 }
 
 fn check_json(body: &[u8]) {
@@ -898,7 +926,8 @@ const PLAIN_BINARY: usize = 6;
 const LIVE: usize = 7;
 const GRPC: usize = 8;
 const SPLIT: usize = 9;
-const LAYERS: [&str; 11] = [
+const INVOCATIONS: usize = 10;
+const LAYERS: [&str; 12] = [
     "raw ORT (session.run)",
     "podium runtime (LoadedModel::run)",
     "podium pool (InferencePool::run)",
@@ -909,6 +938,7 @@ const LAYERS: [&str; 11] = [
     "diag: GET /v2/health/live (reqwest)",
     "podium gRPC ModelInfer (tonic)",
     "podium REST JSON, 90/10 split endpoint",
+    "podium MLflow /invocations (dataframe_split)",
     "diag: thread ping-pong (std mpsc)",
 ];
 

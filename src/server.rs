@@ -123,6 +123,13 @@ pub async fn serve(
             RouteTable::new(endpoints)
         }
     };
+    if let Some(name) = &opts.default_endpoint {
+        if !routes.endpoints.contains_key(name) && registry.aliases(name).is_err() {
+            tracing::warn!(
+                "--default-endpoint {name} is neither a configured endpoint nor a registered model; /invocations will answer 404 until it is"
+            );
+        }
+    }
     let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
         .context("starting inference threads")?;
     // Shadow copies get their own threads (and sessions, after the request

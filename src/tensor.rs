@@ -83,6 +83,14 @@ impl DataType {
             })
     }
 
+    /// FP16, BF16, FP32 or FP64.
+    pub fn is_float(self) -> bool {
+        matches!(
+            self,
+            DataType::Fp16 | DataType::Bf16 | DataType::Fp32 | DataType::Fp64
+        )
+    }
+
     /// Bytes per element in the binary (raw) form; `None` for BYTES.
     pub fn element_size(self) -> Option<usize> {
         match self {

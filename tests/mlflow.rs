@@ -333,3 +333,38 @@ async fn invocations_follow_the_endpoint_split_and_the_default_endpoint() {
     assert_eq!(resp.headers()["x-podium-arm"], "challenger");
     assert_eq!(resp.headers()["x-podium-model-version"], "2");
 }
+
+#[tokio::test]
+async fn missing_values_are_nan_as_mlflow_reads_them() {
+    let s = Server::demo(&[]);
+    let path = "/serving-endpoints/fraud/invocations";
+    // Python's json.dumps writes NaN bare; MLflow's client sends it so.
+    let mut cells: Vec<String> = FRAUD_ROW.iter().map(|x| x.to_string()).collect();
+    cells[3] = "NaN".into();
+    cells[4] = "-Infinity".into();
+    let body = format!(
+        "{{\"dataframe_split\": {{\"columns\": {}, \"data\": [[{}]]}}, \"params\": {{\"note\": \"NaN in a string stays text\"}}}}",
+        json!(columns()),
+        cells.join(", ")
+    );
+    let (status, _, v) = post(&s, path, "application/json", body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["predictions"]["label"].as_array().unwrap().len(), 1);
+    // CSV: "nan" and an empty cell are missing values too.
+    cells[3] = "nan".into();
+    cells[4] = String::new();
+    let csv = format!("{}\n{}\n", columns().join(","), cells.join(","));
+    let (status, _, v) = post(&s, path, "text/csv", csv).await;
+    assert_eq!(status, 200, "{v}");
+    // An empty frame is named as such.
+    let body = json!({"dataframe_split": {"columns": [], "data": []}}).to_string();
+    let (status, _, v) = post(&s, path, "application/json", body).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("the data frame is empty"),
+        "{v}"
+    );
+}

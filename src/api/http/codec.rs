@@ -220,7 +220,7 @@ pub(super) fn from_json(
                 leaves
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| v.as_f64().map($conv).ok_or_else(|| bad(i, v)))
+                    .map(|(i, v)| float_of(v).map($conv).ok_or_else(|| bad(i, v)))
                     .collect::<Result<_, _>>()?,
             )
         };
@@ -257,6 +257,20 @@ pub(super) fn from_json(
                 .collect::<Result<_, _>>()?,
         ),
     })
+}
+
+/// A JSON number, or the strings "NaN", "Infinity", "-Infinity" (JSON has
+/// no tokens for them; MLflow's and pandas' writers emit these names).
+fn float_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => Some(f64::NAN),
+            "Infinity" | "inf" => Some(f64::INFINITY),
+            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        v => v.as_f64(),
+    }
 }
 
 fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {

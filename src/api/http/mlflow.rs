@@ -156,16 +156,11 @@ async fn invoke(
 
     // The signature decides how columns become inputs.
     let (model, spec) = state.core.routes.load().describe(&name, None);
-    let signature = state
-        .core
-        .models
-        .get(&model, &spec)
-        .await?
-        .signature
-        .clone();
+    let loaded = state.core.models.get(&model, &spec).await?;
+    let signature = &loaded.signature;
     let (inputs, client_request_id, params) = match format {
-        Format::Json => decode_json(&body, &signature)?,
-        Format::Csv => (decode_csv(&body, &signature)?, None, None),
+        Format::Json => decode_json(&body, signature)?,
+        Format::Csv => (decode_csv(&body, signature)?, None, None),
     };
     let request = InferRequest {
         id: client_request_id,
@@ -268,7 +263,8 @@ const JSON_KEYS: [&str; 4] = [
 type JsonBody = (Vec<Tensor>, Option<String>, Option<Map<String, Value>>);
 
 fn decode_json(body: &[u8], signature: &Signature) -> Result<JsonBody, MlflowError> {
-    let value: Value = serde_json::from_slice(body)
+    let body = quote_non_finite(body);
+    let value: Value = serde_json::from_slice(&body)
         .map_err(|e| MlflowError::bad_request(format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(MlflowError::bad_request(format!(
@@ -353,6 +349,47 @@ fn decode_json(body: &[u8], signature: &Signature) -> Result<JsonBody, MlflowErr
         _ => tensors_to_inputs(value, signature, "inputs")?,
     };
     Ok((inputs, client_request_id, params))
+}
+
+/// Python's `json.dumps` (so MLflow's client) writes NaN and infinities as
+/// bare `NaN`, `Infinity`, `-Infinity`, which are not JSON; MLflow's server
+/// reads them. They become the strings the float conversion understands.
+fn quote_non_finite(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
+    if !TOKENS
+        .iter()
+        .any(|t| body.windows(t.len()).any(|w| w == *t))
+    {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            out.push(b);
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+        } else if let Some(t) = TOKENS.iter().find(|t| body[i..].starts_with(t)) {
+            out.push(b'"');
+            out.extend_from_slice(t);
+            out.push(b'"');
+            i += t.len();
+            continue;
+        }
+        out.push(b);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Records (`[{"col": v, ...}, ...]`) as a frame; columns in first-seen order.
@@ -446,10 +483,24 @@ fn tensor(spec: &TensorSpec, value: &Value) -> Result<Tensor, MlflowError> {
 /// Columns become inputs by name, or are stacked into a one-input model.
 fn frame_to_inputs(
     columns: Vec<String>,
-    rows: Vec<Vec<Value>>,
+    mut rows: Vec<Vec<Value>>,
     signature: &Signature,
 ) -> Result<Vec<Tensor>, MlflowError> {
     let n = rows.len();
+    if columns.is_empty() && rows.iter().all(Vec::is_empty) {
+        return Err(MlflowError::bad_request(
+            "the data frame is empty; send at least one row of values".into(),
+        ));
+    }
+    // A missing value (null, an empty CSV cell) in a float model is NaN, as
+    // pandas reads it.
+    if signature.inputs.iter().all(|s| s.datatype.is_float()) {
+        for cell in rows.iter_mut().flatten() {
+            if cell.is_null() {
+                *cell = Value::String("NaN".into());
+            }
+        }
+    }
     for (i, row) in rows.iter().enumerate() {
         if !columns.is_empty() && row.len() != columns.len() {
             return Err(MlflowError::bad_request(format!(
@@ -541,7 +592,12 @@ fn decode_csv(body: &[u8], signature: &Signature) -> Result<Vec<Tensor>, MlflowE
                     let cell = cell.trim();
                     match cell.parse::<i64>() {
                         Ok(i) => Value::from(i),
+                        Err(_) if cell.is_empty() => Value::Null,
                         Err(_) => match cell.parse::<f64>() {
+                            Ok(f) if f.is_nan() => Value::String("NaN".into()),
+                            Ok(f) if f.is_infinite() => {
+                                Value::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
+                            }
                             Ok(f) => serde_json::Number::from_f64(f)
                                 .map(Value::Number)
                                 .unwrap_or(Value::Null),
@@ -654,5 +710,25 @@ impl RequestMeta for MlflowMeta<'_> {
             Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_non_finite;
+
+    #[test]
+    fn bare_non_finite_tokens_are_quoted_outside_strings_only() {
+        let body = br#"{"a": [NaN, -Infinity, Infinity, 1.5], "s": "NaN \" Infinity"}"#;
+        let fixed = quote_non_finite(body);
+        assert_eq!(
+            std::str::from_utf8(&fixed).unwrap(),
+            r#"{"a": ["NaN", "-Infinity", "Infinity", 1.5], "s": "NaN \" Infinity"}"#
+        );
+        let plain = br#"{"a": [1, 2]}"#;
+        assert!(matches!(
+            quote_non_finite(plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }
