@@ -585,3 +585,53 @@ async fn metrics_count_swaps_and_show_what_serves() {
     );
     assert!(m.contains("podium_swap_step_seconds"), "{m}");
 }
+
+#[tokio::test]
+async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
+    let s = Server::demo(&[]);
+    assert_eq!(register(&s, "fraud", "mlp/v1.onnx"), 3);
+    let slot_of = |status: &Value| slot(status, "fraud", "champion").clone();
+    // A registry move to an incompatible version is refused…
+    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "3"]);
+    eventually(Duration::from_secs(20), "the refusal", || async {
+        let slot = slot_of(&get_json(&s, "/admin/status").await);
+        slot["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("incompatible"))
+            .then_some(())
+    })
+    .await;
+    // …moving the alias back clears the stale error…
+    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "1"]);
+    eventually(Duration::from_secs(20), "the error to clear", || async {
+        let slot = slot_of(&get_json(&s, "/admin/status").await);
+        (slot["registry_version"] == 1 && slot["last_error"].is_null()).then_some(())
+    })
+    .await;
+    // …and moving it again tries again (a second refusal in the history).
+    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "3"]);
+    eventually(Duration::from_secs(20), "a second attempt", || async {
+        let history = get_json(&s, "/admin/history?model=fraud").await;
+        let attempts = history["events"]
+            .as_array()?
+            .iter()
+            .filter(|e| e["action"] == "swap" && e["to_version"] == 3 && e["result"] == "failed")
+            .count();
+        (attempts == 2).then_some(())
+    })
+    .await;
+    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    // The operator allows the change: it is made, not answered with a 500.
+    let (status, body) = put_alias(
+        &s,
+        "fraud",
+        "champion",
+        json!({"version": 3, "allow_signature_change": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["swapped"], true);
+    let mlp_input = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5f32; 64]}]});
+    assert_eq!(infer_version(&s, "fraud", &mlp_input).await, "3");
+    assert!(slot_of(&get_json(&s, "/admin/status").await)["last_error"].is_null());
+}

@@ -365,13 +365,32 @@ impl ModelStore {
                 )));
             }
         };
-        let registry_from = self.registry.aliases(model)?.get(alias).copied();
-        self.registry.set_alias(model, alias, version)?;
+        // Checked just now: an earlier refusal of this target no longer stands.
+        if let Some(state) =
+            lock(&self.slot_states).get_mut(&(model.to_string(), alias.to_string()))
+        {
+            state.failed_target = None;
+            state.last_error = None;
+        }
+        let written = self.registry.aliases(model).and_then(|aliases| {
+            self.registry
+                .set_alias(model, alias, version)
+                .map(|()| aliases.get(alias).copied())
+        });
+        let registry_from = match written {
+            Ok(from) => from,
+            Err(e) => {
+                lock(&self.allowed_changes).remove(&key);
+                return Err(e);
+            }
+        };
         let mut event = Event::new(model, alias, "alias_set", by);
         event.from_version = registry_from;
         event.to_version = Some(version);
         self.history.record(&event);
-        self.reconcile(by)?;
+        let reconciled = self.reconcile(by);
+        lock(&self.allowed_changes).remove(&key);
+        reconciled?;
         let serving = self
             .view
             .load()
@@ -470,11 +489,19 @@ impl ModelStore {
         current: Option<Arc<LoadedModel>>,
         by: &str,
     ) -> Result<Arc<LoadedModel>, (Option<Arc<LoadedModel>>, String)> {
+        let slot_key = (model.to_string(), alias.to_string());
         if let Some(c) = current.as_ref().filter(|c| c.version == target) {
+            // The alias is back on what it serves: a refusal of another
+            // target is history, and that target is tried again next time.
+            if let Some(state) = lock(&self.slot_states).get_mut(&slot_key) {
+                state.failed_target = None;
+                state.last_error = None;
+            }
             return Ok(Arc::clone(c));
         }
-        let slot_key = (model.to_string(), alias.to_string());
-        {
+        let allow =
+            lock(&self.allowed_changes).contains(&(model.to_string(), alias.to_string(), target));
+        if !allow {
             let states = lock(&self.slot_states);
             if let Some(state) = states
                 .get(&slot_key)
@@ -483,8 +510,6 @@ impl ModelStore {
                 return Err((current, state.last_error.clone().unwrap_or_default()));
             }
         }
-        let allow =
-            lock(&self.allowed_changes).contains(&(model.to_string(), alias.to_string(), target));
         let from_version = current.as_ref().map(|c| c.version);
         let mut event = Event::new(model, alias, "swap", by);
         event.from_version = from_version;
