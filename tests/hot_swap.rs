@@ -635,3 +635,43 @@ async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
     assert_eq!(infer_version(&s, "fraud", &mlp_input).await, "3");
     assert!(slot_of(&get_json(&s, "/admin/status").await)["last_error"].is_null());
 }
+
+#[tokio::test]
+async fn one_unreadable_model_does_not_stop_the_others_from_following() {
+    let s = Server::demo(&[]);
+    assert_eq!(register(&s, "mlp", "mlp/v1.onnx"), 2);
+    // typed's alias file is damaged (say, a half-finished hand edit).
+    std::fs::write(
+        s.registry.join("typed").join("aliases.json"),
+        "{\"champion\": 1,",
+    )
+    .unwrap();
+    cli_ok(&s.registry, &["alias", "set", "mlp", "champion", "2"]);
+    let mlp_input = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5f32; 64]}]});
+    eventually(
+        Duration::from_secs(20),
+        "mlp to follow its alias",
+        || async { (infer_version(&s, "mlp", &mlp_input).await == "2").then_some(()) },
+    )
+    .await;
+    let status = get_json(&s, "/admin/status").await;
+    let typed = slot(&status, "typed", "champion");
+    assert_eq!(typed["serving_version"], 1, "typed keeps serving: {typed}");
+    assert!(
+        typed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the registry entry"),
+        "{typed}"
+    );
+    // Still ready: typed serves what it served.
+    assert_eq!(
+        client()
+            .get(s.url("/v2/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -51,13 +51,27 @@ struct View {
     models: BTreeMap<String, ModelView>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ModelView {
     info: ModelInfo,
     /// The slots: alias → the version serving it.
     slots: BTreeMap<String, Arc<LoadedModel>>,
     /// Aliases with nothing serving, and why.
     errors: BTreeMap<String, String>,
+    /// Why the registry entry of this model could not be read (it keeps
+    /// serving what it served before).
+    registry_error: Option<String>,
+}
+
+impl ModelView {
+    fn new(info: ModelInfo) -> ModelView {
+        ModelView {
+            info,
+            slots: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            registry_error: None,
+        }
+    }
 }
 
 /// Control-plane memory of one slot.
@@ -271,6 +285,9 @@ impl ModelStore {
         let view = self.view.load();
         let mut reasons = Vec::new();
         for (model, mv) in &view.models {
+            if let (Some(e), true) = (&mv.registry_error, mv.slots.is_empty()) {
+                reasons.push(format!("{model}: {e}"));
+            }
             for (alias, version) in &mv.info.aliases {
                 if !mv.slots.contains_key(alias) {
                     let why = mv
@@ -430,19 +447,32 @@ impl ModelStore {
 
     /// One reconcile pass; the caller holds `reconciling`.
     fn reconcile(&self, by: &str) -> Result<(), Error> {
-        let mut catalog = BTreeMap::new();
-        for model in self.registry.models()? {
-            let info = ModelInfo {
-                versions: self.registry.versions(&model)?,
-                aliases: self.registry.aliases(&model)?,
-            };
-            catalog.insert(model, info);
-        }
         let old = self.view.load_full();
         let mut models = BTreeMap::new();
-        for (model, info) in catalog {
+        for model in self.registry.models()? {
             let old_mv = old.models.get(&model);
-            let mut mv = ModelView::default();
+            let read = self.registry.versions(&model).and_then(|versions| {
+                self.registry
+                    .aliases(&model)
+                    .map(|aliases| ModelInfo { versions, aliases })
+            });
+            let info = match read {
+                Ok(info) => info,
+                Err(e) => {
+                    // One unreadable model must not stop the others from
+                    // following the registry; it keeps serving what it did.
+                    tracing::error!(
+                        "registry: cannot read model {model}: {e}; it keeps serving what it served"
+                    );
+                    let mut mv = old_mv
+                        .cloned()
+                        .unwrap_or_else(|| ModelView::new(ModelInfo::default()));
+                    mv.registry_error = Some(format!("cannot read the registry entry: {e}"));
+                    models.insert(model, mv);
+                    continue;
+                }
+            };
+            let mut mv = ModelView::new(ModelInfo::default());
             for (alias, &target) in &info.aliases {
                 let current = old_mv.and_then(|m| m.slots.get(alias)).cloned();
                 match self.follow(&model, alias, target, current, by) {
@@ -702,8 +732,10 @@ impl ModelStore {
                     previous_versions: state
                         .map(|s| s.previous.iter().copied().collect())
                         .unwrap_or_default(),
-                    last_error: state
-                        .and_then(|s| s.last_error.clone())
+                    last_error: mv
+                        .registry_error
+                        .clone()
+                        .or_else(|| state.and_then(|s| s.last_error.clone()))
                         .or_else(|| mv.errors.get(alias).cloned()),
                 });
             }
