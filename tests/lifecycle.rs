@@ -111,3 +111,55 @@ async fn the_drain_timeout_bounds_shutdown() {
         "the slow request was cut off by the drain timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_json_bodies_do_not_stall_other_requests() {
+    // JSON decoding of a big tensor takes a while (and a lot of memory): it
+    // runs off the async workers, so probes are answered meanwhile.
+    let s = Server::demo(&[]);
+    let rows = 40_000usize;
+    let body = serde_json::to_vec(&json!({
+        "inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32", "data": vec![0.5f32; rows * 30]}]
+    }))
+    .unwrap();
+    let mut big = Vec::new();
+    for _ in 0..3 {
+        let (url, body) = (s.url("/v2/models/fraud/infer"), body.clone());
+        big.push(tokio::spawn(async move {
+            let resp = client()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let _ = resp.bytes().await.unwrap();
+            std::time::Instant::now()
+        }));
+    }
+    // Probes at once, while the big bodies are being read and decoded
+    // (without the offload they wait for the decodes: checked).
+    let c = client();
+    let mut probes_done = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(
+            c.get(s.url("/v2/health/live"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        probes_done = std::time::Instant::now();
+    }
+    let mut first_big = None;
+    for t in big {
+        let done = t.await.unwrap();
+        first_big = Some(first_big.map_or(done, |f: std::time::Instant| f.min(done)));
+    }
+    assert!(
+        probes_done < first_big.unwrap(),
+        "the probes waited for a big JSON request"
+    );
+}

@@ -20,7 +20,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::codec::{from_json, JsonData};
-use super::oip::read_body;
+use super::oip::{off_runtime, read_body};
 use crate::api::AppState;
 use crate::error::Error;
 use crate::request::InferRequest;
@@ -157,11 +157,12 @@ async fn invoke(
     // The signature decides how columns become inputs.
     let (model, spec) = state.core.routes.load().describe(&name, None);
     let loaded = state.core.models.get(&model, &spec).await?;
-    let signature = &loaded.signature;
-    let (inputs, client_request_id, params) = match format {
-        Format::Json => decode_json(&body, signature)?,
-        Format::Csv => (decode_csv(&body, signature)?, None, None),
-    };
+    let (inputs, client_request_id, params) = off_runtime(body.len(), move || match format {
+        Format::Json => decode_json(&body, &loaded.signature),
+        Format::Csv => decode_csv(&body, &loaded.signature).map(|inputs| (inputs, None, None)),
+    })
+    .await
+    .map_err(|e| MlflowError::from(e.0))??;
     let request = InferRequest {
         id: client_request_id,
         inputs,

@@ -148,7 +148,11 @@ async fn run_infer(
             Error::InvalidInput("Inference-Header-Content-Length is not ASCII digits".into())
         })?),
     };
-    let decoded = codec::decode(&body, header_length)?;
+    let header_length = header_length.map(str::to_string);
+    let decoded = off_runtime(body.len(), move || {
+        codec::decode(&body, header_length.as_deref())
+    })
+    .await??;
     let meta = RestMeta {
         headers: &headers,
         parameters: decoded.parameters.as_ref(),
@@ -157,7 +161,12 @@ async fn run_infer(
         .core
         .infer(&model, version.as_deref(), &meta, decoded.request)
         .await?;
-    let encoded = codec::encode(&response, &decoded.encoding);
+    let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();
+    let encoding = decoded.encoding;
+    let (encoded, response) = off_runtime(size, move || {
+        (codec::encode(&response, &encoding), response)
+    })
+    .await?;
 
     let mut out = Response::new(Body::from(encoded.body));
     let h = out.headers_mut();
@@ -201,6 +210,38 @@ async fn run_infer(
         HeaderValue::from(started.elapsed().as_micros() as u64),
     );
     Ok(out)
+}
+
+/// Bodies from this size on are decoded (and answers encoded) on the
+/// blocking pool, so a big JSON tensor never stalls the async workers that
+/// answer everyone else.
+const BLOCKING_BYTES: usize = 256 * 1024;
+
+/// Runs `work` here when `size` is small, else on the blocking pool, at most
+/// one per core at a time: JSON trees take tens of times the body's size in
+/// memory, so a burst of huge bodies must not all expand at once.
+pub(super) async fn off_runtime<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    if size < BLOCKING_BYTES {
+        return Ok(work());
+    }
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
+    });
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError(Error::Internal("decode permits closed".into())))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError(Error::Internal(format!("decoding task failed: {e}"))))
 }
 
 /// Headers and request parameters, for routing (sticky key, arm override).
