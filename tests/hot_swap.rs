@@ -675,3 +675,31 @@ async fn one_unreadable_model_does_not_stop_the_others_from_following() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_version_first_loaded_by_number_is_warmed_before_an_alias_serves_it() {
+    let s = Server::demo(&[]);
+    assert_eq!(register(&s, "fraud", "fraud/v2.onnx"), 3);
+    // A client names v3 by number (once the server has seen it): it is
+    // loaded for that request, not warmed.
+    eventually(
+        Duration::from_secs(20),
+        "v3 to be servable by number",
+        || async {
+            let resp = client()
+                .post(s.url("/v2/models/fraud/versions/3/infer"))
+                .json(&fraud_request())
+                .send()
+                .await
+                .ok()?;
+            (resp.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = put_alias(&s, "fraud", "champion", json!({"version": 3})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["warm_ms"].as_f64().unwrap() > 0.0,
+        "moving an alias to it must warm it up: {body}"
+    );
+}

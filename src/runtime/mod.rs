@@ -6,7 +6,7 @@ pub mod pool;
 mod signature;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -30,6 +30,8 @@ pub struct LoadedModel {
     pub file_bytes: u64,
     /// Requests currently using this copy (see [`InFlight`]).
     in_flight: AtomicUsize,
+    /// Set once every session has run the warm-up.
+    warm: AtomicBool,
     sessions: Vec<Mutex<::ort::session::Session>>,
 }
 
@@ -85,8 +87,14 @@ impl LoadedModel {
             loaded_at: SystemTime::now(),
             file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             in_flight: AtomicUsize::new(0),
+            warm: AtomicBool::new(false),
             sessions,
         })
+    }
+
+    /// Whether [`LoadedModel::warm_up`] has succeeded.
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Ordering::Acquire)
     }
 
     /// Requests using this copy right now.
@@ -118,7 +126,18 @@ impl LoadedModel {
                         .iter()
                         .map(|&d| if d < 0 { 1 } else { d })
                         .collect();
-                    let n = shape.iter().product::<i64>().max(0) as usize;
+                    const MAX_WARM_ELEMENTS: u64 = 1 << 26;
+                    let n = crate::tensor::element_count(&shape)
+                        .ok()
+                        .filter(|&n| n <= MAX_WARM_ELEMENTS)
+                        .ok_or_else(|| {
+                            Error::Refused(format!(
+                                "cannot warm up {}: input \"{}\" declares shape {}, too large to run on synthetic input",
+                                self.label(),
+                                spec.name,
+                                crate::tensor::fmt_shape(&shape)
+                            ))
+                        })? as usize;
                     let data = match spec.datatype {
                         DataType::Bool => TensorData::Bool(vec![false; n]),
                         DataType::Uint8 => TensorData::Uint8(vec![0; n]),
@@ -142,6 +161,7 @@ impl LoadedModel {
                 Error::Unavailable(format!("warm-up run of {} failed: {e}", self.label()))
             })?;
         }
+        self.warm.store(true, Ordering::Release);
         Ok(())
     }
 

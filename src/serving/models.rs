@@ -26,6 +26,10 @@ use crate::runtime::LoadedModel;
 
 type Key = (String, u64);
 
+/// A version loaded because a request named it by number is unloaded after
+/// this long without such a request (unless an alias points at it).
+const PIN_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How the store loads and keeps versions.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -152,7 +156,7 @@ pub struct ModelStore {
     /// Versions are immutable, so a version that failed to load is not retried.
     failed: RwLock<HashMap<Key, String>>,
     /// Versions a client named by number; kept loaded though no alias points at them.
-    pinned: Mutex<HashSet<Key>>,
+    pinned: Mutex<HashMap<Key, Instant>>,
     /// Unloaded versions that in-flight requests still hold; gone once they finish.
     draining: Mutex<Vec<Weak<LoadedModel>>>,
     slot_states: Mutex<HashMap<(String, String), SlotState>>,
@@ -175,7 +179,7 @@ impl ModelStore {
             view: ArcSwap::from_pointee(View::default()),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
-            pinned: Mutex::new(HashSet::new()),
+            pinned: Mutex::new(HashMap::new()),
             draining: Mutex::new(Vec::new()),
             slot_states: Mutex::new(HashMap::new()),
             allowed_changes: Mutex::new(HashSet::new()),
@@ -227,19 +231,22 @@ impl ModelStore {
             }
         };
         let key = (model.to_string(), version);
-        if let Some(found) = read(&self.loaded).get(&key) {
-            return Ok(Arc::clone(found));
+        if let Some(found) = read(&self.loaded).get(&key).cloned() {
+            // A version named by number stays loaded while it is used.
+            if let Some(last_use) = lock(&self.pinned).get_mut(&key) {
+                *last_use = Instant::now();
+            }
+            return Ok(found);
         }
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
         }
-        lock(&self.pinned).insert(key);
+        lock(&self.pinned).insert(key, Instant::now());
         let store = Arc::clone(self);
         let model = model.to_string();
         tokio::task::spawn_blocking(move || store.load(&model, version))
             .await
             .map_err(|e| Error::Internal(format!("model loading task failed: {e}")))?
-            .map(|(loaded, _)| loaded)
     }
 
     /// Which version `spec` names for `model` and whether it is serving
@@ -609,7 +616,7 @@ impl ModelStore {
     ) -> Result<(Arc<LoadedModel>, SwapTimings), Error> {
         let mut timings = SwapTimings::default();
         let started = Instant::now();
-        let (loaded, fresh) = self.load(model, version)?;
+        let loaded = self.load(model, version)?;
         timings.load_ms = ms(started);
         let started = Instant::now();
         if let Some(current) = current.filter(|_| !allow_signature_change) {
@@ -621,7 +628,7 @@ impl ModelStore {
             })?;
         }
         timings.validate_ms = ms(started);
-        if fresh {
+        if !loaded.is_warm() {
             let started = Instant::now();
             if let Err(e) = loaded.warm_up() {
                 write(&self.loaded).remove(&(model.to_string(), version));
@@ -633,13 +640,13 @@ impl ModelStore {
         Ok((loaded, timings))
     }
 
-    /// Loads `model` `version` unless it is loaded already; true when it was
-    /// loaded now. Checks the memory limit first. Blocking.
-    fn load(&self, model: &str, version: u64) -> Result<(Arc<LoadedModel>, bool), Error> {
+    /// Loads `model` `version` unless it is loaded already. Checks the
+    /// memory limit first. Blocking.
+    fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
         let key = (model.to_string(), version);
         let _loading = lock(&self.loading);
         if let Some(found) = read(&self.loaded).get(&key) {
-            return Ok((Arc::clone(found), false));
+            return Ok(Arc::clone(found));
         }
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
@@ -672,7 +679,7 @@ impl ModelStore {
                     started.elapsed()
                 );
                 write(&self.loaded).insert(key, Arc::clone(&loaded));
-                Ok((loaded, true))
+                Ok(loaded)
             }
             Err(e) => {
                 let why = e.to_string();
@@ -687,7 +694,11 @@ impl ModelStore {
     /// so memory is freed when the last of them finishes.
     fn evict(&self) {
         let view = self.view.load();
-        let mut keep: HashSet<Key> = lock(&self.pinned).clone();
+        let mut keep: HashSet<Key> = {
+            let mut pinned = lock(&self.pinned);
+            pinned.retain(|_, last_use| last_use.elapsed() < PIN_IDLE);
+            pinned.keys().cloned().collect()
+        };
         for (model, mv) in &view.models {
             keep.extend(mv.slots.values().map(|m| (model.clone(), m.version)));
         }
