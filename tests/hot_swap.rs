@@ -107,6 +107,12 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
     );
     assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
 
+    let resp = client()
+        .post(s.url("/admin/models/ghost/aliases/champion/rollback"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "rollback of an unknown model");
     // Nothing further back is kept beyond --keep-previous (default 1): v2 now.
     let status = get_json(&s, "/admin/status").await;
     assert_eq!(

@@ -178,6 +178,14 @@ async fn errors_come_in_mlflow_shape_and_name_the_fix() {
             "row 1 has 1 values for 2 columns",
         ),
         (
+            "duplicate columns",
+            "application/json",
+            json!({"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}).to_string(),
+            400,
+            "BAD_REQUEST",
+            "column \"a\" appears twice",
+        ),
+        (
             "missing column",
             "application/json",
             json!({"dataframe_records": [{"a": 1}, {"b": 2}]}).to_string(),

@@ -149,7 +149,15 @@ impl Registry for LocalRegistry {
         fs::create_dir_all(&versions_dir).map_err(|e| io_error("create", &versions_dir, e))?;
         let _lock = self.lock(&dir)?;
 
-        let next = self.versions(model)?.last().copied().unwrap_or(0) + 1;
+        let next = self
+            .versions(model)?
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| {
+                Error::Internal(format!("model \"{model}\" has no version number left"))
+            })?;
         let staging = versions_dir.join(format!(".staging-{}-{}", std::process::id(), nanos()));
         fs::create_dir(&staging).map_err(|e| io_error("create", &staging, e))?;
         let result = (|| {

@@ -115,7 +115,7 @@ impl Endpoint {
     ) -> Result<Endpoint, String> {
         let weights: Vec<f64> = arms.iter().map(|a| a.weight).collect();
         let bounds = split::bounds(&weights).ok_or_else(|| {
-            "all arm weights are 0; give at least one arm a positive weight".to_string()
+            "all arm weights are 0 (or their sum is not a finite number); give at least one arm a positive weight".to_string()
         })?;
         Ok(Endpoint {
             name,

@@ -178,6 +178,7 @@ async fn rollback(
     State(state): S,
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    state.core.models.info(&model)?; // an unknown model is a 404, not "no previous version"
     let Some(previous) = state.core.models.previous_version(&model, &alias) else {
         return Err(ApiError(Error::Refused(format!(
             "no previous version of {model}@{alias} is kept on this server; set a version explicitly with PUT /admin/models/{model}/aliases/{alias}"
@@ -249,13 +250,13 @@ async fn set_traffic(
         .and_then(|()| current.with_traffic(traffic.arms, shadow))
         .map_err(|why| ApiError(Error::InvalidInput(format!("endpoint \"{name}\": {why}"))))
         .map(|updated| {
-            let mut endpoints = routes.endpoints.clone();
             let updated = Arc::new(updated);
-            endpoints.insert(name.clone(), Arc::clone(&updated));
-            state
-                .core
-                .routes
-                .store(Arc::new(crate::routing::RouteTable { endpoints }));
+            // rcu: a concurrent change to another endpoint is kept, not lost.
+            state.core.routes.rcu(|current| {
+                let mut endpoints = current.endpoints.clone();
+                endpoints.insert(name.clone(), Arc::clone(&updated));
+                crate::routing::RouteTable { endpoints }
+            });
             let arms: Vec<String> = updated
                 .arms
                 .iter()

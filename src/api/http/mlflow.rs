@@ -511,6 +511,16 @@ fn frame_to_inputs(
             )));
         }
     }
+    if let Some(dup) = columns
+        .iter()
+        .enumerate()
+        .find(|(i, c)| columns[..*i].contains(c))
+        .map(|(_, c)| c)
+    {
+        return Err(MlflowError::bad_request(format!(
+            "column \"{dup}\" appears twice; give each column its own name"
+        )));
+    }
     let by_name = !columns.is_empty() && signature.inputs.iter().all(|s| columns.contains(&s.name));
     if by_name {
         // Rule 1: a column per input (extra columns are refused, not dropped).
