@@ -424,7 +424,7 @@ fn config_errors_stop_the_start_with_the_line_and_the_fix() {
     for (config, want) in [
         (
             "[[endpoint]]\nname = \"x\"\nmodel = \"fraud\"\narms = [{ alias = \"champion\", weight = 0 }]\n",
-            "line 1: endpoint \"x\": all arm weights are 0; give at least one arm a positive weight",
+            "line 1: endpoint \"x\": all arm weights are 0 (or their sum is not a finite number); give at least one arm a positive weight",
         ),
         (
             "\n\n[[endpoint]]\nname = \"x\"\nmodel = \"fraud\"\narms = [{ alias = \"prod\", weight = 1 }]\n",
