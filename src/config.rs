@@ -11,6 +11,8 @@
 //!   { alias = "challenger", weight = 10 },
 //! ]
 //! shadow = { alias = "candidate", fraction = 0.2, max_in_flight = 16 }
+//! log_sample_fraction = 0.1           # share of requests in the inference table [default: 1]
+//! log_payloads = false                # keep metadata only, no bodies [default: true]
 //! ```
 //!
 //! Without a file, every model is an endpoint of the same name with one arm,
@@ -22,6 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::inference_table::LogPolicy;
 use crate::registry::{validate_alias_name, LATEST};
 use crate::routing::{Arm, Endpoint, Shadow, StickyKey};
 
@@ -44,6 +47,20 @@ struct EndpointConfig {
     sticky_key: Option<StickyKeyConfig>,
     #[serde(default)]
     shadow: Option<ShadowConfig>,
+    /// The share of requests the inference table records [default: 1].
+    #[serde(default = "one")]
+    log_sample_fraction: f64,
+    /// Whether the table keeps request and response bodies [default: true].
+    #[serde(default = "yes")]
+    log_payloads: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -175,8 +192,14 @@ pub fn parse(
             StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),
             StickyKeyConfig::Parameter(p) => StickyKey::Parameter(p),
         });
+        if !(0.0..=1.0).contains(&c.log_sample_fraction) {
+            return Err(err(format!(
+                "log_sample_fraction {} is not between 0 and 1 (1 records every request)",
+                c.log_sample_fraction
+            )));
+        }
         let experiment = c.experiment.clone().unwrap_or_else(|| c.name.clone());
-        let endpoint = Endpoint::new(
+        let mut endpoint = Endpoint::new(
             c.name.clone(),
             c.model.clone(),
             experiment,
@@ -185,6 +208,10 @@ pub fn parse(
             shadow,
         )
         .map_err(err)?;
+        endpoint.log = LogPolicy {
+            sample_fraction: c.log_sample_fraction,
+            payloads: c.log_payloads,
+        };
         endpoints.push(endpoint);
     }
     Ok(endpoints)
@@ -219,6 +246,7 @@ shadow = { alias = "latest", fraction = 0.25 }
         assert_eq!(e.sticky_key, Some(StickyKey::Header("x-user-id".into())));
         assert_eq!(e.arms.len(), 2);
         assert_eq!(e.shadow.as_ref().unwrap().max_in_flight, 16);
+        assert_eq!(e.log, LogPolicy::default());
     }
 
     #[test]
@@ -234,6 +262,7 @@ shadow = { alias = "latest", fraction = 0.25 }
             (base("arms = [{ alias = \"champion\", weight = 1 }, { alias = \"champion\", weight = 1 }]"), "listed twice"),
             ("[[endpoint]]\nname = \"e\"\nmodel = \"nope\"\narms = [{ alias = \"champion\", weight = 1 }]".into(), "model \"nope\" is not in the registry"),
             (base("arms = [{ alias = \"champion\", weight = 1 }]\ncolour = \"red\""), "unknown field `colour`"),
+            (base("arms = [{ alias = \"champion\", weight = 1 }]\nlog_sample_fraction = 1.5"), "log_sample_fraction 1.5 is not between 0 and 1"),
             (format!("{}{}", base("arms = [{ alias = \"champion\", weight = 1 }]"), base("arms = [{ alias = \"champion\", weight = 1 }]")), "line 7: endpoint \"e\": the name is used twice"),
         ];
         for (text, want) in cases {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod inference_table;
 pub mod registry;
 pub mod request;
 pub mod routing;

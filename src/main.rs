@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use podium::inference_table::summary::summarize;
+use podium::inference_table::TableOptions;
 use podium::registry::local::LocalRegistry;
 use podium::registry::Registry;
 use podium::server::{serve, shutdown_signal, ServeOptions};
@@ -29,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the registry's models over OIP REST and gRPC (KServe V2 / Triton compatible).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Register and list models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -39,6 +41,19 @@ enum Command {
     /// See or change an endpoint's traffic split on a running server.
     #[command(subcommand)]
     Traffic(TrafficCommand),
+    /// Read an inference table written by `podium serve --table-dir`.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// Rows, time range, and per endpoint and arm: counts, error rates and
+    /// latency percentiles.
+    Summary {
+        /// The table directory (the --table-dir of `podium serve`).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +137,39 @@ struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to let in-flight requests finish, in seconds.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
+    /// Write the inference table (one row per request, Parquet) under this directory
+    /// [default: no table].
+    #[arg(long, env = "PODIUM_TABLE_DIR")]
+    table_dir: Option<PathBuf>,
+    /// Close a table file (making it visible to readers) after this many seconds...
+    #[arg(long, env = "PODIUM_TABLE_ROLL_SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    table_roll_secs: f64,
+    /// ...or this many rows...
+    #[arg(long, env = "PODIUM_TABLE_ROLL_ROWS", default_value_t = 100_000)]
+    table_roll_rows: usize,
+    /// ...or about this size (bytes, or with a K/M/G suffix), whichever comes first.
+    #[arg(long, env = "PODIUM_TABLE_ROLL_BYTES", default_value = "64M", value_parser = parse_bytes)]
+    table_roll_bytes: u64,
+    /// Rows waiting for the table writer; beyond this rows are dropped (and counted),
+    /// never requests delayed.
+    #[arg(long, env = "PODIUM_TABLE_QUEUE_ROWS", default_value_t = 10_000)]
+    table_queue_rows: usize,
+    /// Request and response bytes waiting for the table writer; beyond this rows are dropped.
+    #[arg(long, env = "PODIUM_TABLE_QUEUE_BYTES", default_value = "64M", value_parser = parse_bytes)]
+    table_queue_bytes: u64,
+    /// Request or response bodies larger than this are stored as null, with
+    /// MAX_REQUEST_SIZE_EXCEEDED / MAX_RESPONSE_SIZE_EXCEEDED in logging_error_codes.
+    #[arg(long, env = "PODIUM_TABLE_MAX_PAYLOAD_BYTES", default_value = "1M", value_parser = parse_bytes)]
+    table_max_payload_bytes: u64,
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "\"{text}\" is not a number of seconds between 0 and 86400 (e.g. 60 or 0.5)"
+        )),
+    }
 }
 
 /// Where an alias command acts: the registry directory, or a running server.
@@ -264,11 +312,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 drain_timeout: Duration::from_secs(args.drain_timeout_secs),
                 shadow_threads: args.shadow_threads,
+                table: args.table_dir.map(|dir| TableOptions {
+                    dir,
+                    roll_interval: Duration::from_secs_f64(args.table_roll_secs),
+                    roll_rows: args.table_roll_rows.max(1),
+                    roll_bytes: args.table_roll_bytes as usize,
+                    queue_rows: args.table_queue_rows.max(1),
+                    queue_bytes: args.table_queue_bytes as usize,
+                    max_payload_bytes: args.table_max_payload_bytes as usize,
+                }),
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
                 .block_on(serve(opts, shutdown_signal()))
+        }
+        Command::Table(TableCommand::Summary { dir }) => {
+            print!("{}", summarize(&dir)?);
+            Ok(())
         }
         Command::Models(ModelsCommand::Register { name, file }) => {
             let version = registry.register(&name, &file)?;

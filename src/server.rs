@@ -16,6 +16,7 @@ use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::AdminAccess;
 use crate::api::AppState;
+use crate::inference_table::{InferenceTable, TableOptions};
 use crate::registry::local::LocalRegistry;
 use crate::registry::Registry;
 use crate::routing::RouteTable;
@@ -50,6 +51,8 @@ pub struct ServeOptions {
     /// Threads for shadow copies; None: one when the config defines
     /// endpoints (only they can have shadows), else none.
     pub shadow_threads: Option<usize>,
+    /// The inference table; None: no table is written.
+    pub table: Option<TableOptions>,
 }
 
 /// Shadow copies that may wait for a shadow thread; more are skipped.
@@ -78,6 +81,7 @@ impl ServeOptions {
             admin_token: None,
             drain_timeout: Duration::from_secs(30),
             shadow_threads: None,
+            table: None,
         }
     }
 }
@@ -165,12 +169,15 @@ pub async fn serve(
     }
     let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
 
+    let table = opts.table.clone().map(InferenceTable::start).transpose()?;
     let health_models = Arc::clone(&models);
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
         default_endpoint: opts.default_endpoint.clone(),
+        table,
     });
+    let table_state = Arc::clone(&state);
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -261,6 +268,10 @@ pub async fn serve(
     };
     watcher.abort();
     health_task.abort();
+    // Every answered request has handed over its row by now; write them all.
+    if let Some(table) = &table_state.table {
+        table.close(drain_timeout).await;
+    }
     rest?;
     grpc?;
     tracing::info!("stopped");

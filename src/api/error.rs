@@ -18,15 +18,21 @@ impl From<Error> for ApiError {
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
-        match self.0 {
-            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Refused(_) => StatusCode::CONFLICT,
-            Error::Overloaded(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        http_status(&self.0)
+    }
+}
+
+/// The HTTP status of a core error (also the inference table's
+/// `status_code` of a gRPC call that failed with it).
+pub fn http_status(e: &Error) -> StatusCode {
+    match e {
+        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Error::Refused(_) => StatusCode::CONFLICT,
+        Error::Overloaded(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::inference_table::LogPolicy;
 use crate::registry::{VersionSpec, DEFAULT_ALIAS};
 
 /// The header (and gRPC metadata key) that picks an arm explicitly.
@@ -62,6 +63,8 @@ pub struct Endpoint {
     bounds: Vec<u32>,
     pub sticky_key: Option<StickyKey>,
     pub shadow: Option<Shadow>,
+    /// What the inference table records of this endpoint.
+    pub log: LogPolicy,
     /// Shadow calls in flight; shared by the versions of this endpoint's policy.
     #[serde(skip)]
     shadow_in_flight: Arc<AtomicUsize>,
@@ -125,6 +128,7 @@ impl Endpoint {
             bounds,
             sticky_key,
             shadow,
+            log: LogPolicy::default(),
             shadow_in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -141,6 +145,7 @@ impl Endpoint {
             shadow,
         )?;
         e.shadow_in_flight = Arc::clone(&self.shadow_in_flight);
+        e.log = self.log;
         Ok(e)
     }
 

@@ -74,7 +74,7 @@ pub fn random_unit() -> f64 {
 
 /// A per-thread xorshift generator seeded from the process's random hasher
 /// state: fast, and good enough to split traffic.
-fn random_u64() -> u64 {
+pub fn random_u64() -> u64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
             use std::hash::{BuildHasher, Hasher};

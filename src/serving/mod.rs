@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
 
 pub use history::{Event, History};
 pub use models::{ModelInfo, ModelStore, SlotStatus, StoreOptions, StoreStatus, SwapOutcome};
 
 use crate::error::Error;
 use crate::registry::VersionSpec;
-use crate::request::{InferRequest, InferResponse};
+use crate::request::{InferRequest, InferResponse, Timing};
 use crate::routing::{RequestMeta, RouteTable};
 use crate::runtime::pool::InferencePool;
 use crate::runtime::InFlight;
@@ -56,9 +57,14 @@ impl Core {
         version: Option<&str>,
         meta: &dyn RequestMeta,
         request: InferRequest,
+        mut served: Option<&mut Served>,
     ) -> Result<InferResponse, Error> {
         let started = Instant::now();
         let (route, endpoint) = self.routes.load().route(name, version, meta);
+        if let Some(s) = served.as_deref_mut() {
+            s.arm = Some(route.arm.clone());
+            s.model = Some(route.model.clone());
+        }
         let shadow = match (route.shadow, endpoint, &self.shadow_pool) {
             (Some(alias), Some(endpoint), Some(pool)) => match endpoint.shadow_permit() {
                 Some(permit) => Some((alias, permit, request.clone(), Arc::clone(pool))),
@@ -66,6 +72,14 @@ impl Core {
                     // Over the endpoint's budget: skipped and counted.
                     metrics::counter!("podium_shadow_total", "endpoint" => route.endpoint.clone(), "result" => "skipped")
                         .increment(1);
+                    if let Some(s) = served.as_deref_mut() {
+                        let (tx, rx) = oneshot::channel();
+                        let _ = tx.send(ShadowOutcome::Failed(format!(
+                            "skipped: {} shadow calls of this endpoint were already running (its max_in_flight)",
+                            endpoint.shadow.as_ref().map_or(0, |s| s.max_in_flight)
+                        )));
+                        s.shadow = Some((alias, rx));
+                    }
                     None
                 }
             },
@@ -92,9 +106,19 @@ impl Core {
             metrics::histogram!("podium_model_seconds", &labels)
                 .record(r.timing.inference.as_secs_f64());
         }
+        if let (Some(s), Ok(r)) = (served.as_deref_mut(), &result) {
+            s.version = Some(r.model_version);
+            s.model = Some(r.model_name.clone());
+            s.timing = Some(r.timing);
+        }
         if let Some((alias, permit, copy, pool)) = shadow {
             let models = Arc::clone(&self.models);
             let (endpoint, model) = (route.endpoint.clone(), route.model.clone());
+            let report = served.map(|s| {
+                let (tx, rx) = oneshot::channel();
+                s.shadow = Some((alias.clone(), rx));
+                tx
+            });
             tokio::spawn(async move {
                 let _permit = permit;
                 let started = Instant::now();
@@ -113,6 +137,15 @@ impl Core {
                     .increment(1);
                 metrics::histogram!("podium_shadow_seconds", "endpoint" => endpoint)
                     .record(started.elapsed().as_secs_f64());
+                if let Some(tx) = report {
+                    let _ = tx.send(match result {
+                        Ok(r) => ShadowOutcome::Answered(r),
+                        Err(e) if outcome == "skipped" => {
+                            ShadowOutcome::Failed(format!("skipped: {e}"))
+                        }
+                        Err(e) => ShadowOutcome::Failed(e.to_string()),
+                    });
+                }
             });
         }
         result.map(|mut r| {
@@ -121,6 +154,30 @@ impl Core {
             r
         })
     }
+}
+
+/// How a request was served, for its inference-table row; filled in by
+/// [`Core::infer`] when the caller passes one.
+#[derive(Debug, Default)]
+pub struct Served {
+    pub arm: Option<String>,
+    pub model: Option<String>,
+    /// The version that answered, when one did.
+    pub version: Option<u64>,
+    pub timing: Option<Timing>,
+    /// The shadow arm and, later, what became of the copy sent there.
+    pub shadow: Option<(String, ShadowReceiver)>,
+}
+
+/// Delivers a shadow's outcome once the shadow call is done.
+pub type ShadowReceiver = oneshot::Receiver<ShadowOutcome>;
+
+/// What became of a shadow copy.
+#[derive(Debug)]
+pub enum ShadowOutcome {
+    Answered(InferResponse),
+    /// Failed, or skipped (over budget, shadow queue full); the message says which.
+    Failed(String),
 }
 
 /// One request counted in a gauge until dropped, also when the client goes

@@ -278,6 +278,11 @@ impl ModelStore {
     }
 
     /// Names of the registry's models, as of the last reconcile.
+    /// Whether the registry has a model of this name.
+    pub fn knows(&self, model: &str) -> bool {
+        self.view.load().models.contains_key(model)
+    }
+
     pub fn model_names(&self) -> Vec<String> {
         self.view.load().models.keys().cloned().collect()
     }

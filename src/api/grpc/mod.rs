@@ -23,8 +23,10 @@ use tonic_health::ServingStatus;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 
-use crate::api::AppState;
+use crate::api::error::http_status;
+use crate::api::{AppState, CLIENT_REQUEST_ID, REQUEST_ID};
 use crate::error::Error;
+use crate::inference_table::{new_request_id, Entry, Protocol};
 use crate::registry::VersionSpec;
 use crate::serving::ModelStore;
 
@@ -38,13 +40,20 @@ pub struct GrpcApi {
 
 /// The one mapping from core errors to gRPC status codes.
 pub fn status(e: Error) -> Status {
+    let code = code(&e);
+    Status::new(code, e.to_string())
+}
+
+/// The gRPC code of a core error.
+pub fn code(e: &Error) -> tonic::Code {
+    use tonic::Code;
     match e {
-        Error::InvalidInput(m) | Error::Unsupported(m) => Status::invalid_argument(m),
-        Error::NotFound(m) => Status::not_found(m),
-        Error::PayloadTooLarge(m) | Error::Overloaded(m) => Status::resource_exhausted(m),
-        Error::Unavailable(m) => Status::unavailable(m),
-        Error::Refused(m) => Status::failed_precondition(m),
-        Error::Internal(m) => Status::internal(m),
+        Error::InvalidInput(_) | Error::Unsupported(_) => Code::InvalidArgument,
+        Error::NotFound(_) => Code::NotFound,
+        Error::PayloadTooLarge(_) | Error::Overloaded(_) => Code::ResourceExhausted,
+        Error::Unavailable(_) => Code::Unavailable,
+        Error::Refused(_) => Code::FailedPrecondition,
+        Error::Internal(_) => Code::Internal,
     }
 }
 
@@ -138,13 +147,22 @@ impl GrpcInferenceService for GrpcApi {
         req: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
+        let request_id = new_request_id();
         let (metadata, _, msg) = req.into_parts();
-        let (response, timing, endpoint, arm) =
-            infer(&self.state, &metadata, msg).await.map_err(status)?;
+        let (response, timing, endpoint, arm) = logged(&self.state, &request_id, &metadata, msg)
+            .await
+            .map_err(|e| {
+                let mut s = status(e);
+                if let Ok(v) = request_id.parse() {
+                    s.metadata_mut().insert(REQUEST_ID, v);
+                }
+                s
+            })?;
         let version = response.model_version.clone();
         let mut out = Response::new(response);
         let md = out.metadata_mut();
         for (key, value) in [
+            (REQUEST_ID, request_id),
             ("x-podium-endpoint", endpoint),
             ("x-podium-arm", arm),
             ("x-podium-model-version", version),
@@ -189,16 +207,18 @@ impl GrpcInferenceService for GrpcApi {
                         id: msg.id.clone(),
                         ..Default::default()
                     };
-                    Ok(match infer(&state, &metadata, msg).await {
-                        Ok((response, ..)) => ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(response),
+                    Ok(
+                        match logged(&state, &new_request_id(), &metadata, msg).await {
+                            Ok((response, ..)) => ModelStreamInferResponse {
+                                error_message: String::new(),
+                                infer_response: Some(response),
+                            },
+                            Err(e) => ModelStreamInferResponse {
+                                error_message: e.to_string(),
+                                infer_response: Some(failed),
+                            },
                         },
-                        Err(e) => ModelStreamInferResponse {
-                            error_message: e.to_string(),
-                            infer_response: Some(failed),
-                        },
-                    })
+                    )
                 }
             })
             .buffered(STREAM_CONCURRENCY);
@@ -206,12 +226,46 @@ impl GrpcInferenceService for GrpcApi {
     }
 }
 
+type Answer = (ModelInferResponse, crate::request::Timing, String, String);
+
+/// Runs one request and records its row in the inference table.
+async fn logged(
+    state: &AppState,
+    request_id: &str,
+    metadata: &tonic::metadata::MetadataMap,
+    msg: ModelInferRequest,
+) -> Result<Answer, Error> {
+    let mut entry = state.table_entry(request_id, &msg.model_name, Protocol::Grpc);
+    if let Some(e) = entry.as_mut() {
+        e.client_request_id(
+            metadata
+                .get(CLIENT_REQUEST_ID)
+                .and_then(|v| v.to_str().ok()),
+        );
+    }
+    let result = infer(state, metadata, msg, entry.as_mut()).await;
+    if let Some(mut e) = entry {
+        let (grpc, http, error) = match &result {
+            Ok(_) => (tonic::Code::Ok, 200, None),
+            Err(err) => (code(err), http_status(err).as_u16(), Some(err.to_string())),
+        };
+        e.grpc_status(grpc as i32);
+        state.submit(Some(e), http, error);
+    }
+    result
+}
+
 async fn infer(
     state: &AppState,
     metadata: &tonic::metadata::MetadataMap,
     msg: ModelInferRequest,
-) -> Result<(ModelInferResponse, crate::request::Timing, String, String), Error> {
+    mut entry: Option<&mut Entry>,
+) -> Result<Answer, Error> {
     let decoded = codec::decode(msg)?;
+    if let Some(e) = entry.as_deref_mut() {
+        e.client_request_id(decoded.request.id.as_deref());
+        e.request_tensors(&decoded.request);
+    }
     let meta = GrpcMeta {
         metadata,
         parameters: &decoded.parameters,
@@ -223,6 +277,7 @@ async fn infer(
             Some(&decoded.version),
             &meta,
             decoded.request,
+            entry.as_deref_mut().map(Entry::served),
         )
         .await?;
     let (timing, endpoint, arm) = (
@@ -230,6 +285,9 @@ async fn infer(
         response.endpoint.clone(),
         response.arm.clone(),
     );
+    if let Some(e) = entry.filter(|e| e.wants_payloads()) {
+        e.response_tensors(response.clone());
+    }
     Ok((codec::encode(response), timing, endpoint, arm))
 }
 

@@ -331,6 +331,39 @@ impl Serialize for JsonData<'_> {
     }
 }
 
+/// A request in the OIP JSON form with every tensor as `data`: how the
+/// inference table stores binary and gRPC requests, so rows stay readable.
+pub fn encode_request_json(request: &InferRequest) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Output<'a> {
+        name: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Request<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        inputs: Vec<RestOutputTensor<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        outputs: Vec<Output<'a>>,
+    }
+    let request = Request {
+        id: request.id.as_deref(),
+        inputs: request
+            .inputs
+            .iter()
+            .map(|t| RestOutputTensor {
+                name: &t.name,
+                datatype: t.datatype().name(),
+                shape: &t.shape,
+                parameters: None,
+                data: Some(JsonData(&t.data)),
+            })
+            .collect(),
+        outputs: request.outputs.iter().map(|name| Output { name }).collect(),
+    };
+    serde_json::to_vec(&request).expect("request JSON always serialises")
+}
+
 /// An encoded response: the body and, when it carries binary tensors, the
 /// length of its JSON header.
 pub struct Encoded {

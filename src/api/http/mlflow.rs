@@ -20,9 +20,10 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::codec::{from_json, JsonData};
-use super::oip::{off_runtime, read_body};
-use crate::api::AppState;
+use super::oip::{header_text, off_runtime, read_body};
+use crate::api::{AppState, CLIENT_REQUEST_ID, REQUEST_ID};
 use crate::error::Error;
+use crate::inference_table::{new_request_id, Entry, Protocol};
 use crate::request::InferRequest;
 use crate::routing::RequestMeta;
 use crate::runtime::{Signature, TensorSpec};
@@ -73,14 +74,17 @@ impl From<Error> for MlflowError {
     }
 }
 
+impl MlflowError {
+    /// The JSON body MLflow clients parse.
+    fn body(&self) -> Value {
+        json!({ "error_code": self.code, "message": self.message })
+    }
+}
+
 impl IntoResponse for MlflowError {
     fn into_response(self) -> Response {
         let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let mut response = (
-            self.status,
-            Json(json!({ "error_code": self.code, "message": self.message })),
-        )
-            .into_response();
+        let mut response = (self.status, Json(self.body())).into_response();
         if retry {
             response
                 .headers_mut()
@@ -100,13 +104,11 @@ pub async fn version() -> String {
 
 /// `POST /invocations`: the endpoint named by `--default-endpoint`, else the
 /// only endpoint configured, else the only model served.
-pub async fn invocations(
-    state: S,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, MlflowError> {
-    let name = default_endpoint(&state.0)?;
-    invoke(state, name, headers, body).await
+pub async fn invocations(state: S, headers: HeaderMap, body: Body) -> Response {
+    match default_endpoint(&state.0) {
+        Ok(name) => invoke(state, name, headers, body).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `POST /serving-endpoints/{name}/invocations` (Databricks style).
@@ -115,7 +117,7 @@ pub async fn endpoint_invocations(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, MlflowError> {
+) -> Response {
     invoke(state, name, headers, body).await
 }
 
@@ -138,11 +140,38 @@ fn default_endpoint(state: &AppState) -> Result<String, MlflowError> {
     }
 }
 
-async fn invoke(
-    State(state): S,
-    name: String,
-    headers: HeaderMap,
+/// One call: answered, and recorded in the inference table when it is on.
+async fn invoke(State(state): S, name: String, headers: HeaderMap, body: Body) -> Response {
+    let request_id = new_request_id();
+    let mut entry = state.table_entry(&request_id, &name, Protocol::Invocations);
+    if let Some(e) = entry.as_mut() {
+        e.client_request_id(header_text(&headers, CLIENT_REQUEST_ID));
+    }
+    let mut response = match answer(&state, &name, &headers, body, entry.as_mut()).await {
+        Ok(response) => {
+            state.submit(entry, StatusCode::OK.as_u16(), None);
+            response
+        }
+        Err(e) => {
+            if let Some(entry) = entry.as_mut() {
+                entry.error_body(e.body().to_string());
+            }
+            state.submit(entry, e.status.as_u16(), Some(e.message.clone()));
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
     body: Body,
+    mut entry: Option<&mut Entry>,
 ) -> Result<Response, MlflowError> {
     let started = Instant::now();
     let content_type = headers
@@ -150,12 +179,15 @@ async fn invoke(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let format = Format::parse(content_type)?;
-    let body = read_body(&headers, body, state.max_request_bytes)
+    let body = read_body(headers, body, state.max_request_bytes)
         .await
         .map_err(|e| MlflowError::from(e.0))?;
+    if let Some(e) = entry.as_deref_mut() {
+        e.request_text(&body);
+    }
 
     // The signature decides how columns become inputs.
-    let (model, spec) = state.core.routes.load().describe(&name, None);
+    let (model, spec) = state.core.routes.load().describe(name, None);
     let loaded = state.core.models.get(&model, &spec).await?;
     let (inputs, client_request_id, params) = off_runtime(body.len(), move || match format {
         Format::Json => decode_json(&body, &loaded.signature),
@@ -163,16 +195,28 @@ async fn invoke(
     })
     .await
     .map_err(|e| MlflowError::from(e.0))??;
+    if let Some(e) = entry.as_deref_mut() {
+        e.client_request_id(client_request_id.as_deref());
+    }
     let request = InferRequest {
         id: client_request_id,
         inputs,
         outputs: Vec::new(),
     };
     let meta = MlflowMeta {
-        headers: &headers,
+        headers,
         params: params.as_ref(),
     };
-    let response = state.core.infer(&name, None, &meta, request).await?;
+    let response = state
+        .core
+        .infer(
+            name,
+            None,
+            &meta,
+            request,
+            entry.as_deref_mut().map(Entry::served),
+        )
+        .await?;
 
     // One output: its rows (records orientation); several: by name.
     let predictions = if response.outputs.len() == 1 {
@@ -186,7 +230,18 @@ async fn invoke(
                 .collect(),
         )
     };
-    let mut out = Json(json!({ "predictions": predictions })).into_response();
+    let body = bytes::Bytes::from(
+        serde_json::to_vec(&json!({ "predictions": predictions }))
+            .map_err(|e| MlflowError::from(Error::Internal(format!("encoding the answer: {e}"))))?,
+    );
+    if let Some(e) = entry {
+        e.response_text(&body);
+    }
+    let mut out = Response::new(Body::from(body));
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     let h = out.headers_mut();
     for (key, value) in [
         ("x-podium-endpoint", response.endpoint.clone()),

@@ -1,7 +1,7 @@
 //! The REST listener: the Open Inference Protocol (KServe V2) routes.
 
 mod admin;
-mod codec;
+pub mod codec;
 mod mlflow;
 mod oip;
 

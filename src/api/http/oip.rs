@@ -13,8 +13,9 @@ use serde_json::json;
 
 use super::codec::{self, HEADER_LENGTH};
 use crate::api::error::ApiError;
-use crate::api::AppState;
+use crate::api::{AppState, CLIENT_REQUEST_ID, REQUEST_ID};
 use crate::error::Error;
+use crate::inference_table::{new_request_id, Entry, Protocol};
 use crate::routing::RequestMeta;
 
 type S = State<Arc<AppState>>;
@@ -120,7 +121,7 @@ pub async fn infer(
     Path(model): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Response {
     run_infer(state, model, None, headers, body).await
 }
 
@@ -129,37 +130,97 @@ pub async fn infer_version(
     Path((model, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Response {
     run_infer(state, model, Some(version), headers, body).await
 }
 
+/// One inference call: answered, and recorded in the inference table
+/// (successes and failures alike) when the table is on.
 async fn run_infer(
     State(state): S,
     model: String,
     version: Option<String>,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let request_id = new_request_id();
+    let protocol = if headers.contains_key(HEADER_LENGTH) {
+        Protocol::RestBinary
+    } else {
+        Protocol::Rest
+    };
+    let mut entry = state.table_entry(&request_id, &model, protocol);
+    if let Some(e) = entry.as_mut() {
+        e.client_request_id(header_text(&headers, CLIENT_REQUEST_ID));
+    }
+    let result = answer(
+        &state,
+        &model,
+        version.as_deref(),
+        &headers,
+        body,
+        entry.as_mut(),
+    )
+    .await;
+    let mut response = match result {
+        Ok(response) => {
+            state.submit(entry, StatusCode::OK.as_u16(), None);
+            response
+        }
+        Err(e) => {
+            state.submit(entry, e.status().as_u16(), Some(e.0.to_string()));
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+    mut entry: Option<&mut Entry>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let body = read_body(&headers, body, state.max_request_bytes).await?;
+    let body = read_body(headers, body, state.max_request_bytes).await?;
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
             Error::InvalidInput("Inference-Header-Content-Length is not ASCII digits".into())
         })?),
     };
+    if let (Some(e), None) = (entry.as_deref_mut(), header_length) {
+        e.request_text(&body);
+    }
     let header_length = header_length.map(str::to_string);
     let decoded = off_runtime(body.len(), move || {
         codec::decode(&body, header_length.as_deref())
     })
     .await??;
+    if let Some(e) = entry.as_deref_mut() {
+        e.client_request_id(decoded.request.id.as_deref());
+        if protocol_is_binary(headers) {
+            e.request_tensors(&decoded.request);
+        }
+    }
     let meta = RestMeta {
-        headers: &headers,
+        headers,
         parameters: decoded.parameters.as_ref(),
     };
     let response = state
         .core
-        .infer(&model, version.as_deref(), &meta, decoded.request)
+        .infer(
+            model,
+            version,
+            &meta,
+            decoded.request,
+            entry.as_deref_mut().map(Entry::served),
+        )
         .await?;
     let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();
     let encoding = decoded.encoding;
@@ -168,7 +229,8 @@ async fn run_infer(
     })
     .await?;
 
-    let mut out = Response::new(Body::from(encoded.body));
+    let body = bytes::Bytes::from(encoded.body);
+    let mut out = Response::new(Body::from(body.clone()));
     let h = out.headers_mut();
     match encoded.header_length {
         Some(n) => {
@@ -209,7 +271,22 @@ async fn run_infer(
         "x-podium-total-us",
         HeaderValue::from(started.elapsed().as_micros() as u64),
     );
+    if let Some(e) = entry {
+        match encoded.header_length {
+            None => e.response_text(&body),
+            Some(_) => e.response_tensors(response),
+        }
+    }
     Ok(out)
+}
+
+fn protocol_is_binary(headers: &HeaderMap) -> bool {
+    headers.contains_key(HEADER_LENGTH)
+}
+
+/// A header's value as text, when it is.
+pub(super) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok()
 }
 
 /// Bodies from this size on are decoded (and answers encoded) on the

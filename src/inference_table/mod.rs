@@ -1,0 +1,425 @@
+//! The inference table: one row per request (successes and failures, every
+//! protocol, primary and shadow) in Parquet files that DuckDB, Spark and
+//! pandas read directly.
+//!
+//! The request path never waits for it: [`InferenceTable::submit`] hands a
+//! [`Record`] to a bounded queue with `try_send`, and a full queue drops the
+//! row (counted). One writer thread renders rows, batches them into Arrow
+//! record batches and rolls files by rows, bytes and age (see [`writer`]).
+
+pub mod record;
+pub mod summary;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+
+pub use record::{new_request_id, Payload, Protocol, Record, ShadowRecord};
+
+use crate::request::{InferRequest, InferResponse};
+use crate::serving::{Served, ShadowOutcome};
+
+/// Where and how the table is written (`podium serve --table-dir ...`).
+#[derive(Debug, Clone)]
+pub struct TableOptions {
+    pub dir: PathBuf,
+    /// A file is closed (and becomes visible) after this long...
+    pub roll_interval: Duration,
+    /// ...or this many rows...
+    pub roll_rows: usize,
+    /// ...or about this many bytes, whichever comes first.
+    pub roll_bytes: usize,
+    /// Rows waiting for the writer; beyond it rows are dropped and counted.
+    pub queue_rows: usize,
+    /// Payload bytes waiting for the writer; beyond it rows are dropped.
+    pub queue_bytes: usize,
+    /// A request or response body over this is stored as null, with
+    /// `MAX_REQUEST_SIZE_EXCEEDED` / `MAX_RESPONSE_SIZE_EXCEEDED`.
+    pub max_payload_bytes: usize,
+}
+
+impl TableOptions {
+    /// The defaults of `podium serve` for a table in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> TableOptions {
+        TableOptions {
+            dir: dir.into(),
+            roll_interval: Duration::from_secs(60),
+            roll_rows: 100_000,
+            roll_bytes: 64 * 1024 * 1024,
+            queue_rows: 10_000,
+            queue_bytes: 64 * 1024 * 1024,
+            max_payload_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What an endpoint records: the share of requests, and whether bodies are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogPolicy {
+    /// The fraction of requests that get a row, in [0, 1]; recorded in each row.
+    pub sample_fraction: f64,
+    /// false keeps the metadata columns only (no request/response bodies).
+    pub payloads: bool,
+}
+
+impl Default for LogPolicy {
+    fn default() -> LogPolicy {
+        LogPolicy {
+            sample_fraction: 1.0,
+            payloads: true,
+        }
+    }
+}
+
+enum Message {
+    Row(Box<Record>),
+    /// Flush and close every file, then stop.
+    Close,
+}
+
+/// The handle the request path writes through; cheap to share.
+pub struct InferenceTable {
+    tx: Sender<Message>,
+    queued_bytes: Arc<AtomicUsize>,
+    options: TableOptions,
+    /// Rows waiting for their shadow's outcome before they are queued.
+    waiting: Arc<AtomicUsize>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl InferenceTable {
+    /// Creates the directory and starts the writer thread.
+    pub fn start(options: TableOptions) -> anyhow::Result<InferenceTable> {
+        std::fs::create_dir_all(&options.dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create the inference table directory {}: {e}; pick another with --table-dir",
+                options.dir.display()
+            )
+        })?;
+        let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let writer = writer::Writer::new(options.clone(), Arc::clone(&queued_bytes));
+        let handle = std::thread::Builder::new()
+            .name("podium-table".into())
+            .spawn(move || writer.run(rx))?;
+        tracing::info!("inference table: {}", options.dir.display());
+        Ok(InferenceTable {
+            tx,
+            queued_bytes,
+            options,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub fn options(&self) -> &TableOptions {
+        &self.options
+    }
+
+    /// Starts the row of one request to `name`, or None when `policy`
+    /// samples it out.
+    /// `known`: whether `name` is a configured endpoint or a served model
+    /// (rows of other names share the partition `endpoint=_unknown`).
+    pub fn entry(
+        &self,
+        request_id: &str,
+        name: &str,
+        known: bool,
+        protocol: Protocol,
+        policy: LogPolicy,
+    ) -> Option<Entry> {
+        let fraction = policy.sample_fraction;
+        if fraction < 1.0 && crate::routing::split::random_unit() >= fraction {
+            return None;
+        }
+        Some(Entry {
+            started: Instant::now(),
+            payloads: policy.payloads,
+            max_payload: self.options.max_payload_bytes,
+            served: Served::default(),
+            record: Record {
+                request_id: request_id.to_string(),
+                client_request_id: None,
+                received: SystemTime::now(),
+                endpoint: if known {
+                    name.to_string()
+                } else {
+                    UNKNOWN_ENDPOINT.to_string()
+                },
+                arm: None,
+                model_name: None,
+                model_version: None,
+                protocol,
+                status_code: 0,
+                grpc_status: None,
+                error: None,
+                execution: None,
+                total: Duration::ZERO,
+                queue: None,
+                sampling_fraction: fraction,
+                request: Payload::Absent,
+                response: Payload::Absent,
+                shadow: None,
+                requester: None,
+                logging_error_codes: Vec::new(),
+            },
+        })
+    }
+
+    /// Completes `entry` with the answer the client got and queues it; when
+    /// the request sent a shadow copy, it is queued once the shadow is done.
+    /// Never blocks: a full queue drops the row and counts it.
+    pub fn submit(&self, entry: Entry, status_code: u16, error: Option<String>) {
+        let (mut record, shadow) = entry.finish(status_code, error);
+        match shadow {
+            None => self.enqueue(record),
+            Some((arm, outcome)) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    self.enqueue(record);
+                    return;
+                };
+                let waiting = Arc::clone(&self.waiting);
+                waiting.fetch_add(1, Ordering::AcqRel);
+                let table = self.sender();
+                runtime.spawn(async move {
+                    let outcome = outcome.await.unwrap_or_else(|_| {
+                        ShadowOutcome::Failed("the shadow call was cancelled".into())
+                    });
+                    record.shadow = Some(table.shadow_record(arm, outcome));
+                    table.enqueue(record);
+                    waiting.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+        }
+    }
+
+    fn sender(&self) -> Enqueue {
+        Enqueue {
+            tx: self.tx.clone(),
+            queued_bytes: Arc::clone(&self.queued_bytes),
+            queue_bytes: self.options.queue_bytes,
+            max_payload: self.options.max_payload_bytes,
+        }
+    }
+
+    fn enqueue(&self, record: Record) {
+        self.sender().enqueue(record)
+    }
+
+    /// Waits (up to `timeout`) for rows still waiting on a shadow, then has
+    /// the writer flush and close every file, and waits for it to finish.
+    /// Rows submitted afterwards are dropped and counted as `closed`.
+    pub async fn close(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.waiting.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let tx = self.tx.clone();
+        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        let closed = tokio::task::spawn_blocking(move || {
+            // Blocks only while the queue is full; the writer is draining it.
+            let _ = tx.send(Message::Close);
+            if let Some(h) = handle {
+                if h.join().is_err() {
+                    tracing::error!("the inference table writer panicked");
+                }
+            }
+        });
+        if closed.await.is_err() {
+            tracing::error!("closing the inference table failed");
+        }
+    }
+}
+
+/// What a row needs to be queued from any thread.
+struct Enqueue {
+    tx: Sender<Message>,
+    queued_bytes: Arc<AtomicUsize>,
+    queue_bytes: usize,
+    max_payload: usize,
+}
+
+impl Enqueue {
+    fn enqueue(&self, record: Record) {
+        let size = record.size();
+        let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        if before + size > self.queue_bytes && size > 0 {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            dropped("queue_full");
+            return;
+        }
+        match self.tx.try_send(Message::Row(Box::new(record))) {
+            Ok(()) => {}
+            Err(e) => {
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                dropped(match e {
+                    TrySendError::Full(_) => "queue_full",
+                    TrySendError::Disconnected(_) => "closed",
+                });
+            }
+        }
+    }
+
+    fn shadow_record(&self, arm: String, outcome: ShadowOutcome) -> ShadowRecord {
+        match outcome {
+            ShadowOutcome::Answered(response) => ShadowRecord {
+                arm,
+                model_version: Some(response.model_version),
+                response: limit_response(response, self.max_payload, &mut Vec::new()),
+                error: None,
+            },
+            ShadowOutcome::Failed(error) => ShadowRecord {
+                arm,
+                model_version: None,
+                response: Payload::Absent,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+fn limit_response(response: InferResponse, max: usize, codes: &mut Vec<&'static str>) -> Payload {
+    let payload = Payload::Response(response);
+    if payload.size() > max {
+        codes.push("MAX_RESPONSE_SIZE_EXCEEDED");
+        return Payload::TooLarge;
+    }
+    payload
+}
+
+/// The `endpoint` of rows whose name is neither an endpoint nor a model
+/// (their 404 error names what was called): made-up names in URLs must not
+/// create partitions without bound.
+pub const UNKNOWN_ENDPOINT: &str = "_unknown";
+
+pub(crate) fn dropped(reason: &'static str) {
+    metrics::counter!("podium_table_rows_dropped_total", "reason" => reason).increment(1);
+}
+
+/// The row of one request while it is being served. The API fills in what
+/// it learns (bodies, client id), [`Core::infer`](crate::serving::Core::infer)
+/// fills [`Entry::served`], and [`InferenceTable::submit`] completes it.
+pub struct Entry {
+    record: Record,
+    started: Instant,
+    payloads: bool,
+    max_payload: usize,
+    served: Served,
+}
+
+impl Entry {
+    /// Where the serving core notes the route, version and shadow.
+    pub fn served(&mut self) -> &mut Served {
+        &mut self.served
+    }
+
+    /// Sets `client_request_id` unless already set (the header wins over a body `id`).
+    pub fn client_request_id(&mut self, id: Option<&str>) {
+        if self.record.client_request_id.is_none() {
+            self.record.client_request_id = id.filter(|s| !s.is_empty()).map(str::to_string);
+        }
+    }
+
+    /// Records a request body that already is text (JSON, or CSV).
+    pub fn request_text(&mut self, body: &Bytes) {
+        if !self.payloads {
+            return;
+        }
+        self.record.request = if body.len() > self.max_payload {
+            self.record
+                .logging_error_codes
+                .push("MAX_REQUEST_SIZE_EXCEEDED");
+            Payload::TooLarge
+        } else {
+            Payload::Text(body.clone())
+        };
+    }
+
+    /// Records a decoded request (binary or gRPC), copied when under the limit.
+    pub fn request_tensors(&mut self, request: &InferRequest) {
+        if !self.payloads {
+            return;
+        }
+        let size: usize = request.inputs.iter().map(|t| t.data.raw_len()).sum();
+        self.record.request = if size > self.max_payload {
+            self.record
+                .logging_error_codes
+                .push("MAX_REQUEST_SIZE_EXCEEDED");
+            Payload::TooLarge
+        } else {
+            Payload::Request(request.clone())
+        };
+    }
+
+    /// Records a response body that is JSON text.
+    pub fn response_text(&mut self, body: &Bytes) {
+        if !self.payloads {
+            return;
+        }
+        self.record.response = if body.len() > self.max_payload {
+            self.record
+                .logging_error_codes
+                .push("MAX_RESPONSE_SIZE_EXCEEDED");
+            Payload::TooLarge
+        } else {
+            Payload::Text(body.clone())
+        };
+    }
+
+    /// Records a response to render in the OIP JSON form.
+    pub fn response_tensors(&mut self, response: InferResponse) {
+        if !self.payloads {
+            return;
+        }
+        self.record.response = limit_response(
+            response,
+            self.max_payload,
+            &mut self.record.logging_error_codes,
+        );
+    }
+
+    /// Whether bodies are recorded (callers can skip copying when not).
+    pub fn wants_payloads(&self) -> bool {
+        self.payloads
+    }
+
+    /// The gRPC status code the client got (the `grpc_status` column).
+    pub fn grpc_status(&mut self, code: i32) {
+        self.record.grpc_status = Some(code);
+    }
+
+    /// The response text of an error, when the protocol's error body is
+    /// not the OIP `{"error": ...}` (MLflow's `error_code`/`message`).
+    pub fn error_body(&mut self, body: String) {
+        if self.payloads {
+            self.record.response = Payload::Text(Bytes::from(body));
+        }
+    }
+
+    fn finish(
+        mut self,
+        status_code: u16,
+        error: Option<String>,
+    ) -> (Record, Option<(String, crate::serving::ShadowReceiver)>) {
+        let r = &mut self.record;
+        let s = self.served;
+        r.total = self.started.elapsed();
+        r.status_code = status_code;
+        if let (Some(e), true, Payload::Absent) = (&error, self.payloads, &r.response) {
+            r.response = Payload::Text(Bytes::from(serde_json::json!({ "error": e }).to_string()));
+        }
+        r.error = error;
+        r.arm = s.arm;
+        r.model_name = s.model;
+        r.model_version = s.version;
+        r.execution = s.timing.map(|t| t.inference);
+        r.queue = s.timing.map(|t| t.queue);
+        (self.record, s.shadow)
+    }
+}

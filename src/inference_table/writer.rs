@@ -1,0 +1,442 @@
+//! The writer thread: renders rows, batches them per partition
+//! (`endpoint=<e>/request_date=<d>`) into Arrow record batches, and rolls
+//! Parquet files by rows, bytes and age.
+//!
+//! A file is written under a hidden temporary name (`.part-….inprogress`)
+//! and renamed when complete, so readers only ever see whole files. A write
+//! error drops the rows of that file (counted) and the next rows start a new
+//! file; requests never notice.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{
+    Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::record::{self, Payload, Record};
+use super::{Message, TableOptions};
+use crate::api::http::codec;
+
+/// Rows rendered and handed to the Parquet writer at a time.
+const BATCH_ROWS: usize = 1024;
+
+pub(super) struct Writer {
+    options: TableOptions,
+    queued_bytes: Arc<AtomicUsize>,
+    schema: SchemaRef,
+    properties: WriterProperties,
+    partitions: HashMap<(String, i32), Partition>,
+    last_error_log: Option<Instant>,
+    last_gauges: Instant,
+}
+
+/// The rows of one endpoint and day not yet in a closed file.
+struct Partition {
+    pending: Vec<Record>,
+    file: Option<OpenFile>,
+    /// When the oldest row not yet in a closed file arrived.
+    oldest: Option<Instant>,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    rows: usize,
+}
+
+impl Writer {
+    pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>) -> Writer {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(64 * 1024))
+            .set_created_by(format!("podium {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Writer {
+            options,
+            queued_bytes,
+            schema: record::schema(),
+            properties,
+            partitions: HashMap::new(),
+            last_error_log: None,
+            last_gauges: Instant::now(),
+        }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Message>) {
+        loop {
+            let wait = self.next_deadline().min(Duration::from_millis(500));
+            match rx.recv_timeout(wait) {
+                Ok(Message::Row(record)) => {
+                    self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
+                    self.add(*record);
+                }
+                Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.roll_due();
+            if self.last_gauges.elapsed() >= Duration::from_millis(200) {
+                self.gauges(rx.len());
+            }
+        }
+        // Rows that raced with the close are still written.
+        while let Ok(Message::Row(record)) = rx.try_recv() {
+            self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
+            self.add(*record);
+        }
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        for key in keys {
+            self.close_file(&key);
+        }
+        self.gauges(0);
+        tracing::info!("inference table closed");
+    }
+
+    fn add(&mut self, record: Record) {
+        let days = record::micros(record.received).div_euclid(86_400_000_000) as i32;
+        let key = (partition_dir(&record.endpoint), days);
+        let p = self.partitions.entry(key.clone()).or_insert(Partition {
+            pending: Vec::new(),
+            file: None,
+            oldest: None,
+        });
+        p.oldest.get_or_insert_with(Instant::now);
+        p.pending.push(record);
+        if p.pending.len() >= BATCH_ROWS {
+            self.write_pending(&key);
+            let full = self
+                .partitions
+                .get(&key)
+                .and_then(|p| p.file.as_ref())
+                .is_some_and(|f| {
+                    f.rows >= self.options.roll_rows
+                        || f.writer.bytes_written() + f.writer.in_progress_size()
+                            >= self.options.roll_bytes
+                });
+            if full {
+                self.close_file(&key);
+            }
+        } else if p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows) >= self.options.roll_rows
+        {
+            self.close_file(&key);
+        }
+    }
+
+    /// Time until the next file is due to close.
+    fn next_deadline(&self) -> Duration {
+        self.partitions
+            .values()
+            .filter_map(|p| p.oldest)
+            .map(|t| self.options.roll_interval.saturating_sub(t.elapsed()))
+            .min()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(1))
+    }
+
+    fn roll_due(&mut self) {
+        let due: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| {
+                p.oldest
+                    .is_some_and(|t| t.elapsed() >= self.options.roll_interval)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.close_file(&key);
+        }
+    }
+
+    /// Renders the pending rows of `key` into its open file (opening one).
+    fn write_pending(&mut self, key: &(String, i32)) {
+        let Some(p) = self.partitions.get_mut(key) else {
+            return;
+        };
+        if p.pending.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut p.pending);
+        let n = rows.len();
+        let result = (|| -> anyhow::Result<()> {
+            let batch = batch(&self.schema, rows)?;
+            if p.file.is_none() {
+                p.file = Some(open_file(
+                    &self.options.dir,
+                    key,
+                    &self.schema,
+                    self.properties.clone(),
+                )?);
+            }
+            let file = p.file.as_mut().expect("opened above");
+            file.writer.write(&batch)?;
+            file.rows += n;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.fail(key, n, e);
+        }
+    }
+
+    /// Writes what is pending, completes the file and makes it visible.
+    fn close_file(&mut self, key: &(String, i32)) {
+        self.write_pending(key);
+        let Some(p) = self.partitions.get_mut(key) else {
+            return;
+        };
+        let Some(mut file) = p.file.take() else {
+            self.partitions.remove(key);
+            return;
+        };
+        let rows = file.rows;
+        let result = (|| -> anyhow::Result<u64> {
+            file.writer.finish()?;
+            file.writer.inner().sync_data()?;
+            let bytes = file.writer.bytes_written() as u64;
+            std::fs::rename(&file.tmp, &file.path)?;
+            Ok(bytes)
+        })();
+        match result {
+            Ok(bytes) => {
+                metrics::counter!("podium_table_rows_written_total").increment(rows as u64);
+                metrics::counter!("podium_table_files_total").increment(1);
+                metrics::counter!("podium_table_bytes_total").increment(bytes);
+                tracing::debug!("inference table: {} ({rows} rows)", file.path.display());
+                self.partitions.remove(key);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&file.tmp);
+                self.partitions.remove(key);
+                self.log_error(rows, &e);
+            }
+        }
+    }
+
+    /// Drops the rows of a partition that could not be written.
+    fn fail(&mut self, key: &(String, i32), pending_rows: usize, e: anyhow::Error) {
+        let mut rows = pending_rows;
+        if let Some(p) = self.partitions.remove(key) {
+            if let Some(file) = p.file {
+                rows += file.rows;
+                let _ = std::fs::remove_file(&file.tmp);
+            }
+        }
+        self.log_error(rows, &e);
+    }
+
+    fn log_error(&mut self, rows: usize, e: &anyhow::Error) {
+        metrics::counter!("podium_table_write_errors_total").increment(1);
+        metrics::counter!("podium_table_rows_dropped_total", "reason" => "write_error")
+            .increment(rows as u64);
+        // Once every 10 s at most: a full disk must not flood the log.
+        if self
+            .last_error_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.last_error_log = Some(Instant::now());
+            tracing::error!(
+                "inference table: dropped {rows} rows, writing under {} failed: {e:#}",
+                self.options.dir.display()
+            );
+        }
+    }
+
+    fn gauges(&mut self, queued: usize) {
+        self.last_gauges = Instant::now();
+        metrics::gauge!("podium_table_queue_rows").set(queued as f64);
+        metrics::gauge!("podium_table_queue_bytes")
+            .set(self.queued_bytes.load(Ordering::Acquire) as f64);
+        let oldest = self
+            .partitions
+            .values()
+            .filter_map(|p| p.oldest)
+            .map(|t| t.elapsed().as_secs_f64())
+            .fold(0.0, f64::max);
+        metrics::gauge!("podium_table_oldest_unflushed_seconds").set(oldest);
+    }
+}
+
+/// `endpoint=<e>` with every byte outside `[A-Za-z0-9_.-]` percent-encoded,
+/// as Hive does: with the prefix and `/` encoded, a name never leaves the table.
+fn partition_dir(endpoint: &str) -> String {
+    let mut out = String::from("endpoint=");
+    for b in endpoint.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn open_file(
+    root: &Path,
+    (endpoint, days): &(String, i32),
+    schema: &SchemaRef,
+    properties: WriterProperties,
+) -> anyhow::Result<OpenFile> {
+    let (y, m, d) = record::civil_from_days(i64::from(*days));
+    let dir = root
+        .join(endpoint)
+        .join(format!("request_date={y:04}-{m:02}-{d:02}"));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let now = record::micros(std::time::SystemTime::now());
+    let stamp: String = record::format_micros(now)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect();
+    let name = format!("part-{stamp}Z-{}.parquet", record::new_request_id());
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.inprogress"));
+    let file =
+        File::create(&tmp).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+    let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(properties))?;
+    Ok(OpenFile {
+        writer,
+        tmp,
+        path,
+        rows: 0,
+    })
+}
+
+/// Renders a payload to the text stored in the table.
+fn render(payload: &Payload) -> Option<String> {
+    match payload {
+        Payload::Absent | Payload::TooLarge => None,
+        Payload::Text(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Payload::Request(r) => {
+            Some(String::from_utf8_lossy(&codec::encode_request_json(r)).into_owned())
+        }
+        Payload::Response(r) => {
+            Some(String::from_utf8_lossy(&codec::encode(r, &Default::default()).body).into_owned())
+        }
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One Arrow record batch of `rows`, in [`record::schema`]'s column order.
+fn batch(schema: &SchemaRef, rows: Vec<Record>) -> anyhow::Result<RecordBatch> {
+    let n = rows.len();
+    let mut request_id = StringBuilder::with_capacity(n, n * 36);
+    let mut client_request_id = StringBuilder::new();
+    let mut request_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut arm = StringBuilder::new();
+    let mut model_name = StringBuilder::new();
+    let mut model_version = Int64Builder::with_capacity(n);
+    let mut served_entity_id = StringBuilder::new();
+    let mut protocol = StringBuilder::new();
+    let mut status_code = Int32Builder::with_capacity(n);
+    let mut grpc_status = Int32Builder::with_capacity(n);
+    let mut error = StringBuilder::new();
+    let mut execution = Float64Builder::with_capacity(n);
+    let mut total = Float64Builder::with_capacity(n);
+    let mut queue = Float64Builder::with_capacity(n);
+    let mut sampling = Float64Builder::with_capacity(n);
+    let mut request = StringBuilder::new();
+    let mut response = StringBuilder::new();
+    let mut shadow_arm = StringBuilder::new();
+    let mut shadow_version = Int64Builder::with_capacity(n);
+    let mut shadow_response = StringBuilder::new();
+    let mut shadow_error = StringBuilder::new();
+    let mut requester = StringBuilder::new();
+    let mut codes = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        let us = record::micros(r.received);
+        request_id.append_value(&r.request_id);
+        client_request_id.append_option(r.client_request_id.as_deref());
+        request_time.append_value(us);
+        arm.append_option(r.arm.as_deref());
+        model_name.append_option(r.model_name.as_deref());
+        model_version.append_option(r.model_version.map(|v| v as i64));
+        served_entity_id.append_option(match (&r.model_name, r.model_version) {
+            (Some(m), Some(v)) => Some(format!("{m}/{v}")),
+            _ => None,
+        });
+        protocol.append_value(r.protocol.as_str());
+        status_code.append_value(i32::from(r.status_code));
+        grpc_status.append_option(r.grpc_status);
+        error.append_option(r.error.as_deref());
+        execution.append_option(r.execution.map(ms));
+        total.append_value(ms(r.total));
+        queue.append_option(r.queue.map(ms));
+        sampling.append_value(r.sampling_fraction);
+        request.append_option(render(&r.request));
+        response.append_option(render(&r.response));
+        match &r.shadow {
+            Some(s) => {
+                shadow_arm.append_value(&s.arm);
+                shadow_version.append_option(s.model_version.map(|v| v as i64));
+                shadow_response.append_option(render(&s.response));
+                shadow_error.append_option(s.error.as_deref());
+            }
+            None => {
+                shadow_arm.append_null();
+                shadow_version.append_null();
+                shadow_response.append_null();
+                shadow_error.append_null();
+            }
+        }
+        requester.append_option(r.requester.as_deref());
+        for code in &r.logging_error_codes {
+            codes.values().append_value(code);
+        }
+        codes.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(request_id.finish()),
+        Arc::new(client_request_id.finish()),
+        Arc::new(request_time.finish()),
+        Arc::new(arm.finish()),
+        Arc::new(model_name.finish()),
+        Arc::new(model_version.finish()),
+        Arc::new(served_entity_id.finish()),
+        Arc::new(protocol.finish()),
+        Arc::new(status_code.finish()),
+        Arc::new(grpc_status.finish()),
+        Arc::new(error.finish()),
+        Arc::new(execution.finish()),
+        Arc::new(total.finish()),
+        Arc::new(queue.finish()),
+        Arc::new(sampling.finish()),
+        Arc::new(request.finish()),
+        Arc::new(response.finish()),
+        Arc::new(shadow_arm.finish()),
+        Arc::new(shadow_version.finish()),
+        Arc::new(shadow_response.finish()),
+        Arc::new(shadow_error.finish()),
+        Arc::new(requester.finish()),
+        Arc::new(codes.finish()),
+    ];
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_cannot_leave_the_table() {
+        assert_eq!(partition_dir("fraud-ab_2.x"), "endpoint=fraud-ab_2.x");
+        assert_eq!(partition_dir("../etc"), "endpoint=..%2Fetc");
+        assert_eq!(partition_dir("a/b=c d"), "endpoint=a%2Fb%3Dc%20d");
+        assert_eq!(partition_dir("é"), "endpoint=%C3%A9");
+    }
+}
