@@ -40,13 +40,37 @@ pub struct StoreOptions {
     /// Refuse to load a version whose estimated memory would exceed this,
     /// next to what is loaded (bytes).
     pub memory_limit: Option<u64>,
+    /// Serve only these models; None: every model of the registry.
+    pub watch: Option<Vec<String>>,
 }
 
-/// What the registry says about one model.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModelInfo {
-    pub versions: Vec<u64>,
-    pub aliases: BTreeMap<String, u64>,
+pub use crate::registry::ModelInfo;
+
+/// Whether the registry could be read at the last reconcile. Podium keeps
+/// serving what it has while the registry is degraded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryStatus {
+    /// `local` or `mlflow`.
+    pub kind: &'static str,
+    /// The directory or URL.
+    pub location: String,
+    /// `ok`, `degraded` (could not be read; serving what it had), or
+    /// `unknown` (not read yet).
+    pub state: &'static str,
+    /// Why it is degraded.
+    pub error: Option<String>,
+    pub degraded_since_unix_ms: Option<u64>,
+    pub last_ok_unix_ms: Option<u64>,
+    /// Reads that failed in a row.
+    pub consecutive_failures: u64,
+}
+
+#[derive(Default)]
+struct RegistryHealth {
+    error: Option<String>,
+    degraded_since: Option<SystemTime>,
+    last_ok: Option<SystemTime>,
+    consecutive_failures: u64,
 }
 
 /// What requests see; replaced whole, never mutated.
@@ -142,6 +166,7 @@ pub struct StoreStatus {
     pub draining: Vec<ResidentStatus>,
     pub memory_estimate_bytes: u64,
     pub memory_limit_bytes: Option<u64>,
+    pub registry: RegistryStatus,
 }
 
 /// The slots, the loaded versions, and the reconciler that keeps them in
@@ -167,6 +192,7 @@ pub struct ModelStore {
     /// Serialises loads so one version is never loaded twice at once.
     loading: Mutex<()>,
     refreshed_once: AtomicBool,
+    registry_health: Mutex<RegistryHealth>,
 }
 
 impl ModelStore {
@@ -186,6 +212,7 @@ impl ModelStore {
             reconciling: Mutex::new(()),
             loading: Mutex::new(()),
             refreshed_once: AtomicBool::new(false),
+            registry_health: Mutex::new(RegistryHealth::default()),
         }
     }
 
@@ -287,7 +314,11 @@ impl ModelStore {
     /// version serving, so it never makes a ready server unready.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if !self.refreshed_once.load(Ordering::Acquire) {
-            return Err(vec!["the registry has not been read yet".into()]);
+            let why = match &lock(&self.registry_health).error {
+                Some(e) => format!("the registry has not been read yet: {e}"),
+                None => "the registry has not been read yet".into(),
+            };
+            return Err(vec![why]);
         }
         let view = self.view.load();
         let mut reasons = Vec::new();
@@ -320,6 +351,39 @@ impl ModelStore {
     pub fn refresh(&self) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.reconciling);
         self.reconcile("registry")
+    }
+
+    /// Records the outcome of one read of the registry: a failure makes it
+    /// degraded (logged once when it starts, and when it ends), never unready.
+    fn record_registry_read(&self, failure: Option<&Error>) {
+        let mut health = lock(&self.registry_health);
+        let (kind, location) = (self.registry.kind(), self.registry.location());
+        match failure {
+            None => {
+                if let Some(since) = health.degraded_since.take() {
+                    let secs = since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                    tracing::warn!(
+                        "registry {kind} {location} is readable again after {secs:.1} s degraded"
+                    );
+                }
+                health.error = None;
+                health.consecutive_failures = 0;
+                health.last_ok = Some(SystemTime::now());
+            }
+            Some(e) => {
+                metrics::counter!("podium_registry_errors_total", "kind" => kind).increment(1);
+                if health.degraded_since.is_none() {
+                    health.degraded_since = Some(SystemTime::now());
+                    tracing::error!(
+                        "registry {kind} {location} degraded: {e}; still serving what is loaded, retrying every poll"
+                    );
+                } else if health.error.as_deref() != Some(&e.to_string()) {
+                    tracing::error!("registry {kind} {location} still degraded: {e}");
+                }
+                health.error = Some(e.to_string());
+                health.consecutive_failures += 1;
+            }
+        }
     }
 
     /// Points `alias` at `version` for an operator: the version is loaded,
@@ -455,26 +519,40 @@ impl ModelStore {
     /// One reconcile pass; the caller holds `reconciling`.
     fn reconcile(&self, by: &str) -> Result<(), Error> {
         let old = self.view.load_full();
+        let snapshot = match self.registry.snapshot(self.options.watch.as_deref()) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.record_registry_read(Some(&e));
+                return Err(e);
+            }
+        };
+        // A registry that cannot be reached for one model is degraded; a
+        // model it does not know is the model's problem, shown on its slots.
+        let unreachable = snapshot.iter().find_map(|(_, info)| match info {
+            Err(e @ Error::Registry(_)) => Some(e),
+            _ => None,
+        });
+        self.record_registry_read(unreachable);
         let mut models = BTreeMap::new();
-        for model in self.registry.models()? {
+        for (model, read) in snapshot {
             let old_mv = old.models.get(&model);
-            let read = self.registry.versions(&model).and_then(|versions| {
-                self.registry
-                    .aliases(&model)
-                    .map(|aliases| ModelInfo { versions, aliases })
-            });
             let info = match read {
                 Ok(info) => info,
                 Err(e) => {
                     // One unreadable model must not stop the others from
                     // following the registry; it keeps serving what it did.
-                    tracing::error!(
-                        "registry: cannot read model {model}: {e}; it keeps serving what it served"
-                    );
+                    let said = old_mv.and_then(|m| m.registry_error.as_deref());
+                    let why = format!("cannot read the registry entry: {e}");
+                    // An outage is logged once, as the registry's; a model's own problem once per change.
+                    if !matches!(e, Error::Registry(_)) && said != Some(why.as_str()) {
+                        tracing::error!(
+                            "registry: cannot read model {model}: {e}; it keeps serving what it served"
+                        );
+                    }
                     let mut mv = old_mv
                         .cloned()
                         .unwrap_or_else(|| ModelView::new(ModelInfo::default()));
-                    mv.registry_error = Some(format!("cannot read the registry entry: {e}"));
+                    mv.registry_error = Some(why);
                     models.insert(model, mv);
                     continue;
                 }
@@ -585,19 +663,27 @@ impl ModelStore {
                 Ok(new)
             }
             Err(e) => {
+                let still = from_version
+                    .map(|v| format!("; still serving version {v}"))
+                    .unwrap_or_default();
+                let mut states = lock(&self.slot_states);
+                let state = states.entry(slot_key).or_default();
+                if let Error::Registry(_) = e {
+                    // The registry could not hand over the artifact: not the
+                    // version's fault, so it is tried again at the next poll.
+                    let why = format!("version {target} could not be fetched: {e}{still}");
+                    if state.last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("{model}@{alias}: {why}; retrying at the next poll");
+                    }
+                    state.last_error = Some(why.clone());
+                    return Err((current, why));
+                }
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
-                let why = format!(
-                    "version {target} was refused: {e}{}",
-                    from_version
-                        .map(|v| format!("; still serving version {v}"))
-                        .unwrap_or_default()
-                );
+                let why = format!("version {target} was refused: {e}{still}");
                 tracing::error!("{model}@{alias}: {why}");
                 event.result = "failed".into();
                 event.error = Some(e.to_string());
                 self.history.record(&event);
-                let mut states = lock(&self.slot_states);
-                let state = states.entry(slot_key).or_default();
                 state.failed_target = Some(target);
                 state.last_error = Some(why.clone());
                 Err((current, why))
@@ -781,6 +867,28 @@ impl ModelStore {
             slots,
             resident,
             memory_limit_bytes: self.options.memory_limit,
+            registry: self.registry_status(),
+        }
+    }
+
+    /// The registry part of `GET /admin/status`.
+    pub fn registry_status(&self) -> RegistryStatus {
+        let health = lock(&self.registry_health);
+        let state = if health.error.is_some() {
+            "degraded"
+        } else if health.last_ok.is_some() {
+            "ok"
+        } else {
+            "unknown"
+        };
+        RegistryStatus {
+            kind: self.registry.kind(),
+            location: self.registry.location(),
+            state,
+            error: health.error.clone(),
+            degraded_since_unix_ms: health.degraded_since.map(unix_ms),
+            last_ok_unix_ms: health.last_ok.map(unix_ms),
+            consecutive_failures: health.consecutive_failures,
         }
     }
 }

@@ -42,7 +42,7 @@ pub fn status(e: Error) -> Status {
         Error::InvalidInput(m) | Error::Unsupported(m) => Status::invalid_argument(m),
         Error::NotFound(m) => Status::not_found(m),
         Error::PayloadTooLarge(m) | Error::Overloaded(m) => Status::resource_exhausted(m),
-        Error::Unavailable(m) => Status::unavailable(m),
+        Error::Unavailable(m) | Error::Registry(m) => Status::unavailable(m),
         Error::Refused(m) => Status::failed_precondition(m),
         Error::Internal(m) => Status::internal(m),
     }
