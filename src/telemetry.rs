@@ -55,8 +55,11 @@ pub fn render(store: &ModelStore) -> String {
     // 1 while the last read of the registry worked; 0 while degraded (what is
     // loaded keeps serving) or not read yet.
     let registry = &status.registry;
-    metrics::gauge!("podium_registry_up", "kind" => registry.kind)
-        .set(if registry.state == "ok" { 1.0 } else { 0.0 });
+    metrics::gauge!("podium_registry_up", "kind" => registry.kind).set(if registry.state == "ok" {
+        1.0
+    } else {
+        0.0
+    });
     metrics::gauge!("podium_registry_consecutive_failures", "kind" => registry.kind)
         .set(registry.consecutive_failures as f64);
     handle.run_upkeep();

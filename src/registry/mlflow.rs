@@ -993,3 +993,202 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
         path.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    const MLMODEL: &str = "artifact_path: mlflow-artifacts:/0/models/m-1/artifacts
+flavors:
+  onnx:
+    code: null
+    data: model.onnx
+    onnx_version: 1.23.2
+    providers:
+    - CPUExecutionProvider
+  python_function:
+    data: 'other.onnx'
+    loader_module: mlflow.onnx
+mlflow_version: 3.17.2
+";
+
+    #[test]
+    fn finds_the_onnx_file_through_the_mlmodel() {
+        assert_eq!(onnx_data_path(MLMODEL).unwrap(), "model.onnx");
+        let quoted = MLMODEL.replace("data: model.onnx", "data: \"sub/m.onnx\"");
+        assert_eq!(onnx_data_path(&quoted).unwrap(), "sub/m.onnx");
+        let sklearn = "flavors:\n  python_function:\n    data: model.pkl\n  sklearn:\n    pickled_model: model.pkl\n";
+        assert_eq!(
+            onnx_data_path(sklearn).unwrap_err(),
+            vec!["python_function".to_string(), "sklearn".to_string()]
+        );
+        // `data` of another flavor, or a nested key named onnx, is not it.
+        let nested = "flavors:\n  python_function:\n    onnx:\n      data: x.onnx\n";
+        assert!(onnx_data_path(nested).is_err());
+        assert_eq!(
+            onnx_data_path("run_id: x\n").unwrap_err(),
+            Vec::<String>::new()
+        );
+        for bad in ["../x.onnx", "/etc/passwd", "a/../../b", ""] {
+            assert!(check_relative(bad).is_err(), "{bad}");
+        }
+        check_relative("sub/model.onnx").unwrap();
+    }
+
+    #[test]
+    fn registry_uris() {
+        assert_eq!(
+            parse_uri("mlflow+http://127.0.0.1:5000/").unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            parse_uri("http://mlflow:5000/prefix").unwrap(),
+            "http://mlflow:5000/prefix"
+        );
+        let tls = parse_uri("mlflow+https://x").unwrap_err().to_string();
+        assert!(tls.contains("without TLS"), "{tls}");
+        let db = parse_uri("sqlite:///mlflow.db").unwrap_err().to_string();
+        assert!(db.contains("mlflow+http://HOST:PORT"), "{db}");
+        let creds = parse_uri("http://user:pw@host:5000")
+            .unwrap_err()
+            .to_string();
+        assert!(creds.contains("MLFLOW_TRACKING_TOKEN"), "{creds}");
+        assert!(is_mlflow_uri("mlflow+http://h:1") && is_mlflow_uri("http://h:1"));
+        assert!(!is_mlflow_uri("registry") && !is_mlflow_uri("/srv/registry"));
+        assert_eq!(safe_name("fraud"), "fraud");
+        assert_eq!(safe_name("cat.schema.m"), "cat.schema.m");
+        assert_eq!(safe_name("../x"), "%2E.%2Fx");
+        assert_eq!(percent_decode("/a%20b/c"), "/a b/c");
+        assert_eq!(
+            encode_path("0/models/m 1/MLmodel"),
+            "0/models/m%201/MLmodel"
+        );
+    }
+
+    /// A stand-in HTTP server on 127.0.0.1 that answers each connection with
+    /// the next canned (status, body); status 0 never answers. Records the
+    /// request heads.
+    fn stub(answers: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log.lock().unwrap().push(head);
+                if status == 0 {
+                    std::thread::sleep(Duration::from_secs(2));
+                    continue;
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    fn registry(url: &str, token: Option<&str>, retries: u32) -> MlflowRegistry {
+        MlflowRegistry::new(MlflowOptions {
+            uri: url.to_string(),
+            token: token.map(str::to_string),
+            basic: None,
+            timeout: Duration::from_millis(300),
+            retries,
+            cache_dir: std::env::temp_dir(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn refused_credentials_are_named_and_not_retried() {
+        let (url, seen) = stub(vec![(
+            401,
+            r#"{"error_code": "UNAUTHENTICATED", "message": "bad token"}"#,
+        )]);
+        let err = registry(&url, Some("s3cret"), 3).models().unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("refused Podium's credentials") && msg.contains("MLFLOW_TRACKING_TOKEN"),
+            "{msg}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "a refusal is not retried");
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer s3cret"),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[test]
+    fn unavailable_answers_are_retried_and_unknown_models_named() {
+        let (url, seen) = stub(vec![
+            (503, "busy"),
+            (502, "bad gateway"),
+            (
+                200,
+                r#"{"registered_models": [{"name": "fraud", "aliases": [{"alias": "champion", "version": "3"}]}]}"#,
+            ),
+            (
+                200,
+                r#"{"model_versions": [{"version": "3", "status": "READY"}, {"version": "4", "status": "PENDING_REGISTRATION"}]}"#,
+            ),
+        ]);
+        let reg = registry(&url, None, 3);
+        let snapshot = reg
+            .snapshot(Some(&["fraud".into(), "ghost".into()]))
+            .unwrap();
+        let info = snapshot[0].1.as_ref().unwrap();
+        assert_eq!(info.versions, vec![3], "a pending version is not served");
+        assert_eq!(info.aliases["champion"], 3);
+        let ghost = snapshot[1].1.as_ref().unwrap_err().to_string();
+        assert!(
+            ghost.contains("no registered model \"ghost\"") && ghost.contains("registered: fraud"),
+            "{ghost}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_silent_server_times_out_with_the_flag_to_raise() {
+        let (url, _seen) = stub(vec![(0, ""), (0, "")]);
+        let err = registry(&url, None, 1).models().unwrap_err().to_string();
+        assert!(
+            err.contains("did not answer")
+                && err.contains("--registry-timeout-secs")
+                && err.contains("2 attempts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_an_mlflow_server_is_said_so() {
+        let (url, _seen) = stub(vec![(404, "<html>nope</html>")]);
+        let err = registry(&url, None, 0).models().unwrap_err().to_string();
+        assert!(
+            err.contains("is --registry pointing at an MLflow server"),
+            "{err}"
+        );
+    }
+}
