@@ -16,7 +16,7 @@ use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::AdminAccess;
 use crate::api::AppState;
-use crate::registry::RegistryConfig;
+use crate::registry::{Registry, RegistryConfig};
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, StoreOptions};
@@ -99,28 +99,9 @@ pub async fn serve(
     let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
     tracing::info!("registry: {} {}", registry.kind(), registry.location());
     // The registry may be across the network: read it on a blocking thread.
-    let blocking = |f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>| async move {
-        tokio::task::spawn_blocking(f).await?
-    };
     {
         let registry = Arc::clone(&registry);
-        blocking(Box::new(move || {
-            match registry.models() {
-                Ok(models) if models.is_empty() => tracing::warn!(
-                    "registry {} has no models; {}",
-                    registry.location(),
-                    if registry.kind() == "mlflow" {
-                        "register one with mlflow.onnx.log_model(..., registered_model_name=NAME)"
-                    } else {
-                        "register one with `podium models register NAME FILE.onnx`"
-                    }
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("cannot read the registry yet: {e}"),
-            }
-            Ok(())
-        }))
-        .await?;
+        tokio::task::spawn_blocking(move || warn_if_empty(registry.as_ref())).await?;
     }
     let routes = match &opts.config {
         None => RouteTable::default(),
@@ -151,15 +132,15 @@ pub async fn serve(
     if let Some(name) = opts.default_endpoint.clone() {
         if !routes.endpoints.contains_key(&name) {
             let registry = Arc::clone(&registry);
-            blocking(Box::new(move || {
-                if registry.aliases(&name).is_err() {
-                    tracing::warn!(
-                        "--default-endpoint {name} is neither a configured endpoint nor a registered model; /invocations will answer 404 until it is"
-                    );
-                }
-                Ok(())
-            }))
+            let (name, known) = tokio::task::spawn_blocking(move || {
+                (name.clone(), registry.aliases(&name).is_ok())
+            })
             .await?;
+            if !known {
+                tracing::warn!(
+                    "--default-endpoint {name} is neither a configured endpoint nor a registered model; /invocations will answer 404 until it is"
+                );
+            }
         }
     }
     let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
@@ -302,6 +283,23 @@ pub async fn serve(
     grpc?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says so when the registry has no models, with how to register one.
+fn warn_if_empty(registry: &dyn Registry) {
+    match registry.models() {
+        Ok(models) if models.is_empty() => tracing::warn!(
+            "registry {} has no models; {}",
+            registry.location(),
+            if registry.kind() == "mlflow" {
+                "register one with mlflow.onnx.log_model(..., registered_model_name=NAME)"
+            } else {
+                "register one with `podium models register NAME FILE.onnx`"
+            }
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the registry yet: {e}"),
+    }
 }
 
 /// Re-reads the registry every `interval` so new versions and alias moves

@@ -140,7 +140,8 @@ impl MlflowRegistry {
                 .timeout_global(global)
                 .timeout_connect(Some(options.timeout))
                 .timeout_recv_response(Some(options.timeout))
-                .timeout_recv_body(global.or(Some(options.timeout)))
+                // A download may take long in all; each wait for data may not.
+                .timeout_per_read(Some(options.timeout))
                 .user_agent(concat!("podium/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .into()

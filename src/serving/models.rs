@@ -86,9 +86,14 @@ struct ModelView {
     slots: BTreeMap<String, Arc<LoadedModel>>,
     /// Aliases with nothing serving, and why.
     errors: BTreeMap<String, String>,
+    /// Aliases whose version the registry could not hand over (MLflow
+    /// unreachable): retried each poll; not held against readiness once ready.
+    fetch_pending: HashSet<String>,
     /// Why the registry entry of this model could not be read (it keeps
     /// serving what it served before).
     registry_error: Option<String>,
+    /// The registry could not be reached for it (rather than refusing it).
+    registry_unreachable: bool,
 }
 
 impl ModelView {
@@ -97,10 +102,16 @@ impl ModelView {
             info,
             slots: BTreeMap::new(),
             errors: BTreeMap::new(),
+            fetch_pending: HashSet::new(),
             registry_error: None,
+            registry_unreachable: false,
         }
     }
 }
+
+/// Why a slot did not follow its alias: what it keeps serving (if
+/// anything), why, and whether only an unreachable registry stood in the way.
+type NotFollowed = (Option<Arc<LoadedModel>>, String, bool);
 
 /// Control-plane memory of one slot.
 #[derive(Default)]
@@ -192,6 +203,9 @@ pub struct ModelStore {
     /// Serialises loads so one version is never loaded twice at once.
     loading: Mutex<()>,
     refreshed_once: AtomicBool,
+    /// Reported ready once: from then on an unreachable registry alone
+    /// never makes it unready.
+    ever_ready: AtomicBool,
     registry_health: Mutex<RegistryHealth>,
 }
 
@@ -212,6 +226,7 @@ impl ModelStore {
             reconciling: Mutex::new(()),
             loading: Mutex::new(()),
             refreshed_once: AtomicBool::new(false),
+            ever_ready: AtomicBool::new(false),
             registry_health: Mutex::new(RegistryHealth::default()),
         }
     }
@@ -311,7 +326,8 @@ impl ModelStore {
 
     /// Ready when the registry has been read and every alias has a version
     /// serving; otherwise the reasons it is not. A failed swap keeps the old
-    /// version serving, so it never makes a ready server unready.
+    /// version serving, so it never makes a ready server unready; nor does a
+    /// registry that cannot be reached (what is loaded keeps serving).
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if !self.refreshed_once.load(Ordering::Acquire) {
             let why = match &lock(&self.registry_health).error {
@@ -321,13 +337,17 @@ impl ModelStore {
             return Err(vec![why]);
         }
         let view = self.view.load();
+        let was_ready = self.ever_ready.load(Ordering::Acquire);
         let mut reasons = Vec::new();
         for (model, mv) in &view.models {
             if let (Some(e), true) = (&mv.registry_error, mv.slots.is_empty()) {
-                reasons.push(format!("{model}: {e}"));
+                if !(was_ready && mv.registry_unreachable) {
+                    reasons.push(format!("{model}: {e}"));
+                }
             }
             for (alias, version) in &mv.info.aliases {
-                if !mv.slots.contains_key(alias) {
+                let pending = was_ready && mv.fetch_pending.contains(alias);
+                if !mv.slots.contains_key(alias) && !pending {
                     let why = mv
                         .errors
                         .get(alias)
@@ -338,6 +358,7 @@ impl ModelStore {
             }
         }
         if reasons.is_empty() {
+            self.ever_ready.store(true, Ordering::Release);
             Ok(())
         } else {
             Err(reasons)
@@ -553,6 +574,7 @@ impl ModelStore {
                         .cloned()
                         .unwrap_or_else(|| ModelView::new(ModelInfo::default()));
                     mv.registry_error = Some(why);
+                    mv.registry_unreachable = matches!(e, Error::Registry(_));
                     models.insert(model, mv);
                     continue;
                 }
@@ -564,10 +586,13 @@ impl ModelStore {
                     Ok(serving) => {
                         mv.slots.insert(alias.clone(), serving);
                     }
-                    Err((Some(kept), _)) => {
+                    Err((Some(kept), _, _)) => {
                         mv.slots.insert(alias.clone(), kept);
                     }
-                    Err((None, why)) => {
+                    Err((None, why, unreachable)) => {
+                        if unreachable {
+                            mv.fetch_pending.insert(alias.clone());
+                        }
                         mv.errors.insert(alias.clone(), why);
                     }
                 }
@@ -595,7 +620,8 @@ impl ModelStore {
     }
 
     /// Makes one slot serve `target`: returns what it serves now, or what it
-    /// keeps serving (if anything) and why it could not follow.
+    /// keeps serving (if anything), why it could not follow, and whether only
+    /// an unreachable registry stood in the way (tried again next poll).
     fn follow(
         &self,
         model: &str,
@@ -603,7 +629,7 @@ impl ModelStore {
         target: u64,
         current: Option<Arc<LoadedModel>>,
         by: &str,
-    ) -> Result<Arc<LoadedModel>, (Option<Arc<LoadedModel>>, String)> {
+    ) -> Result<Arc<LoadedModel>, NotFollowed> {
         let slot_key = (model.to_string(), alias.to_string());
         if let Some(c) = current.as_ref().filter(|c| c.version == target) {
             // The alias is back on what it serves: a refusal of another
@@ -622,7 +648,7 @@ impl ModelStore {
                 .get(&slot_key)
                 .filter(|s| s.failed_target == Some(target))
             {
-                return Err((current, state.last_error.clone().unwrap_or_default()));
+                return Err((current, state.last_error.clone().unwrap_or_default(), false));
             }
         }
         let from_version = current.as_ref().map(|c| c.version);
@@ -676,7 +702,7 @@ impl ModelStore {
                         tracing::warn!("{model}@{alias}: {why}; retrying at the next poll");
                     }
                     state.last_error = Some(why.clone());
-                    return Err((current, why));
+                    return Err((current, why, true));
                 }
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
                 let why = format!("version {target} was refused: {e}{still}");
@@ -686,7 +712,7 @@ impl ModelStore {
                 self.history.record(&event);
                 state.failed_target = Some(target);
                 state.last_error = Some(why.clone());
-                Err((current, why))
+                Err((current, why, false))
             }
         }
     }
@@ -929,4 +955,115 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::local::LocalRegistry;
+    use std::path::{Path, PathBuf};
+
+    /// A directory registry whose artifacts can be made unreachable, as
+    /// when MLflow is down in the middle of a poll.
+    struct Flaky {
+        inner: LocalRegistry,
+        down: AtomicBool,
+    }
+
+    impl Registry for Flaky {
+        fn kind(&self) -> &'static str {
+            "flaky"
+        }
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn models(&self) -> Result<Vec<String>, Error> {
+            self.inner.models()
+        }
+        fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+            self.inner.versions(model)
+        }
+        fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
+            self.inner.aliases(model)
+        }
+        fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::Registry("cannot connect to MLflow".into()));
+            }
+            self.inner.artifact(model, version)
+        }
+        fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
+            self.inner.register(model, file)
+        }
+        fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
+            self.inner.set_alias(model, alias, version)
+        }
+        fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
+            self.inner.delete_alias(model, alias)
+        }
+    }
+
+    fn fraud(version: u64) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/fraud/v{version}.onnx"))
+    }
+
+    #[test]
+    fn an_unreachable_registry_never_makes_a_ready_server_unready() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(true),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        );
+
+        // Never ready yet: an artifact that cannot be fetched is a reason.
+        store.refresh().unwrap();
+        let reasons = store.readiness().unwrap_err().join("; ");
+        assert!(
+            reasons.contains("could not be fetched: cannot connect to MLflow"),
+            "{reasons}"
+        );
+        // ...and it is tried again at the next poll, not refused for good.
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+
+        // Once ready, a new alias whose artifact cannot be fetched leaves it ready.
+        registry.down.store(true, Ordering::SeqCst);
+        local.set_alias("fraud", "canary", 2).unwrap();
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+        let status = store.status();
+        let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
+        assert_eq!(canary.serving_version, None);
+        assert!(
+            canary
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("cannot connect to MLflow"),
+            "{canary:?}"
+        );
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let status = store.status();
+        let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
+        assert_eq!(canary.serving_version, Some(2));
+        assert_eq!(canary.last_error, None);
+    }
 }
