@@ -98,6 +98,16 @@ pub async fn serve(
 
     let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
     tracing::info!("registry: {} {}", registry.kind(), registry.location());
+    if opts.registry.is_mlflow() {
+        // The artifact cache, and the alias history's default place.
+        let dir = opts.registry.state_dir();
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the cache directory {} (--cache-dir)",
+                dir.display()
+            )
+        })?;
+    }
     // The registry may be across the network: read it on a blocking thread.
     {
         let registry = Arc::clone(&registry);
