@@ -26,6 +26,10 @@ pub enum Error {
     /// The model exists but cannot serve right now, e.g. it failed to load (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The registry (MLflow) could not be reached, timed out, refused the
+    /// credentials or failed; what is serving keeps serving (HTTP 502).
+    #[error("{0}")]
+    Registry(String),
     /// A fault inside Podium or ONNX Runtime; the message says which (HTTP 500).
     #[error("{0}")]
     Internal(String),

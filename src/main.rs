@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use podium::inference_table::summary::summarize;
 use podium::inference_table::TableOptions;
-use podium::registry::local::LocalRegistry;
-use podium::registry::Registry;
+use podium::registry::mlflow::{is_mlflow_uri, MlflowOptions};
+use podium::registry::{Registry, RegistryConfig};
 use podium::server::{serve, shutdown_signal, ServeOptions};
 
 /// mimalloc rather than the system allocator: rows of the inference table
@@ -24,14 +24,41 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "podium", version)]
 struct Cli {
-    /// The model registry directory.
+    /// The model registry: a directory, or an MLflow tracking server as
+    /// mlflow+http://HOST:PORT [default: $MLFLOW_TRACKING_URI when it is an
+    /// http:// URL, else the directory "registry"].
+    #[arg(long, env = "PODIUM_REGISTRY", global = true)]
+    registry: Option<String>,
+    /// An MLflow tracking server to use as the registry (http://HOST:PORT),
+    /// like MLFLOW_TRACKING_URI; the same as --registry mlflow+http://HOST:PORT.
+    #[arg(long, global = true, conflicts_with = "registry")]
+    registry_uri: Option<String>,
+    /// With MLflow: where downloaded model artifacts are kept (and the alias history).
     #[arg(
         long,
-        env = "PODIUM_REGISTRY",
-        default_value = "registry",
+        env = "PODIUM_CACHE_DIR",
+        default_value = ".podium-cache",
         global = true
     )]
-    registry: PathBuf,
+    cache_dir: PathBuf,
+    /// With MLflow: bound on one call to MLflow, in seconds (for a download: on
+    /// connecting and on each wait for data).
+    #[arg(
+        long,
+        env = "PODIUM_REGISTRY_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    registry_timeout_secs: u64,
+    /// With MLflow: extra attempts, with back-off, after a call fails in a way
+    /// that may pass (connection refused, timeout, HTTP 429/5xx).
+    #[arg(
+        long,
+        env = "PODIUM_REGISTRY_RETRIES",
+        default_value_t = 3,
+        global = true
+    )]
+    registry_retries: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,9 +142,13 @@ struct ServeArgs {
     /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.
     #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_request_bytes: usize,
-    /// How often to re-read the registry for new versions and alias moves, in milliseconds.
-    #[arg(long, env = "PODIUM_POLL_INTERVAL_MS", default_value_t = 1000)]
-    poll_interval_ms: u64,
+    /// How often to re-read the registry for new versions and alias moves, in
+    /// milliseconds [default: 1000 for a directory, 2000 for MLflow].
+    #[arg(long, env = "PODIUM_POLL_INTERVAL_MS")]
+    poll_interval_ms: Option<u64>,
+    /// Serve only these models (comma-separated) [default: every model of the registry].
+    #[arg(long, env = "PODIUM_MODELS", value_delimiter = ',')]
+    models: Vec<String>,
     /// The ONNX Runtime shared library [default: .ort/ of the checkout, or beside the binary].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     ort_lib: Option<PathBuf>,
@@ -128,7 +159,8 @@ struct ServeArgs {
     /// (bytes, or with a K/M/G suffix, e.g. 2G).
     #[arg(long, env = "PODIUM_MEMORY_LIMIT", value_parser = parse_bytes)]
     memory_limit: Option<u64>,
-    /// The alias history file (JSON lines) [default: REGISTRY/.podium-history.jsonl].
+    /// The alias history file (JSON lines) [default: REGISTRY/.podium-history.jsonl,
+    /// or CACHE_DIR/.podium-history.jsonl with MLflow].
     #[arg(long, env = "PODIUM_HISTORY_FILE")]
     history_file: Option<PathBuf>,
     /// Bearer token for the admin API (/admin/...). Without a token the admin API
@@ -291,8 +323,49 @@ fn main() -> ExitCode {
     }
 }
 
+/// The registry the flags and environment name.
+fn registry_config(cli: &Cli) -> anyhow::Result<RegistryConfig> {
+    let mlflow = |uri: &str| {
+        RegistryConfig::Mlflow(MlflowOptions {
+            timeout: Duration::from_secs(cli.registry_timeout_secs.max(1)),
+            retries: cli.registry_retries,
+            ..MlflowOptions::from_env(uri, cli.cache_dir.clone())
+        })
+    };
+    if let Some(registry) = &cli.registry {
+        if is_mlflow_uri(registry) {
+            return Ok(mlflow(registry));
+        }
+        anyhow::ensure!(
+            !registry.contains("://") && !registry.starts_with("mlflow"),
+            "--registry {registry}: a registry is a directory or mlflow+http://HOST:PORT (an MLflow tracking server)"
+        );
+        return Ok(RegistryConfig::Local(PathBuf::from(registry)));
+    }
+    if let Some(uri) = &cli.registry_uri {
+        anyhow::ensure!(
+            is_mlflow_uri(uri),
+            "--registry-uri {uri}: name an MLflow tracking server as http://HOST:PORT; Podium talks to MLflow over its REST API (for a directory use --registry DIR)"
+        );
+        return Ok(mlflow(uri));
+    }
+    if let Some(uri) = std::env::var("MLFLOW_TRACKING_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        if is_mlflow_uri(&uri) {
+            return Ok(mlflow(&uri));
+        }
+        tracing::warn!(
+            "ignoring MLFLOW_TRACKING_URI={uri}: Podium reads MLflow only through a tracking server (http://HOST:PORT); using the directory \"registry\""
+        );
+    }
+    Ok(RegistryConfig::Local(PathBuf::from("registry")))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let registry = LocalRegistry::new(&cli.registry);
+    let config = registry_config(&cli)?;
+    let registry = config.open()?;
     match cli.command {
         Command::Serve(args) => {
             let threads = args.inference_threads.unwrap_or_else(|| {
@@ -305,11 +378,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 grpc_listen: args.grpc_listen,
                 config: args.config,
                 default_endpoint: args.default_endpoint,
-                registry: cli.registry,
+                poll_interval: Duration::from_millis(
+                    args.poll_interval_ms
+                        .unwrap_or(if config.is_mlflow() { 2000 } else { 1000 })
+                        .max(10),
+                ),
+                registry: config,
+                watch: (!args.models.is_empty()).then_some(args.models),
                 inference_threads: threads,
                 queue_depth: args.queue_depth,
                 max_request_bytes: args.max_request_bytes,
-                poll_interval: Duration::from_millis(args.poll_interval_ms.max(10)),
                 ort_lib: args.ort_lib,
                 keep_previous: args.keep_previous,
                 memory_limit: args.memory_limit,
@@ -345,18 +423,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Models(ModelsCommand::List) => {
-            let models = registry.models()?;
+            let models = registry.snapshot(None)?;
             if models.is_empty() {
-                eprintln!("registry {} has no models", cli.registry.display());
+                eprintln!("registry {} has no models", registry.location());
             }
-            for model in models {
-                let versions: Vec<String> = registry
-                    .versions(&model)?
-                    .iter()
-                    .map(u64::to_string)
-                    .collect();
-                let aliases: Vec<String> = registry
-                    .aliases(&model)?
+            for (model, info) in models {
+                let info = info?;
+                let versions: Vec<String> = info.versions.iter().map(u64::to_string).collect();
+                let aliases: Vec<String> = info
+                    .aliases
                     .iter()
                     .map(|(a, v)| format!("{a}={v}"))
                     .collect();
@@ -372,7 +447,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Alias(command) => alias(&registry, command),
+        Command::Alias(command) => alias(registry.as_ref(), command),
         Command::Traffic(command) => traffic(command),
     }
 }
@@ -470,7 +545,7 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn alias(registry: &LocalRegistry, command: AliasCommand) -> anyhow::Result<()> {
+fn alias(registry: &dyn Registry, command: AliasCommand) -> anyhow::Result<()> {
     use AliasCommand::*;
     let (Set { remote, .. }
     | Get { remote, .. }

@@ -17,8 +17,7 @@ use crate::api::http::router;
 use crate::api::http::AdminAccess;
 use crate::api::AppState;
 use crate::inference_table::{InferenceTable, TableOptions};
-use crate::registry::local::LocalRegistry;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryConfig};
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, StoreOptions};
@@ -32,7 +31,9 @@ pub struct ServeOptions {
     pub config: Option<PathBuf>,
     /// What `POST /invocations` serves [default: the only endpoint or model].
     pub default_endpoint: Option<String>,
-    pub registry: PathBuf,
+    pub registry: RegistryConfig,
+    /// Serve only these models [default: every model of the registry].
+    pub watch: Option<Vec<String>>,
     pub inference_threads: usize,
     pub queue_depth: usize,
     pub max_request_bytes: usize,
@@ -61,13 +62,14 @@ const SHADOW_QUEUE: usize = 64;
 impl ServeOptions {
     /// The defaults of `podium serve` for `registry`: REST on 127.0.0.1:8000,
     /// gRPC on 127.0.0.1:8001, one inference thread per core.
-    pub fn new(registry: impl Into<PathBuf>) -> ServeOptions {
+    pub fn new(registry: impl Into<RegistryConfig>) -> ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
             config: None,
             default_endpoint: None,
             registry: registry.into(),
+            watch: None,
             inference_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -98,24 +100,38 @@ pub async fn serve(
     let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
     tracing::info!("ONNX Runtime loaded from {}", lib.display());
 
-    let registry = LocalRegistry::new(&opts.registry);
-    if registry.models()?.is_empty() {
-        tracing::warn!(
-            "registry {} has no models; register one with `podium models register NAME FILE.onnx`",
-            opts.registry.display()
-        );
+    let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
+    tracing::info!("registry: {} {}", registry.kind(), registry.location());
+    if opts.registry.is_mlflow() {
+        // The artifact cache, and the alias history's default place.
+        let dir = opts.registry.state_dir();
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the cache directory {} (--cache-dir)",
+                dir.display()
+            )
+        })?;
     }
-    let registry: Arc<dyn Registry> = Arc::new(registry);
+    // The registry may be across the network: read it on a blocking thread.
+    {
+        let registry = Arc::clone(&registry);
+        tokio::task::spawn_blocking(move || warn_if_empty(registry.as_ref())).await?;
+    }
     let routes = match &opts.config {
         None => RouteTable::default(),
         Some(path) => {
-            let known = |model: &str| {
-                registry
-                    .aliases(model)
-                    .ok()
-                    .map(|a| a.into_keys().collect())
-            };
-            let endpoints = crate::config::load(path, &known).map_err(|e| anyhow!(e))?;
+            let (registry, path) = (Arc::clone(&registry), path.clone());
+            let endpoints = tokio::task::spawn_blocking(move || {
+                let known = |model: &str| {
+                    registry
+                        .aliases(model)
+                        .ok()
+                        .map(|a| a.into_keys().collect())
+                };
+                crate::config::load(&path, &known)
+            })
+            .await?
+            .map_err(|e| anyhow!(e))?;
             for e in &endpoints {
                 let arms: Vec<String> = e
                     .arms
@@ -127,11 +143,18 @@ pub async fn serve(
             RouteTable::new(endpoints)
         }
     };
-    if let Some(name) = &opts.default_endpoint {
-        if !routes.endpoints.contains_key(name) && registry.aliases(name).is_err() {
-            tracing::warn!(
-                "--default-endpoint {name} is neither a configured endpoint nor a registered model; /invocations will answer 404 until it is"
-            );
+    if let Some(name) = opts.default_endpoint.clone() {
+        if !routes.endpoints.contains_key(&name) {
+            let registry = Arc::clone(&registry);
+            let (name, known) = tokio::task::spawn_blocking(move || {
+                (name.clone(), registry.aliases(&name).is_ok())
+            })
+            .await?;
+            if !known {
+                tracing::warn!(
+                    "--default-endpoint {name} is neither a configured endpoint nor a registered model; /invocations will answer 404 until it is"
+                );
+            }
         }
     }
     let pool = InferencePool::start(opts.inference_threads, opts.queue_depth)
@@ -151,18 +174,23 @@ pub async fn serve(
     let history = History::new(
         opts.history_file
             .clone()
-            .unwrap_or_else(|| opts.registry.join(".podium-history.jsonl")),
+            .unwrap_or_else(|| opts.registry.state_dir().join(".podium-history.jsonl")),
     );
     tracing::info!("alias history: {}", history.path().display());
     let store_options = StoreOptions {
         workers: pool.workers() + shadow_pool.as_ref().map_or(0, |p| p.workers()),
         keep_previous: opts.keep_previous,
         memory_limit: opts.memory_limit,
+        watch: opts.watch.clone(),
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
     {
+        // A registry that cannot be read yet (MLflow starting or down) is
+        // not fatal: the server starts unready and the poll keeps trying.
         let models = Arc::clone(&models);
-        tokio::task::spawn_blocking(move || models.refresh()).await??;
+        if let Err(e) = tokio::task::spawn_blocking(move || models.refresh()).await? {
+            tracing::error!("cannot read the registry: {e}; not ready until it can be read");
+        }
     }
     if let Err(reasons) = models.readiness() {
         tracing::warn!("not ready: {}", reasons.join("; "));
@@ -278,6 +306,23 @@ pub async fn serve(
     Ok(())
 }
 
+/// Says so when the registry has no models, with how to register one.
+fn warn_if_empty(registry: &dyn Registry) {
+    match registry.models() {
+        Ok(models) if models.is_empty() => tracing::warn!(
+            "registry {} has no models; {}",
+            registry.location(),
+            if registry.kind() == "mlflow" {
+                "register one with mlflow.onnx.log_model(..., registered_model_name=NAME)"
+            } else {
+                "register one with `podium models register NAME FILE.onnx`"
+            }
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the registry yet: {e}"),
+    }
+}
+
 /// Re-reads the registry every `interval` so new versions and alias moves
 /// are served without a restart.
 async fn follow_registry(models: Arc<ModelStore>, interval: Duration) {
@@ -289,9 +334,8 @@ async fn follow_registry(models: Arc<ModelStore>, interval: Duration) {
         let models = Arc::clone(&models);
         match tokio::task::spawn_blocking(move || models.refresh()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!("registry refresh failed (still serving the previous view): {e}")
-            }
+            // Logged (once per outage) and reported by the store.
+            Ok(Err(e)) => tracing::debug!("registry refresh failed: {e}"),
             Err(e) => tracing::error!("registry refresh task failed: {e}"),
         }
     }

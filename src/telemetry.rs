@@ -52,6 +52,16 @@ pub fn render(store: &ModelStore) -> String {
         }
     }
     metrics::gauge!("podium_model_memory_estimate_bytes").set(status.memory_estimate_bytes as f64);
+    // 1 while the last read of the registry worked; 0 while degraded (what is
+    // loaded keeps serving) or not read yet.
+    let registry = &status.registry;
+    metrics::gauge!("podium_registry_up", "kind" => registry.kind).set(if registry.state == "ok" {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("podium_registry_consecutive_failures", "kind" => registry.kind)
+        .set(registry.consecutive_failures as f64);
     handle.run_upkeep();
     handle.render()
 }

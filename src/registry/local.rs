@@ -76,6 +76,14 @@ impl LocalRegistry {
 }
 
 impl Registry for LocalRegistry {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
     fn models(&self) -> Result<Vec<String>, Error> {
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,

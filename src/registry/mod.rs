@@ -2,9 +2,11 @@
 //!
 //! The registry is the source of truth for what Podium serves; the CLI writes
 //! to it and the server reads it. [`local::LocalRegistry`] is the embedded
-//! default (a directory); an MLflow Model Registry is the external one.
+//! default (a directory); [`mlflow::MlflowRegistry`] is an MLflow Model
+//! Registry over its REST API.
 
 pub mod local;
+pub mod mlflow;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,25 @@ pub const DEFAULT_ALIAS: &str = "champion";
 /// The reserved name that always means the highest registered version.
 pub const LATEST: &str = "latest";
 
+/// What the registry says about one model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub versions: Vec<u64>,
+    pub aliases: BTreeMap<String, u64>,
+}
+
+/// One read of the registry: each model with what it says about it, or why
+/// that one model could not be read.
+pub type Snapshot = Vec<(String, Result<ModelInfo, Error>)>;
+
 /// A model registry. Implementations are cheap to share across threads.
+///
+/// Every method may block (files, network): call them off the async workers.
 pub trait Registry: Send + Sync {
+    /// What kind of registry this is, for logs, status and metrics: `local`, `mlflow`.
+    fn kind(&self) -> &'static str;
+    /// Where it is: a directory or a URL (never with credentials).
+    fn location(&self) -> String;
     /// Names of all registered models, sorted.
     fn models(&self) -> Result<Vec<String>, Error>;
     /// Registered versions of `model`, ascending.
@@ -34,6 +53,71 @@ pub trait Registry: Send + Sync {
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;
     /// Removes `alias`; an error if it does not exist.
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error>;
+
+    /// Versions and aliases of `only` these models, or of every registered
+    /// model, in as few calls as the registry allows. The outer error means
+    /// the registry could not be read at all.
+    fn snapshot(&self, only: Option<&[String]>) -> Result<Snapshot, Error> {
+        let names = match only {
+            Some(names) => names.to_vec(),
+            None => self.models()?,
+        };
+        Ok(names
+            .into_iter()
+            .map(|model| {
+                let info = self.versions(&model).and_then(|versions| {
+                    self.aliases(&model)
+                        .map(|aliases| ModelInfo { versions, aliases })
+                });
+                (model, info)
+            })
+            .collect())
+    }
+}
+
+/// Which registry to open, as named on the command line.
+#[derive(Debug, Clone)]
+pub enum RegistryConfig {
+    /// A directory ([`local::LocalRegistry`]).
+    Local(PathBuf),
+    /// An MLflow tracking server ([`mlflow::MlflowRegistry`]).
+    Mlflow(mlflow::MlflowOptions),
+}
+
+impl RegistryConfig {
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Registry>, Error> {
+        Ok(match self {
+            RegistryConfig::Local(root) => std::sync::Arc::new(local::LocalRegistry::new(root)),
+            RegistryConfig::Mlflow(options) => {
+                std::sync::Arc::new(mlflow::MlflowRegistry::new(options.clone())?)
+            }
+        })
+    }
+
+    /// A folder of Podium's own next to this registry (the alias history's
+    /// default): the directory itself, or the MLflow artifact cache.
+    pub fn state_dir(&self) -> &Path {
+        match self {
+            RegistryConfig::Local(root) => root,
+            RegistryConfig::Mlflow(options) => &options.cache_dir,
+        }
+    }
+
+    pub fn is_mlflow(&self) -> bool {
+        matches!(self, RegistryConfig::Mlflow(_))
+    }
+}
+
+impl From<PathBuf> for RegistryConfig {
+    fn from(root: PathBuf) -> Self {
+        RegistryConfig::Local(root)
+    }
+}
+
+impl From<&Path> for RegistryConfig {
+    fn from(root: &Path) -> Self {
+        RegistryConfig::Local(root.to_path_buf())
+    }
 }
 
 /// How a request names a version: a number, an alias, or nothing (the default alias).

@@ -40,13 +40,37 @@ pub struct StoreOptions {
     /// Refuse to load a version whose estimated memory would exceed this,
     /// next to what is loaded (bytes).
     pub memory_limit: Option<u64>,
+    /// Serve only these models; None: every model of the registry.
+    pub watch: Option<Vec<String>>,
 }
 
-/// What the registry says about one model.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModelInfo {
-    pub versions: Vec<u64>,
-    pub aliases: BTreeMap<String, u64>,
+pub use crate::registry::ModelInfo;
+
+/// Whether the registry could be read at the last reconcile. Podium keeps
+/// serving what it has while the registry is degraded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegistryStatus {
+    /// `local` or `mlflow`.
+    pub kind: &'static str,
+    /// The directory or URL.
+    pub location: String,
+    /// `ok`, `degraded` (could not be read; serving what it had), or
+    /// `unknown` (not read yet).
+    pub state: &'static str,
+    /// Why it is degraded.
+    pub error: Option<String>,
+    pub degraded_since_unix_ms: Option<u64>,
+    pub last_ok_unix_ms: Option<u64>,
+    /// Reads that failed in a row.
+    pub consecutive_failures: u64,
+}
+
+#[derive(Default)]
+struct RegistryHealth {
+    error: Option<String>,
+    degraded_since: Option<SystemTime>,
+    last_ok: Option<SystemTime>,
+    consecutive_failures: u64,
 }
 
 /// What requests see; replaced whole, never mutated.
@@ -62,9 +86,14 @@ struct ModelView {
     slots: BTreeMap<String, Arc<LoadedModel>>,
     /// Aliases with nothing serving, and why.
     errors: BTreeMap<String, String>,
+    /// Aliases whose version the registry could not hand over (MLflow
+    /// unreachable): retried each poll; not held against readiness once ready.
+    fetch_pending: HashSet<String>,
     /// Why the registry entry of this model could not be read (it keeps
     /// serving what it served before).
     registry_error: Option<String>,
+    /// The registry could not be reached for it (rather than refusing it).
+    registry_unreachable: bool,
 }
 
 impl ModelView {
@@ -73,10 +102,16 @@ impl ModelView {
             info,
             slots: BTreeMap::new(),
             errors: BTreeMap::new(),
+            fetch_pending: HashSet::new(),
             registry_error: None,
+            registry_unreachable: false,
         }
     }
 }
+
+/// Why a slot did not follow its alias: what it keeps serving (if
+/// anything), why, and whether only an unreachable registry stood in the way.
+type NotFollowed = (Option<Arc<LoadedModel>>, String, bool);
 
 /// Control-plane memory of one slot.
 #[derive(Default)]
@@ -142,6 +177,7 @@ pub struct StoreStatus {
     pub draining: Vec<ResidentStatus>,
     pub memory_estimate_bytes: u64,
     pub memory_limit_bytes: Option<u64>,
+    pub registry: RegistryStatus,
 }
 
 /// The slots, the loaded versions, and the reconciler that keeps them in
@@ -167,6 +203,10 @@ pub struct ModelStore {
     /// Serialises loads so one version is never loaded twice at once.
     loading: Mutex<()>,
     refreshed_once: AtomicBool,
+    /// Reported ready once: from then on an unreachable registry alone
+    /// never makes it unready.
+    ever_ready: AtomicBool,
+    registry_health: Mutex<RegistryHealth>,
 }
 
 impl ModelStore {
@@ -186,6 +226,8 @@ impl ModelStore {
             reconciling: Mutex::new(()),
             loading: Mutex::new(()),
             refreshed_once: AtomicBool::new(false),
+            ever_ready: AtomicBool::new(false),
+            registry_health: Mutex::new(RegistryHealth::default()),
         }
     }
 
@@ -289,19 +331,28 @@ impl ModelStore {
 
     /// Ready when the registry has been read and every alias has a version
     /// serving; otherwise the reasons it is not. A failed swap keeps the old
-    /// version serving, so it never makes a ready server unready.
+    /// version serving, so it never makes a ready server unready; nor does a
+    /// registry that cannot be reached (what is loaded keeps serving).
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         if !self.refreshed_once.load(Ordering::Acquire) {
-            return Err(vec!["the registry has not been read yet".into()]);
+            let why = match &lock(&self.registry_health).error {
+                Some(e) => format!("the registry has not been read yet: {e}"),
+                None => "the registry has not been read yet".into(),
+            };
+            return Err(vec![why]);
         }
         let view = self.view.load();
+        let was_ready = self.ever_ready.load(Ordering::Acquire);
         let mut reasons = Vec::new();
         for (model, mv) in &view.models {
             if let (Some(e), true) = (&mv.registry_error, mv.slots.is_empty()) {
-                reasons.push(format!("{model}: {e}"));
+                if !(was_ready && mv.registry_unreachable) {
+                    reasons.push(format!("{model}: {e}"));
+                }
             }
             for (alias, version) in &mv.info.aliases {
-                if !mv.slots.contains_key(alias) {
+                let pending = was_ready && mv.fetch_pending.contains(alias);
+                if !mv.slots.contains_key(alias) && !pending {
                     let why = mv
                         .errors
                         .get(alias)
@@ -312,6 +363,7 @@ impl ModelStore {
             }
         }
         if reasons.is_empty() {
+            self.ever_ready.store(true, Ordering::Release);
             Ok(())
         } else {
             Err(reasons)
@@ -325,6 +377,39 @@ impl ModelStore {
     pub fn refresh(&self) -> Result<(), Error> {
         let _one_at_a_time = lock(&self.reconciling);
         self.reconcile("registry")
+    }
+
+    /// Records the outcome of one read of the registry: a failure makes it
+    /// degraded (logged once when it starts, and when it ends), never unready.
+    fn record_registry_read(&self, failure: Option<&Error>) {
+        let mut health = lock(&self.registry_health);
+        let (kind, location) = (self.registry.kind(), self.registry.location());
+        match failure {
+            None => {
+                if let Some(since) = health.degraded_since.take() {
+                    let secs = since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                    tracing::warn!(
+                        "registry {kind} {location} is readable again after {secs:.1} s degraded"
+                    );
+                }
+                health.error = None;
+                health.consecutive_failures = 0;
+                health.last_ok = Some(SystemTime::now());
+            }
+            Some(e) => {
+                metrics::counter!("podium_registry_errors_total", "kind" => kind).increment(1);
+                if health.degraded_since.is_none() {
+                    health.degraded_since = Some(SystemTime::now());
+                    tracing::error!(
+                        "registry {kind} {location} degraded: {e}; still serving what is loaded, retrying every poll"
+                    );
+                } else if health.error.as_deref() != Some(&e.to_string()) {
+                    tracing::error!("registry {kind} {location} still degraded: {e}");
+                }
+                health.error = Some(e.to_string());
+                health.consecutive_failures += 1;
+            }
+        }
     }
 
     /// Points `alias` at `version` for an operator: the version is loaded,
@@ -460,26 +545,41 @@ impl ModelStore {
     /// One reconcile pass; the caller holds `reconciling`.
     fn reconcile(&self, by: &str) -> Result<(), Error> {
         let old = self.view.load_full();
+        let snapshot = match self.registry.snapshot(self.options.watch.as_deref()) {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                self.record_registry_read(Some(&e));
+                return Err(e);
+            }
+        };
+        // A registry that cannot be reached for one model is degraded; a
+        // model it does not know is the model's problem, shown on its slots.
+        let unreachable = snapshot.iter().find_map(|(_, info)| match info {
+            Err(e @ Error::Registry(_)) => Some(e),
+            _ => None,
+        });
+        self.record_registry_read(unreachable);
         let mut models = BTreeMap::new();
-        for model in self.registry.models()? {
+        for (model, read) in snapshot {
             let old_mv = old.models.get(&model);
-            let read = self.registry.versions(&model).and_then(|versions| {
-                self.registry
-                    .aliases(&model)
-                    .map(|aliases| ModelInfo { versions, aliases })
-            });
             let info = match read {
                 Ok(info) => info,
                 Err(e) => {
                     // One unreadable model must not stop the others from
                     // following the registry; it keeps serving what it did.
-                    tracing::error!(
-                        "registry: cannot read model {model}: {e}; it keeps serving what it served"
-                    );
+                    let said = old_mv.and_then(|m| m.registry_error.as_deref());
+                    let why = format!("cannot read the registry entry: {e}");
+                    // An outage is logged once, as the registry's; a model's own problem once per change.
+                    if !matches!(e, Error::Registry(_)) && said != Some(why.as_str()) {
+                        tracing::error!(
+                            "registry: cannot read model {model}: {e}; it keeps serving what it served"
+                        );
+                    }
                     let mut mv = old_mv
                         .cloned()
                         .unwrap_or_else(|| ModelView::new(ModelInfo::default()));
-                    mv.registry_error = Some(format!("cannot read the registry entry: {e}"));
+                    mv.registry_error = Some(why);
+                    mv.registry_unreachable = matches!(e, Error::Registry(_));
                     models.insert(model, mv);
                     continue;
                 }
@@ -491,10 +591,13 @@ impl ModelStore {
                     Ok(serving) => {
                         mv.slots.insert(alias.clone(), serving);
                     }
-                    Err((Some(kept), _)) => {
+                    Err((Some(kept), _, _)) => {
                         mv.slots.insert(alias.clone(), kept);
                     }
-                    Err((None, why)) => {
+                    Err((None, why, unreachable)) => {
+                        if unreachable {
+                            mv.fetch_pending.insert(alias.clone());
+                        }
                         mv.errors.insert(alias.clone(), why);
                     }
                 }
@@ -522,7 +625,8 @@ impl ModelStore {
     }
 
     /// Makes one slot serve `target`: returns what it serves now, or what it
-    /// keeps serving (if anything) and why it could not follow.
+    /// keeps serving (if anything), why it could not follow, and whether only
+    /// an unreachable registry stood in the way (tried again next poll).
     fn follow(
         &self,
         model: &str,
@@ -530,7 +634,7 @@ impl ModelStore {
         target: u64,
         current: Option<Arc<LoadedModel>>,
         by: &str,
-    ) -> Result<Arc<LoadedModel>, (Option<Arc<LoadedModel>>, String)> {
+    ) -> Result<Arc<LoadedModel>, NotFollowed> {
         let slot_key = (model.to_string(), alias.to_string());
         if let Some(c) = current.as_ref().filter(|c| c.version == target) {
             // The alias is back on what it serves: a refusal of another
@@ -549,7 +653,7 @@ impl ModelStore {
                 .get(&slot_key)
                 .filter(|s| s.failed_target == Some(target))
             {
-                return Err((current, state.last_error.clone().unwrap_or_default()));
+                return Err((current, state.last_error.clone().unwrap_or_default(), false));
             }
         }
         let from_version = current.as_ref().map(|c| c.version);
@@ -590,22 +694,30 @@ impl ModelStore {
                 Ok(new)
             }
             Err(e) => {
+                let still = from_version
+                    .map(|v| format!("; still serving version {v}"))
+                    .unwrap_or_default();
+                let mut states = lock(&self.slot_states);
+                let state = states.entry(slot_key).or_default();
+                if let Error::Registry(_) = e {
+                    // The registry could not hand over the artifact: not the
+                    // version's fault, so it is tried again at the next poll.
+                    let why = format!("version {target} could not be fetched: {e}{still}");
+                    if state.last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("{model}@{alias}: {why}; retrying at the next poll");
+                    }
+                    state.last_error = Some(why.clone());
+                    return Err((current, why, true));
+                }
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
-                let why = format!(
-                    "version {target} was refused: {e}{}",
-                    from_version
-                        .map(|v| format!("; still serving version {v}"))
-                        .unwrap_or_default()
-                );
+                let why = format!("version {target} was refused: {e}{still}");
                 tracing::error!("{model}@{alias}: {why}");
                 event.result = "failed".into();
                 event.error = Some(e.to_string());
                 self.history.record(&event);
-                let mut states = lock(&self.slot_states);
-                let state = states.entry(slot_key).or_default();
                 state.failed_target = Some(target);
                 state.last_error = Some(why.clone());
-                Err((current, why))
+                Err((current, why, false))
             }
         }
     }
@@ -786,6 +898,28 @@ impl ModelStore {
             slots,
             resident,
             memory_limit_bytes: self.options.memory_limit,
+            registry: self.registry_status(),
+        }
+    }
+
+    /// The registry part of `GET /admin/status`.
+    pub fn registry_status(&self) -> RegistryStatus {
+        let health = lock(&self.registry_health);
+        let state = if health.error.is_some() {
+            "degraded"
+        } else if health.last_ok.is_some() {
+            "ok"
+        } else {
+            "unknown"
+        };
+        RegistryStatus {
+            kind: self.registry.kind(),
+            location: self.registry.location(),
+            state,
+            error: health.error.clone(),
+            degraded_since_unix_ms: health.degraded_since.map(unix_ms),
+            last_ok_unix_ms: health.last_ok.map(unix_ms),
+            consecutive_failures: health.consecutive_failures,
         }
     }
 }
@@ -826,4 +960,115 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::local::LocalRegistry;
+    use std::path::{Path, PathBuf};
+
+    /// A directory registry whose artifacts can be made unreachable, as
+    /// when MLflow is down in the middle of a poll.
+    struct Flaky {
+        inner: LocalRegistry,
+        down: AtomicBool,
+    }
+
+    impl Registry for Flaky {
+        fn kind(&self) -> &'static str {
+            "flaky"
+        }
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn models(&self) -> Result<Vec<String>, Error> {
+            self.inner.models()
+        }
+        fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+            self.inner.versions(model)
+        }
+        fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
+            self.inner.aliases(model)
+        }
+        fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(Error::Registry("cannot connect to MLflow".into()));
+            }
+            self.inner.artifact(model, version)
+        }
+        fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
+            self.inner.register(model, file)
+        }
+        fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
+            self.inner.set_alias(model, alias, version)
+        }
+        fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
+            self.inner.delete_alias(model, alias)
+        }
+    }
+
+    fn fraud(version: u64) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/fraud/v{version}.onnx"))
+    }
+
+    #[test]
+    fn an_unreachable_registry_never_makes_a_ready_server_unready() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(true),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        );
+
+        // Never ready yet: an artifact that cannot be fetched is a reason.
+        store.refresh().unwrap();
+        let reasons = store.readiness().unwrap_err().join("; ");
+        assert!(
+            reasons.contains("could not be fetched: cannot connect to MLflow"),
+            "{reasons}"
+        );
+        // ...and it is tried again at the next poll, not refused for good.
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+
+        // Once ready, a new alias whose artifact cannot be fetched leaves it ready.
+        registry.down.store(true, Ordering::SeqCst);
+        local.set_alias("fraud", "canary", 2).unwrap();
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+        let status = store.status();
+        let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
+        assert_eq!(canary.serving_version, None);
+        assert!(
+            canary
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("cannot connect to MLflow"),
+            "{canary:?}"
+        );
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let status = store.status();
+        let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
+        assert_eq!(canary.serving_version, Some(2));
+        assert_eq!(canary.last_error, None);
+    }
 }

@@ -51,7 +51,7 @@ pub fn code(e: &Error) -> tonic::Code {
         Error::InvalidInput(_) | Error::Unsupported(_) => Code::InvalidArgument,
         Error::NotFound(_) => Code::NotFound,
         Error::PayloadTooLarge(_) | Error::Overloaded(_) => Code::ResourceExhausted,
-        Error::Unavailable(_) => Code::Unavailable,
+        Error::Unavailable(_) | Error::Registry(_) => Code::Unavailable,
         Error::Refused(_) => Code::FailedPrecondition,
         Error::Internal(_) => Code::Internal,
     }

@@ -59,6 +59,7 @@ impl From<Error> for MlflowError {
             Error::Overloaded(_) | Error::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "TEMPORARILY_UNAVAILABLE")
             }
+            Error::Registry(_) => (StatusCode::BAD_GATEWAY, "TEMPORARILY_UNAVAILABLE"),
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
         };
         let overloaded = matches!(e, Error::Overloaded(_));
