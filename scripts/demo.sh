@@ -2,7 +2,8 @@
 # Serves the bundled demo models on http://127.0.0.1:8000 (Ctrl-C stops it):
 #   fraud@champion (v1, logistic regression), fraud@challenger (v2, gradient
 #   boosting), mlp@champion (v1), and the endpoint fraud-ab splitting fraud
-#   90/10 between them (models/demo-endpoints.toml). Sets up ONNX Runtime and builds Podium in
+#   90/10 between them (models/demo-endpoints.toml), writing every call to
+#   the inference table in ./tables. Sets up ONNX Runtime and builds Podium in
 #   release mode first; creates the registry in ./registry on the first run
 #   and reuses it afterwards. Extra arguments go to `podium serve`.
 set -euo pipefail
@@ -23,4 +24,5 @@ if [ ! -d "$PODIUM_REGISTRY/fraud" ]; then
   "$podium" alias set mlp champion 1
 fi
 "$podium" models list
-exec "$podium" serve --config "${PODIUM_CONFIG:-models/demo-endpoints.toml}" "$@"
+exec "$podium" serve --config "${PODIUM_CONFIG:-models/demo-endpoints.toml}" \
+  --table-dir "${PODIUM_TABLE_DIR:-tables}" --table-roll-secs 10 "$@"

@@ -108,7 +108,21 @@ pub async fn version() -> String {
 pub async fn invocations(state: S, headers: HeaderMap, body: Body) -> Response {
     match default_endpoint(&state.0) {
         Ok(name) => invoke(state, name, headers, body).await,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            // Still one row, under the `_unknown` endpoint.
+            let request_id = new_request_id();
+            let mut entry = state.table_entry(&request_id, "", Protocol::Invocations);
+            if let Some(entry) = entry.as_mut() {
+                entry.client_request_id(header_text(&headers, CLIENT_REQUEST_ID));
+                entry.error_body(e.body().to_string());
+            }
+            state.submit(entry, e.status.as_u16(), Some(e.message.clone()));
+            let mut response = e.into_response();
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID, v);
+            }
+            response
+        }
     }
 }
 
