@@ -306,7 +306,7 @@ pub async fn load_inputs(plan: &Plan) -> Result<Vec<Tensor>> {
 pub async fn metadata(plan: &Plan) -> Result<Value> {
     let t = &plan.run.target;
     if t.model.is_empty() {
-        bail!("no --model to ask for metadata");
+        bail!("there is no --model whose metadata could describe the input; name one with --model or give the input with --input FILE");
     }
     let version_path = t
         .version
@@ -344,7 +344,12 @@ pub async fn metadata(plan: &Plan) -> Result<Value> {
     let path = format!("{}/v2/models/{}{version_path}", address.prefix, t.model);
     let stream = tokio::net::TcpStream::connect(address.addr)
         .await
-        .with_context(|| format!("cannot connect to {}", address.authority))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to {} (is the server running there?)",
+                address.authority
+            )
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
