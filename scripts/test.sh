@@ -19,7 +19,7 @@ if ! cmp -s tests/python/requirements.txt "$stamp" 2>/dev/null; then
 fi
 
 echo "test.sh: cargo test" >&2
-cargo test "$@"
+cargo test --workspace "$@"
 
 echo "test.sh: Python client tests (tritonclient)" >&2
 PODIUM_BIN="$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/podium" \

@@ -22,8 +22,31 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .install_recorder()
                 .map_err(|e| tracing::warn!("metrics disabled: {e}"))
                 .ok()
+                .inspect(|handle| spawn_upkeep(handle.clone()))
         })
         .as_ref()
+}
+
+/// How often histogram samples are folded into their summaries when
+/// nobody scrapes `/metrics`.
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// The exporter keeps every histogram sample until an upkeep (or a scrape)
+/// folds it in: without this thread, a server that is never scraped grows
+/// by ~40 bytes per request (found with podium-loadtest: +2 MiB per 50,000
+/// requests, flat once upkeep runs).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("podium-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            "metrics upkeep thread not started ({e}); histograms grow until /metrics is scraped"
+        );
+    }
 }
 
 /// The Prometheus text for a scrape.

@@ -1,85 +1,111 @@
 //! Alias flips under load: 32 clients keep calling fraud's `champion` while
-//! it is moved between v2 and v1 100 times; no request may fail and every
-//! answer must carry the values of the version it names. See `drill/mod.rs`
-//! for what is checked and how a flip is made and waited for.
+//! it is moved between v2 and v1 100 times through the admin API; no request
+//! may fail and no answer may be inconsistent. This is the load generator's
+//! flip drill (`podium-loadtest --flip`, `loadtest/src/flip.rs` says what is
+//! checked), driven in-process against the real `podium serve`; `loadtest/
+//! bench.sh` runs the same drill on the release build for BENCHMARKS.md.
 
 mod common;
-mod drill;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use podium_loadtest::flip::FlipConfig;
+use podium_loadtest::input::Tensor;
+use podium_loadtest::protocol::{Protocol, Target};
+use podium_loadtest::run::{run, RunConfig};
+use podium_loadtest::schedule::Pacing;
 
 use common::Server;
 
 const CLIENTS: usize = 32;
 const FLIPS: usize = 100;
-/// Answers checked against the version in force after each flip before the
-/// next flip starts (see `drill::flip`): one per client.
-const SETTLE: u64 = CLIENTS as u64;
+
+/// Extra `podium serve` flags from `FLIP_DRILL_SERVE_ARGS` (split on
+/// whitespace), e.g. `--keep-previous 0` to make every flip load a version.
+fn extra_serve_args() -> Vec<String> {
+    std::env::var("FLIP_DRILL_SERVE_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_flips_under_load_fail_no_request() {
-    let began = Instant::now();
-    let extra = drill::extra_serve_args();
+    let extra = extra_serve_args();
     if !extra.is_empty() {
         println!("extra serve flags (FLIP_DRILL_SERVE_ARGS): {extra:?}");
     }
     let s = Server::demo(&extra.iter().map(String::as_str).collect::<Vec<_>>());
-    let startup = began.elapsed();
-    let client = drill::client();
-    let via = drill::choose_via(&client, &s.base).await;
-
-    // Bounds: flips get until 45 s after the test began; no client loop
-    // runs past 50 s, whatever happens.
-    let flip_deadline = began + Duration::from_secs(45);
-    let hard_deadline = began + Duration::from_secs(50);
-    let load = drill::Load::start(&client, &s.base, CLIENTS, hard_deadline);
-    let plan = drill::Plan {
-        via,
-        flips: FLIPS,
-        settle: SETTLE,
-        pace: Duration::ZERO,
-        deadline: flip_deadline,
+    let inputs = vec![Tensor {
+        name: "input".into(),
+        datatype: "FP32".into(),
+        shape: vec![1, 30],
+        raw: common::FRAUD_ROW
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect(),
+    }];
+    let every = Duration::from_millis(30);
+    let cfg = RunConfig {
+        target: Target {
+            url: s.base.clone(),
+            protocol: Protocol::RestJson,
+            model: "fraud".into(),
+            version: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            inspect_body: true,
+        },
+        concurrency: CLIENTS,
+        pacing: Pacing::Closed,
+        // The flips take FLIPS × every; the load runs one interval longer
+        // so the last flip's version is checked too. Bounded by count as well.
+        duration: Some(every * (FLIPS as u32 + 1)),
+        requests: Some(5_000_000),
+        warmup: Duration::from_millis(300),
+        grpc_connections: 1,
+        flip: Some(FlipConfig {
+            admin_url: s.base.clone(),
+            model: "fraud".into(),
+            alias: "champion".into(),
+            versions: vec![1, 2],
+            every,
+            token: None,
+            max_flips: Some(FLIPS),
+        }),
+        progress: false,
     };
-    let flips = drill::flip(&load, &client, &s.base, &s.registry, &plan).await;
-    let stats = load.finish().await;
+    let r = run(&cfg, &inputs).await.expect("the drill runs");
+    print!("{}", podium_loadtest::report::summary(&r));
 
-    println!("server start {:.1?}", startup);
-    println!("{}", flips.summary());
-    if let Some(answer) = &flips.first_admin_answer {
-        println!("admin API answer to the first flip: {answer}");
-    }
-    println!(
-        "{CLIENTS} clients: {} requests in {:.1} s ({:.0}/s), served v1 {} v2 {}, latency p50 {} µs p99 {} µs max {} µs; {} answers checked against the version in force",
-        stats.requests,
-        stats.wall.as_secs_f64(),
-        stats.rate(),
-        stats.served[1],
-        stats.served[2],
-        stats.percentile_us(0.5),
-        stats.percentile_us(0.99),
-        stats.percentile_us(1.0),
-        stats.strict,
+    let flips = r.flip.as_ref().expect("the flipper's report");
+    let problems = format!(
+        "errors {:?} e.g. {:?}; inconsistent {:?} e.g. {:?}; flips e.g. {:?}",
+        r.measured.error_map(),
+        r.measured.error_examples,
+        r.checks.inconsistent,
+        r.checks.examples,
+        flips.failure_examples
     );
-    println!("{}", stats.problems());
-    println!("whole test {:.1?}", began.elapsed());
-
-    assert_eq!(stats.failures, 0, "{}", stats.problems());
-    assert_eq!(stats.inconsistent, 0, "{}", stats.problems());
-    assert_eq!(stats.stale, 0, "{}", stats.problems());
+    assert_eq!(r.measured.error_count(), 0, "{problems}");
+    assert_eq!(r.warmup.error_count(), 0, "{problems}");
+    assert_eq!(r.checks.inconsistent_total(), 0, "{problems}");
+    assert_eq!(flips.failed_flips, 0, "{problems}");
+    assert_eq!(flips.flips, FLIPS, "{problems}");
+    // The version in force was checked after flips both ways, and both
+    // versions answered many requests.
     assert!(
-        flips.error.is_none() && flips.done == FLIPS,
-        "flips: {}\n{}\nclients: {}",
-        flips.error.as_deref().unwrap_or("-"),
-        flips.summary(),
-        stats.problems()
+        r.checks.checked >= 100,
+        "only {} answers checked",
+        r.checks.checked
     );
-    // After each flip the drill waited for SETTLE answers from the new
-    // version, so each version answered in 50 separate intervals; over the
-    // whole drill both must have answered many requests.
+    let (v1, v2) = (
+        r.measured.answers_of_version("1"),
+        r.measured.answers_of_version("2"),
+    );
     assert!(
-        stats.served[1] >= 200 && stats.served[2] >= 200,
-        "served v1 {} times and v2 {} times; wanted at least 200 each",
-        stats.served[1],
-        stats.served[2]
+        v1 >= 200 && v2 >= 200,
+        "served v1 {v1} times and v2 {v2} times; wanted at least 200 each"
     );
 }

@@ -1,0 +1,643 @@
+//! The four ways to call a model: OIP REST with a JSON body, OIP REST with
+//! Triton's binary tensor extension, OIP gRPC `ModelInfer`, and MLflow's
+//! `/invocations`. The request is encoded once per run ([`Prepared`]); each
+//! worker owns one connection ([`Conn`]) and reuses it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::input::Tensor;
+use crate::outcome::{self, Answer, ErrorClass, Outcome};
+use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::proto::model_infer_request::InferInputTensor;
+use crate::proto::ModelInferRequest;
+
+/// How requests are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// OIP REST, JSON body in and out.
+    RestJson,
+    /// OIP REST with Triton's binary tensor extension both ways.
+    RestBinary,
+    /// OIP gRPC `ModelInfer`, raw input and output contents.
+    Grpc,
+    /// MLflow scoring: `POST /serving-endpoints/{model}/invocations` (or
+    /// `/invocations` with `--model ''`), body `{"inputs": {...}}`.
+    Mlflow,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::RestJson => "rest-json",
+            Protocol::RestBinary => "rest-binary",
+            Protocol::Grpc => "grpc",
+            Protocol::Mlflow => "mlflow",
+        }
+    }
+}
+
+/// A `http://host:port` address, resolved.
+#[derive(Clone, Debug)]
+pub struct Address {
+    /// `host:port`, for the Host header.
+    pub authority: String,
+    /// Any path prefix after the authority, without the trailing slash.
+    pub prefix: String,
+    pub addr: SocketAddr,
+}
+
+/// Parses and resolves `http://host:port[/prefix]`.
+pub async fn resolve(url: &str) -> Result<Address> {
+    let rest = match url.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some(("https", _)) => bail!(
+            "{url}: TLS is not supported; point the load generator at the server's plain-HTTP listener"
+        ),
+        Some((scheme, _)) => bail!("{url}: scheme {scheme:?} is not supported; use http://HOST:PORT"),
+        None => bail!("{url} has no scheme; write it as http://HOST:PORT"),
+    };
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        bail!("{url} has no host; write it as http://HOST:PORT");
+    }
+    let with_port = if authority
+        .rsplit(':')
+        .next()
+        .is_some_and(|p| p.parse::<u16>().is_ok())
+        && !authority.ends_with(']')
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = tokio::net::lookup_host(&with_port)
+        .await
+        .with_context(|| format!("cannot resolve {authority} (from {url})"))?
+        .next()
+        .ok_or_else(|| anyhow!("{authority} (from {url}) resolves to no address"))?;
+    Ok(Address {
+        authority: authority.to_string(),
+        prefix: prefix.to_string(),
+        addr,
+    })
+}
+
+/// Where and how to send, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// `http://host:port`: the REST listener, or the gRPC one for `grpc`.
+    pub url: String,
+    pub protocol: Protocol,
+    /// The model or endpoint name (empty for MLflow's bare `/invocations`).
+    pub model: String,
+    /// Send to this version (`/versions/{v}`, gRPC `model_version`).
+    pub version: Option<String>,
+    /// Extra headers (gRPC metadata); `{n}` in a value becomes the request's number.
+    pub headers: Vec<(String, String)>,
+    /// Per request; past it the request counts as a timeout.
+    pub timeout: Duration,
+    /// Read each answer's body for its version and a hash of its outputs
+    /// (the flip drill needs this; otherwise only headers are read).
+    pub inspect_body: bool,
+}
+
+/// A header whose value may name the request's number.
+#[derive(Clone, Debug)]
+enum ExtraHeader {
+    Fixed(HeaderName, HeaderValue),
+    Numbered(HeaderName, String),
+}
+
+/// The request of a run, encoded once.
+pub struct Prepared {
+    pub protocol: Protocol,
+    pub address: Address,
+    pub grpc_url: String,
+    path: String,
+    body: Bytes,
+    content_type: &'static str,
+    header_length: Option<usize>,
+    headers: Vec<ExtraHeader>,
+    grpc_request: ModelInferRequest,
+    timeout: Duration,
+    inspect_body: bool,
+}
+
+/// The OIP REST JSON request body.
+pub fn json_body(inputs: &[Tensor]) -> Result<Vec<u8>> {
+    let inputs: Vec<Value> = inputs
+        .iter()
+        .map(|t| {
+            Ok(json!({"name": t.name, "shape": t.shape, "datatype": t.datatype, "data": t.json_data()?}))
+        })
+        .collect::<Result<_>>()?;
+    Ok(serde_json::to_vec(&json!({ "inputs": inputs }))?)
+}
+
+/// The binary-extension body and its JSON header's length: all inputs raw,
+/// all outputs asked for raw.
+pub fn binary_body(inputs: &[Tensor]) -> Result<(Vec<u8>, usize)> {
+    let header: Vec<Value> = inputs
+        .iter()
+        .map(|t| {
+            json!({"name": t.name, "shape": t.shape, "datatype": t.datatype,
+                   "parameters": {"binary_data_size": t.raw.len()}})
+        })
+        .collect();
+    let mut body =
+        serde_json::to_vec(&json!({"inputs": header, "parameters": {"binary_data_output": true}}))?;
+    let header_length = body.len();
+    for t in inputs {
+        body.extend_from_slice(&t.raw);
+    }
+    Ok((body, header_length))
+}
+
+/// The MLflow body: `{"inputs": {name: nested data}}`.
+pub fn mlflow_body(inputs: &[Tensor]) -> Result<Vec<u8>> {
+    let mut map = serde_json::Map::new();
+    for t in inputs {
+        map.insert(t.name.clone(), t.json_nested()?);
+    }
+    Ok(serde_json::to_vec(&json!({ "inputs": map }))?)
+}
+
+impl Prepared {
+    pub async fn new(target: &Target, inputs: &[Tensor]) -> Result<Prepared> {
+        let address = resolve(&target.url).await?;
+        let model = &target.model;
+        if model.is_empty() && target.protocol != Protocol::Mlflow {
+            bail!("--model is empty; name the model or endpoint to call");
+        }
+        let version_path = match &target.version {
+            Some(v) => format!("/versions/{v}"),
+            None => String::new(),
+        };
+        let infer_path = format!("{}/v2/models/{model}{version_path}/infer", address.prefix);
+        let (path, body, content_type, header_length) = match target.protocol {
+            Protocol::RestJson => (infer_path, json_body(inputs)?, "application/json", None),
+            Protocol::RestBinary => {
+                let (body, n) = binary_body(inputs)?;
+                (infer_path, body, "application/octet-stream", Some(n))
+            }
+            Protocol::Mlflow => {
+                if target.version.is_some() {
+                    bail!("--model-version does not apply to MLflow's /invocations; leave it out");
+                }
+                let path = if model.is_empty() {
+                    format!("{}/invocations", address.prefix)
+                } else {
+                    format!("{}/serving-endpoints/{model}/invocations", address.prefix)
+                };
+                (path, mlflow_body(inputs)?, "application/json", None)
+            }
+            Protocol::Grpc => (String::new(), Vec::new(), "application/grpc", None),
+        };
+        let headers = target
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| anyhow!("--header {k:?}: not a valid header name"))?;
+                if v.contains("{n}") {
+                    Ok(ExtraHeader::Numbered(name, v.clone()))
+                } else {
+                    let value = HeaderValue::from_str(v)
+                        .map_err(|_| anyhow!("--header {k}: {v:?} is not a valid header value"))?;
+                    Ok(ExtraHeader::Fixed(name, value))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let grpc_request = ModelInferRequest {
+            model_name: model.clone(),
+            model_version: target.version.clone().unwrap_or_default(),
+            inputs: inputs
+                .iter()
+                .map(|t| InferInputTensor {
+                    name: t.name.clone(),
+                    datatype: t.datatype.clone(),
+                    shape: t.shape.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            raw_input_contents: inputs.iter().map(|t| t.raw.clone()).collect(),
+            parameters: Default::default(),
+            ..Default::default()
+        };
+        Ok(Prepared {
+            protocol: target.protocol,
+            grpc_url: format!("http://{}", address.authority),
+            address,
+            path,
+            body: Bytes::from(body),
+            content_type,
+            header_length,
+            headers,
+            grpc_request,
+            timeout: target.timeout,
+            inspect_body: target.inspect_body,
+        })
+    }
+
+    /// The URL requests go to, for the summary.
+    pub fn describe(&self) -> String {
+        match self.protocol {
+            Protocol::Grpc => format!(
+                "{} ModelInfer {}",
+                self.grpc_url, self.grpc_request.model_name
+            ),
+            _ => format!("http://{}{}", self.address.authority, self.path),
+        }
+    }
+
+    /// Request body size in bytes (REST and MLflow).
+    pub fn body_len(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// One worker's connection; reopened after it breaks.
+pub enum Conn {
+    Http(Option<SendRequest<Full<Bytes>>>),
+    Grpc(GrpcInferenceServiceClient<tonic::transport::Channel>),
+}
+
+/// Opens a gRPC channel (one HTTP/2 connection; clones share it).
+pub async fn grpc_channel(prepared: &Prepared) -> Result<tonic::transport::Channel> {
+    tonic::transport::Endpoint::from_shared(prepared.grpc_url.clone())
+        .map_err(|e| anyhow!("{}: {e}", prepared.grpc_url))?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to {} (gRPC): {}",
+                prepared.grpc_url,
+                chain(&e)
+            )
+        })
+}
+
+async fn http_connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, (ErrorClass, String)> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| (outcome::io_error(&e), format!("connect to {addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| {
+            (
+                outcome::send_error(&e),
+                format!("HTTP handshake with {addr}: {e}"),
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+impl Conn {
+    /// A connection for a REST or MLflow worker, opened now so that a
+    /// target that is not there fails the run at once.
+    pub async fn http(prepared: &Prepared) -> Result<Conn> {
+        let sender = http_connect(prepared.address.addr)
+            .await
+            .map_err(|(_, why)| {
+                anyhow!("cannot connect to {}: {why}", prepared.address.authority)
+            })?;
+        Ok(Conn::Http(Some(sender)))
+    }
+
+    /// Sends request number `n` and reads its answer.
+    pub async fn call(&mut self, p: &Prepared, n: u64) -> Outcome {
+        let call = async {
+            match self {
+                Conn::Http(sender) => http_call(sender, p, n).await,
+                Conn::Grpc(client) => grpc_call(client, p, n).await,
+            }
+        };
+        match tokio::time::timeout(p.timeout, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                if let Conn::Http(sender) = self {
+                    // The answer may still come on this connection: start afresh.
+                    *sender = None;
+                }
+                Err((
+                    ErrorClass::Timeout,
+                    format!("no answer within {:?}", p.timeout),
+                ))
+            }
+        }
+    }
+}
+
+fn header_value(p: &ExtraHeader, n: u64) -> Option<(HeaderName, HeaderValue)> {
+    match p {
+        ExtraHeader::Fixed(k, v) => Some((k.clone(), v.clone())),
+        ExtraHeader::Numbered(k, template) => {
+            HeaderValue::from_str(&template.replace("{n}", &n.to_string()))
+                .ok()
+                .map(|v| (k.clone(), v))
+        }
+    }
+}
+
+async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, n: u64) -> Outcome {
+    if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        *sender = Some(http_connect(p.address.addr).await?);
+    }
+    let s = sender.as_mut().expect("connected above");
+    if s.ready().await.is_err() {
+        *sender = Some(http_connect(p.address.addr).await?);
+    }
+    let s = sender.as_mut().expect("connected above");
+    let mut builder = hyper::Request::post(&p.path)
+        .header(hyper::header::HOST, &p.address.authority)
+        .header(hyper::header::CONTENT_TYPE, p.content_type);
+    if let Some(len) = p.header_length {
+        builder = builder.header("inference-header-content-length", len);
+    }
+    for h in &p.headers {
+        if let Some((k, v)) = header_value(h, n) {
+            builder = builder.header(k, v);
+        }
+    }
+    let request = builder
+        .body(Full::new(p.body.clone()))
+        .map_err(|e| (ErrorClass::Protocol, format!("building the request: {e}")))?;
+    let response = match s.send_request(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            *sender = None;
+            return Err((outcome::send_error(&e), format!("sending: {}", chain(&e))));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            *sender = None;
+            return Err((
+                outcome::send_error(&e),
+                format!("reading the answer: {}", chain(&e)),
+            ));
+        }
+    };
+    if let Some(class) = outcome::http_status(parts.status.as_u16()) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        return Err((class, text));
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut answer = Answer {
+        endpoint: header("x-podium-endpoint"),
+        arm: header("x-podium-arm"),
+        header_version: header("x-podium-model-version"),
+        body_version: None,
+        fingerprint: None,
+    };
+    if p.inspect_body || (answer.header_version.is_none() && p.protocol != Protocol::Mlflow) {
+        let json_part = match parts
+            .headers
+            .get("inference-header-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            Some(n) if n <= body.len() => &body[..n],
+            Some(n) => {
+                return Err((
+                    ErrorClass::Protocol,
+                    format!(
+                        "Inference-Header-Content-Length {n} but the body is {} bytes",
+                        body.len()
+                    ),
+                ))
+            }
+            None => &body[..],
+        };
+        if p.protocol != Protocol::Mlflow {
+            answer.body_version = body_version(json_part)?;
+        }
+        answer.fingerprint = Some(fingerprint(&[&body[..]]));
+    }
+    Ok(answer)
+}
+
+/// The `model_version` of an OIP response's JSON (`None` when absent).
+pub fn body_version(json: &[u8]) -> Result<Option<String>, (ErrorClass, String)> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        model_version: Option<String>,
+    }
+    serde_json::from_slice::<Head>(json)
+        .map(|h| h.model_version)
+        .map_err(|e| {
+            (
+                ErrorClass::Protocol,
+                format!(
+                    "the answer is not an OIP response ({e}): {}",
+                    String::from_utf8_lossy(&json[..json.len().min(200)])
+                ),
+            )
+        })
+}
+
+/// A hash of an answer's outputs.
+pub fn fingerprint(parts: &[&[u8]]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+async fn grpc_call(
+    client: &mut GrpcInferenceServiceClient<tonic::transport::Channel>,
+    p: &Prepared,
+    n: u64,
+) -> Outcome {
+    let mut request = tonic::Request::new(p.grpc_request.clone());
+    for h in &p.headers {
+        if let Some((k, v)) = header_value(h, n) {
+            if let (Ok(k), Ok(v)) = (
+                tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
+                tonic::metadata::MetadataValue::try_from(v.as_bytes()),
+            ) {
+                request.metadata_mut().insert(k, v);
+            }
+        }
+    }
+    let response = match client.model_infer(request).await {
+        Ok(r) => r,
+        Err(status) => {
+            use std::error::Error as _;
+            let class = match status.source().map(outcome::send_error) {
+                // tonic's own transport failure, not a status from the server.
+                Some(c @ ErrorClass::Connect) => c,
+                _ => outcome::grpc_status(&status).unwrap_or(ErrorClass::Protocol),
+            };
+            return Err((class, status.message().chars().take(300).collect()));
+        }
+    };
+    let meta = |name: &str| {
+        response
+            .metadata()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let mut answer = Answer {
+        endpoint: meta("x-podium-endpoint"),
+        arm: meta("x-podium-arm"),
+        header_version: meta("x-podium-model-version"),
+        body_version: None,
+        fingerprint: None,
+    };
+    let message = response.get_ref();
+    if !message.model_version.is_empty() {
+        answer.body_version = Some(message.model_version.clone());
+    }
+    if p.inspect_body {
+        let mut parts: Vec<&[u8]> = message.outputs.iter().map(|o| o.name.as_bytes()).collect();
+        parts.extend(message.raw_output_contents.iter().map(|c| &c[..]));
+        answer.fingerprint = Some(fingerprint(&parts));
+    }
+    Ok(answer)
+}
+
+/// An error and its causes, "a: b: c".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    for _ in 0..16 {
+        let Some(s) = source else { break };
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fraud_like() -> Vec<Tensor> {
+        vec![Tensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 2],
+            raw: [0.5f32, -1.0]
+                .iter()
+                .flat_map(|f| f.to_le_bytes())
+                .collect(),
+        }]
+    }
+
+    #[test]
+    fn bodies_of_each_protocol() {
+        let t = fraud_like();
+        let v: Value = serde_json::from_slice(&json_body(&t).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!({"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [0.5, -1.0]}]})
+        );
+        let (body, n) = binary_body(&t).unwrap();
+        let head: Value = serde_json::from_slice(&body[..n]).unwrap();
+        assert_eq!(head["inputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(head["parameters"]["binary_data_output"], true);
+        assert_eq!(&body[n..], &t[0].raw[..]);
+        let v: Value = serde_json::from_slice(&mlflow_body(&t).unwrap()).unwrap();
+        assert_eq!(v, json!({"inputs": {"input": [[0.5, -1.0]]}}));
+    }
+
+    #[test]
+    fn versions_from_bodies() {
+        assert_eq!(
+            body_version(br#"{"model_name":"fraud","model_version":"2","outputs":[]}"#).unwrap(),
+            Some("2".into())
+        );
+        assert_eq!(body_version(br#"{"outputs":[]}"#).unwrap(), None);
+        let (class, _) = body_version(b"<html>").unwrap_err();
+        assert_eq!(class, ErrorClass::Protocol);
+    }
+
+    #[tokio::test]
+    async fn urls() {
+        let a = resolve("http://127.0.0.1:8000").await.unwrap();
+        assert_eq!(
+            (a.authority.as_str(), a.prefix.as_str()),
+            ("127.0.0.1:8000", "")
+        );
+        assert_eq!(a.addr.port(), 8000);
+        let a = resolve("http://127.0.0.1:9/base/").await.unwrap();
+        assert_eq!(a.prefix, "/base");
+        for (url, says) in [
+            ("https://127.0.0.1:8000", "TLS is not supported"),
+            ("127.0.0.1:8000", "has no scheme"),
+            ("ftp://x", "not supported"),
+        ] {
+            let e = resolve(url).await.unwrap_err().to_string();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn numbered_headers() {
+        let target = Target {
+            url: "http://127.0.0.1:1".into(),
+            protocol: Protocol::RestJson,
+            model: "fraud".into(),
+            version: None,
+            headers: vec![
+                ("X-User-Id".into(), "user-{n}".into()),
+                ("x-a".into(), "b".into()),
+            ],
+            timeout: Duration::from_secs(1),
+            inspect_body: false,
+        };
+        let p = Prepared::new(&target, &fraud_like()).await.unwrap();
+        let (k, v) = header_value(&p.headers[0], 42).unwrap();
+        assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-user-id", "user-42"));
+        let (k, v) = header_value(&p.headers[1], 42).unwrap();
+        assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-a", "b"));
+        assert_eq!(p.describe(), "http://127.0.0.1:1/v2/models/fraud/infer");
+        let bad = Target {
+            headers: vec![("bad header".into(), "x".into())],
+            ..target
+        };
+        let e = Prepared::new(&bad, &fraud_like())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a valid header name"), "{e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! The load generator against the real server: a few seconds of load over
+//! REST (closed loop, split endpoint) and gRPC (open loop), and the counts it
+//! reports must match what the server's `/metrics` counted, per arm.
+
+mod common;
+
+use std::time::Duration;
+
+use podium_loadtest::input::Tensor;
+use podium_loadtest::outcome::ErrorClass;
+use podium_loadtest::protocol::{Protocol, Target};
+use podium_loadtest::run::{run, Report, RunConfig};
+use podium_loadtest::schedule::Pacing;
+
+use common::{sample, Server};
+
+fn fraud_row() -> Vec<Tensor> {
+    vec![Tensor {
+        name: "input".into(),
+        datatype: "FP32".into(),
+        shape: vec![1, 30],
+        raw: common::FRAUD_ROW
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect(),
+    }]
+}
+
+fn config(url: &str, protocol: Protocol, model: &str) -> RunConfig {
+    RunConfig {
+        target: Target {
+            url: url.to_string(),
+            protocol,
+            model: model.to_string(),
+            version: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            inspect_body: false,
+        },
+        concurrency: 4,
+        pacing: Pacing::Closed,
+        duration: Some(Duration::from_secs(1)),
+        requests: Some(100_000),
+        warmup: Duration::from_millis(300),
+        grpc_connections: 1,
+        flip: None,
+        progress: false,
+    }
+}
+
+async fn metrics(s: &Server) -> String {
+    common::client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn served(m: &str, endpoint: &str, arm: &str, result: &str) -> u64 {
+    sample(
+        m,
+        "podium_requests_total",
+        &[("endpoint", endpoint), ("arm", arm), ("result", result)],
+    )
+    .unwrap_or(0.0) as u64
+}
+
+/// Answers of `arm` in the warm-up and the measured phase together: the
+/// server counts both.
+fn answered(r: &Report, arm: &str) -> u64 {
+    r.warmup.answers_of_arm(arm) + r.measured.answers_of_arm(arm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_match_the_servers_metrics() {
+    let config_file = common::repo().join("models/demo-endpoints.toml");
+    let s = Server::demo(&["--config", config_file.to_str().unwrap()]);
+    let inputs = fraud_row();
+
+    // REST JSON, closed loop, on the 90/10 split with a new user per request.
+    let mut rest = config(&s.base, Protocol::RestJson, "fraud-ab");
+    rest.target.headers = vec![("x-user-id".into(), "user-{n}".into())];
+    let r = run(&rest, &inputs).await.expect("REST run");
+    assert_eq!(
+        r.measured.error_count(),
+        0,
+        "{:?}",
+        r.measured.error_examples
+    );
+    assert_eq!(r.warmup.error_count(), 0, "{:?}", r.warmup.error_examples);
+    assert!(r.measured.answers > 0 && r.warmup.answers > 0);
+    assert_eq!(r.measured.answers, r.measured.latency.count());
+    // Both arms answered, each from its own version.
+    assert!(answered(&r, "champion") > 0 && answered(&r, "challenger") > 0);
+    for row in r.measured.arm_rows() {
+        assert_eq!(row.endpoint, "fraud-ab");
+        let want = if row.arm == "champion" { "1" } else { "2" };
+        assert_eq!(row.version, want, "{row:?}");
+    }
+
+    // gRPC, open loop, bounded by count: exactly that many measured.
+    let mut grpc = config(&s.grpc, Protocol::Grpc, "fraud");
+    grpc.pacing = Pacing::Open { rate: 400.0 };
+    grpc.duration = None;
+    grpc.requests = Some(150);
+    grpc.warmup = Duration::from_millis(100);
+    let g = run(&grpc, &inputs).await.expect("gRPC run");
+    assert_eq!(g.measured.requests(), 150);
+    assert_eq!(
+        g.measured.error_count(),
+        0,
+        "{:?}",
+        g.measured.error_examples
+    );
+    assert_eq!(g.warmup.requests(), 40, "0.1 s at 400/s");
+    assert_eq!(g.measured.service.count(), 150);
+
+    // Errors are counted by class: an unknown model is a 404 (REST) and
+    // NOT_FOUND (gRPC), for every request.
+    let mut missing = config(&s.base, Protocol::RestJson, "no-such-model");
+    missing.duration = None;
+    missing.requests = Some(20);
+    missing.warmup = Duration::ZERO;
+    let e = run(&missing, &inputs).await.expect("404 run");
+    assert_eq!(e.measured.errors.get(&ErrorClass::Http(404)), Some(&20));
+    let mut missing = config(&s.grpc, Protocol::Grpc, "no-such-model");
+    missing.duration = None;
+    missing.requests = Some(20);
+    missing.warmup = Duration::ZERO;
+    let e = run(&missing, &inputs).await.expect("NOT_FOUND run");
+    assert_eq!(e.measured.error_map().get("grpc_NOT_FOUND"), Some(&20));
+
+    // Every answer the generator counted, the server counted, arm by arm.
+    let m = metrics(&s).await;
+    for arm in ["champion", "challenger"] {
+        assert_eq!(
+            served(&m, "fraud-ab", arm, "ok"),
+            answered(&r, arm),
+            "fraud-ab {arm}: server vs load generator"
+        );
+        assert_eq!(served(&m, "fraud-ab", arm, "error"), 0);
+    }
+    assert_eq!(
+        served(&m, "fraud", "champion", "ok"),
+        g.warmup.answers + g.measured.answers
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_fails_the_run_at_once() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let e = run(&config(&url, Protocol::RestJson, "fraud"), &fraud_row())
+        .await
+        .err()
+        .expect("no server there");
+    assert!(e.to_string().contains("cannot connect"), "{e:#}");
+}
