@@ -76,9 +76,13 @@ pub struct Args {
     /// Time from one flip's start to the next one's
     #[arg(long, value_parser = parse_duration, default_value = "200ms")]
     pub every: Duration,
-    /// Stop flipping after this many flips
+    /// End the drill after this many flips: the run stops one --every later
+    /// (or at --duration / --requests, if sooner)
     #[arg(long)]
     pub flips: Option<usize>,
+    /// Before each flip, wait until this many answers were checked against the version in force
+    #[arg(long, default_value_t = 0)]
+    pub settle: u64,
     /// Admin API bearer token
     #[arg(long, env = "PODIUM_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -220,6 +224,7 @@ impl Args {
                     every: self.every,
                     token: self.token.clone(),
                     max_flips: self.flips,
+                    settle: self.settle,
                 };
                 cfg.check()?;
                 Some(cfg)
@@ -433,6 +438,8 @@ mod tests {
             "http://127.0.0.1:8000",
             "--token",
             "t",
+            "--settle",
+            "16",
         ])
         .unwrap();
         assert_eq!(p.run.target.url, "http://127.0.0.1:8001");
@@ -447,6 +454,7 @@ mod tests {
             (f.versions, f.every, f.token.as_deref()),
             (vec![1, 2], Duration::from_millis(50), Some("t"))
         );
+        assert_eq!((f.settle, f.max_flips), (16, None));
 
         let p = args(&["--protocol", "mlflow", "--sweep", "1,8,64"]).unwrap();
         assert_eq!(p.run.target.model, "");

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,9 +45,16 @@ pub struct FlipConfig {
     /// From one flip's start to the next one's.
     pub every: Duration,
     pub token: Option<String>,
-    /// Stop flipping after this many flips (the load goes on).
+    /// Stop after this many flips; the run then ends one `every` later.
     pub max_flips: Option<usize>,
+    /// Before the next flip, wait until this many answers have been checked
+    /// against the version in force (0: flip on schedule only).
+    pub settle: u64,
 }
+
+/// How long a flip may wait for its `settle` answers before it counts as
+/// failed (the server stopped answering, or answers only with errors).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl FlipConfig {
     pub fn check(&self) -> Result<()> {
@@ -72,6 +79,8 @@ impl FlipConfig {
 pub struct FlipState {
     started: AtomicUsize,
     acked: AtomicUsize,
+    /// Answers checked against the version in force, over the whole run.
+    checked: AtomicU64,
 }
 
 /// The flip counters as a request saw them when it was sent.
@@ -91,6 +100,11 @@ impl FlipState {
 
     pub fn started(&self) -> usize {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// A worker checked one more answer against the version in force.
+    pub fn count_checked(&self) {
+        self.checked.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -120,19 +134,26 @@ impl Checks {
 
     /// Checks a good answer to a request sent when the flips were at
     /// `before` and answered when they were at `after_started`.
-    pub fn check(&mut self, cfg: &FlipConfig, answer: &Answer, before: Seen, after_started: usize) {
+    /// Returns whether the answer was checked against the version in force.
+    pub fn check(
+        &mut self,
+        cfg: &FlipConfig,
+        answer: &Answer,
+        before: Seen,
+        after_started: usize,
+    ) -> bool {
         if let (Some(h), Some(b)) = (&answer.header_version, &answer.body_version) {
             if h != b {
                 self.flag(
                     "mismatch",
                     format!("header x-podium-model-version {h} but body model_version {b}"),
                 );
-                return;
+                return false;
             }
         }
         let Some(version) = answer.version() else {
             self.flag("unexpected", "the answer names no version".into());
-            return;
+            return false;
         };
         let known = version
             .parse::<u64>()
@@ -146,7 +167,7 @@ impl Checks {
                     cfg.versions
                 ),
             );
-            return;
+            return false;
         };
         if let Some(fp) = answer.fingerprint {
             match self.fingerprints.get(version) {
@@ -172,7 +193,9 @@ impl Checks {
                     ),
                 );
             }
+            return true;
         }
+        false
     }
 
     pub fn merge(&mut self, other: &Checks) {
@@ -304,6 +327,29 @@ impl Flipper {
         &self.cfg
     }
 
+    /// Waits, polling every millisecond, until `settle` more answers have
+    /// been checked against the version in force (or the run ends).
+    async fn settle(&self, stop: &AtomicBool, end: Option<Instant>) -> Result<(), String> {
+        let base = self.state.checked.load(Ordering::SeqCst);
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let done = self.state.checked.load(Ordering::SeqCst) - base;
+            if done >= self.cfg.settle
+                || stop.load(Ordering::SeqCst)
+                || end.is_some_and(|e| Instant::now() >= e)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "only {done} of {} answers checked against the new version within {SETTLE_TIMEOUT:?}",
+                    self.cfg.settle
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Flips every `every` from `begin` until `stop` is set or `end`.
     pub async fn run(
         &self,
@@ -342,7 +388,16 @@ impl Flipper {
             put.record(t0.elapsed());
             out.flips += 1;
             match result {
-                Ok(()) => self.state.acked.store(k, Ordering::SeqCst),
+                Ok(()) => {
+                    self.state.acked.store(k, Ordering::SeqCst);
+                    if let Err(why) = self.settle(&stop, end).await {
+                        out.failed_flips += 1;
+                        if out.failure_examples.len() < crate::stats::EXAMPLES {
+                            out.failure_examples
+                                .push(format!("flip {k} to version {version}: {why}"));
+                        }
+                    }
+                }
                 Err(why) => {
                     out.failed_flips += 1;
                     if out.failure_examples.len() < crate::stats::EXAMPLES {
@@ -370,6 +425,7 @@ mod tests {
             every: Duration::from_millis(200),
             token: None,
             max_flips: None,
+            settle: 0,
         }
     }
 

@@ -64,7 +64,7 @@ pub fn summary(r: &Report) -> String {
         );
         let _ = writeln!(
             out,
-            "send lag p50 {}  p99 {}  max {}  (actual − intended send: workers busy, or the timer's 1 ms tick)",
+            "send lag p50 {}  p99 {}  max {}  (how late requests left: every worker was busy)",
             us(l.p50_us),
             us(l.p99_us),
             us(l.max_us)

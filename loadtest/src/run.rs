@@ -86,6 +86,9 @@ impl Report {
     }
 }
 
+/// The resolution of tokio's timer.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 struct Shared {
     start: Instant,
     warmup: Duration,
@@ -167,7 +170,17 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
         let stop = Arc::clone(&flip_stop);
         let begin = start + cfg.warmup;
         let end = shared.end;
-        tokio::spawn(async move { f.run(begin, end, stop).await })
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let outcome = f.run(begin, end, Arc::clone(&stop)).await;
+            if f.config().max_flips.is_some() && !stop.load(Ordering::SeqCst) {
+                // The drill is its flips: one more interval, so the last
+                // flip's version is checked too, then the load stops.
+                tokio::time::sleep(f.config().every).await;
+                shared.stop.store(true, Ordering::SeqCst);
+            }
+            outcome
+        })
     });
     let progress = cfg.progress.then(|| {
         let shared = Arc::clone(&shared);
@@ -206,7 +219,10 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
         None => None,
     };
     if let Some(p) = progress {
+        // Not waiting for its next tick: the run is over.
+        p.abort();
         let _ = p.await;
+        eprintln!();
     }
     if let Some(e) = first_error {
         bail!("a load worker failed: {e}");
@@ -252,8 +268,13 @@ async fn worker(
             if shared.end.is_some_and(|end| at >= end) {
                 break;
             }
-            if at > Instant::now() {
-                tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+            // tokio's timer wakes on a 1 ms tick, rounding up: aiming one
+            // tick early sends up to 1 ms early instead of up to 1 ms late,
+            // so the timer never shows up as lag or as latency.
+            if let Some(wake) = at.checked_sub(TIMER_TICK) {
+                if wake > Instant::now() {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(wake)).await;
+                }
             }
         }
         let sent = Instant::now();
@@ -290,9 +311,12 @@ async fn worker(
                 };
                 stats.answer(&answer, latency, service, lag);
                 if let (Some(f), Some(before)) = (&flipper, before) {
-                    if !in_warmup {
-                        out.checks
-                            .check(f.config(), &answer, before, f.state.started());
+                    if !in_warmup
+                        && out
+                            .checks
+                            .check(f.config(), &answer, before, f.state.started())
+                    {
+                        f.state.count_checked();
                     }
                 }
             }
@@ -336,7 +360,6 @@ async fn progress_line(shared: Arc<Shared>) {
         let _ = stderr.flush();
         last = answers;
     }
-    let _ = writeln!(stderr);
 }
 
 /// The report as machines read it (`--json`).

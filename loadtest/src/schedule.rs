@@ -7,6 +7,9 @@
 //! answered. A worker that is still busy sends late, and the latency is
 //! measured from the *intended* time, so a server that stalls is charged for
 //! every request that had to wait behind the stall (no coordinated omission).
+//! tokio's timer has a 1 ms tick, so the workers aim a tick early: a request
+//! may leave up to 1 ms before its time (its latency then counts from the
+//! actual send), never late because of the timer.
 
 use std::time::Duration;
 
