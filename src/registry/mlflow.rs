@@ -939,14 +939,20 @@ fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// Decodes `%XX` escapes (two ASCII hex digits); anything else, including a
+/// `%` followed by other bytes, is kept as it is. Works on bytes: the input
+/// comes from the server and may hold any UTF-8 after a `%`.
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi << 4) | lo);
                 i += 3;
                 continue;
             }
@@ -1063,6 +1069,23 @@ mlflow_version: 3.17.2
         assert_eq!(safe_name("cat.schema.m"), "cat.schema.m");
         assert_eq!(safe_name("../x"), "%2E.%2Fx");
         assert_eq!(percent_decode("/a%20b/c"), "/a b/c");
+    }
+
+    #[test]
+    fn percent_decoding_never_panics_on_what_the_server_sends() {
+        // Non-ASCII after `%` used to be sliced by byte index and panic.
+        assert_eq!(percent_decode("/a%é/b"), "/a%é/b");
+        assert_eq!(percent_decode("/a%1é"), "/a%1é");
+        assert_eq!(percent_decode("/é%C3%A9"), "/éé");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("x%4"), "x%4");
+        assert_eq!(percent_decode("%+1%2f"), "%+1/");
+        // A `file://` artifact URI with such a path is located, not a crash.
+        let reg = registry("http://127.0.0.1:9", None, 0);
+        assert_eq!(
+            reg.locate("file:///srv/m%é%20x", "m", 1).unwrap(),
+            Location::Local(PathBuf::from("/srv/m%é x"))
+        );
         assert_eq!(
             encode_path("0/models/m 1/MLmodel"),
             "0/models/m%201/MLmodel"
