@@ -16,6 +16,8 @@ use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::AdminAccess;
 use crate::api::AppState;
+use crate::config::Lookup;
+use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
 use crate::registry::{Registry, RegistryConfig};
 use crate::routing::RouteTable;
@@ -122,11 +124,13 @@ pub async fn serve(
         Some(path) => {
             let (registry, path) = (Arc::clone(&registry), path.clone());
             let endpoints = tokio::task::spawn_blocking(move || {
-                let known = |model: &str| {
-                    registry
-                        .aliases(model)
-                        .ok()
-                        .map(|a| a.into_keys().collect())
+                // Only a registry that answers "no such model" stops start-up;
+                // one that cannot be reached (MLflow down) is checked later:
+                // the server starts unready and serves once it answers.
+                let known = |model: &str| match registry.aliases(model) {
+                    Ok(aliases) => Lookup::Aliases(aliases.into_keys().collect()),
+                    Err(Error::Registry(why)) => Lookup::Unreachable(why),
+                    Err(_) => Lookup::Unknown,
                 };
                 crate::config::load(&path, &known)
             })

@@ -492,6 +492,27 @@ def test_errors_name_the_problem_and_the_fix(mlflow_server, tmp_path):
         r = requests.get(base(srv) + "/v2/health/ready", timeout=10)
         assert r.status_code == 503 and "cannot connect to MLflow" in r.text, r.text
 
+    # the same with endpoints configured: an unreachable MLflow does not fail
+    # the configuration check (that would be a crash loop while MLflow is down)
+    (tmp_path / "c3").mkdir()
+    config = tmp_path / "endpoints.toml"
+    config.write_text('[[endpoint]]\nname = "fraud-ab"\nmodel = "fraud"\narms = [{ alias = "champion", weight = 1 }]\n')
+    with run_podium(
+        f"mlflow+http://{HOST}:{port}", tmp_path / "c3", "--cache-dir", str(tmp_path / "c3" / "cache"),
+        "--registry-retries", "0", "--config", str(config),
+    ) as srv:
+        r = requests.get(base(srv) + "/v2/health/ready", timeout=10)
+        assert r.status_code == 503 and "cannot connect to MLflow" in r.text, r.text
+    # but a model that MLflow says does not exist still stops start-up
+    config.write_text(config.read_text().replace('model = "fraud"', 'model = "ghost"'))
+    out = subprocess.run(
+        [str(PODIUM_BIN), "--registry", f"mlflow+http://{HOST}:{mlflow_server.port}", "serve",
+         "--listen", f"{HOST}:0", "--grpc-listen", f"{HOST}:0", "--cache-dir", str(tmp_path / "c4"),
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode != 0 and 'model "ghost" is not in the registry' in out.stderr, out.stderr
+
 
 def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, tmp_path):
     cache = tmp_path / "cache"
