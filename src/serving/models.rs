@@ -191,6 +191,11 @@ pub struct ModelStore {
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions are immutable, so a version that failed to load is not retried.
     failed: RwLock<HashMap<Key, String>>,
+    /// Versions the registry could not hand over (MLflow unreachable): a
+    /// request naming one answers 503 at once instead of calling the
+    /// registry again; forgotten at the next successful registry read (the
+    /// reconciler itself retries every poll).
+    fetch_failed: RwLock<HashMap<Key, String>>,
     /// Versions a client named by number; kept loaded though no alias points at them.
     pinned: Mutex<HashMap<Key, Instant>>,
     /// Unloaded versions that in-flight requests still hold; gone once they finish.
@@ -219,6 +224,7 @@ impl ModelStore {
             view: ArcSwap::from_pointee(View::default()),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
+            fetch_failed: RwLock::new(HashMap::new()),
             pinned: Mutex::new(HashMap::new()),
             draining: Mutex::new(Vec::new()),
             slot_states: Mutex::new(HashMap::new()),
@@ -283,10 +289,14 @@ impl ModelStore {
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
         }
+        // Not a registry call per request while the registry is down.
+        if let Some(why) = read(&self.fetch_failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
         lock(&self.pinned).insert(key, Instant::now());
         let store = Arc::clone(self);
         let model = model.to_string();
-        tokio::task::spawn_blocking(move || store.load(&model, version))
+        tokio::task::spawn_blocking(move || store.load_for_request(&model, version))
             .await
             .map_err(|e| Error::Internal(format!("model loading task failed: {e}")))?
     }
@@ -386,6 +396,8 @@ impl ModelStore {
         let (kind, location) = (self.registry.kind(), self.registry.location());
         match failure {
             None => {
+                // Versions that could not be fetched may be fetched now.
+                write(&self.fetch_failed).clear();
                 if let Some(since) = health.degraded_since.take() {
                     let secs = since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
                     tracing::warn!(
@@ -757,9 +769,29 @@ impl ModelStore {
         Ok((loaded, timings))
     }
 
+    /// [`ModelStore::load`] for a request: a version the registry could not
+    /// hand over since its last successful read is not asked for again (the
+    /// requests that queued behind the failed fetch answer at once too), and
+    /// the client gets 503, to retry. Blocking.
+    fn load_for_request(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, true).map_err(|e| match e {
+            Error::Registry(e) => Error::Unavailable(fetch_failure(model, version, &e)),
+            other => other,
+        })
+    }
+
     /// Loads `model` `version` unless it is loaded already. Checks the
     /// memory limit first. Blocking.
     fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, false)
+    }
+
+    fn load_inner(
+        &self,
+        model: &str,
+        version: u64,
+        for_request: bool,
+    ) -> Result<Arc<LoadedModel>, Error> {
         let key = (model.to_string(), version);
         let _loading = lock(&self.loading);
         if let Some(found) = read(&self.loaded).get(&key) {
@@ -768,7 +800,20 @@ impl ModelStore {
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
         }
-        let path = self.registry.artifact(model, version)?;
+        if for_request {
+            if let Some(why) = read(&self.fetch_failed).get(&key) {
+                return Err(Error::Unavailable(why.clone()));
+            }
+        }
+        let path = match self.registry.artifact(model, version) {
+            Ok(path) => path,
+            Err(Error::Registry(e)) => {
+                write(&self.fetch_failed).insert(key, fetch_failure(model, version, &e));
+                return Err(Error::Registry(e));
+            }
+            Err(e) => return Err(e),
+        };
+        write(&self.fetch_failed).remove(&key);
         if let Some(limit) = self.options.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let needed = file.saturating_mul(self.options.workers as u64);
@@ -936,6 +981,13 @@ fn unknown_model(model: &str, view: &View) -> Error {
     ))
 }
 
+/// Why a request for a version the registry could not hand over answers 503.
+fn fetch_failure(model: &str, version: u64, e: &str) -> String {
+    format!(
+        "version {version} of model \"{model}\" could not be fetched from the registry: {e}; it is tried again after the next successful registry read"
+    )
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -973,6 +1025,7 @@ mod tests {
     struct Flaky {
         inner: LocalRegistry,
         down: AtomicBool,
+        artifact_calls: std::sync::atomic::AtomicUsize,
     }
 
     impl Registry for Flaky {
@@ -992,6 +1045,7 @@ mod tests {
             self.inner.aliases(model)
         }
         fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+            self.artifact_calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(Error::Registry("cannot connect to MLflow".into()));
             }
@@ -1023,6 +1077,7 @@ mod tests {
         let registry = Arc::new(Flaky {
             inner: local.clone(),
             down: AtomicBool::new(true),
+            artifact_calls: Default::default(),
         });
         let options = StoreOptions {
             workers: 1,
@@ -1070,5 +1125,54 @@ mod tests {
         let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
         assert_eq!(canary.serving_version, Some(2));
         assert_eq!(canary.last_error, None);
+    }
+
+    #[test]
+    fn requests_do_not_call_an_unreachable_registry_again() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = Arc::new(ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        ));
+        store.refresh().unwrap();
+        registry.down.store(true, Ordering::SeqCst);
+        let calls = || registry.artifact_calls.load(Ordering::SeqCst);
+        let before = calls();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v2 = VersionSpec::Number(2);
+        for _ in 0..5 {
+            let err = rt.block_on(store.get("fraud", &v2)).unwrap_err();
+            assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+            assert!(
+                err.to_string().contains("could not be fetched from the registry"),
+                "{err}"
+            );
+        }
+        assert_eq!(calls(), before + 1, "one registry call for five requests");
+        // The next successful registry read lets a request try again.
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let served = rt.block_on(store.get("fraud", &v2)).unwrap();
+        assert_eq!(served.version, 2);
     }
 }
