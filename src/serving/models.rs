@@ -599,6 +599,36 @@ impl ModelStore {
             let mut mv = ModelView::new(ModelInfo::default());
             for (alias, &target) in &info.aliases {
                 let current = old_mv.and_then(|m| m.slots.get(alias)).cloned();
+                let serves_target = current.as_ref().is_some_and(|c| c.version == target);
+                if !serves_target && !info.versions.contains(&target) {
+                    // The alias points at a version whose registration has not
+                    // finished (MLflow: not READY): not a refusal, so nothing
+                    // is remembered against it; the old version keeps serving
+                    // and the alias is followed once the version is READY.
+                    let why = format!(
+                        "waiting for version {target} to be READY in the registry{}",
+                        current
+                            .as_ref()
+                            .map(|c| format!("; still serving version {}", c.version))
+                            .unwrap_or_default()
+                    );
+                    let mut states = lock(&self.slot_states);
+                    let state = states.entry((model.clone(), alias.clone())).or_default();
+                    if state.last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("{model}@{alias}: {why}");
+                    }
+                    state.last_error = Some(why.clone());
+                    match current {
+                        Some(kept) => {
+                            mv.slots.insert(alias.clone(), kept);
+                        }
+                        None => {
+                            mv.fetch_pending.insert(alias.clone());
+                            mv.errors.insert(alias.clone(), why);
+                        }
+                    }
+                    continue;
+                }
                 match self.follow(&model, alias, target, current, by) {
                     Ok(serving) => {
                         mv.slots.insert(alias.clone(), serving);
@@ -1026,6 +1056,8 @@ mod tests {
         inner: LocalRegistry,
         down: AtomicBool,
         artifact_calls: std::sync::atomic::AtomicUsize,
+        /// A version whose registration has not finished (not listed).
+        pending: std::sync::atomic::AtomicU64,
     }
 
     impl Registry for Flaky {
@@ -1039,7 +1071,10 @@ mod tests {
             self.inner.models()
         }
         fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
-            self.inner.versions(model)
+            let pending = self.pending.load(Ordering::SeqCst);
+            let mut versions = self.inner.versions(model)?;
+            versions.retain(|&v| v != pending);
+            Ok(versions)
         }
         fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
             self.inner.aliases(model)
@@ -1078,6 +1113,7 @@ mod tests {
             inner: local.clone(),
             down: AtomicBool::new(true),
             artifact_calls: Default::default(),
+            pending: Default::default(),
         });
         let options = StoreOptions {
             workers: 1,
@@ -1139,6 +1175,7 @@ mod tests {
             inner: local.clone(),
             down: AtomicBool::new(false),
             artifact_calls: Default::default(),
+            pending: Default::default(),
         });
         let options = StoreOptions {
             workers: 1,
@@ -1174,5 +1211,58 @@ mod tests {
         store.refresh().unwrap();
         let served = rt.block_on(store.get("fraud", &v2)).unwrap();
         assert_eq!(served.version, 2);
+    }
+
+    #[test]
+    fn an_alias_on_a_version_not_ready_yet_waits_for_it() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+            pending: 2.into(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        );
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+        let slot = |store: &ModelStore| {
+            store
+                .status()
+                .slots
+                .into_iter()
+                .find(|s| s.alias == "champion")
+                .unwrap()
+        };
+        // The alias moves to v2 before v2 finished registering.
+        local.set_alias("fraud", "champion", 2).unwrap();
+        for _ in 0..2 {
+            store.refresh().unwrap();
+            let champion = slot(&store);
+            assert_eq!(champion.serving_version, Some(1));
+            let err = champion.last_error.unwrap_or_default();
+            assert!(err.contains("waiting for version 2 to be READY"), "{err}");
+            store.readiness().unwrap();
+        }
+        // Once it is READY, the next poll follows it.
+        registry.pending.store(0, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let champion = slot(&store);
+        assert_eq!(champion.serving_version, Some(2));
+        assert_eq!(champion.last_error, None);
     }
 }
