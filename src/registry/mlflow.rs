@@ -31,6 +31,9 @@ const API: &str = "/api/2.0/mlflow";
 const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
 const MANIFEST: &str = "podium-artifact.json";
 const ONNX_FILE: &str = "model.onnx";
+/// Pages of one search before Podium gives up (1000 models or 10000
+/// versions a page: far more than any registry holds).
+const MAX_PAGES: usize = 1000;
 
 /// How Podium talks to MLflow.
 #[derive(Clone)]
@@ -344,6 +347,7 @@ impl MlflowRegistry {
     fn registered_models(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, Error> {
         let mut models = BTreeMap::new();
         let mut token = String::new();
+        let mut pages = Vec::new();
         loop {
             let mut query = vec![("max_results", "1000")];
             if !token.is_empty() {
@@ -356,11 +360,40 @@ impl MlflowRegistry {
                 };
                 models.insert(name.to_string(), parse_aliases(&m["aliases"]));
             }
-            match page["next_page_token"].as_str() {
-                Some(next) if !next.is_empty() => token = next.to_string(),
-                _ => return Ok(models),
+            match self.next_page(&page, &mut pages, "registered-models/search")? {
+                Some(next) => token = next,
+                None => return Ok(models),
             }
         }
+    }
+
+    /// The next page's token, or None after the last page; an error when
+    /// the server repeats a token or the pages do not end (it would loop).
+    fn next_page(
+        &self,
+        page: &Value,
+        seen: &mut Vec<String>,
+        what: &str,
+    ) -> Result<Option<String>, Error> {
+        let next = match page["next_page_token"].as_str() {
+            Some(next) if !next.is_empty() => next.to_string(),
+            _ => return Ok(None),
+        };
+        if seen.contains(&next) {
+            return Err(Error::Registry(format!(
+                "MLflow at {} repeated the page token {next:?} for {what} after {} pages; the server's paging is broken (upgrade MLflow, or check any proxy in front of it)",
+                self.base,
+                seen.len() + 1
+            )));
+        }
+        if seen.len() + 1 >= MAX_PAGES {
+            return Err(Error::Registry(format!(
+                "MLflow at {} still had more pages of {what} after {MAX_PAGES}; the server's paging does not end (upgrade MLflow, or serve fewer models with --models)",
+                self.base
+            )));
+        }
+        seen.push(next.clone());
+        Ok(Some(next))
     }
 
     /// The versions of `model` that finished registering (all pages).
@@ -368,6 +401,7 @@ impl MlflowRegistry {
         let filter = format!("name={}", quote(model));
         let mut versions = Vec::new();
         let mut token = String::new();
+        let mut pages = Vec::new();
         loop {
             let mut query = vec![("filter", filter.as_str()), ("max_results", "10000")];
             if !token.is_empty() {
@@ -381,9 +415,9 @@ impl MlflowRegistry {
                     versions.push(n);
                 }
             }
-            match page["next_page_token"].as_str() {
-                Some(next) if !next.is_empty() => token = next.to_string(),
-                _ => break,
+            match self.next_page(&page, &mut pages, "model-versions/search")? {
+                Some(next) => token = next,
+                None => break,
             }
         }
         versions.sort_unstable();
@@ -1214,5 +1248,19 @@ mlflow_version: 3.17.2
             err.contains("is --registry pointing at an MLflow server"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_repeated_page_token_is_an_error_not_a_loop() {
+        let page = r#"{"registered_models": [{"name": "fraud"}], "next_page_token": "abc"}"#;
+        let (url, seen) = stub(vec![(200, page), (200, page), (200, page)]);
+        let err = registry(&url, None, 0).models().unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("repeated the page token \"abc\"") && msg.contains("registered-models/search"),
+            "{msg}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 }
