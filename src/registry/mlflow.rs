@@ -58,7 +58,7 @@ impl std::fmt::Debug for MlflowOptions {
     /// Credentials are never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlflowOptions")
-            .field("uri", &self.uri)
+            .field("uri", &redact_uri(&self.uri))
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
             .field("timeout", &self.timeout)
@@ -818,24 +818,41 @@ impl Registry for MlflowRegistry {
     }
 }
 
+/// `uri` with any user part (`user:password@`) of its authority replaced by
+/// `***@`, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let (scheme, rest) = match uri.find("://") {
+        Some(i) => uri.split_at(i + 3),
+        None => ("", uri),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => uri.to_string(),
+    }
+}
+
 /// `mlflow+http://h:p/x/` → `http://h:p/x`; refuses what Podium cannot speak.
+/// Errors never repeat a user part of the URI (it may hold a password).
 fn parse_uri(uri: &str) -> Result<String, Error> {
+    let shown = redact_uri(uri.trim());
+    let uri = uri.trim();
     let trimmed = uri.trim().trim_end_matches('/');
     let plain = trimmed.strip_prefix("mlflow+").unwrap_or(trimmed);
     if plain.starts_with("https://") {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri}: this Podium is built without TLS; reach MLflow over http:// (e.g. through a local TLS-terminating proxy)"
+            "MLflow registry {shown}: this Podium is built without TLS; reach MLflow over http:// (e.g. through a local TLS-terminating proxy)"
         )));
     }
     let Some(rest) = plain.strip_prefix("http://") else {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri:?}: use mlflow+http://HOST:PORT (or http://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
+            "MLflow registry {shown:?}: use mlflow+http://HOST:PORT (or http://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
         )));
     };
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || host.contains('@') {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri:?}: name a host (mlflow+http://HOST:PORT); put credentials in MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD, not in the URL"
+            "MLflow registry {shown:?}: name a host (mlflow+http://HOST:PORT); put credentials in MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD, not in the URL"
         )));
     }
     Ok(plain.to_string())
@@ -1097,6 +1114,17 @@ mlflow_version: 3.17.2
             .unwrap_err()
             .to_string();
         assert!(creds.contains("MLFLOW_TRACKING_TOKEN"), "{creds}");
+        assert!(
+            creds.contains("http://***@host:5000") && !creds.contains("pw") && !creds.contains("user"),
+            "{creds}"
+        );
+        let tls = parse_uri("https://me:s3cret@h/x").unwrap_err().to_string();
+        assert!(tls.contains("https://***@h/x") && !tls.contains("s3cret"), "{tls}");
+        let db = parse_uri("postgresql://me:s3cret@db/mlflow")
+            .unwrap_err()
+            .to_string();
+        assert!(!db.contains("s3cret"), "{db}");
+        assert_eq!(redact_uri("http://h:1/a@b"), "http://h:1/a@b");
         assert!(is_mlflow_uri("mlflow+http://h:1") && is_mlflow_uri("http://h:1"));
         assert!(!is_mlflow_uri("registry") && !is_mlflow_uri("/srv/registry"));
         assert_eq!(safe_name("fraud"), "fraud");
