@@ -475,6 +475,13 @@ impl ModelStore {
             allow_signature_change,
         ) {
             Ok((_, timings)) => timings,
+            Err(e @ Error::Registry(_)) => {
+                // The registry could not hand over the artifact: nothing was
+                // refused (the version was never checked), so no refusal is
+                // recorded and the caller gets the registry's error (502).
+                lock(&self.allowed_changes).remove(&key);
+                return Err(e);
+            }
             Err(e) => {
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
                 lock(&self.allowed_changes).remove(&key);
@@ -1264,5 +1271,44 @@ mod tests {
         let champion = slot(&store);
         assert_eq!(champion.serving_version, Some(2));
         assert_eq!(champion.last_error, None);
+    }
+
+    #[test]
+    fn an_admin_change_the_registry_cannot_fetch_is_not_a_refusal() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+            pending: Default::default(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let history = tmp.path().join("history.jsonl");
+        let store = ModelStore::new(registry.clone(), options, History::new(history.clone()));
+        store.refresh().unwrap();
+        registry.down.store(true, Ordering::SeqCst);
+        let err = store
+            .set_alias("fraud", "champion", 2, false, "admin")
+            .unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "502, not 409: {err:?}");
+        let recorded = std::fs::read_to_string(&history).unwrap_or_default();
+        assert!(!recorded.contains("swap_refused"), "{recorded}");
+        assert_eq!(local.aliases("fraud").unwrap()["champion"], 1);
+        // The same change goes through once the registry answers.
+        registry.down.store(false, Ordering::SeqCst);
+        let done = store
+            .set_alias("fraud", "champion", 2, false, "admin")
+            .unwrap();
+        assert!(done.swapped);
     }
 }
