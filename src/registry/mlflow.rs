@@ -102,7 +102,7 @@ pub struct MlflowRegistry {
     download: ureq::Agent,
     retries: u32,
     timeout: Duration,
-    /// `<cache_dir>/<host>_<port>`: one folder per MLflow server.
+    /// `<cache_dir>/<host>_<port>[<prefix>]` (encoded): one folder per MLflow server.
     cache: PathBuf,
 }
 
@@ -149,12 +149,13 @@ impl MlflowRegistry {
                 .build()
                 .into()
         };
-        let host = base
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or("mlflow");
-        let cache = options.cache_dir.join(safe_name(&host.replace(':', "_")));
+        // host_port, then the path prefix (if any), encoded: two MLflow
+        // servers behind one host (http://h/a, http://h/b) keep apart.
+        let rest = base.trim_start_matches("http://");
+        let (host, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let cache = options
+            .cache_dir
+            .join(safe_name(&format!("{}{prefix}", host.replace(':', "_"))));
         Ok(MlflowRegistry {
             api: agent(Some(options.timeout)),
             download: agent(None),
@@ -1276,6 +1277,17 @@ mlflow_version: 3.17.2
             err.contains("is --registry pointing at an MLflow server"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_path_prefix_has_its_own_cache() {
+        let dir = |uri: &str| registry(uri, None, 0).cache_dir().to_path_buf();
+        let root = std::env::temp_dir();
+        assert_eq!(dir("http://h:5000"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/a"), root.join("h_5000%2Fa"));
+        assert_ne!(dir("http://h:5000/a"), dir("http://h:5000/b"));
+        assert_ne!(dir("http://h/x/y"), dir("http://h/x_y"));
     }
 
     #[test]
