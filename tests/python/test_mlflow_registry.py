@@ -520,13 +520,9 @@ def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, 
         assert metric(srv, "podium_registry_artifacts_total", result="downloaded") == 2.0
     files = {p.parent.name: p for p in cache.rglob("model.onnx")}
     assert set(files) == {"1", "2"}, files
-    # v2's cached copy is damaged (cut short), and a crashed download left a
-    # half-written file behind: neither may be loaded
+    # v2's cached copy is damaged (cut short): it may not be loaded
     data = files["2"].read_bytes()
     files["2"].write_bytes(data[: len(data) // 2])
-    half = files["2"].parent.parent / ".tmp-2-1-1"
-    half.mkdir()
-    (half / "model.onnx").write_bytes(data[:100])
 
     with podium(mlflow_server, tmp_path / "second", "--models", "fraud", cache=cache) as srv:
         assert metric(srv, "podium_registry_artifacts_total", result="cached") == 1.0
