@@ -259,7 +259,7 @@ impl ModelStore {
             let mv = view
                 .models
                 .get(model)
-                .ok_or_else(|| unknown_model(model, &view))?;
+                .ok_or_else(|| self.unknown_model(model, &view))?;
             match spec {
                 VersionSpec::Alias(alias) if !alias.eq_ignore_ascii_case(LATEST) => {
                     if let Some(slot) = mv.slots.get(alias) {
@@ -308,7 +308,7 @@ impl ModelStore {
         let mv = view
             .models
             .get(model)
-            .ok_or_else(|| unknown_model(model, &view))?;
+            .ok_or_else(|| self.unknown_model(model, &view))?;
         if let VersionSpec::Alias(alias) = spec {
             if let Some(slot) = mv.slots.get(alias) {
                 return Ok((slot.version, true));
@@ -320,13 +320,24 @@ impl ModelStore {
         Ok((version, loaded))
     }
 
+    /// No such model; or, before the registry was first read (it is read
+    /// in the background while the server already answers), not yet known.
+    fn unknown_model(&self, model: &str, view: &View) -> Error {
+        if !self.refreshed_once.load(Ordering::Acquire) {
+            return Error::Unavailable(format!(
+                "model \"{model}\": the registry has not been read yet; try again shortly"
+            ));
+        }
+        unknown_model(model, view)
+    }
+
     /// What the registry says about `model`.
     pub fn info(&self, model: &str) -> Result<ModelInfo, Error> {
         let view = self.view.load();
         view.models
             .get(model)
             .map(|mv| mv.info.clone())
-            .ok_or_else(|| unknown_model(model, &view))
+            .ok_or_else(|| self.unknown_model(model, &view))
     }
 
     /// Names of the registry's models, as of the last reconcile.

@@ -530,3 +530,37 @@ def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, 
         r = infer(srv, "/v2/models/fraud/versions/challenger/infer")
         assert r.status_code == 200 and r.json()["model_version"] == "2", r.text
     assert files["2"].read_bytes() == data
+
+
+def test_live_while_the_first_registry_read_hangs(tmp_path):
+    # an MLflow host that takes connections and never answers (blackholed):
+    # the server answers at once, live and not ready, instead of only after
+    # the first registry read gives up
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(16)  # never accepted: connections wait in the backlog
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(PODIUM_BIN),
+            "--registry", f"mlflow+http://{HOST}:{silent.getsockname()[1]}",
+            "--cache-dir", str(tmp_path / "cache"),
+            "--registry-timeout-secs", "600", "--registry-retries", "0",
+            "serve", "--listen", f"{HOST}:{port}", "--grpc-listen", f"{HOST}:0",
+        ],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.log", "wb"),
+    )
+    try:
+        url = f"http://{HOST}:{port}"
+        wait_for("live", lambda: requests.get(url + "/v2/health/live", timeout=5).status_code == 200,
+                 deadline_s=START_DEADLINE_S, every_s=0.2)
+        r = requests.get(url + "/v2/health/ready", timeout=5)
+        assert r.status_code == 503 and "has not been read yet" in r.text, r.text
+        # a request before the first read is "try again", not "no such model"
+        r = requests.post(url + "/v2/models/fraud/infer", json=fraud_body(X), timeout=5)
+        assert r.status_code == 503 and "not been read yet" in r.text, r.text
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        silent.close()
