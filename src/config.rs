@@ -159,20 +159,14 @@ pub enum Lookup {
 
 /// Reads and checks `path`; `known_aliases(model)` says what the registry
 /// knows of a model.
-pub fn load(
-    path: &Path,
-    known_aliases: &dyn Fn(&str) -> Lookup,
-) -> Result<Vec<Endpoint>, String> {
+pub fn load(path: &Path, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text, known_aliases).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Parses and checks a configuration text.
-pub fn parse(
-    text: &str,
-    known_aliases: &dyn Fn(&str) -> Lookup,
-) -> Result<Vec<Endpoint>, String> {
+pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     let line =
         |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;

@@ -343,7 +343,8 @@ async fn follow_registry(
     // The registry may be across the network: read it on blocking threads.
     {
         let models = Arc::clone(&models);
-        let _ = tokio::task::spawn_blocking(move || warn_if_empty(models.registry().as_ref())).await;
+        let _ =
+            tokio::task::spawn_blocking(move || warn_if_empty(models.registry().as_ref())).await;
     }
     {
         // A registry that cannot be read yet (MLflow starting or down) is

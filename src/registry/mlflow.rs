@@ -1116,11 +1116,16 @@ mlflow_version: 3.17.2
             .to_string();
         assert!(creds.contains("MLFLOW_TRACKING_TOKEN"), "{creds}");
         assert!(
-            creds.contains("http://***@host:5000") && !creds.contains("pw") && !creds.contains("user"),
+            creds.contains("http://***@host:5000")
+                && !creds.contains("pw")
+                && !creds.contains("user"),
             "{creds}"
         );
         let tls = parse_uri("https://me:s3cret@h/x").unwrap_err().to_string();
-        assert!(tls.contains("https://***@h/x") && !tls.contains("s3cret"), "{tls}");
+        assert!(
+            tls.contains("https://***@h/x") && !tls.contains("s3cret"),
+            "{tls}"
+        );
         let db = parse_uri("postgresql://me:s3cret@db/mlflow")
             .unwrap_err()
             .to_string();
@@ -1298,7 +1303,8 @@ mlflow_version: 3.17.2
         assert!(matches!(err, Error::Registry(_)), "{err:?}");
         let msg = err.to_string();
         assert!(
-            msg.contains("repeated the page token \"abc\"") && msg.contains("registered-models/search"),
+            msg.contains("repeated the page token \"abc\"")
+                && msg.contains("registered-models/search"),
             "{msg}"
         );
         assert_eq!(seen.lock().unwrap().len(), 2);

@@ -1219,7 +1219,8 @@ mod tests {
             let err = rt.block_on(store.get("fraud", &v2)).unwrap_err();
             assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
             assert!(
-                err.to_string().contains("could not be fetched from the registry"),
+                err.to_string()
+                    .contains("could not be fetched from the registry"),
                 "{err}"
             );
         }
