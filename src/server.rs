@@ -236,8 +236,8 @@ pub async fn serve(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(grpc::follow_health(
-        reporter,
-        health_models,
+        reporter.clone(),
+        Arc::clone(&health_models),
         opts.poll_interval,
     ));
     let grpc_server = tonic::transport::Server::builder()
@@ -272,6 +272,8 @@ pub async fn serve(
     let announce = async {
         tokio::select! {
             _ = first_read => {
+                // gRPC health says what the first read found before the lines.
+                grpc::update_health(&reporter, &health_models).await;
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
                 let _ = writeln!(stdout, "podium: grpc listening on http://{grpc_addr}");
