@@ -94,14 +94,22 @@ fn default_shadow_in_flight() -> usize {
 /// Checks a traffic policy over `model`'s `aliases`: at least one arm, no
 /// arm twice, weights 0 or more and not all 0 (checked by `Endpoint::new`),
 /// every alias known (or `latest`), a shadow fraction in [0, 1].
+/// `aliases` None: the registry cannot be asked now, so only the alias names
+/// are checked (an alias that does not exist answers 404 until it is set).
 pub fn check_traffic(
     model: &str,
-    aliases: &[String],
+    aliases: Option<&[String]>,
     arms: &[Arm],
     shadow: Option<&Shadow>,
 ) -> Result<(), String> {
     let check_alias = |alias: &str| -> Result<(), String> {
-        if alias.eq_ignore_ascii_case(LATEST) || aliases.iter().any(|a| a == alias) {
+        if alias.eq_ignore_ascii_case(LATEST) {
+            return Ok(());
+        }
+        let Some(aliases) = aliases else {
+            return validate_alias_name(alias).map_err(|e| e.to_string());
+        };
+        if aliases.iter().any(|a| a == alias) {
             return Ok(());
         }
         validate_alias_name(alias).map_err(|e| e.to_string())?;
@@ -137,22 +145,28 @@ pub fn check_traffic(
     Ok(())
 }
 
-/// Reads and checks `path`; `known_aliases(model)` lists a model's aliases
-/// in the registry (None for an unknown model).
-pub fn load(
-    path: &Path,
-    known_aliases: &dyn Fn(&str) -> Option<Vec<String>>,
-) -> Result<Vec<Endpoint>, String> {
+/// What the registry says about a model a configuration names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// Registered, with these aliases.
+    Aliases(Vec<String>),
+    /// The registry answered: no such model.
+    Unknown,
+    /// The registry could not be asked (why): the model and its aliases are
+    /// not checked, and the endpoint serves once the registry answers.
+    Unreachable(String),
+}
+
+/// Reads and checks `path`; `known_aliases(model)` says what the registry
+/// knows of a model.
+pub fn load(path: &Path, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text, known_aliases).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Parses and checks a configuration text.
-pub fn parse(
-    text: &str,
-    known_aliases: &dyn Fn(&str) -> Option<Vec<String>>,
-) -> Result<Vec<Endpoint>, String> {
+pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     let line =
         |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -167,12 +181,23 @@ pub fn parse(
                 "the name is used twice; give each endpoint its own name".into(),
             ));
         }
-        let aliases = known_aliases(&c.model).ok_or_else(|| {
-            err(format!(
-                "model \"{}\" is not in the registry; register it first or fix the name",
-                c.model
-            ))
-        })?;
+        let aliases = match known_aliases(&c.model) {
+            Lookup::Aliases(aliases) => Some(aliases),
+            Lookup::Unknown => {
+                return Err(err(format!(
+                    "model \"{}\" is not in the registry; register it first or fix the name",
+                    c.model
+                )))
+            }
+            Lookup::Unreachable(why) => {
+                tracing::warn!(
+                    "line {at}: endpoint \"{}\": cannot check model \"{}\" and its aliases now ({why}); the endpoint answers once the registry does",
+                    c.name,
+                    c.model
+                );
+                None
+            }
+        };
         let arms: Vec<Arm> = c
             .arms
             .iter()
@@ -186,7 +211,7 @@ pub fn parse(
             fraction: s.fraction,
             max_in_flight: s.max_in_flight,
         });
-        check_traffic(&c.model, &aliases, &arms, shadow.as_ref()).map_err(err)?;
+        check_traffic(&c.model, aliases.as_deref(), &arms, shadow.as_ref()).map_err(err)?;
         let sticky_key = c.sticky_key.map(|k| match k {
             StickyKeyConfig::Header(h) => StickyKey::Header(h.to_ascii_lowercase()),
             StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),
@@ -221,8 +246,12 @@ pub fn parse(
 mod tests {
     use super::*;
 
-    fn aliases(model: &str) -> Option<Vec<String>> {
-        (model == "fraud").then(|| vec!["champion".into(), "challenger".into()])
+    fn aliases(model: &str) -> Lookup {
+        match model {
+            "fraud" => Lookup::Aliases(vec!["champion".into(), "challenger".into()]),
+            "offline" => Lookup::Unreachable("MLflow is down".into()),
+            _ => Lookup::Unknown,
+        }
     }
 
     #[test]
@@ -247,6 +276,18 @@ shadow = { alias = "latest", fraction = 0.25 }
         assert_eq!(e.arms.len(), 2);
         assert_eq!(e.shadow.as_ref().unwrap().max_in_flight, 16);
         assert_eq!(e.log, LogPolicy::default());
+    }
+
+    #[test]
+    fn an_unreachable_registry_skips_the_alias_check_but_not_the_rest() {
+        let text = "[[endpoint]]\nname = \"e\"\nmodel = \"offline\"\narms = [{ alias = \"champion\", weight = 1 }, { alias = \"canary\", weight = 1 }]\n";
+        let eps = parse(text, &aliases).unwrap();
+        assert_eq!(eps[0].model, "offline");
+        assert_eq!(eps[0].arms.len(), 2);
+        let bad = text.replace("weight = 1 }]", "weight = -1 }]");
+        assert!(parse(&bad, &aliases)
+            .unwrap_err()
+            .contains("weights must be 0 or more"));
     }
 
     #[test]

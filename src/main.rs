@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use podium::inference_table::summary::summarize;
 use podium::inference_table::TableOptions;
-use podium::registry::mlflow::{is_mlflow_uri, MlflowOptions};
+use podium::registry::mlflow::{is_mlflow_uri, redact_uri, MlflowOptions};
 use podium::registry::{Registry, RegistryConfig};
 use podium::server::{serve, shutdown_signal, ServeOptions};
 
@@ -345,7 +345,8 @@ fn registry_config(cli: &Cli) -> anyhow::Result<RegistryConfig> {
     if let Some(uri) = &cli.registry_uri {
         anyhow::ensure!(
             is_mlflow_uri(uri),
-            "--registry-uri {uri}: name an MLflow tracking server as http://HOST:PORT; Podium talks to MLflow over its REST API (for a directory use --registry DIR)"
+            "--registry-uri {}: name an MLflow tracking server as http://HOST:PORT; Podium talks to MLflow over its REST API (for a directory use --registry DIR)",
+            redact_uri(uri)
         );
         return Ok(mlflow(uri));
     }
@@ -357,7 +358,8 @@ fn registry_config(cli: &Cli) -> anyhow::Result<RegistryConfig> {
             return Ok(mlflow(&uri));
         }
         tracing::warn!(
-            "ignoring MLFLOW_TRACKING_URI={uri}: Podium reads MLflow only through a tracking server (http://HOST:PORT); using the directory \"registry\""
+            "ignoring MLFLOW_TRACKING_URI={}: Podium reads MLflow only through a tracking server (http://HOST:PORT); using the directory \"registry\"",
+            redact_uri(&uri)
         );
     }
     Ok(RegistryConfig::Local(PathBuf::from("registry")))

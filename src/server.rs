@@ -16,6 +16,8 @@ use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::AdminAccess;
 use crate::api::AppState;
+use crate::config::Lookup;
+use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
 use crate::registry::{Registry, RegistryConfig};
 use crate::routing::RouteTable;
@@ -88,10 +90,12 @@ impl ServeOptions {
     }
 }
 
-/// Loads ONNX Runtime and the registry's aliased models, binds REST and
-/// gRPC, prints `podium: grpc listening on http://ADDR` and then
-/// `podium: listening on http://ADDR` (REST) on stdout once both answer, and
-/// serves until `shutdown` resolves, letting in-flight requests finish.
+/// Loads ONNX Runtime, binds REST and gRPC and serves at once (live; ready
+/// once the registry was read and its aliased models loaded, which happens
+/// in the background), prints `podium: grpc listening on http://ADDR` and
+/// then `podium: listening on http://ADDR` (REST) on stdout once both answer
+/// and the first registry read is done (or failed), and serves until
+/// `shutdown` resolves, letting in-flight requests finish.
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -112,21 +116,18 @@ pub async fn serve(
             )
         })?;
     }
-    // The registry may be across the network: read it on a blocking thread.
-    {
-        let registry = Arc::clone(&registry);
-        tokio::task::spawn_blocking(move || warn_if_empty(registry.as_ref())).await?;
-    }
     let routes = match &opts.config {
         None => RouteTable::default(),
         Some(path) => {
             let (registry, path) = (Arc::clone(&registry), path.clone());
             let endpoints = tokio::task::spawn_blocking(move || {
-                let known = |model: &str| {
-                    registry
-                        .aliases(model)
-                        .ok()
-                        .map(|a| a.into_keys().collect())
+                // Only a registry that answers "no such model" stops start-up;
+                // one that cannot be reached (MLflow down) is checked later:
+                // the server starts unready and serves once it answers.
+                let known = |model: &str| match registry.aliases(model) {
+                    Ok(aliases) => Lookup::Aliases(aliases.into_keys().collect()),
+                    Err(Error::Registry(why)) => Lookup::Unreachable(why),
+                    Err(_) => Lookup::Unknown,
                 };
                 crate::config::load(&path, &known)
             })
@@ -184,18 +185,16 @@ pub async fn serve(
         watch: opts.watch.clone(),
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
-    {
-        // A registry that cannot be read yet (MLflow starting or down) is
-        // not fatal: the server starts unready and the poll keeps trying.
-        let models = Arc::clone(&models);
-        if let Err(e) = tokio::task::spawn_blocking(move || models.refresh()).await? {
-            tracing::error!("cannot read the registry: {e}; not ready until it can be read");
-        }
-    }
-    if let Err(reasons) = models.readiness() {
-        tracing::warn!("not ready: {}", reasons.join("; "));
-    }
-    let watcher = tokio::spawn(follow_registry(Arc::clone(&models), opts.poll_interval));
+    // The first registry read (and the loads) happen once the ports are
+    // bound, in the background: a slow or unreachable MLflow must not keep
+    // the server from being live. Until it is done, readiness says "the
+    // registry has not been read yet"; the listening lines come after it.
+    let (first_read_done, first_read) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(follow_registry(
+        Arc::clone(&models),
+        opts.poll_interval,
+        first_read_done,
+    ));
 
     let table = opts.table.clone().map(InferenceTable::start).transpose()?;
     let health_models = Arc::clone(&models);
@@ -237,8 +236,8 @@ pub async fn serve(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(grpc::follow_health(
-        reporter,
-        health_models,
+        reporter.clone(),
+        Arc::clone(&health_models),
         opts.poll_interval,
     ));
     let grpc_server = tonic::transport::Server::builder()
@@ -267,20 +266,32 @@ pub async fn serve(
         opts.inference_threads,
         opts.queue_depth
     );
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout();
-        writeln!(stdout, "podium: grpc listening on http://{grpc_addr}")?;
-        writeln!(stdout, "podium: listening on http://{addr}")?;
-        stdout.flush()?;
-    }
+    // Both already answer (live; ready once the registry is read): the
+    // lines are printed after the first registry read, as before, so a
+    // client that waits for them finds the models loaded (or the reasons).
+    let announce = async {
+        tokio::select! {
+            _ = first_read => {
+                // gRPC health says what the first read found before the lines.
+                grpc::update_health(&reporter, &health_models).await;
+                use std::io::Write;
+                let mut stdout = std::io::stdout();
+                let _ = writeln!(stdout, "podium: grpc listening on http://{grpc_addr}");
+                let _ = writeln!(stdout, "podium: listening on http://{addr}");
+                let _ = stdout.flush();
+            }
+            _ = until_stopped(stopped.clone()) => {}
+        }
+    };
     // Both servers drain in-flight requests after the signal, bounded by
     // the drain timeout so a stuck client cannot hold the process forever.
     let drained = async {
-        tokio::join!(
+        let (rest, grpc, ()) = tokio::join!(
             async { rest_server.await.context("REST server failed") },
-            async { grpc_server.await.context("gRPC server failed") }
-        )
+            async { grpc_server.await.context("gRPC server failed") },
+            announce
+        );
+        (rest, grpc)
     };
     tokio::pin!(drained);
     let drain_timeout = opts.drain_timeout;
@@ -323,9 +334,36 @@ fn warn_if_empty(registry: &dyn Registry) {
     }
 }
 
-/// Re-reads the registry every `interval` so new versions and alias moves
-/// are served without a restart.
-async fn follow_registry(models: Arc<ModelStore>, interval: Duration) {
+/// Reads the registry a first time (then says so on `first_read_done`),
+/// and re-reads it every `interval` so new versions and alias moves are
+/// served without a restart.
+async fn follow_registry(
+    models: Arc<ModelStore>,
+    interval: Duration,
+    first_read_done: tokio::sync::oneshot::Sender<()>,
+) {
+    // The registry may be across the network: read it on blocking threads.
+    {
+        let models = Arc::clone(&models);
+        let _ =
+            tokio::task::spawn_blocking(move || warn_if_empty(models.registry().as_ref())).await;
+    }
+    {
+        // A registry that cannot be read yet (MLflow starting or down) is
+        // not fatal: the server stays unready and the poll keeps trying.
+        let first = Arc::clone(&models);
+        match tokio::task::spawn_blocking(move || first.refresh()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!("cannot read the registry: {e}; not ready until it can be read")
+            }
+            Err(e) => tracing::error!("registry refresh task failed: {e}"),
+        }
+    }
+    if let Err(reasons) = models.readiness() {
+        tracing::warn!("not ready: {}", reasons.join("; "));
+    }
+    let _ = first_read_done.send(());
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

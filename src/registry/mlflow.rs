@@ -31,6 +31,9 @@ const API: &str = "/api/2.0/mlflow";
 const ARTIFACTS: &str = "/api/2.0/mlflow-artifacts/artifacts";
 const MANIFEST: &str = "podium-artifact.json";
 const ONNX_FILE: &str = "model.onnx";
+/// Pages of one search before Podium gives up (1000 models or 10000
+/// versions a page: far more than any registry holds).
+const MAX_PAGES: usize = 1000;
 
 /// How Podium talks to MLflow.
 #[derive(Clone)]
@@ -55,7 +58,7 @@ impl std::fmt::Debug for MlflowOptions {
     /// Credentials are never printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MlflowOptions")
-            .field("uri", &self.uri)
+            .field("uri", &redact_uri(&self.uri))
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
             .field("timeout", &self.timeout)
@@ -99,7 +102,7 @@ pub struct MlflowRegistry {
     download: ureq::Agent,
     retries: u32,
     timeout: Duration,
-    /// `<cache_dir>/<host>_<port>`: one folder per MLflow server.
+    /// `<cache_dir>/<host>_<port>[<prefix>]` (encoded): one folder per MLflow server.
     cache: PathBuf,
 }
 
@@ -146,12 +149,13 @@ impl MlflowRegistry {
                 .build()
                 .into()
         };
-        let host = base
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap_or("mlflow");
-        let cache = options.cache_dir.join(safe_name(&host.replace(':', "_")));
+        // host_port, then the path prefix (if any), encoded: two MLflow
+        // servers behind one host (http://h/a, http://h/b) keep apart.
+        let rest = base.trim_start_matches("http://");
+        let (host, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let cache = options
+            .cache_dir
+            .join(safe_name(&format!("{}{prefix}", host.replace(':', "_"))));
         Ok(MlflowRegistry {
             api: agent(Some(options.timeout)),
             download: agent(None),
@@ -344,6 +348,7 @@ impl MlflowRegistry {
     fn registered_models(&self) -> Result<BTreeMap<String, BTreeMap<String, u64>>, Error> {
         let mut models = BTreeMap::new();
         let mut token = String::new();
+        let mut pages = Vec::new();
         loop {
             let mut query = vec![("max_results", "1000")];
             if !token.is_empty() {
@@ -356,11 +361,40 @@ impl MlflowRegistry {
                 };
                 models.insert(name.to_string(), parse_aliases(&m["aliases"]));
             }
-            match page["next_page_token"].as_str() {
-                Some(next) if !next.is_empty() => token = next.to_string(),
-                _ => return Ok(models),
+            match self.next_page(&page, &mut pages, "registered-models/search")? {
+                Some(next) => token = next,
+                None => return Ok(models),
             }
         }
+    }
+
+    /// The next page's token, or None after the last page; an error when
+    /// the server repeats a token or the pages do not end (it would loop).
+    fn next_page(
+        &self,
+        page: &Value,
+        seen: &mut Vec<String>,
+        what: &str,
+    ) -> Result<Option<String>, Error> {
+        let next = match page["next_page_token"].as_str() {
+            Some(next) if !next.is_empty() => next.to_string(),
+            _ => return Ok(None),
+        };
+        if seen.contains(&next) {
+            return Err(Error::Registry(format!(
+                "MLflow at {} repeated the page token {next:?} for {what} after {} pages; the server's paging is broken (upgrade MLflow, or check any proxy in front of it)",
+                self.base,
+                seen.len() + 1
+            )));
+        }
+        if seen.len() + 1 >= MAX_PAGES {
+            return Err(Error::Registry(format!(
+                "MLflow at {} still had more pages of {what} after {MAX_PAGES}; the server's paging does not end (upgrade MLflow, or serve fewer models with --models)",
+                self.base
+            )));
+        }
+        seen.push(next.clone());
+        Ok(Some(next))
     }
 
     /// The versions of `model` that finished registering (all pages).
@@ -368,6 +402,7 @@ impl MlflowRegistry {
         let filter = format!("name={}", quote(model));
         let mut versions = Vec::new();
         let mut token = String::new();
+        let mut pages = Vec::new();
         loop {
             let mut query = vec![("filter", filter.as_str()), ("max_results", "10000")];
             if !token.is_empty() {
@@ -381,9 +416,9 @@ impl MlflowRegistry {
                     versions.push(n);
                 }
             }
-            match page["next_page_token"].as_str() {
-                Some(next) if !next.is_empty() => token = next.to_string(),
-                _ => break,
+            match self.next_page(&page, &mut pages, "model-versions/search")? {
+                Some(next) => token = next,
+                None => break,
             }
         }
         versions.sort_unstable();
@@ -784,24 +819,41 @@ impl Registry for MlflowRegistry {
     }
 }
 
+/// `uri` with any user part (`user:password@`) of its authority replaced by
+/// `***@`, for messages and logs.
+pub fn redact_uri(uri: &str) -> String {
+    let (scheme, rest) = match uri.find("://") {
+        Some(i) => uri.split_at(i + 3),
+        None => ("", uri),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => uri.to_string(),
+    }
+}
+
 /// `mlflow+http://h:p/x/` → `http://h:p/x`; refuses what Podium cannot speak.
+/// Errors never repeat a user part of the URI (it may hold a password).
 fn parse_uri(uri: &str) -> Result<String, Error> {
+    let shown = redact_uri(uri.trim());
+    let uri = uri.trim();
     let trimmed = uri.trim().trim_end_matches('/');
     let plain = trimmed.strip_prefix("mlflow+").unwrap_or(trimmed);
     if plain.starts_with("https://") {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri}: this Podium is built without TLS; reach MLflow over http:// (e.g. through a local TLS-terminating proxy)"
+            "MLflow registry {shown}: this Podium is built without TLS; reach MLflow over http:// (e.g. through a local TLS-terminating proxy)"
         )));
     }
     let Some(rest) = plain.strip_prefix("http://") else {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri:?}: use mlflow+http://HOST:PORT (or http://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
+            "MLflow registry {shown:?}: use mlflow+http://HOST:PORT (or http://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
         )));
     };
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || host.contains('@') {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {uri:?}: name a host (mlflow+http://HOST:PORT); put credentials in MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD, not in the URL"
+            "MLflow registry {shown:?}: name a host (mlflow+http://HOST:PORT); put credentials in MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD, not in the URL"
         )));
     }
     Ok(plain.to_string())
@@ -939,14 +991,20 @@ fn encode_path(path: &str) -> String {
         .join("/")
 }
 
+/// Decodes `%XX` escapes (two ASCII hex digits); anything else, including a
+/// `%` followed by other bytes, is kept as it is. Works on bytes: the input
+/// comes from the server and may hold any UTF-8 after a `%`.
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi << 4) | lo);
                 i += 3;
                 continue;
             }
@@ -1057,12 +1115,45 @@ mlflow_version: 3.17.2
             .unwrap_err()
             .to_string();
         assert!(creds.contains("MLFLOW_TRACKING_TOKEN"), "{creds}");
+        assert!(
+            creds.contains("http://***@host:5000")
+                && !creds.contains("pw")
+                && !creds.contains("user"),
+            "{creds}"
+        );
+        let tls = parse_uri("https://me:s3cret@h/x").unwrap_err().to_string();
+        assert!(
+            tls.contains("https://***@h/x") && !tls.contains("s3cret"),
+            "{tls}"
+        );
+        let db = parse_uri("postgresql://me:s3cret@db/mlflow")
+            .unwrap_err()
+            .to_string();
+        assert!(!db.contains("s3cret"), "{db}");
+        assert_eq!(redact_uri("http://h:1/a@b"), "http://h:1/a@b");
         assert!(is_mlflow_uri("mlflow+http://h:1") && is_mlflow_uri("http://h:1"));
         assert!(!is_mlflow_uri("registry") && !is_mlflow_uri("/srv/registry"));
         assert_eq!(safe_name("fraud"), "fraud");
         assert_eq!(safe_name("cat.schema.m"), "cat.schema.m");
         assert_eq!(safe_name("../x"), "%2E.%2Fx");
         assert_eq!(percent_decode("/a%20b/c"), "/a b/c");
+    }
+
+    #[test]
+    fn percent_decoding_never_panics_on_what_the_server_sends() {
+        // Non-ASCII after `%` used to be sliced by byte index and panic.
+        assert_eq!(percent_decode("/a%é/b"), "/a%é/b");
+        assert_eq!(percent_decode("/a%1é"), "/a%1é");
+        assert_eq!(percent_decode("/é%C3%A9"), "/éé");
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("x%4"), "x%4");
+        assert_eq!(percent_decode("%+1%2f"), "%+1/");
+        // A `file://` artifact URI with such a path is located, not a crash.
+        let reg = registry("http://127.0.0.1:9", None, 0);
+        assert_eq!(
+            reg.locate("file:///srv/m%é%20x", "m", 1).unwrap(),
+            Location::Local(PathBuf::from("/srv/m%é x"))
+        );
         assert_eq!(
             encode_path("0/models/m 1/MLmodel"),
             "0/models/m%201/MLmodel"
@@ -1191,5 +1282,31 @@ mlflow_version: 3.17.2
             err.contains("is --registry pointing at an MLflow server"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_path_prefix_has_its_own_cache() {
+        let dir = |uri: &str| registry(uri, None, 0).cache_dir().to_path_buf();
+        let root = std::env::temp_dir();
+        assert_eq!(dir("http://h:5000"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/a"), root.join("h_5000%2Fa"));
+        assert_ne!(dir("http://h:5000/a"), dir("http://h:5000/b"));
+        assert_ne!(dir("http://h/x/y"), dir("http://h/x_y"));
+    }
+
+    #[test]
+    fn a_repeated_page_token_is_an_error_not_a_loop() {
+        let page = r#"{"registered_models": [{"name": "fraud"}], "next_page_token": "abc"}"#;
+        let (url, seen) = stub(vec![(200, page), (200, page), (200, page)]);
+        let err = registry(&url, None, 0).models().unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("repeated the page token \"abc\"")
+                && msg.contains("registered-models/search"),
+            "{msg}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 }

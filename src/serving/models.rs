@@ -191,6 +191,11 @@ pub struct ModelStore {
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions are immutable, so a version that failed to load is not retried.
     failed: RwLock<HashMap<Key, String>>,
+    /// Versions the registry could not hand over (MLflow unreachable): a
+    /// request naming one answers 503 at once instead of calling the
+    /// registry again; forgotten at the next successful registry read (the
+    /// reconciler itself retries every poll).
+    fetch_failed: RwLock<HashMap<Key, String>>,
     /// Versions a client named by number; kept loaded though no alias points at them.
     pinned: Mutex<HashMap<Key, Instant>>,
     /// Unloaded versions that in-flight requests still hold; gone once they finish.
@@ -219,6 +224,7 @@ impl ModelStore {
             view: ArcSwap::from_pointee(View::default()),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
+            fetch_failed: RwLock::new(HashMap::new()),
             pinned: Mutex::new(HashMap::new()),
             draining: Mutex::new(Vec::new()),
             slot_states: Mutex::new(HashMap::new()),
@@ -253,7 +259,7 @@ impl ModelStore {
             let mv = view
                 .models
                 .get(model)
-                .ok_or_else(|| unknown_model(model, &view))?;
+                .ok_or_else(|| self.unknown_model(model, &view))?;
             match spec {
                 VersionSpec::Alias(alias) if !alias.eq_ignore_ascii_case(LATEST) => {
                     if let Some(slot) = mv.slots.get(alias) {
@@ -283,10 +289,14 @@ impl ModelStore {
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
         }
+        // Not a registry call per request while the registry is down.
+        if let Some(why) = read(&self.fetch_failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
         lock(&self.pinned).insert(key, Instant::now());
         let store = Arc::clone(self);
         let model = model.to_string();
-        tokio::task::spawn_blocking(move || store.load(&model, version))
+        tokio::task::spawn_blocking(move || store.load_for_request(&model, version))
             .await
             .map_err(|e| Error::Internal(format!("model loading task failed: {e}")))?
     }
@@ -298,7 +308,7 @@ impl ModelStore {
         let mv = view
             .models
             .get(model)
-            .ok_or_else(|| unknown_model(model, &view))?;
+            .ok_or_else(|| self.unknown_model(model, &view))?;
         if let VersionSpec::Alias(alias) = spec {
             if let Some(slot) = mv.slots.get(alias) {
                 return Ok((slot.version, true));
@@ -310,13 +320,24 @@ impl ModelStore {
         Ok((version, loaded))
     }
 
+    /// No such model; or, before the registry was first read (it is read
+    /// in the background while the server already answers), not yet known.
+    fn unknown_model(&self, model: &str, view: &View) -> Error {
+        if !self.refreshed_once.load(Ordering::Acquire) {
+            return Error::Unavailable(format!(
+                "model \"{model}\": the registry has not been read yet; try again shortly"
+            ));
+        }
+        unknown_model(model, view)
+    }
+
     /// What the registry says about `model`.
     pub fn info(&self, model: &str) -> Result<ModelInfo, Error> {
         let view = self.view.load();
         view.models
             .get(model)
             .map(|mv| mv.info.clone())
-            .ok_or_else(|| unknown_model(model, &view))
+            .ok_or_else(|| self.unknown_model(model, &view))
     }
 
     /// Names of the registry's models, as of the last reconcile.
@@ -386,6 +407,8 @@ impl ModelStore {
         let (kind, location) = (self.registry.kind(), self.registry.location());
         match failure {
             None => {
+                // Versions that could not be fetched may be fetched now.
+                write(&self.fetch_failed).clear();
                 if let Some(since) = health.degraded_since.take() {
                     let secs = since.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
                     tracing::warn!(
@@ -463,6 +486,13 @@ impl ModelStore {
             allow_signature_change,
         ) {
             Ok((_, timings)) => timings,
+            Err(e @ Error::Registry(_)) => {
+                // The registry could not hand over the artifact: nothing was
+                // refused (the version was never checked), so no refusal is
+                // recorded and the caller gets the registry's error (502).
+                lock(&self.allowed_changes).remove(&key);
+                return Err(e);
+            }
             Err(e) => {
                 metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
                 lock(&self.allowed_changes).remove(&key);
@@ -587,6 +617,36 @@ impl ModelStore {
             let mut mv = ModelView::new(ModelInfo::default());
             for (alias, &target) in &info.aliases {
                 let current = old_mv.and_then(|m| m.slots.get(alias)).cloned();
+                let serves_target = current.as_ref().is_some_and(|c| c.version == target);
+                if !serves_target && !info.versions.contains(&target) {
+                    // The alias points at a version whose registration has not
+                    // finished (MLflow: not READY): not a refusal, so nothing
+                    // is remembered against it; the old version keeps serving
+                    // and the alias is followed once the version is READY.
+                    let why = format!(
+                        "waiting for version {target} to be READY in the registry{}",
+                        current
+                            .as_ref()
+                            .map(|c| format!("; still serving version {}", c.version))
+                            .unwrap_or_default()
+                    );
+                    let mut states = lock(&self.slot_states);
+                    let state = states.entry((model.clone(), alias.clone())).or_default();
+                    if state.last_error.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("{model}@{alias}: {why}");
+                    }
+                    state.last_error = Some(why.clone());
+                    match current {
+                        Some(kept) => {
+                            mv.slots.insert(alias.clone(), kept);
+                        }
+                        None => {
+                            mv.fetch_pending.insert(alias.clone());
+                            mv.errors.insert(alias.clone(), why);
+                        }
+                    }
+                    continue;
+                }
                 match self.follow(&model, alias, target, current, by) {
                     Ok(serving) => {
                         mv.slots.insert(alias.clone(), serving);
@@ -757,9 +817,29 @@ impl ModelStore {
         Ok((loaded, timings))
     }
 
+    /// [`ModelStore::load`] for a request: a version the registry could not
+    /// hand over since its last successful read is not asked for again (the
+    /// requests that queued behind the failed fetch answer at once too), and
+    /// the client gets 503, to retry. Blocking.
+    fn load_for_request(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, true).map_err(|e| match e {
+            Error::Registry(e) => Error::Unavailable(fetch_failure(model, version, &e)),
+            other => other,
+        })
+    }
+
     /// Loads `model` `version` unless it is loaded already. Checks the
     /// memory limit first. Blocking.
     fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, false)
+    }
+
+    fn load_inner(
+        &self,
+        model: &str,
+        version: u64,
+        for_request: bool,
+    ) -> Result<Arc<LoadedModel>, Error> {
         let key = (model.to_string(), version);
         let _loading = lock(&self.loading);
         if let Some(found) = read(&self.loaded).get(&key) {
@@ -768,7 +848,20 @@ impl ModelStore {
         if let Some(why) = read(&self.failed).get(&key) {
             return Err(Error::Unavailable(why.clone()));
         }
-        let path = self.registry.artifact(model, version)?;
+        if for_request {
+            if let Some(why) = read(&self.fetch_failed).get(&key) {
+                return Err(Error::Unavailable(why.clone()));
+            }
+        }
+        let path = match self.registry.artifact(model, version) {
+            Ok(path) => path,
+            Err(Error::Registry(e)) => {
+                write(&self.fetch_failed).insert(key, fetch_failure(model, version, &e));
+                return Err(Error::Registry(e));
+            }
+            Err(e) => return Err(e),
+        };
+        write(&self.fetch_failed).remove(&key);
         if let Some(limit) = self.options.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let needed = file.saturating_mul(self.options.workers as u64);
@@ -936,6 +1029,13 @@ fn unknown_model(model: &str, view: &View) -> Error {
     ))
 }
 
+/// Why a request for a version the registry could not hand over answers 503.
+fn fetch_failure(model: &str, version: u64, e: &str) -> String {
+    format!(
+        "version {version} of model \"{model}\" could not be fetched from the registry: {e}; it is tried again after the next successful registry read"
+    )
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -973,6 +1073,9 @@ mod tests {
     struct Flaky {
         inner: LocalRegistry,
         down: AtomicBool,
+        artifact_calls: std::sync::atomic::AtomicUsize,
+        /// A version whose registration has not finished (not listed).
+        pending: std::sync::atomic::AtomicU64,
     }
 
     impl Registry for Flaky {
@@ -986,12 +1089,16 @@ mod tests {
             self.inner.models()
         }
         fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
-            self.inner.versions(model)
+            let pending = self.pending.load(Ordering::SeqCst);
+            let mut versions = self.inner.versions(model)?;
+            versions.retain(|&v| v != pending);
+            Ok(versions)
         }
         fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
             self.inner.aliases(model)
         }
         fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+            self.artifact_calls.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
                 return Err(Error::Registry("cannot connect to MLflow".into()));
             }
@@ -1023,6 +1130,8 @@ mod tests {
         let registry = Arc::new(Flaky {
             inner: local.clone(),
             down: AtomicBool::new(true),
+            artifact_calls: Default::default(),
+            pending: Default::default(),
         });
         let options = StoreOptions {
             workers: 1,
@@ -1070,5 +1179,148 @@ mod tests {
         let canary = status.slots.iter().find(|s| s.alias == "canary").unwrap();
         assert_eq!(canary.serving_version, Some(2));
         assert_eq!(canary.last_error, None);
+    }
+
+    #[test]
+    fn requests_do_not_call_an_unreachable_registry_again() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+            pending: Default::default(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = Arc::new(ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        ));
+        store.refresh().unwrap();
+        registry.down.store(true, Ordering::SeqCst);
+        let calls = || registry.artifact_calls.load(Ordering::SeqCst);
+        let before = calls();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v2 = VersionSpec::Number(2);
+        for _ in 0..5 {
+            let err = rt.block_on(store.get("fraud", &v2)).unwrap_err();
+            assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains("could not be fetched from the registry"),
+                "{err}"
+            );
+        }
+        assert_eq!(calls(), before + 1, "one registry call for five requests");
+        // The next successful registry read lets a request try again.
+        registry.down.store(false, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let served = rt.block_on(store.get("fraud", &v2)).unwrap();
+        assert_eq!(served.version, 2);
+    }
+
+    #[test]
+    fn an_alias_on_a_version_not_ready_yet_waits_for_it() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+            pending: 2.into(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let store = ModelStore::new(
+            registry.clone(),
+            options,
+            History::new(tmp.path().join("history.jsonl")),
+        );
+        store.refresh().unwrap();
+        store.readiness().unwrap();
+        let slot = |store: &ModelStore| {
+            store
+                .status()
+                .slots
+                .into_iter()
+                .find(|s| s.alias == "champion")
+                .unwrap()
+        };
+        // The alias moves to v2 before v2 finished registering.
+        local.set_alias("fraud", "champion", 2).unwrap();
+        for _ in 0..2 {
+            store.refresh().unwrap();
+            let champion = slot(&store);
+            assert_eq!(champion.serving_version, Some(1));
+            let err = champion.last_error.unwrap_or_default();
+            assert!(err.contains("waiting for version 2 to be READY"), "{err}");
+            store.readiness().unwrap();
+        }
+        // Once it is READY, the next poll follows it.
+        registry.pending.store(0, Ordering::SeqCst);
+        store.refresh().unwrap();
+        let champion = slot(&store);
+        assert_eq!(champion.serving_version, Some(2));
+        assert_eq!(champion.last_error, None);
+    }
+
+    #[test]
+    fn an_admin_change_the_registry_cannot_fetch_is_not_a_refusal() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalRegistry::new(tmp.path().join("reg"));
+        local.register("fraud", &fraud(1)).unwrap();
+        local.register("fraud", &fraud(2)).unwrap();
+        local.set_alias("fraud", "champion", 1).unwrap();
+        let registry = Arc::new(Flaky {
+            inner: local.clone(),
+            down: AtomicBool::new(false),
+            artifact_calls: Default::default(),
+            pending: Default::default(),
+        });
+        let options = StoreOptions {
+            workers: 1,
+            keep_previous: 1,
+            memory_limit: None,
+            watch: None,
+        };
+        let history = tmp.path().join("history.jsonl");
+        let store = ModelStore::new(registry.clone(), options, History::new(history.clone()));
+        store.refresh().unwrap();
+        registry.down.store(true, Ordering::SeqCst);
+        let err = store
+            .set_alias("fraud", "champion", 2, false, "admin")
+            .unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "502, not 409: {err:?}");
+        let recorded = std::fs::read_to_string(&history).unwrap_or_default();
+        assert!(!recorded.contains("swap_refused"), "{recorded}");
+        assert_eq!(local.aliases("fraud").unwrap()["champion"], 1);
+        // The same change goes through once the registry answers.
+        registry.down.store(false, Ordering::SeqCst);
+        let done = store
+            .set_alias("fraud", "champion", 2, false, "admin")
+            .unwrap();
+        assert!(done.swapped);
     }
 }

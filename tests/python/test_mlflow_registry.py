@@ -492,6 +492,27 @@ def test_errors_name_the_problem_and_the_fix(mlflow_server, tmp_path):
         r = requests.get(base(srv) + "/v2/health/ready", timeout=10)
         assert r.status_code == 503 and "cannot connect to MLflow" in r.text, r.text
 
+    # the same with endpoints configured: an unreachable MLflow does not fail
+    # the configuration check (that would be a crash loop while MLflow is down)
+    (tmp_path / "c3").mkdir()
+    config = tmp_path / "endpoints.toml"
+    config.write_text('[[endpoint]]\nname = "fraud-ab"\nmodel = "fraud"\narms = [{ alias = "champion", weight = 1 }]\n')
+    with run_podium(
+        f"mlflow+http://{HOST}:{port}", tmp_path / "c3", "--cache-dir", str(tmp_path / "c3" / "cache"),
+        "--registry-retries", "0", "--config", str(config),
+    ) as srv:
+        r = requests.get(base(srv) + "/v2/health/ready", timeout=10)
+        assert r.status_code == 503 and "cannot connect to MLflow" in r.text, r.text
+    # but a model that MLflow says does not exist still stops start-up
+    config.write_text(config.read_text().replace('model = "fraud"', 'model = "ghost"'))
+    out = subprocess.run(
+        [str(PODIUM_BIN), "--registry", f"mlflow+http://{HOST}:{mlflow_server.port}", "serve",
+         "--listen", f"{HOST}:0", "--grpc-listen", f"{HOST}:0", "--cache-dir", str(tmp_path / "c4"),
+         "--config", str(config)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode != 0 and 'model "ghost" is not in the registry' in out.stderr, out.stderr
+
 
 def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, tmp_path):
     cache = tmp_path / "cache"
@@ -499,13 +520,9 @@ def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, 
         assert metric(srv, "podium_registry_artifacts_total", result="downloaded") == 2.0
     files = {p.parent.name: p for p in cache.rglob("model.onnx")}
     assert set(files) == {"1", "2"}, files
-    # v2's cached copy is damaged (cut short), and a crashed download left a
-    # half-written file behind: neither may be loaded
+    # v2's cached copy is damaged (cut short): it may not be loaded
     data = files["2"].read_bytes()
     files["2"].write_bytes(data[: len(data) // 2])
-    half = files["2"].parent.parent / ".tmp-2-1-1"
-    half.mkdir()
-    (half / "model.onnx").write_bytes(data[:100])
 
     with podium(mlflow_server, tmp_path / "second", "--models", "fraud", cache=cache) as srv:
         assert metric(srv, "podium_registry_artifacts_total", result="cached") == 1.0
@@ -513,3 +530,37 @@ def test_restart_reuses_the_cache_and_never_loads_a_damaged_file(mlflow_server, 
         r = infer(srv, "/v2/models/fraud/versions/challenger/infer")
         assert r.status_code == 200 and r.json()["model_version"] == "2", r.text
     assert files["2"].read_bytes() == data
+
+
+def test_live_while_the_first_registry_read_hangs(tmp_path):
+    # an MLflow host that takes connections and never answers (blackholed):
+    # the server answers at once, live and not ready, instead of only after
+    # the first registry read gives up
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(16)  # never accepted: connections wait in the backlog
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(PODIUM_BIN),
+            "--registry", f"mlflow+http://{HOST}:{silent.getsockname()[1]}",
+            "--cache-dir", str(tmp_path / "cache"),
+            "--registry-timeout-secs", "600", "--registry-retries", "0",
+            "serve", "--listen", f"{HOST}:{port}", "--grpc-listen", f"{HOST}:0",
+        ],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.log", "wb"),
+    )
+    try:
+        url = f"http://{HOST}:{port}"
+        wait_for("live", lambda: requests.get(url + "/v2/health/live", timeout=5).status_code == 200,
+                 deadline_s=START_DEADLINE_S, every_s=0.2)
+        r = requests.get(url + "/v2/health/ready", timeout=5)
+        assert r.status_code == 503 and "has not been read yet" in r.text, r.text
+        # a request before the first read is "try again", not "no such model"
+        r = requests.post(url + "/v2/models/fraud/infer", json=fraud_body(X), timeout=5)
+        assert r.status_code == 503 and "not been read yet" in r.text, r.text
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        silent.close()

@@ -377,23 +377,29 @@ pub async fn follow_health(reporter: HealthReporter, models: Arc<ModelStore>, in
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let serving = |ok: bool| {
-            if ok {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            }
-        };
-        let ready = models.readiness().is_ok();
-        reporter.set_service_status("", serving(ready)).await;
-        reporter
-            .set_service_status("inference.GRPCInferenceService", serving(ready))
-            .await;
-        for model in models.model_names() {
-            let loaded = models
-                .ready(&model, &VersionSpec::parse(None))
-                .is_ok_and(|(_, ready)| ready);
-            reporter.set_service_status(&model, serving(loaded)).await;
+        update_health(&reporter, &models).await;
+    }
+}
+
+/// Sets every health status once: the server's, and each model's (its
+/// default alias serving).
+pub async fn update_health(reporter: &HealthReporter, models: &ModelStore) {
+    let serving = |ok: bool| {
+        if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
         }
+    };
+    let ready = models.readiness().is_ok();
+    reporter.set_service_status("", serving(ready)).await;
+    reporter
+        .set_service_status("inference.GRPCInferenceService", serving(ready))
+        .await;
+    for model in models.model_names() {
+        let loaded = models
+            .ready(&model, &VersionSpec::parse(None))
+            .is_ok_and(|(_, ready)| ready);
+        reporter.set_service_status(&model, serving(loaded)).await;
     }
 }

@@ -246,7 +246,8 @@ async fn set_traffic(
         .aliases
         .into_keys()
         .collect();
-    crate::config::check_traffic(&current.model, &aliases, &traffic.arms, shadow.as_ref())
+    let aliases = Some(aliases.as_slice());
+    crate::config::check_traffic(&current.model, aliases, &traffic.arms, shadow.as_ref())
         .and_then(|()| current.with_traffic(traffic.arms, shadow))
         .map_err(|why| ApiError(Error::InvalidInput(format!("endpoint \"{name}\": {why}"))))
         .map(|updated| {
