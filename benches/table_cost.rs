@@ -80,6 +80,20 @@ fn free_port() -> SocketAddr {
         .expect("a free port")
 }
 
+/// Whether `GET /v2/health/ready` answers 200 (the models are loaded).
+async fn ready(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = "GET /v2/health/ready HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
 /// Requests answered and their latencies, for one server in one round.
 struct Round {
     calls: usize,
@@ -258,8 +272,8 @@ fn main() {
         // Ready, and warm.
         for &addr in &addrs {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                assert!(Instant::now() < deadline, "server not listening after 60 s");
+            while !ready(addr).await {
+                assert!(Instant::now() < deadline, "server not ready after 60 s");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
