@@ -410,10 +410,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     max_payload_bytes: args.table_max_payload_bytes as usize,
                 }),
             };
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(serve(opts, shutdown_signal()))
+                .build()?;
+            let result = runtime.block_on(serve(opts, shutdown_signal()));
+            // Requests are drained and the inference table closed by now; a
+            // registry call still waiting on a stuck MLflow must not hold
+            // the exit until its timeout.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            result
         }
         Command::Table(TableCommand::Summary { dir }) => {
             print!("{}", summarize(&dir)?);
