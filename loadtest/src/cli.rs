@@ -64,7 +64,8 @@ pub struct Args {
     /// Seed of generated inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Extra request header (gRPC metadata), "NAME: VALUE"; {n} in the value becomes the request's number
+    /// Extra request header (gRPC metadata), "NAME: VALUE". The letter n in curly braces
+    /// in the value becomes the request's number, e.g. one user per request (see README).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
     /// HTTP/2 connections shared by the gRPC workers
