@@ -12,7 +12,7 @@ pub mod summary;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,6 +91,8 @@ pub struct InferenceTable {
     /// Rows waiting for their shadow's outcome before they are queued.
     waiting: Arc<AtomicUsize>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set by `close`: from then on a gone writer is expected.
+    closing: Arc<AtomicBool>,
 }
 
 impl InferenceTable {
@@ -115,6 +117,7 @@ impl InferenceTable {
             options,
             waiting: Arc::new(AtomicUsize::new(0)),
             writer: Mutex::new(Some(handle)),
+            closing: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -184,16 +187,15 @@ impl InferenceTable {
                     self.enqueue(record);
                     return;
                 };
-                let waiting = Arc::clone(&self.waiting);
-                waiting.fetch_add(1, Ordering::AcqRel);
+                let waiting = Waiting::new(Arc::clone(&self.waiting));
                 let table = self.sender();
                 runtime.spawn(async move {
+                    let _waiting = waiting;
                     let outcome = outcome.await.unwrap_or_else(|_| {
                         ShadowOutcome::Failed("the shadow call was cancelled".into())
                     });
                     record.shadow = Some(table.shadow_record(arm, outcome));
                     table.enqueue(record);
-                    waiting.fetch_sub(1, Ordering::AcqRel);
                 });
             }
         }
@@ -201,6 +203,7 @@ impl InferenceTable {
 
     fn sender(&self) -> Enqueue {
         Enqueue {
+            closing: Arc::clone(&self.closing),
             tx: self.tx.clone(),
             queued_bytes: Arc::clone(&self.queued_bytes),
             queue_bytes: self.options.queue_bytes,
@@ -220,6 +223,7 @@ impl InferenceTable {
         while self.waiting.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        self.closing.store(true, Ordering::Release);
         let tx = self.tx.clone();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
         let closed = tokio::task::spawn_blocking(move || {
@@ -231,14 +235,38 @@ impl InferenceTable {
                 }
             }
         });
-        if closed.await.is_err() {
-            tracing::error!("closing the inference table failed");
+        // A disk that never answers (a dead network mount) must not keep
+        // the process from exiting.
+        match tokio::time::timeout(timeout.max(Duration::from_secs(5)), closed).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("closing the inference table failed: {e}"),
+            Err(_) => tracing::error!(
+                "the inference table writer did not finish closing its files; exiting without it (files not closed stay hidden as .inprogress)"
+            ),
         }
+    }
+}
+
+/// A row waiting for its shadow, counted until dropped (also on a panic),
+/// so `close` knows when all have been queued.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: Arc<AtomicUsize>) -> Waiting {
+        count.fetch_add(1, Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// What a row needs to be queued from any thread.
 struct Enqueue {
+    closing: Arc<AtomicBool>,
     tx: Sender<Message>,
     queued_bytes: Arc<AtomicUsize>,
     queue_bytes: usize,
@@ -260,7 +288,13 @@ impl Enqueue {
                 self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
                 dropped(match e {
                     TrySendError::Full(_) => "queue_full",
-                    TrySendError::Disconnected(_) => "closed",
+                    TrySendError::Disconnected(_) if self.closing.load(Ordering::Acquire) => {
+                        "closed"
+                    }
+                    TrySendError::Disconnected(_) => {
+                        writer_gone();
+                        "writer_failed"
+                    }
                 });
             }
         }
@@ -297,6 +331,17 @@ fn limit_response(response: InferResponse, max: usize, codes: &mut Vec<&'static 
 /// (their 404 error names what was called): made-up names in URLs must not
 /// create partitions without bound.
 pub const UNKNOWN_ENDPOINT: &str = "_unknown";
+
+/// The writer thread ended while serving: said once in the log (rows are
+/// counted as `writer_failed`).
+fn writer_gone() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::error!(
+            "the inference table writer stopped; rows are dropped (podium_table_rows_dropped_total{{reason=\"writer_failed\"}}) until Podium restarts"
+        )
+    });
+}
 
 pub(crate) fn dropped(reason: &'static str) {
     metrics::counter!("podium_table_rows_dropped_total", "reason" => reason).increment(1);
@@ -370,6 +415,22 @@ impl Entry {
         } else {
             Payload::Text(body.clone())
         };
+    }
+
+    /// Records a copy of a response, copied only when under the limit.
+    pub fn response_tensors_copy(&mut self, response: &InferResponse) {
+        if !self.payloads {
+            return;
+        }
+        let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();
+        if size > self.max_payload {
+            self.record
+                .logging_error_codes
+                .push("MAX_RESPONSE_SIZE_EXCEEDED");
+            self.record.response = Payload::TooLarge;
+        } else {
+            self.record.response = Payload::Response(response.clone());
+        }
     }
 
     /// Records a response to render in the OIP JSON form.

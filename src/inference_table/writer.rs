@@ -31,8 +31,13 @@ use super::record::{self, Payload, Record};
 use super::{Message, TableOptions};
 use crate::api::http::codec;
 
-/// Rows rendered and handed to the Parquet writer at a time.
+/// Rows rendered and handed to the Parquet writer at a time...
 const BATCH_ROWS: usize = 1024;
+
+/// ...or fewer, once their bodies hold this many bytes: bounds the writer's
+/// memory per partition, and keeps a batch's text columns far below Arrow's
+/// 2 GiB per column (rendered JSON is up to ~6x the raw tensor bytes).
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// How often the writer drains the queue. At the default queue of 10,000
 /// rows this absorbs bursts of up to 500,000 rows a second.
@@ -61,6 +66,8 @@ pub(super) struct Writer {
 /// The rows of one endpoint and day not yet in a closed file.
 struct Partition {
     pending: Vec<Record>,
+    /// Payload bytes of `pending`.
+    pending_bytes: usize,
     file: Option<OpenFile>,
     /// When the oldest row not yet in a closed file arrived.
     oldest: Option<Instant>,
@@ -118,14 +125,23 @@ impl Writer {
             }
             std::thread::sleep(self.next_deadline().min(TICK));
         }
-        // Rows that raced with the close are still written.
-        while let Ok(Message::Row(record)) = rx.try_recv() {
-            self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
-            self.add(*record);
-        }
-        let keys: Vec<_> = self.partitions.keys().cloned().collect();
-        for key in keys {
-            self.close_file(&key);
+        // Rows that raced with the close are still written, also those that
+        // arrive while the files are being closed; rows after the receiver
+        // is gone are counted as dropped (`closed`) by the sender.
+        loop {
+            while let Ok(message) = rx.try_recv() {
+                if let Message::Row(record) = message {
+                    self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
+                    self.add(*record);
+                }
+            }
+            let keys: Vec<_> = self.partitions.keys().cloned().collect();
+            for key in keys {
+                self.close_file(&key);
+            }
+            if rx.is_empty() {
+                break;
+            }
         }
         self.gauges(0);
         tracing::info!("inference table closed");
@@ -136,12 +152,14 @@ impl Writer {
         let key = (partition_dir(&record.endpoint), days);
         let p = self.partitions.entry(key.clone()).or_insert(Partition {
             pending: Vec::new(),
+            pending_bytes: 0,
             file: None,
             oldest: None,
         });
         p.oldest.get_or_insert_with(Instant::now);
+        p.pending_bytes += record.size();
         p.pending.push(record);
-        if p.pending.len() >= BATCH_ROWS {
+        if p.pending.len() >= BATCH_ROWS || p.pending_bytes >= BATCH_BYTES {
             self.write_pending(&key);
             let full = self
                 .partitions
@@ -196,22 +214,34 @@ impl Writer {
             return;
         }
         let rows = std::mem::take(&mut p.pending);
+        p.pending_bytes = 0;
         let n = rows.len();
-        let result = (|| -> anyhow::Result<()> {
-            let batch = batch(&self.schema, rows)?;
-            if p.file.is_none() {
-                p.file = Some(open_file(
-                    &self.options.dir,
-                    key,
-                    &self.schema,
-                    self.properties.clone(),
-                )?);
-            }
-            let file = p.file.as_mut().expect("opened above");
-            file.writer.write(&batch)?;
-            file.rows += n;
-            Ok(())
-        })();
+        // A panic in Arrow or Parquet (a limit we did not foresee) costs
+        // this file's rows, counted like a write error, not the writer thread.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
+                let batch = batch(&self.schema, rows)?;
+                if p.file.is_none() {
+                    p.file = Some(open_file(
+                        &self.options.dir,
+                        key,
+                        &self.schema,
+                        self.properties.clone(),
+                    )?);
+                }
+                let file = p.file.as_mut().expect("opened above");
+                file.writer.write(&batch)?;
+                file.rows += n;
+                Ok(())
+            }))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown");
+                Err(anyhow::anyhow!("the Parquet writer panicked: {why}"))
+            });
         if let Err(e) = result {
             self.fail(key, n, e);
         }
@@ -466,6 +496,67 @@ fn batch(schema: &SchemaRef, rows: Vec<Record>) -> anyhow::Result<RecordBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference_table::{Protocol, TableOptions};
+
+    fn record(body: usize) -> Record {
+        Record {
+            request_id: record::new_request_id(),
+            client_request_id: None,
+            received: std::time::SystemTime::now(),
+            endpoint: "fraud".into(),
+            arm: None,
+            model_name: None,
+            model_version: None,
+            protocol: Protocol::Rest,
+            status_code: 200,
+            grpc_status: None,
+            error: None,
+            execution: None,
+            total: Duration::from_millis(1),
+            queue: None,
+            sampling_fraction: 1.0,
+            // Letters that do not compress, like real payloads.
+            request: Payload::Text(bytes::Bytes::from(
+                (0..body)
+                    .map(|_| b'a' + (crate::routing::split::random_u64() % 26) as u8)
+                    .collect::<Vec<u8>>(),
+            )),
+            response: Payload::Absent,
+            shadow: None,
+            requester: None,
+            logging_error_codes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = TableOptions::new(dir.path());
+        options.roll_bytes = 10 * 1024 * 1024;
+        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)));
+        // Four 1 MiB bodies fill a batch long before 1024 rows.
+        for _ in 0..4 {
+            w.add(record(1024 * 1024));
+        }
+        let p = w.partitions.values().next().expect("one partition");
+        assert!(
+            p.pending.is_empty(),
+            "{} rows still pending",
+            p.pending.len()
+        );
+        assert_eq!(p.file.as_ref().map(|f| f.rows), Some(4));
+        // Past --table-roll-bytes the file is closed and made visible.
+        for _ in 0..8 {
+            w.add(record(1024 * 1024));
+        }
+        let visible: Vec<_> = std::fs::read_dir(dir.path().join("endpoint=fraud"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        assert_eq!(visible.len(), 1, "{visible:?}");
+    }
 
     #[test]
     fn partition_names_cannot_leave_the_table() {

@@ -285,8 +285,8 @@ async fn infer(
         response.endpoint.clone(),
         response.arm.clone(),
     );
-    if let Some(e) = entry.filter(|e| e.wants_payloads()) {
-        e.response_tensors(response.clone());
+    if let Some(e) = entry {
+        e.response_tensors_copy(&response);
     }
     Ok((codec::encode(response), timing, endpoint, arm))
 }
