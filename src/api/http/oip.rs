@@ -194,7 +194,9 @@ async fn answer(
             Error::InvalidInput("Inference-Header-Content-Length is not ASCII digits".into())
         })?),
     };
-    if let (Some(e), None) = (entry.as_deref_mut(), header_length) {
+    // A JSON body is recorded as sent; a binary one once decoded.
+    let binary = header_length.is_some();
+    if let (Some(e), false) = (entry.as_deref_mut(), binary) {
         e.request_text(&body);
     }
     let header_length = header_length.map(str::to_string);
@@ -204,7 +206,7 @@ async fn answer(
     .await??;
     if let Some(e) = entry.as_deref_mut() {
         e.client_request_id(decoded.request.id.as_deref());
-        if protocol_is_binary(headers) {
+        if binary {
             e.request_tensors(&decoded.request);
         }
     }
@@ -278,10 +280,6 @@ async fn answer(
         }
     }
     Ok(out)
-}
-
-fn protocol_is_binary(headers: &HeaderMap) -> bool {
-    headers.contains_key(HEADER_LENGTH)
 }
 
 /// A header's value as text, when it is.
