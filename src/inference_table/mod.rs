@@ -445,11 +445,6 @@ impl Entry {
         );
     }
 
-    /// Whether bodies are recorded (callers can skip copying when not).
-    pub fn wants_payloads(&self) -> bool {
-        self.payloads
-    }
-
     /// The gRPC status code the client got (the `grpc_status` column).
     pub fn grpc_status(&mut self, code: i32) {
         self.record.grpc_status = Some(code);
