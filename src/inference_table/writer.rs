@@ -263,6 +263,12 @@ impl Writer {
             file.writer.inner().sync_data()?;
             let bytes = file.writer.bytes_written() as u64;
             std::fs::rename(&file.tmp, &file.path)?;
+            // The rename itself survives a power cut only once the
+            // directory is on disk too (best effort: not every filesystem
+            // can sync a directory).
+            if let Some(dir) = file.path.parent() {
+                let _ = File::open(dir).and_then(|d| d.sync_all());
+            }
             Ok(bytes)
         })();
         match result {
