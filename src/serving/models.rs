@@ -1119,8 +1119,9 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models/fraud/v{version}.onnx"))
     }
 
-    #[test]
-    fn an_unreachable_registry_never_makes_a_ready_server_unready() {
+    /// fraud v1 (champion) and v2 in a [`Flaky`] registry, down or not, with
+    /// `pending` a version still registering (0: none); one worker.
+    fn flaky_fraud(down: bool, pending: u64) -> (tempfile::TempDir, Arc<Flaky>, StoreOptions) {
         crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
         let tmp = tempfile::tempdir().unwrap();
         let local = LocalRegistry::new(tmp.path().join("reg"));
@@ -1128,10 +1129,10 @@ mod tests {
         local.register("fraud", &fraud(2)).unwrap();
         local.set_alias("fraud", "champion", 1).unwrap();
         let registry = Arc::new(Flaky {
-            inner: local.clone(),
-            down: AtomicBool::new(true),
+            inner: local,
+            down: AtomicBool::new(down),
             artifact_calls: Default::default(),
-            pending: Default::default(),
+            pending: pending.into(),
         });
         let options = StoreOptions {
             workers: 1,
@@ -1139,6 +1140,12 @@ mod tests {
             memory_limit: None,
             watch: None,
         };
+        (tmp, registry, options)
+    }
+
+    #[test]
+    fn an_unreachable_registry_never_makes_a_ready_server_unready() {
+        let (tmp, registry, options) = flaky_fraud(true, 0);
         let store = ModelStore::new(
             registry.clone(),
             options,
@@ -1159,7 +1166,7 @@ mod tests {
 
         // Once ready, a new alias whose artifact cannot be fetched leaves it ready.
         registry.down.store(true, Ordering::SeqCst);
-        local.set_alias("fraud", "canary", 2).unwrap();
+        registry.inner.set_alias("fraud", "canary", 2).unwrap();
         store.refresh().unwrap();
         store.readiness().unwrap();
         let status = store.status();
@@ -1183,24 +1190,7 @@ mod tests {
 
     #[test]
     fn requests_do_not_call_an_unreachable_registry_again() {
-        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
-        let tmp = tempfile::tempdir().unwrap();
-        let local = LocalRegistry::new(tmp.path().join("reg"));
-        local.register("fraud", &fraud(1)).unwrap();
-        local.register("fraud", &fraud(2)).unwrap();
-        local.set_alias("fraud", "champion", 1).unwrap();
-        let registry = Arc::new(Flaky {
-            inner: local.clone(),
-            down: AtomicBool::new(false),
-            artifact_calls: Default::default(),
-            pending: Default::default(),
-        });
-        let options = StoreOptions {
-            workers: 1,
-            keep_previous: 1,
-            memory_limit: None,
-            watch: None,
-        };
+        let (tmp, registry, options) = flaky_fraud(false, 0);
         let store = Arc::new(ModelStore::new(
             registry.clone(),
             options,
@@ -1234,24 +1224,7 @@ mod tests {
 
     #[test]
     fn an_alias_on_a_version_not_ready_yet_waits_for_it() {
-        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
-        let tmp = tempfile::tempdir().unwrap();
-        let local = LocalRegistry::new(tmp.path().join("reg"));
-        local.register("fraud", &fraud(1)).unwrap();
-        local.register("fraud", &fraud(2)).unwrap();
-        local.set_alias("fraud", "champion", 1).unwrap();
-        let registry = Arc::new(Flaky {
-            inner: local.clone(),
-            down: AtomicBool::new(false),
-            artifact_calls: Default::default(),
-            pending: 2.into(),
-        });
-        let options = StoreOptions {
-            workers: 1,
-            keep_previous: 1,
-            memory_limit: None,
-            watch: None,
-        };
+        let (tmp, registry, options) = flaky_fraud(false, 2);
         let store = ModelStore::new(
             registry.clone(),
             options,
@@ -1268,7 +1241,7 @@ mod tests {
                 .unwrap()
         };
         // The alias moves to v2 before v2 finished registering.
-        local.set_alias("fraud", "champion", 2).unwrap();
+        registry.inner.set_alias("fraud", "champion", 2).unwrap();
         for _ in 0..2 {
             store.refresh().unwrap();
             let champion = slot(&store);
@@ -1287,24 +1260,7 @@ mod tests {
 
     #[test]
     fn an_admin_change_the_registry_cannot_fetch_is_not_a_refusal() {
-        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
-        let tmp = tempfile::tempdir().unwrap();
-        let local = LocalRegistry::new(tmp.path().join("reg"));
-        local.register("fraud", &fraud(1)).unwrap();
-        local.register("fraud", &fraud(2)).unwrap();
-        local.set_alias("fraud", "champion", 1).unwrap();
-        let registry = Arc::new(Flaky {
-            inner: local.clone(),
-            down: AtomicBool::new(false),
-            artifact_calls: Default::default(),
-            pending: Default::default(),
-        });
-        let options = StoreOptions {
-            workers: 1,
-            keep_previous: 1,
-            memory_limit: None,
-            watch: None,
-        };
+        let (tmp, registry, options) = flaky_fraud(false, 0);
         let history = tmp.path().join("history.jsonl");
         let store = ModelStore::new(registry.clone(), options, History::new(history.clone()));
         store.refresh().unwrap();
@@ -1315,7 +1271,7 @@ mod tests {
         assert!(matches!(err, Error::Registry(_)), "502, not 409: {err:?}");
         let recorded = std::fs::read_to_string(&history).unwrap_or_default();
         assert!(!recorded.contains("swap_refused"), "{recorded}");
-        assert_eq!(local.aliases("fraud").unwrap()["champion"], 1);
+        assert_eq!(registry.inner.aliases("fraud").unwrap()["champion"], 1);
         // The same change goes through once the registry answers.
         registry.down.store(false, Ordering::SeqCst);
         let done = store
