@@ -523,6 +523,20 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Sends `n` one-row fraud requests to `name`; each must be answered 200
+/// (the table never fails a request).
+async fn send_rows(c: &reqwest::Client, s: &Server, name: &str, n: usize) {
+    for _ in 0..n {
+        let resp = c
+            .post(s.url(&format!("/v2/models/{name}/infer")))
+            .json(&fraud_body(1))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
 async fn metrics(c: &reqwest::Client, s: &Server) -> String {
     c.get(s.url("/metrics"))
         .send()
@@ -543,19 +557,8 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
     std::fs::write(&blocker, "in the way").unwrap();
     let (s, table) = start(dir.path(), &[]);
     let c = client();
-    for _ in 0..20 {
-        let resp = c
-            .post(s.url("/v2/models/fraud/infer"))
-            .json(&fraud_body(1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            200,
-            "requests succeed while the table cannot be written"
-        );
-    }
+    // Requests succeed while the table cannot be written.
+    send_rows(&c, &s, "fraud", 20).await;
     eventually(
         Duration::from_secs(30),
         "20 rows dropped as write_error",
@@ -576,15 +579,7 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
 
     // Once the directory can be written again, rows flow again.
     std::fs::remove_file(&blocker).unwrap();
-    for _ in 0..5 {
-        let resp = c
-            .post(s.url("/v2/models/fraud/infer"))
-            .json(&fraud_body(1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
+    send_rows(&c, &s, "fraud", 5).await;
     eventually(Duration::from_secs(30), "5 rows written", || async {
         let m = metrics(&c, &s).await;
         (sample(&m, "podium_table_rows_written_total", &[]) == Some(5.0)).then_some(())
@@ -602,15 +597,7 @@ async fn kill_9_leaves_every_completed_file_readable() {
         &["--table-roll-rows", "10", "--table-roll-secs", "600"],
     );
     let c = client();
-    for _ in 0..10 {
-        let resp = c
-            .post(s.url("/v2/models/fraud/infer"))
-            .json(&fraud_body(1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
+    send_rows(&c, &s, "fraud", 10).await;
     eventually(
         Duration::from_secs(30),
         "10 rows in closed files",
@@ -621,13 +608,7 @@ async fn kill_9_leaves_every_completed_file_readable() {
     )
     .await;
     // These land in a file that is still open when the process dies.
-    for _ in 0..5 {
-        c.post(s.url("/v2/models/fraud/infer"))
-            .json(&fraud_body(1))
-            .send()
-            .await
-            .unwrap();
-    }
+    send_rows(&c, &s, "fraud", 5).await;
     drop(s); // SIGKILL
              // The completed file is whole; the open one is lost and stays hidden.
     let rows = read_table(&table);
@@ -644,15 +625,7 @@ async fn sampling_and_the_payload_size_limit() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, table) = start(dir.path(), &["--table-max-payload-bytes", "2K"]);
     let c = client();
-    for _ in 0..200 {
-        let resp = c
-            .post(s.url("/v2/models/fraud-half/infer"))
-            .json(&fraud_body(1))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-    }
+    send_rows(&c, &s, "fraud-half", 200).await;
     // Over the limit: 20 rows of 30 floats is about 8 KB of JSON.
     let resp = c
         .post(s.url("/v2/models/fraud/infer"))
