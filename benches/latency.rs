@@ -66,38 +66,10 @@ use podium::server::{serve, ServeOptions};
 use podium::tensor::{Tensor, TensorData};
 use serde_json::{json, Value};
 
-const ROW: [f32; 30] = [
-    -1.612_582_7,
-    0.401_697_4,
-    1.499_577_5,
-    0.180_110_32,
-    1.077_427_5,
-    0.814_931_8,
-    0.853_615_2,
-    -1.122_84,
-    0.541_777_55,
-    0.081_211_9,
-    -1.989_203_3,
-    4.297_498_7,
-    0.919_418_7,
-    -1.725_548_9,
-    0.488_920_15,
-    1.428_745_5,
-    -1.824_015_3,
-    -2.793_918_8,
-    0.913_713_9,
-    0.219_914_99,
-    1.373_896_2,
-    0.407_790_5,
-    3.396_466_7,
-    -1.054_344_3,
-    1.628_770_6,
-    -0.721_350_8,
-    0.492_461_38,
-    -0.169_447_63,
-    -1.209_107_3,
-    4.922_745_7,
-];
+/// The fraud model's first demo row, shared with the integration tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::FRAUD_ROW as ROW;
 /// What fraud v1 answers for [`ROW`].
 const EXPECTED: [f32; 2] = [0.620_603_44, 0.379_396_53];
 const EXPECTED_LABEL: i64 = 0;

@@ -34,38 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const ROW: [f32; 30] = [
-    -1.6125827,
-    0.4016974,
-    1.4995775,
-    0.18011032,
-    1.0774275,
-    0.8149318,
-    0.8536152,
-    -1.12284,
-    0.54177755,
-    0.0812119,
-    -1.9892033,
-    4.2974987,
-    0.9194187,
-    -1.7255489,
-    0.48892015,
-    1.4287455,
-    -1.8240153,
-    -2.7939188,
-    0.9137139,
-    0.21991499,
-    1.3738962,
-    0.4077905,
-    3.3964667,
-    -1.0543443,
-    1.6287706,
-    -0.7213508,
-    0.49246138,
-    -0.16944763,
-    -1.2091073,
-    4.9227457,
-];
+/// The fraud model's first demo row, shared with the integration tests.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::FRAUD_ROW as ROW;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
