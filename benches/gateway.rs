@@ -97,8 +97,6 @@ fn answer(model: &Model, outputs: Vec<Tensor>) -> InferResponse {
         id: None,
         outputs,
         timing: Timing::default(),
-        endpoint: model.name.into(),
-        arm: "champion".into(),
     }
 }
 

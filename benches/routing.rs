@@ -8,18 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use podium::routing::{split, Arm, Endpoint, NoMeta, RequestMeta, RouteTable, Shadow, StickyKey};
-
-struct Header(&'static str);
-
-impl RequestMeta for Header {
-    fn header(&self, name: &str) -> Option<&str> {
-        (name == "x-user-id").then_some(self.0)
-    }
-    fn parameter(&self, _: &str) -> Option<String> {
-        None
-    }
-}
+use podium::routing::{split, Arm, Endpoint, RouteKeys, RouteTable, Shadow, StickyKey};
 
 fn endpoint(sticky: bool, shadow: bool) -> Endpoint {
     Endpoint::new(
@@ -56,20 +45,29 @@ fn routing(c: &mut Criterion) {
     });
 
     let sticky = endpoint(true, false);
-    let user = Header("user-1234567");
+    let user = RouteKeys {
+        arm_override: None,
+        unit_id: Some("user-1234567"),
+    };
     c.bench_function("Endpoint::route (sticky header, 90/10)", |b| {
-        b.iter(|| sticky.route(black_box(None), black_box(&user)))
+        b.iter(|| sticky.route(black_box(None), black_box(user)))
     });
     let random = endpoint(false, true);
     c.bench_function("Endpoint::route (weighted random, 10% shadow)", |b| {
-        b.iter(|| random.route(black_box(None), black_box(&NoMeta)))
+        b.iter(|| random.route(black_box(None), black_box(RouteKeys::default())))
     });
     let table = RouteTable::new(vec![endpoint(true, false)]);
     c.bench_function("RouteTable::route (configured endpoint, sticky)", |b| {
-        b.iter(|| table.route(black_box("fraud-ab"), black_box(None), black_box(&user)))
+        b.iter(|| table.route(black_box("fraud-ab"), black_box(None), black_box(user)))
     });
     c.bench_function("RouteTable::route (plain model, champion)", |b| {
-        b.iter(|| table.route(black_box("mlp"), black_box(None), black_box(&NoMeta)))
+        b.iter(|| {
+            table.route(
+                black_box("mlp"),
+                black_box(None),
+                black_box(RouteKeys::default()),
+            )
+        })
     });
 }
 

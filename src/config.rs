@@ -24,9 +24,8 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::inference_table::LogPolicy;
 use crate::registry::{validate_alias_name, LATEST};
-use crate::routing::{Arm, Endpoint, Shadow, StickyKey};
+use crate::routing::{Arm, Endpoint, LogPolicy, Shadow, StickyKey};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

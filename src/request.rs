@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::sync::oneshot;
+
 use crate::tensor::Tensor;
 
 /// One inference call, as the serving core sees it.
@@ -24,9 +26,6 @@ pub struct InferResponse {
     pub id: Option<String>,
     pub outputs: Vec<Tensor>,
     pub timing: Timing,
-    /// The endpoint that was called and the arm that answered.
-    pub endpoint: String,
-    pub arm: String,
 }
 
 /// Where the time of one call went, for the `x-podium-*-us` headers.
@@ -37,3 +36,14 @@ pub struct Timing {
     /// Running the model (including tensor conversion in and out).
     pub inference: Duration,
 }
+
+/// What became of a shadow copy of a request.
+#[derive(Debug)]
+pub enum ShadowOutcome {
+    Answered(InferResponse),
+    /// Failed, or skipped (over budget, shadow queue full); the message says which.
+    Failed(String),
+}
+
+/// Delivers a shadow's outcome once the shadow call is done.
+pub type ShadowReceiver = oneshot::Receiver<ShadowOutcome>;

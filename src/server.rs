@@ -15,7 +15,7 @@ use tower::util::MapResponseLayer;
 use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::AdminAccess;
-use crate::api::AppState;
+use crate::api::{AppState, OipJson};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
@@ -196,7 +196,11 @@ pub async fn serve(
         first_read_done,
     ));
 
-    let table = opts.table.clone().map(InferenceTable::start).transpose()?;
+    let table = opts
+        .table
+        .clone()
+        .map(|options| InferenceTable::start(options, Arc::new(OipJson)))
+        .transpose()?;
     let health_models = Arc::clone(&models);
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),

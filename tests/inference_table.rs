@@ -311,9 +311,9 @@ async fn a_known_mix_has_exactly_one_row_per_request() {
         assert!(r["total_duration_ms"].as_f64().unwrap() > 0.0);
         // request_date is the UTC day of request_time.
         let us = r["request_time"].as_i64().unwrap();
-        let (y, m, d) =
-            podium::inference_table::record::civil_from_days(us.div_euclid(86_400_000_000));
-        assert_eq!(r["request_date"], format!("{y:04}-{m:02}-{d:02}"));
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_micros(us as u64);
+        let date = podium::inference_table::record::date(time);
+        assert_eq!(r["request_date"], date.to_string());
         assert_eq!(r["requester"], Value::Null);
         if *status == 200 {
             assert_eq!(r["error"], Value::Null);

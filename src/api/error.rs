@@ -1,10 +1,84 @@
-//! The one place a core [`Error`] becomes an HTTP status and an OIP error
-//! body `{"error": "..."}`.
+//! The one place a core [`Error`] becomes what each protocol reports: an
+//! HTTP status with an OIP body `{"error": "..."}`, a gRPC code, an MLflow
+//! `error_code`, and the inference table's `status_code`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use tonic::Code;
 
 use crate::error::Error;
+
+/// How every protocol reports one kind of error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classified {
+    /// The REST status, also the table's `status_code` for every protocol.
+    pub http: StatusCode,
+    pub grpc: Code,
+    /// MLflow's `error_code` on `/invocations`.
+    pub mlflow: &'static str,
+}
+
+/// The statuses of a core error, for every protocol at once.
+pub fn classify(e: &Error) -> Classified {
+    let (http, grpc, mlflow) = match e {
+        Error::InvalidInput(_) => (
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "BAD_REQUEST",
+        ),
+        Error::NotFound(_) => (
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            "RESOURCE_DOES_NOT_EXIST",
+        ),
+        Error::PayloadTooLarge(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            "REQUEST_LIMIT_EXCEEDED",
+        ),
+        Error::Unsupported(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::InvalidArgument,
+            "BAD_REQUEST",
+        ),
+        Error::Refused(_) => (
+            StatusCode::CONFLICT,
+            Code::FailedPrecondition,
+            "INVALID_STATE",
+        ),
+        Error::Overloaded(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::ResourceExhausted,
+            "TEMPORARILY_UNAVAILABLE",
+        ),
+        Error::Unavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "TEMPORARILY_UNAVAILABLE",
+        ),
+        Error::Registry(_) => (
+            StatusCode::BAD_GATEWAY,
+            Code::Unavailable,
+            "TEMPORARILY_UNAVAILABLE",
+        ),
+        Error::Internal(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            "INTERNAL_ERROR",
+        ),
+    };
+    Classified { http, grpc, mlflow }
+}
+
+/// The HTTP status of a core error.
+pub fn http_status(e: &Error) -> StatusCode {
+    classify(e).http
+}
+
+/// A core error as a gRPC status.
+pub fn grpc_status(e: &Error) -> tonic::Status {
+    tonic::Status::new(classify(e).grpc, e.to_string())
+}
 
 /// An [`Error`] on its way to an HTTP client.
 #[derive(Debug)]
@@ -22,36 +96,44 @@ impl ApiError {
     }
 }
 
-/// The HTTP status of a core error (also the inference table's
-/// `status_code` of a gRPC call that failed with it).
-pub fn http_status(e: &Error) -> StatusCode {
-    match e {
-        Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-        Error::NotFound(_) => StatusCode::NOT_FOUND,
-        Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Error::Refused(_) => StatusCode::CONFLICT,
-        Error::Overloaded(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        Error::Registry(_) => StatusCode::BAD_GATEWAY,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        oip_response(&self.0)
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
+/// A core error as an HTTP response: its status and the OIP body
+/// `{"error": "..."}`, with `Retry-After` on overload.
+pub fn oip_response(e: &Error) -> Response {
+    {
+        let status = http_status(e);
         if status.is_server_error() {
-            tracing::warn!(%status, "{}", self.0);
+            tracing::warn!(%status, "{e}");
         } else {
-            tracing::debug!(%status, "{}", self.0);
+            tracing::debug!(%status, "{e}");
         }
-        let body = serde_json::json!({ "error": self.0.to_string() });
+        let body = serde_json::json!({ "error": e.to_string() });
         let mut response = (status, axum::Json(body)).into_response();
-        if matches!(self.0, Error::Overloaded(_)) {
+        if matches!(e, Error::Overloaded(_)) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_is_503_and_resource_exhausted() {
+        let c = classify(&Error::Overloaded("queue full".into()));
+        assert_eq!(c.http, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(c.grpc, Code::ResourceExhausted);
+        assert_eq!(c.mlflow, "TEMPORARILY_UNAVAILABLE");
+        let c = classify(&Error::NotFound("no model".into()));
+        assert_eq!((c.http, c.grpc), (StatusCode::NOT_FOUND, Code::NotFound));
     }
 }

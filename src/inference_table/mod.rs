@@ -6,7 +6,12 @@
 //! [`Record`] to a bounded queue with `try_send`, and a full queue drops the
 //! row (counted). One writer thread renders rows, batches them into Arrow
 //! record batches and rolls files by rows, bytes and age (see [`writer`]).
+//!
+//! Rows are protocol-free: how a decoded request or response becomes the
+//! text of the `request`/`response` columns is a [`RenderPayload`] handed in
+//! at start-up by the API layer, so this module imports no protocol code.
 
+mod batch;
 pub mod record;
 pub mod summary;
 mod writer;
@@ -18,12 +23,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
-use serde::{Deserialize, Serialize};
 
-pub use record::{new_request_id, Payload, Protocol, Record, ShadowRecord};
+pub use record::{Payload, Protocol, Record, ShadowRecord};
 
-use crate::request::{InferRequest, InferResponse};
-use crate::serving::{Served, ShadowOutcome};
+use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver, Timing};
+
+/// Renders decoded requests and responses to the JSON text the `request`
+/// and `response` columns hold; runs on the writer thread, off the request
+/// path.
+pub trait RenderPayload: Send + Sync + 'static {
+    fn request(&self, request: &InferRequest) -> Vec<u8>;
+    fn response(&self, response: &InferResponse) -> Vec<u8>;
+}
 
 /// Where and how the table is written (`podium serve --table-dir ...`).
 #[derive(Debug, Clone)]
@@ -59,24 +70,6 @@ impl TableOptions {
     }
 }
 
-/// What an endpoint records: the share of requests, and whether bodies are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LogPolicy {
-    /// The fraction of requests that get a row, in [0, 1]; recorded in each row.
-    pub sample_fraction: f64,
-    /// false keeps the metadata columns only (no request/response bodies).
-    pub payloads: bool,
-}
-
-impl Default for LogPolicy {
-    fn default() -> LogPolicy {
-        LogPolicy {
-            sample_fraction: 1.0,
-            payloads: true,
-        }
-    }
-}
-
 enum Message {
     Row(Box<Record>),
     /// Flush and close every file, then stop.
@@ -97,7 +90,10 @@ pub struct InferenceTable {
 
 impl InferenceTable {
     /// Creates the directory and starts the writer thread.
-    pub fn start(options: TableOptions) -> anyhow::Result<InferenceTable> {
+    pub fn start(
+        options: TableOptions,
+        render: Arc<dyn RenderPayload>,
+    ) -> anyhow::Result<InferenceTable> {
         std::fs::create_dir_all(&options.dir).map_err(|e| {
             anyhow::anyhow!(
                 "cannot create the inference table directory {}: {e}; pick another with --table-dir",
@@ -106,7 +102,7 @@ impl InferenceTable {
         })?;
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let writer = writer::Writer::new(options.clone(), Arc::clone(&queued_bytes));
+        let writer = writer::Writer::new(options.clone(), Arc::clone(&queued_bytes), render);
         let handle = std::thread::Builder::new()
             .name("podium-table".into())
             .spawn(move || writer.run(rx))?;
@@ -125,36 +121,27 @@ impl InferenceTable {
         &self.options
     }
 
-    /// Starts the row of one request to `name`, or None when `policy`
-    /// samples it out.
-    /// `known`: whether `name` is a configured endpoint or a served model
-    /// (rows of other names share the partition `endpoint=_unknown`).
+    /// Starts the row of one request to `endpoint` (None: a name that is
+    /// neither an endpoint nor a model, whose rows share the partition
+    /// [`UNKNOWN_ENDPOINT`]). The caller has already sampled the request in;
+    /// `sample_fraction` is recorded, and `payloads` false keeps the bodies out.
     pub fn entry(
         &self,
-        request_id: &str,
-        name: &str,
-        known: bool,
+        request_id: String,
+        endpoint: Option<&str>,
         protocol: Protocol,
-        policy: LogPolicy,
-    ) -> Option<Entry> {
-        let fraction = policy.sample_fraction;
-        if fraction < 1.0 && crate::routing::split::random_unit() >= fraction {
-            return None;
-        }
-        Some(Entry {
+        sample_fraction: f64,
+        payloads: bool,
+    ) -> Entry {
+        Entry {
             started: Instant::now(),
-            payloads: policy.payloads,
+            payloads,
             max_payload: self.options.max_payload_bytes,
-            served: Served::default(),
             record: Record {
-                request_id: request_id.to_string(),
+                request_id,
                 client_request_id: None,
                 received: SystemTime::now(),
-                endpoint: if known {
-                    name.to_string()
-                } else {
-                    UNKNOWN_ENDPOINT.to_string()
-                },
+                endpoint: endpoint.unwrap_or(UNKNOWN_ENDPOINT).to_string(),
                 arm: None,
                 model_name: None,
                 model_version: None,
@@ -165,21 +152,28 @@ impl InferenceTable {
                 execution: None,
                 total: Duration::ZERO,
                 queue: None,
-                sampling_fraction: fraction,
+                sampling_fraction: sample_fraction,
                 request: Payload::Absent,
                 response: Payload::Absent,
                 shadow: None,
                 requester: None,
                 logging_error_codes: Vec::new(),
             },
-        })
+        }
     }
 
     /// Completes `entry` with the answer the client got and queues it; when
-    /// the request sent a shadow copy, it is queued once the shadow is done.
-    /// Never blocks: a full queue drops the row and counts it.
-    pub fn submit(&self, entry: Entry, status_code: u16, error: Option<String>) {
-        let (mut record, shadow) = entry.finish(status_code, error);
+    /// the request sent a shadow copy (`shadow`: its arm and outcome), it is
+    /// queued once the shadow is done. Never blocks: a full queue drops the
+    /// row and counts it.
+    pub fn submit(
+        &self,
+        entry: Entry,
+        status_code: u16,
+        error: Option<String>,
+        shadow: Option<(String, ShadowReceiver)>,
+    ) {
+        let mut record = entry.finish(status_code, error);
         match shadow {
             None => self.enqueue(record),
             Some((arm, outcome)) => {
@@ -318,10 +312,14 @@ impl Enqueue {
     }
 }
 
+/// The logging error codes of payloads over `--table-max-payload-bytes`.
+const REQUEST_TOO_LARGE: &str = "MAX_REQUEST_SIZE_EXCEEDED";
+const RESPONSE_TOO_LARGE: &str = "MAX_RESPONSE_SIZE_EXCEEDED";
+
 fn limit_response(response: InferResponse, max: usize, codes: &mut Vec<&'static str>) -> Payload {
     let payload = Payload::Response(response);
     if payload.size() > max {
-        codes.push("MAX_RESPONSE_SIZE_EXCEEDED");
+        codes.push(RESPONSE_TOO_LARGE);
         return Payload::TooLarge;
     }
     payload
@@ -347,21 +345,31 @@ pub(crate) fn dropped(reason: &'static str) {
     metrics::counter!("podium_table_rows_dropped_total", "reason" => reason).increment(1);
 }
 
-/// The row of one request while it is being served. The API fills in what
-/// it learns (bodies, client id), [`Core::infer`](crate::serving::Core::infer)
-/// fills [`Entry::served`], and [`InferenceTable::submit`] completes it.
+/// The row of one request while it is being served. The call pipeline
+/// fills in what it learns (bodies, client id, route, version, timings) and
+/// [`InferenceTable::submit`] completes it.
 pub struct Entry {
     record: Record,
     started: Instant,
     payloads: bool,
     max_payload: usize,
-    served: Served,
 }
 
 impl Entry {
-    /// Where the serving core notes the route, version and shadow.
-    pub fn served(&mut self) -> &mut Served {
-        &mut self.served
+    /// The arm and model the request was routed to.
+    pub fn routed(&mut self, arm: &str, model: &str) {
+        self.record.arm = Some(arm.to_string());
+        self.record.model_name = Some(model.to_string());
+    }
+
+    /// The version that answered, and where its time went.
+    pub fn answered(&mut self, model: &str, version: u64, timing: Timing) {
+        if self.record.model_name.as_deref() != Some(model) {
+            self.record.model_name = Some(model.to_string());
+        }
+        self.record.model_version = Some(version);
+        self.record.execution = Some(timing.inference);
+        self.record.queue = Some(timing.queue);
     }
 
     /// Sets `client_request_id` unless already set (the header wins over a body `id`).
@@ -373,64 +381,58 @@ impl Entry {
 
     /// Records a request body that already is text (JSON, or CSV).
     pub fn request_text(&mut self, body: &Bytes) {
-        if !self.payloads {
-            return;
-        }
-        self.record.request = if body.len() > self.max_payload {
-            self.record
-                .logging_error_codes
-                .push("MAX_REQUEST_SIZE_EXCEEDED");
-            Payload::TooLarge
-        } else {
+        if let Some(p) = self.kept(body.len(), REQUEST_TOO_LARGE, || {
             Payload::Text(body.clone())
-        };
+        }) {
+            self.record.request = p;
+        }
     }
 
     /// Records a decoded request (binary or gRPC), copied when under the limit.
     pub fn request_tensors(&mut self, request: &InferRequest) {
-        if !self.payloads {
-            return;
-        }
-        let size: usize = request.inputs.iter().map(|t| t.data.raw_len()).sum();
-        self.record.request = if size > self.max_payload {
-            self.record
-                .logging_error_codes
-                .push("MAX_REQUEST_SIZE_EXCEEDED");
-            Payload::TooLarge
-        } else {
+        let size = request.inputs.iter().map(|t| t.data.raw_len()).sum();
+        if let Some(p) = self.kept(size, REQUEST_TOO_LARGE, || {
             Payload::Request(request.clone())
-        };
+        }) {
+            self.record.request = p;
+        }
     }
 
     /// Records a response body that is JSON text.
     pub fn response_text(&mut self, body: &Bytes) {
-        if !self.payloads {
-            return;
-        }
-        self.record.response = if body.len() > self.max_payload {
-            self.record
-                .logging_error_codes
-                .push("MAX_RESPONSE_SIZE_EXCEEDED");
-            Payload::TooLarge
-        } else {
+        if let Some(p) = self.kept(body.len(), RESPONSE_TOO_LARGE, || {
             Payload::Text(body.clone())
-        };
+        }) {
+            self.record.response = p;
+        }
     }
 
     /// Records a copy of a response, copied only when under the limit.
     pub fn response_tensors_copy(&mut self, response: &InferResponse) {
+        let size = response.outputs.iter().map(|t| t.data.raw_len()).sum();
+        if let Some(p) = self.kept(size, RESPONSE_TOO_LARGE, || {
+            Payload::Response(response.clone())
+        }) {
+            self.record.response = p;
+        }
+    }
+
+    /// The payload to store: None when payloads are off, [`Payload::TooLarge`]
+    /// (with `code` noted) over the size limit, else `copy()`.
+    fn kept(
+        &mut self,
+        size: usize,
+        code: &'static str,
+        copy: impl FnOnce() -> Payload,
+    ) -> Option<Payload> {
         if !self.payloads {
-            return;
+            return None;
         }
-        let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();
         if size > self.max_payload {
-            self.record
-                .logging_error_codes
-                .push("MAX_RESPONSE_SIZE_EXCEEDED");
-            self.record.response = Payload::TooLarge;
-        } else {
-            self.record.response = Payload::Response(response.clone());
+            self.record.logging_error_codes.push(code);
+            return Some(Payload::TooLarge);
         }
+        Some(copy())
     }
 
     /// Records a response to render in the OIP JSON form.
@@ -458,24 +460,14 @@ impl Entry {
         }
     }
 
-    fn finish(
-        mut self,
-        status_code: u16,
-        error: Option<String>,
-    ) -> (Record, Option<(String, crate::serving::ShadowReceiver)>) {
+    fn finish(mut self, status_code: u16, error: Option<String>) -> Record {
         let r = &mut self.record;
-        let s = self.served;
         r.total = self.started.elapsed();
         r.status_code = status_code;
         if let (Some(e), true, Payload::Absent) = (&error, self.payloads, &r.response) {
             r.response = Payload::Text(Bytes::from(serde_json::json!({ "error": e }).to_string()));
         }
         r.error = error;
-        r.arm = s.arm;
-        r.model_name = s.model;
-        r.model_version = s.version;
-        r.execution = s.timing.map(|t| t.inference);
-        r.queue = s.timing.map(|t| t.queue);
-        (self.record, s.shadow)
+        self.record
     }
 }

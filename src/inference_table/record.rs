@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::request::{InferRequest, InferResponse};
 
@@ -155,67 +156,22 @@ pub fn schema() -> Arc<Schema> {
     ]))
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Microseconds since the epoch of `t` (negative before 1970).
 pub fn micros(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_micros() as i64,
-        Err(e) => -(e.duration().as_micros() as i64),
-    }
+    DateTime::<Utc>::from(t).timestamp_micros()
+}
+
+/// The UTC date of `t`: the `request_date` partition of its row.
+pub fn date(t: SystemTime) -> NaiveDate {
+    DateTime::<Utc>::from(t).date_naive()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for microseconds since the epoch.
 pub fn format_micros(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let frac = us.rem_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
-}
-
-/// A random version-4 UUID, the `request_id` Podium gives every request.
-pub fn new_request_id() -> String {
-    let hi = crate::routing::split::random_u64();
-    let lo = crate::routing::split::random_u64();
-    let hi = (hi & !0xF000) | 0x4000; // version 4
-    let lo = (lo & !(0b11 << 62)) | (0b10 << 62); // RFC 4122 variant
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xFFFF,
-        hi & 0xFFFF,
-        lo >> 48,
-        lo & 0xFFFF_FFFF_FFFF
-    )
+    match DateTime::<Utc>::from_timestamp_micros(us) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => format!("{us} us since the epoch"),
+    }
 }
 
 #[cfg(test)]
@@ -223,33 +179,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(civil_from_days(20_419), (2025, 11, 27));
-        for days in [-800_000, -1, 0, 59, 365, 11_016, 20_419, 2_000_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+    fn times_render_as_utc_with_microseconds() {
         assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
             format_micros(1_764_201_600_123_456),
             "2025-11-27T00:00:00.123456Z"
         );
-    }
-
-    #[test]
-    fn request_ids_are_version_4_uuids() {
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'), "{a}");
-        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{a}");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_764_201_600_123_456);
+        assert_eq!(micros(t), 1_764_201_600_123_456);
+        assert_eq!(date(t).to_string(), "2025-11-27");
+        let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert_eq!(micros(before), -1_000_000);
+        assert_eq!(date(before).to_string(), "1969-12-31");
     }
 }

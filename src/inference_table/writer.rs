@@ -7,7 +7,6 @@
 //! error drops the rows of that file (counted) and the next rows start a new
 //! file; requests never notice.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,21 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::builder::{
-    Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
+use chrono::NaiveDate;
 use crossbeam_channel::{Receiver, TryRecvError};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::record::{self, Payload, Record};
-use super::{Message, TableOptions};
-use crate::api::http::codec;
+use super::batch::batch;
+use super::record::{self, Record};
+use super::{Message, RenderPayload, TableOptions};
 
 /// Rows rendered and handed to the Parquet writer at a time...
 const BATCH_ROWS: usize = 1024;
@@ -58,10 +54,14 @@ pub(super) struct Writer {
     queued_bytes: Arc<AtomicUsize>,
     schema: SchemaRef,
     properties: WriterProperties,
-    partitions: HashMap<(String, i32), Partition>,
+    partitions: HashMap<PartitionKey, Partition>,
+    render: Arc<dyn RenderPayload>,
     last_error_log: Option<Instant>,
     last_gauges: Instant,
 }
+
+/// A partition: its `endpoint=<e>` directory and its `request_date`.
+type PartitionKey = (String, NaiveDate);
 
 /// The rows of one endpoint and day not yet in a closed file.
 struct Partition {
@@ -81,7 +81,11 @@ struct OpenFile {
 }
 
 impl Writer {
-    pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>) -> Writer {
+    pub(super) fn new(
+        options: TableOptions,
+        queued_bytes: Arc<AtomicUsize>,
+        render: Arc<dyn RenderPayload>,
+    ) -> Writer {
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(64 * 1024))
@@ -99,6 +103,7 @@ impl Writer {
             schema: record::schema(),
             properties,
             partitions: HashMap::new(),
+            render,
             last_error_log: None,
             last_gauges: Instant::now(),
         }
@@ -148,8 +153,10 @@ impl Writer {
     }
 
     fn add(&mut self, record: Record) {
-        let days = record::micros(record.received).div_euclid(86_400_000_000) as i32;
-        let key = (partition_dir(&record.endpoint), days);
+        let key = (
+            partition_dir(&record.endpoint),
+            record::date(record.received),
+        );
         let p = self.partitions.entry(key.clone()).or_insert(Partition {
             pending: Vec::new(),
             pending_bytes: 0,
@@ -206,7 +213,7 @@ impl Writer {
     }
 
     /// Renders the pending rows of `key` into its open file (opening one).
-    fn write_pending(&mut self, key: &(String, i32)) {
+    fn write_pending(&mut self, key: &PartitionKey) {
         let Some(p) = self.partitions.get_mut(key) else {
             return;
         };
@@ -220,7 +227,7 @@ impl Writer {
         // this file's rows, counted like a write error, not the writer thread.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
-                let batch = batch(&self.schema, rows)?;
+                let batch = batch(&self.schema, rows, self.render.as_ref())?;
                 if p.file.is_none() {
                     p.file = Some(open_file(
                         &self.options.dir,
@@ -248,7 +255,7 @@ impl Writer {
     }
 
     /// Writes what is pending, completes the file and makes it visible.
-    fn close_file(&mut self, key: &(String, i32)) {
+    fn close_file(&mut self, key: &PartitionKey) {
         self.write_pending(key);
         let Some(p) = self.partitions.get_mut(key) else {
             return;
@@ -288,7 +295,7 @@ impl Writer {
     }
 
     /// Drops the rows of a partition that could not be written.
-    fn fail(&mut self, key: &(String, i32), pending_rows: usize, e: anyhow::Error) {
+    fn fail(&mut self, key: &PartitionKey, pending_rows: usize, e: anyhow::Error) {
         let mut rows = pending_rows;
         if let Some(p) = self.partitions.remove(key) {
             if let Some(file) = p.file {
@@ -334,36 +341,26 @@ impl Writer {
 /// `endpoint=<e>` with every byte outside `[A-Za-z0-9_.-]` percent-encoded,
 /// as Hive does: with the prefix and `/` encoded, a name never leaves the table.
 fn partition_dir(endpoint: &str) -> String {
-    let mut out = String::from("endpoint=");
-    for b in endpoint.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+    format!("endpoint={}", utf8_percent_encode(endpoint, KEEP))
 }
 
 fn open_file(
     root: &Path,
-    (endpoint, days): &(String, i32),
+    (endpoint, date): &(String, NaiveDate),
     schema: &SchemaRef,
     properties: WriterProperties,
 ) -> anyhow::Result<OpenFile> {
-    let (y, m, d) = record::civil_from_days(i64::from(*days));
     let dir = root
         .join(endpoint)
-        .join(format!("request_date={y:04}-{m:02}-{d:02}"));
+        .join(format!("request_date={}", date.format("%Y-%m-%d")));
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let now = record::micros(std::time::SystemTime::now());
-    let stamp: String = record::format_micros(now)
-        .chars()
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .take(15)
-        .collect();
-    let name = format!("part-{stamp}Z-{}.parquet", record::new_request_id());
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let name = format!(
+        "part-{stamp}Z-{}.parquet",
+        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
+    );
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.inprogress"));
     let file =
@@ -377,136 +374,26 @@ fn open_file(
     })
 }
 
-/// Renders a payload to the text stored in the table (bodies that are
-/// already UTF-8 text are not copied).
-fn render(payload: &Payload) -> Option<Cow<'_, str>> {
-    let owned = |bytes: Vec<u8>| {
-        Cow::Owned(
-            String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-        )
-    };
-    match payload {
-        Payload::Absent | Payload::TooLarge => None,
-        // The strict check first: it is several times faster than the lossy
-        // one, which only invalid bodies (a client's garbage) need.
-        Payload::Text(b) => Some(match std::str::from_utf8(b) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(b),
-        }),
-        Payload::Request(r) => Some(owned(codec::encode_request_json(r))),
-        Payload::Response(r) => Some(owned(codec::encode(r, &Default::default()).body)),
-    }
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-/// One Arrow record batch of `rows`, in [`record::schema`]'s column order.
-fn batch(schema: &SchemaRef, rows: Vec<Record>) -> anyhow::Result<RecordBatch> {
-    let n = rows.len();
-    let mut request_id = StringBuilder::with_capacity(n, n * 36);
-    let mut client_request_id = StringBuilder::new();
-    let mut request_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut arm = StringBuilder::new();
-    let mut model_name = StringBuilder::new();
-    let mut model_version = Int64Builder::with_capacity(n);
-    let mut served_entity_id = StringBuilder::new();
-    let mut protocol = StringBuilder::new();
-    let mut status_code = Int32Builder::with_capacity(n);
-    let mut grpc_status = Int32Builder::with_capacity(n);
-    let mut error = StringBuilder::new();
-    let mut execution = Float64Builder::with_capacity(n);
-    let mut total = Float64Builder::with_capacity(n);
-    let mut queue = Float64Builder::with_capacity(n);
-    let mut sampling = Float64Builder::with_capacity(n);
-    let mut request = StringBuilder::new();
-    let mut response = StringBuilder::new();
-    let mut shadow_arm = StringBuilder::new();
-    let mut shadow_version = Int64Builder::with_capacity(n);
-    let mut shadow_response = StringBuilder::new();
-    let mut shadow_error = StringBuilder::new();
-    let mut requester = StringBuilder::new();
-    let mut codes = ListBuilder::new(StringBuilder::new());
-    for r in rows {
-        let us = record::micros(r.received);
-        request_id.append_value(&r.request_id);
-        client_request_id.append_option(r.client_request_id.as_deref());
-        request_time.append_value(us);
-        arm.append_option(r.arm.as_deref());
-        model_name.append_option(r.model_name.as_deref());
-        model_version.append_option(r.model_version.map(|v| v as i64));
-        served_entity_id.append_option(match (&r.model_name, r.model_version) {
-            (Some(m), Some(v)) => Some(format!("{m}/{v}")),
-            _ => None,
-        });
-        protocol.append_value(r.protocol.as_str());
-        status_code.append_value(i32::from(r.status_code));
-        grpc_status.append_option(r.grpc_status);
-        error.append_option(r.error.as_deref());
-        execution.append_option(r.execution.map(ms));
-        total.append_value(ms(r.total));
-        queue.append_option(r.queue.map(ms));
-        sampling.append_value(r.sampling_fraction);
-        request.append_option(render(&r.request));
-        response.append_option(render(&r.response));
-        match &r.shadow {
-            Some(s) => {
-                shadow_arm.append_value(&s.arm);
-                shadow_version.append_option(s.model_version.map(|v| v as i64));
-                shadow_response.append_option(render(&s.response));
-                shadow_error.append_option(s.error.as_deref());
-            }
-            None => {
-                shadow_arm.append_null();
-                shadow_version.append_null();
-                shadow_response.append_null();
-                shadow_error.append_null();
-            }
-        }
-        requester.append_option(r.requester.as_deref());
-        for code in &r.logging_error_codes {
-            codes.values().append_value(code);
-        }
-        codes.append(true);
-    }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(request_id.finish()),
-        Arc::new(client_request_id.finish()),
-        Arc::new(request_time.finish()),
-        Arc::new(arm.finish()),
-        Arc::new(model_name.finish()),
-        Arc::new(model_version.finish()),
-        Arc::new(served_entity_id.finish()),
-        Arc::new(protocol.finish()),
-        Arc::new(status_code.finish()),
-        Arc::new(grpc_status.finish()),
-        Arc::new(error.finish()),
-        Arc::new(execution.finish()),
-        Arc::new(total.finish()),
-        Arc::new(queue.finish()),
-        Arc::new(sampling.finish()),
-        Arc::new(request.finish()),
-        Arc::new(response.finish()),
-        Arc::new(shadow_arm.finish()),
-        Arc::new(shadow_version.finish()),
-        Arc::new(shadow_response.finish()),
-        Arc::new(shadow_error.finish()),
-        Arc::new(requester.finish()),
-        Arc::new(codes.finish()),
-    ];
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference_table::{Protocol, TableOptions};
+    use crate::inference_table::{Payload, Protocol, TableOptions};
+    use crate::request::{InferRequest, InferResponse};
+
+    /// Tests store text bodies only.
+    struct Plain;
+    impl RenderPayload for Plain {
+        fn request(&self, _: &InferRequest) -> Vec<u8> {
+            b"request".to_vec()
+        }
+        fn response(&self, _: &InferResponse) -> Vec<u8> {
+            b"response".to_vec()
+        }
+    }
 
     fn record(body: usize) -> Record {
         Record {
-            request_id: record::new_request_id(),
+            request_id: format!("r{}", fastrand::u64(..)),
             client_request_id: None,
             received: std::time::SystemTime::now(),
             endpoint: "fraud".into(),
@@ -524,7 +411,7 @@ mod tests {
             // Letters that do not compress, like real payloads.
             request: Payload::Text(bytes::Bytes::from(
                 (0..body)
-                    .map(|_| b'a' + (crate::routing::split::random_u64() % 26) as u8)
+                    .map(|_| fastrand::u8(b'a'..=b'z'))
                     .collect::<Vec<u8>>(),
             )),
             response: Payload::Absent,
@@ -539,7 +426,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut options = TableOptions::new(dir.path());
         options.roll_bytes = 10 * 1024 * 1024;
-        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)));
+        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), Arc::new(Plain));
         // Four 1 MiB bodies fill a batch long before 1024 rows.
         for _ in 0..4 {
             w.add(record(1024 * 1024));

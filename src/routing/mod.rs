@@ -2,8 +2,11 @@
 //! model) answers a request, and whether a shadow copy is sent.
 //!
 //! Order of precedence: a version or alias named in the request (URL or
-//! `model_version`) ▸ the `x-podium-arm` override (header or gRPC metadata)
-//! ▸ the sticky key's bucket ▸ a weighted random pick.
+//! `model_version`) ▸ the arm override (`x-podium-arm`) ▸ the sticky key's
+//! bucket ▸ a weighted random pick.
+//!
+//! Routing sees plain values ([`RouteKeys`]): reading them from headers,
+//! cookies, gRPC metadata or request parameters is the API layer's work.
 
 pub mod split;
 
@@ -13,11 +16,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference_table::LogPolicy;
 use crate::registry::{VersionSpec, DEFAULT_ALIAS};
-
-/// The header (and gRPC metadata key) that picks an arm explicitly.
-pub const ARM_OVERRIDE: &str = "x-podium-arm";
 
 /// One alias an endpoint routes to, with its share of traffic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,36 +73,62 @@ fn default_shadow_in_flight() -> usize {
     16
 }
 
-/// Request data routing may look at, whatever the protocol.
-pub trait RequestMeta: Sync {
-    /// A header (HTTP) or metadata value (gRPC), by lower-case name.
-    fn header(&self, name: &str) -> Option<&str>;
-    /// A request-level `parameters` value, as text.
-    fn parameter(&self, name: &str) -> Option<String>;
+/// What a request says about its own routing, as plain values the API
+/// layer read from headers, cookies, metadata or parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RouteKeys<'a> {
+    /// An arm (alias) picked explicitly by the caller.
+    pub arm_override: Option<&'a str>,
+    /// The unit id for sticky assignment (the value of the endpoint's [`StickyKey`]).
+    pub unit_id: Option<&'a str>,
 }
 
-/// For callers without headers or parameters.
-pub struct NoMeta;
+/// What the inference table records of an endpoint's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LogPolicy {
+    /// The fraction of requests that get a row, in [0, 1]; recorded in each row.
+    pub sample_fraction: f64,
+    /// false keeps the metadata columns only (no request/response bodies).
+    pub payloads: bool,
+}
 
-impl RequestMeta for NoMeta {
-    fn header(&self, _: &str) -> Option<&str> {
-        None
-    }
-    fn parameter(&self, _: &str) -> Option<String> {
-        None
+impl Default for LogPolicy {
+    fn default() -> LogPolicy {
+        LogPolicy {
+            sample_fraction: 1.0,
+            payloads: true,
+        }
     }
 }
 
 /// Where one request goes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Route {
     pub endpoint: String,
     pub model: String,
     /// The arm's alias, or the version/alias the request named.
     pub arm: String,
     pub spec: VersionSpec,
-    /// The alias to send a shadow copy to, when this request was sampled.
-    pub shadow: Option<String>,
+    /// The shadow copy this request was sampled for, if any.
+    pub shadow: Option<ShadowDecision>,
+}
+
+/// A request sampled for a shadow copy.
+#[derive(Debug)]
+pub enum ShadowDecision {
+    /// Send it to `alias`; the permit holds a place in the endpoint's budget.
+    Send { alias: String, permit: ShadowPermit },
+    /// The endpoint already runs `max_in_flight` shadow calls: skipped.
+    OverBudget { alias: String, max_in_flight: usize },
+}
+
+impl ShadowDecision {
+    /// The shadow arm's alias.
+    pub fn alias(&self) -> &str {
+        match self {
+            ShadowDecision::Send { alias, .. } | ShadowDecision::OverBudget { alias, .. } => alias,
+        }
+    }
 }
 
 impl Endpoint {
@@ -150,8 +175,8 @@ impl Endpoint {
     }
 
     /// Picks the arm for one request (see the module doc for the order).
-    pub fn route(&self, version: Option<&str>, meta: &dyn RequestMeta) -> Route {
-        let (arm, spec) = match (version.filter(|v| !v.is_empty()), meta.header(ARM_OVERRIDE)) {
+    pub fn route(&self, version: Option<&str>, keys: RouteKeys) -> Route {
+        let (arm, spec) = match (version.filter(|v| !v.is_empty()), keys.arm_override) {
             (Some(v), _) => (v.to_string(), VersionSpec::parse(Some(v))),
             (None, Some(alias)) if !alias.is_empty() => {
                 (alias.to_string(), VersionSpec::Alias(alias.to_string()))
@@ -160,8 +185,8 @@ impl Endpoint {
                 let i = if self.arms.len() == 1 {
                     0
                 } else {
-                    let bucket = match self.unit_id(meta) {
-                        Some(key) => split::bucket(&self.experiment, &key),
+                    let bucket = match keys.unit_id {
+                        Some(key) => split::bucket(&self.experiment, key),
                         None => split::random_bucket(),
                     };
                     split::pick(&self.bounds, bucket)
@@ -174,26 +199,22 @@ impl Endpoint {
             .shadow
             .as_ref()
             .filter(|s| s.fraction > 0.0 && split::random_unit() < s.fraction)
-            .map(|s| s.alias.clone());
+            .map(|s| match self.shadow_permit() {
+                Some(permit) => ShadowDecision::Send {
+                    alias: s.alias.clone(),
+                    permit,
+                },
+                None => ShadowDecision::OverBudget {
+                    alias: s.alias.clone(),
+                    max_in_flight: s.max_in_flight,
+                },
+            });
         Route {
             endpoint: self.name.clone(),
             model: self.model.clone(),
             arm,
             spec,
             shadow,
-        }
-    }
-
-    fn unit_id(&self, meta: &dyn RequestMeta) -> Option<String> {
-        match self.sticky_key.as_ref()? {
-            StickyKey::Header(h) => meta.header(h).map(str::to_string),
-            StickyKey::Parameter(p) => meta.parameter(p),
-            StickyKey::Cookie(name) => meta.header("cookie").and_then(|cookies| {
-                cookies.split(';').find_map(|c| {
-                    let (k, v) = c.trim().split_once('=')?;
-                    (k == name).then(|| v.to_string())
-                })
-            }),
         }
     }
 
@@ -220,6 +241,7 @@ impl Endpoint {
 }
 
 /// One place in an endpoint's shadow budget, given back when dropped.
+#[derive(Debug)]
 pub struct ShadowPermit(Arc<AtomicUsize>);
 
 impl Drop for ShadowPermit {
@@ -246,28 +268,18 @@ impl RouteTable {
     }
 
     /// Routes a request to `name` (an endpoint, or else a model).
-    pub fn route(
-        &self,
-        name: &str,
-        version: Option<&str>,
-        meta: &dyn RequestMeta,
-    ) -> (Route, Option<Arc<Endpoint>>) {
+    pub fn route(&self, name: &str, version: Option<&str>, keys: RouteKeys) -> Route {
         match self.endpoints.get(name) {
-            Some(e) => (e.route(version, meta), Some(Arc::clone(e))),
+            Some(e) => e.route(version, keys),
             None => {
                 let version = version.filter(|v| !v.is_empty());
-                let arm = version.unwrap_or(DEFAULT_ALIAS).to_string();
-                let spec = VersionSpec::parse(version);
-                (
-                    Route {
-                        endpoint: name.to_string(),
-                        model: name.to_string(),
-                        arm,
-                        spec,
-                        shadow: None,
-                    },
-                    None,
-                )
+                Route {
+                    endpoint: name.to_string(),
+                    model: name.to_string(),
+                    arm: version.unwrap_or(DEFAULT_ALIAS).to_string(),
+                    spec: VersionSpec::parse(version),
+                    shadow: None,
+                }
             }
         }
     }
@@ -283,6 +295,18 @@ impl RouteTable {
         }
     }
 
+    /// Where the sticky unit id of requests to `name` comes from, if anywhere.
+    pub fn sticky_key(&self, name: &str) -> Option<&StickyKey> {
+        self.endpoints.get(name)?.sticky_key.as_ref()
+    }
+
+    /// What the inference table records of requests to `name`.
+    pub fn log_policy(&self, name: &str) -> LogPolicy {
+        self.endpoints
+            .get(name)
+            .map_or_else(LogPolicy::default, |e| e.log)
+    }
+
     /// The model behind `name`.
     pub fn model_of<'a>(&'a self, name: &'a str) -> &'a str {
         self.endpoints
@@ -296,13 +320,10 @@ impl RouteTable {
 mod tests {
     use super::*;
 
-    struct Meta(Vec<(&'static str, &'static str)>);
-    impl RequestMeta for Meta {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
-        }
-        fn parameter(&self, name: &str) -> Option<String> {
-            self.header(&format!("param:{name}")).map(str::to_string)
+    fn keys<'a>(arm_override: Option<&'a str>, unit_id: Option<&'a str>) -> RouteKeys<'a> {
+        RouteKeys {
+            arm_override,
+            unit_id,
         }
     }
 
@@ -323,35 +344,33 @@ mod tests {
     #[test]
     fn precedence_version_then_override_then_key() {
         let e = endpoint(Some(StickyKey::Header("x-user-id".into())));
-        let meta = Meta(vec![("x-podium-arm", "challenger"), ("x-user-id", "u1")]);
-        let r = e.route(Some("3"), &meta);
+        let both = keys(Some("challenger"), Some("u1"));
+        let r = e.route(Some("3"), both);
         assert_eq!(
             (r.arm.as_str(), r.spec.clone()),
             ("3", VersionSpec::Number(3))
         );
-        let r = e.route(None, &meta);
+        let r = e.route(None, both);
         assert_eq!(
             (r.arm.as_str(), r.model.as_str(), r.endpoint.as_str()),
             ("challenger", "fraud", "e")
         );
-        let by_key = e.route(None, &Meta(vec![("x-user-id", "u1")])).arm;
+        let by_key = e.route(None, keys(None, Some("u1"))).arm;
         for _ in 0..50 {
-            assert_eq!(e.route(None, &Meta(vec![("x-user-id", "u1")])).arm, by_key);
+            assert_eq!(e.route(None, keys(None, Some("u1"))).arm, by_key);
         }
     }
 
     #[test]
-    fn cookies_and_parameters_are_sticky_keys() {
-        let cookie = endpoint(Some(StickyKey::Cookie("uid".into())));
-        let param = endpoint(Some(StickyKey::Parameter("user".into())));
-        for user in ["a", "b", "c", "d", "e", "f"] {
-            let c = Box::leak(format!("theme=dark; uid={user}; x=1").into_boxed_str());
-            let via_cookie = cookie.route(None, &Meta(vec![("cookie", c)])).arm;
-            let p = Box::leak(user.to_string().into_boxed_str());
-            let via_param = param.route(None, &Meta(vec![("param:user", p)])).arm;
-            // Same experiment, same key: the same arm whichever way it came.
-            assert_eq!(via_cookie, via_param, "{user}");
-        }
+    fn sticky_units_split_by_weight() {
+        let e = endpoint(Some(StickyKey::Header("x-user-id".into())));
+        let challenger = (0..10_000)
+            .filter(|i| {
+                let unit = format!("user-{i}");
+                e.route(None, keys(None, Some(&unit))).arm == "challenger"
+            })
+            .count();
+        assert!((800..1200).contains(&challenger), "{challenger} of 10000");
     }
 
     #[test]
@@ -385,17 +404,32 @@ mod tests {
         );
         drop((b, c));
         assert!(e.shadow_permit().is_some());
-        assert_eq!(e.route(None, &NoMeta).shadow.as_deref(), Some("challenger"));
+        let routed = e.route(None, RouteKeys::default());
+        assert!(
+            matches!(&routed.shadow, Some(ShadowDecision::Send { alias, .. }) if alias == "challenger"),
+            "{routed:?}"
+        );
+        let _held = (e.shadow_permit().unwrap(), e.shadow_permit());
+        let over = e.route(None, RouteKeys::default());
+        assert!(
+            matches!(
+                over.shadow,
+                Some(ShadowDecision::OverBudget {
+                    max_in_flight: 2,
+                    ..
+                })
+            ),
+            "{over:?}"
+        );
     }
 
     #[test]
     fn names_without_configuration_are_models_with_a_champion() {
         let table = RouteTable::new(vec![endpoint(None)]);
-        let (r, e) = table.route("mlp", None, &NoMeta);
-        assert!(e.is_none());
+        let r = table.route("mlp", None, RouteKeys::default());
         assert_eq!((r.model.as_str(), r.arm.as_str()), ("mlp", "champion"));
         assert_eq!(
-            table.route("mlp", Some("2"), &NoMeta).0.spec,
+            table.route("mlp", Some("2"), RouteKeys::default()).spec,
             VersionSpec::Number(2)
         );
         assert_eq!(table.model_of("e"), "fraud");

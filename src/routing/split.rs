@@ -4,8 +4,6 @@
 //! replicas; changing the weights moves only the buckets between the old and
 //! the new cut points.
 
-use std::cell::Cell;
-
 /// Buckets per experiment: weights resolve to 0.01 %.
 pub const BUCKETS: u32 = 10_000;
 
@@ -64,33 +62,12 @@ pub fn pick(bounds: &[u32], bucket: u32) -> usize {
 
 /// A uniformly random bucket, for requests without a sticky key.
 pub fn random_bucket() -> u32 {
-    (random_u64() % BUCKETS as u64) as u32
+    fastrand::u32(..BUCKETS)
 }
 
-/// A uniform number in [0, 1).
+/// A uniform number in [0, 1), for shadow sampling.
 pub fn random_unit() -> f64 {
-    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// A per-thread xorshift generator seeded from the process's random hasher
-/// state: fast, and good enough to split traffic.
-pub fn random_u64() -> u64 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1));
-            h.finish() | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        mix(x)
-    })
+    fastrand::f64()
 }
 
 #[cfg(test)]

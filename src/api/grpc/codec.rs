@@ -9,10 +9,9 @@ use crate::error::Error;
 use crate::request::{InferRequest, InferResponse};
 use crate::tensor::{DataType, Tensor, TensorData};
 
-/// A decoded `ModelInferRequest`: which model, which version, what to run.
+/// A decoded `ModelInferRequest`: which version, what to run (the model
+/// name was read before decoding, to start the call).
 pub struct Decoded {
-    /// The endpoint (or model) called.
-    pub model: String,
     /// The version or alias named, if any (empty means the endpoint's routing).
     pub version: String,
     /// Request-level parameters (routing may read a sticky key there).
@@ -21,11 +20,6 @@ pub struct Decoded {
 }
 
 pub fn decode(msg: ModelInferRequest) -> Result<Decoded, Error> {
-    if msg.model_name.is_empty() {
-        return Err(Error::InvalidInput(
-            "model_name is empty; name the model to run".into(),
-        ));
-    }
     let raw = msg.raw_input_contents;
     if !raw.is_empty() && raw.len() != msg.inputs.len() {
         return Err(Error::InvalidInput(format!(
@@ -65,7 +59,6 @@ pub fn decode(msg: ModelInferRequest) -> Result<Decoded, Error> {
         inputs.push(Tensor::new(name, shape, data)?);
     }
     Ok(Decoded {
-        model: msg.model_name,
         version: msg.model_version,
         parameters: msg.parameters,
         request: InferRequest {
@@ -325,8 +318,6 @@ mod tests {
             )
             .unwrap()],
             timing: Timing::default(),
-            endpoint: "m".into(),
-            arm: "champion".into(),
         };
         let msg = encode(response);
         assert_eq!(msg.model_version, "2");

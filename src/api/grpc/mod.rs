@@ -11,11 +11,12 @@ pub mod proto {
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use percent_encoding::percent_decode_str;
 use tonic::codegen::http;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
@@ -23,10 +24,12 @@ use tonic_health::ServingStatus;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 
-use crate::api::error::http_status;
-use crate::api::{AppState, CLIENT_REQUEST_ID, REQUEST_ID};
+use crate::api::call::{Call, Outcome, CLIENT_REQUEST_ID};
+use crate::api::error::grpc_status;
+use crate::api::keys::RequestKeys;
+use crate::api::AppState;
 use crate::error::Error;
-use crate::inference_table::{new_request_id, Entry, Protocol};
+use crate::inference_table::Protocol;
 use crate::registry::VersionSpec;
 use crate::serving::ModelStore;
 
@@ -36,25 +39,6 @@ const STREAM_CONCURRENCY: usize = 16;
 /// The gRPC face of the core.
 pub struct GrpcApi {
     state: Arc<AppState>,
-}
-
-/// The one mapping from core errors to gRPC status codes.
-pub fn status(e: Error) -> Status {
-    let code = code(&e);
-    Status::new(code, e.to_string())
-}
-
-/// The gRPC code of a core error.
-pub fn code(e: &Error) -> tonic::Code {
-    use tonic::Code;
-    match e {
-        Error::InvalidInput(_) | Error::Unsupported(_) => Code::InvalidArgument,
-        Error::NotFound(_) => Code::NotFound,
-        Error::PayloadTooLarge(_) | Error::Overloaded(_) => Code::ResourceExhausted,
-        Error::Unavailable(_) | Error::Registry(_) => Code::Unavailable,
-        Error::Refused(_) => Code::FailedPrecondition,
-        Error::Internal(_) => Code::Internal,
-    }
 }
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send>>;
@@ -72,7 +56,7 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         _: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = self.state.core.models.readiness().is_ok();
+        let ready = self.state.core.models().readiness().is_ok();
         Ok(Response::new(ServerReadyResponse { ready }))
     }
 
@@ -86,13 +70,12 @@ impl GrpcInferenceService for GrpcApi {
         let (model, spec) = self
             .state
             .core
-            .routes
-            .load()
+            .routes()
             .describe(&req.name, Some(&req.version));
         let ready = self
             .state
             .core
-            .models
+            .models()
             .ready(&model, &spec)
             .is_ok_and(|(_, ready)| ready);
         Ok(Response::new(ModelReadyResponse { ready }))
@@ -114,15 +97,17 @@ impl GrpcInferenceService for GrpcApi {
         req: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let req = req.into_inner();
-        let models = &self.state.core.models;
+        let models = self.state.core.models();
         let (model, spec) = self
             .state
             .core
-            .routes
-            .load()
+            .routes()
             .describe(&req.name, Some(&req.version));
-        let loaded = models.get(&model, &spec).await.map_err(status)?;
-        let info = models.info(&model).map_err(status)?;
+        let loaded = models
+            .get(&model, &spec)
+            .await
+            .map_err(|e| grpc_status(&e))?;
+        let info = models.info(&model).map_err(|e| grpc_status(&e))?;
         let tensors = |specs: &[crate::runtime::TensorSpec]| {
             specs
                 .iter()
@@ -146,41 +131,20 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         req: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        let started = Instant::now();
-        let request_id = new_request_id();
         let (metadata, _, msg) = req.into_parts();
-        let (response, timing, endpoint, arm) = logged(&self.state, &request_id, &metadata, msg)
-            .await
-            .map_err(|e| {
-                let mut s = status(e);
-                if let Ok(v) = request_id.parse() {
-                    s.metadata_mut().insert(REQUEST_ID, v);
-                }
-                s
-            })?;
-        let version = response.model_version.clone();
-        let mut out = Response::new(response);
-        let md = out.metadata_mut();
-        for (key, value) in [
-            (REQUEST_ID, request_id),
-            ("x-podium-endpoint", endpoint),
-            ("x-podium-arm", arm),
-            ("x-podium-model-version", version),
-            ("x-podium-queue-us", timing.queue.as_micros().to_string()),
-            (
-                "x-podium-inference-us",
-                timing.inference.as_micros().to_string(),
-            ),
-            (
-                "x-podium-total-us",
-                started.elapsed().as_micros().to_string(),
-            ),
-        ] {
-            if let Ok(v) = value.parse::<MetadataValue<_>>() {
-                md.insert(key, v);
+        let (result, call_metadata) = infer(&self.state, &metadata, msg).await;
+        match result {
+            Ok(answer) => {
+                let mut out = Response::new(answer);
+                write_metadata(out.metadata_mut(), call_metadata);
+                Ok(out)
+            }
+            Err(e) => {
+                let mut status = grpc_status(&e);
+                write_metadata(status.metadata_mut(), call_metadata);
+                Err(status)
             }
         }
-        Ok(out)
     }
 
     type ModelStreamInferStream = ResponseStream;
@@ -207,18 +171,16 @@ impl GrpcInferenceService for GrpcApi {
                         id: msg.id.clone(),
                         ..Default::default()
                     };
-                    Ok(
-                        match logged(&state, &new_request_id(), &metadata, msg).await {
-                            Ok((response, ..)) => ModelStreamInferResponse {
-                                error_message: String::new(),
-                                infer_response: Some(response),
-                            },
-                            Err(e) => ModelStreamInferResponse {
-                                error_message: e.to_string(),
-                                infer_response: Some(failed),
-                            },
+                    Ok(match infer(&state, &metadata, msg).await.0 {
+                        Ok(response) => ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(response),
                         },
-                    )
+                        Err(e) => ModelStreamInferResponse {
+                            error_message: e.to_string(),
+                            infer_response: Some(failed),
+                        },
+                    })
                 }
             })
             .buffered(STREAM_CONCURRENCY);
@@ -226,78 +188,73 @@ impl GrpcInferenceService for GrpcApi {
     }
 }
 
-type Answer = (ModelInferResponse, crate::request::Timing, String, String);
-
-/// Runs one request and records its row in the inference table.
-async fn logged(
-    state: &AppState,
-    request_id: &str,
-    metadata: &tonic::metadata::MetadataMap,
-    msg: ModelInferRequest,
-) -> Result<Answer, Error> {
-    let mut entry = state.table_entry(request_id, &msg.model_name, Protocol::Grpc);
-    if let Some(e) = entry.as_mut() {
-        e.client_request_id(
-            metadata
-                .get(CLIENT_REQUEST_ID)
-                .and_then(|v| v.to_str().ok()),
-        );
-    }
-    let result = infer(state, metadata, msg, entry.as_mut()).await;
-    if let Some(mut e) = entry {
-        let (grpc, http, error) = match &result {
-            Ok(_) => (tonic::Code::Ok, 200, None),
-            Err(err) => (code(err), http_status(err).as_u16(), Some(err.to_string())),
-        };
-        e.grpc_status(grpc as i32);
-        state.submit(Some(e), http, error);
-    }
-    result
-}
-
+/// One message through the call pipeline: the answer, and the call's
+/// metadata (request id; endpoint, arm, version and timings once answered).
 async fn infer(
     state: &AppState,
-    metadata: &tonic::metadata::MetadataMap,
-    msg: ModelInferRequest,
-    mut entry: Option<&mut Entry>,
-) -> Result<Answer, Error> {
-    let decoded = codec::decode(msg)?;
-    if let Some(e) = entry.as_deref_mut() {
-        e.client_request_id(decoded.request.id.as_deref());
-        e.request_tensors(&decoded.request);
-    }
-    let meta = GrpcMeta {
-        metadata,
-        parameters: &decoded.parameters,
+    metadata: &MetadataMap,
+    mut msg: ModelInferRequest,
+) -> (
+    Result<ModelInferResponse, Error>,
+    Vec<(&'static str, String)>,
+) {
+    let name = std::mem::take(&mut msg.model_name);
+    let client_id = metadata
+        .get(CLIENT_REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
+    let mut call = Call::start(state, Protocol::Grpc, &name, client_id);
+    let result = if name.is_empty() {
+        Err(Error::InvalidInput(
+            "model_name is empty; name the model to run".into(),
+        ))
+    } else {
+        answer(&mut call, metadata, msg).await
     };
-    let response = state
-        .core
-        .infer(
-            &decoded.model,
-            Some(&decoded.version),
-            &meta,
-            decoded.request,
-            entry.as_deref_mut().map(Entry::served),
-        )
-        .await?;
-    let (timing, endpoint, arm) = (
-        response.timing,
-        response.endpoint.clone(),
-        response.arm.clone(),
-    );
-    if let Some(e) = entry {
-        e.response_tensors_copy(&response);
-    }
-    Ok((codec::encode(response), timing, endpoint, arm))
+    let call_metadata = call.metadata();
+    call.finish(match &result {
+        Ok(_) => Outcome::Ok,
+        Err(error) => Outcome::Failed { error, body: None },
+    });
+    (result, call_metadata)
 }
 
-/// Metadata and request parameters, for routing (sticky key, arm override).
-struct GrpcMeta<'a> {
-    metadata: &'a tonic::metadata::MetadataMap,
+async fn answer(
+    call: &mut Call<'_>,
+    metadata: &MetadataMap,
+    msg: ModelInferRequest,
+) -> Result<ModelInferResponse, Error> {
+    let decoded = codec::decode(msg)?;
+    call.client_request_id(decoded.request.id.as_deref());
+    call.request_tensors(&decoded.request);
+    call.route(
+        Some(&decoded.version),
+        &GrpcKeys {
+            metadata,
+            parameters: &decoded.parameters,
+        },
+    );
+    let model = call.resolve().await?;
+    let response = call.infer(model, decoded.request).await?;
+    call.response_tensors_copy(&response);
+    Ok(codec::encode(response))
+}
+
+/// Copies a call's metadata into a gRPC response's or status's metadata.
+fn write_metadata(md: &mut MetadataMap, call_metadata: Vec<(&'static str, String)>) {
+    for (key, value) in call_metadata {
+        if let Ok(v) = value.parse::<MetadataValue<_>>() {
+            md.insert(key, v);
+        }
+    }
+}
+
+/// Metadata and request parameters, where routing's keys may come from.
+struct GrpcKeys<'a> {
+    metadata: &'a MetadataMap,
     parameters: &'a std::collections::HashMap<String, InferParameter>,
 }
 
-impl crate::routing::RequestMeta for GrpcMeta<'_> {
+impl RequestKeys for GrpcKeys<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.metadata.get(name)?.to_str().ok()
     }
@@ -356,11 +313,7 @@ pub fn remap_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
         let tonic_message = headers
             .get("grpc-message")
             .and_then(|v| v.to_str().ok())
-            .map(|m| {
-                m.replace("%20", " ")
-                    .replace("%3A", ":")
-                    .replace("%2C", ",")
-            })
+            .map(|m| percent_decode_str(m).decode_utf8_lossy().into_owned())
             .unwrap_or_default();
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
         if let Ok(v) = http::HeaderValue::from_str(&oversize_text(&tonic_message)) {

@@ -15,7 +15,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::oip::read_body;
+use subtle::ConstantTimeEq;
+
+use super::body::read_body;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::error::Error;
@@ -63,7 +65,7 @@ async fn authorize(token: &str, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
         return next.run(req).await;
     }
     let mut response = (
@@ -77,11 +79,6 @@ async fn authorize(token: &str, req: Request, next: Next) -> Response {
     response
 }
 
-/// Compares without leaking where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Runs a blocking store operation off the async runtime.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
@@ -93,7 +90,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn status(State(state): S) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(state.core.models.status()).unwrap_or_default())
+    Json(serde_json::to_value(state.core.models().status()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -105,7 +102,7 @@ struct HistoryQuery {
 }
 
 async fn history(State(state): S, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
-    let models = Arc::clone(&state.core.models);
+    let models = Arc::clone(state.core.models());
     let events = blocking(move || {
         models
             .history()
@@ -117,10 +114,10 @@ async fn history(State(state): S, Query(q): Query<HistoryQuery>) -> Result<Respo
 }
 
 async fn aliases(State(state): S, Path(model): Path<String>) -> Result<Response, ApiError> {
-    let info = state.core.models.info(&model)?;
+    let info = state.core.models().info(&model)?;
     let serving: serde_json::Map<String, serde_json::Value> = state
         .core
-        .models
+        .models()
         .status()
         .slots
         .into_iter()
@@ -150,7 +147,7 @@ async fn set_alias(
             "expected a JSON body like {{\"version\": 5}} (optionally \"allow_signature_change\": true): {e}"
         )))
     })?;
-    let models = Arc::clone(&state.core.models);
+    let models = Arc::clone(state.core.models());
     let outcome = blocking(move || {
         models.set_alias(
             &model,
@@ -168,7 +165,7 @@ async fn delete_alias(
     State(state): S,
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let models = Arc::clone(&state.core.models);
+    let models = Arc::clone(state.core.models());
     let (m, a) = (model.clone(), alias.clone());
     blocking(move || models.delete_alias(&m, &a, "admin")).await?;
     Ok(Json(json!({ "model": model, "alias": alias, "deleted": true })).into_response())
@@ -178,13 +175,13 @@ async fn rollback(
     State(state): S,
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    state.core.models.info(&model)?; // an unknown model is a 404, not "no previous version"
-    let Some(previous) = state.core.models.previous_version(&model, &alias) else {
+    state.core.models().info(&model)?; // an unknown model is a 404, not "no previous version"
+    let Some(previous) = state.core.models().previous_version(&model, &alias) else {
         return Err(ApiError(Error::Refused(format!(
             "no previous version of {model}@{alias} is kept on this server; set a version explicitly with PUT /admin/models/{model}/aliases/{alias}"
         ))));
     };
-    let models = Arc::clone(&state.core.models);
+    let models = Arc::clone(state.core.models());
     let outcome =
         blocking(move || models.set_alias(&model, &alias, previous, false, "admin:rollback"))
             .await?;
@@ -192,7 +189,7 @@ async fn rollback(
 }
 
 async fn endpoints(State(state): S) -> Json<serde_json::Value> {
-    let routes = state.core.routes.load();
+    let routes = state.core.routes();
     let mut endpoints: Vec<&crate::routing::Endpoint> =
         routes.endpoints.values().map(|e| e.as_ref()).collect();
     endpoints.sort_by(|a, b| a.name.cmp(&b.name));
@@ -227,7 +224,7 @@ async fn set_traffic(
             "expected {{\"arms\": [{{\"alias\": \"champion\", \"weight\": 90}}, ...], \"shadow\": {{\"alias\": ..., \"fraction\": 0.1, \"max_in_flight\": 16}} or null}}: {e}"
         )))
     })?;
-    let routes = state.core.routes.load_full();
+    let routes = state.core.routes();
     let Some(current) = routes.endpoints.get(&name) else {
         let configured: Vec<&str> = routes.endpoints.keys().map(String::as_str).collect();
         return Err(ApiError(Error::NotFound(format!(
@@ -241,7 +238,7 @@ async fn set_traffic(
     };
     let aliases: Vec<String> = state
         .core
-        .models
+        .models()
         .info(&current.model)?
         .aliases
         .into_keys()
@@ -252,12 +249,7 @@ async fn set_traffic(
         .map_err(|why| ApiError(Error::InvalidInput(format!("endpoint \"{name}\": {why}"))))
         .map(|updated| {
             let updated = Arc::new(updated);
-            // rcu: a concurrent change to another endpoint is kept, not lost.
-            state.core.routes.rcu(|current| {
-                let mut endpoints = current.endpoints.clone();
-                endpoints.insert(name.clone(), Arc::clone(&updated));
-                crate::routing::RouteTable { endpoints }
-            });
+            state.core.replace_endpoint(Arc::clone(&updated));
             let arms: Vec<String> = updated
                 .arms
                 .iter()
@@ -297,7 +289,7 @@ async fn register(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let models = Arc::clone(&state.core.models);
+    let models = Arc::clone(state.core.models());
     let (name, version) = if is_json {
         let req: RegisterPath = serde_json::from_slice(&body).map_err(|e| {
             ApiError(Error::InvalidInput(format!(
@@ -334,23 +326,10 @@ async fn register(
     };
     let mut event = crate::serving::Event::new(&name, "", "version_registered", "admin");
     event.to_version = Some(version);
-    state.core.models.history().record(&event);
+    state.core.models().history().record(&event);
     Ok((
         StatusCode::CREATED,
         Json(json!({ "model": name, "version": version })),
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-    }
 }

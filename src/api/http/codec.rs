@@ -503,8 +503,6 @@ mod tests {
                 Tensor::new("l".into(), vec![2], TensorData::Int64(vec![1, 0])).unwrap(),
             ],
             timing: Timing::default(),
-            endpoint: "m".into(),
-            arm: "champion".into(),
         };
         let json = encode(&response, &OutputEncoding::default());
         assert!(json.header_length.is_none());

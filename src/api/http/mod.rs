@@ -1,9 +1,11 @@
 //! The REST listener: the Open Inference Protocol (KServe V2) routes.
 
 mod admin;
+mod body;
 pub mod codec;
 mod mlflow;
 mod oip;
+mod respond;
 
 pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
 
@@ -80,7 +82,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::telemetry::render(&state.core.models),
+        crate::telemetry::render(state.core.models()),
     )
         .into_response()
 }

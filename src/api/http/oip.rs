@@ -1,22 +1,24 @@
-//! OIP REST handlers. Each decodes, calls the core, encodes; no logic of its own.
+//! OIP REST handlers: metadata and health, and inference as a thin codec
+//! around the call pipeline ([`Call`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 
+use super::body::{header_text, off_runtime, read_body};
 use super::codec::{self, HEADER_LENGTH};
+use super::respond::{oip_error, respond};
+use crate::api::call::Call;
 use crate::api::error::ApiError;
-use crate::api::{AppState, CLIENT_REQUEST_ID, REQUEST_ID};
+use crate::api::keys::RequestKeys;
+use crate::api::{AppState, CLIENT_REQUEST_ID};
 use crate::error::Error;
-use crate::inference_table::{new_request_id, Entry, Protocol};
-use crate::routing::RequestMeta;
+use crate::inference_table::Protocol;
 
 type S = State<Arc<AppState>>;
 
@@ -34,7 +36,7 @@ pub async fn live() -> Json<serde_json::Value> {
 
 /// Ready when every aliased model version is loaded (a readinessProbe).
 pub async fn ready(State(state): S) -> Response {
-    match state.core.models.readiness() {
+    match state.core.models().readiness() {
         Ok(()) => Json(json!({ "ready": true })).into_response(),
         Err(reasons) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -60,9 +62,9 @@ async fn metadata(
     name: String,
     version: Option<String>,
 ) -> Result<Response, ApiError> {
-    let (model, spec) = state.core.routes.load().describe(&name, version.as_deref());
-    let loaded = state.core.models.get(&model, &spec).await?;
-    let info = state.core.models.info(&model)?;
+    let (model, spec) = state.core.routes().describe(&name, version.as_deref());
+    let loaded = state.core.models().get(&model, &spec).await?;
+    let info = state.core.models().info(&model)?;
     let tensors = |specs: &[crate::runtime::TensorSpec]| -> Vec<serde_json::Value> {
         specs
             .iter()
@@ -98,12 +100,8 @@ fn readiness(
     model: String,
     version: Option<String>,
 ) -> Result<Response, ApiError> {
-    let (target, spec) = state
-        .core
-        .routes
-        .load()
-        .describe(&model, version.as_deref());
-    let (v, ready) = state.core.models.ready(&target, &spec)?;
+    let (target, spec) = state.core.routes().describe(&model, version.as_deref());
+    let (v, ready) = state.core.models().ready(&target, &spec)?;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -134,8 +132,8 @@ pub async fn infer_version(
     run_infer(state, model, Some(version), headers, body).await
 }
 
-/// One inference call: answered, and recorded in the inference table
-/// (successes and failures alike) when the table is on.
+/// One inference call through the pipeline: answered, and recorded in the
+/// inference table (successes and failures alike) when the table is on.
 async fn run_infer(
     State(state): S,
     model: String,
@@ -143,87 +141,72 @@ async fn run_infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = new_request_id();
-    let protocol = if headers.contains_key(HEADER_LENGTH) {
+    let binary = headers.contains_key(HEADER_LENGTH);
+    let protocol = if binary {
         Protocol::RestBinary
     } else {
         Protocol::Rest
     };
-    let mut entry = state.table_entry(&request_id, &model, protocol);
-    if let Some(e) = entry.as_mut() {
-        e.client_request_id(header_text(&headers, CLIENT_REQUEST_ID));
-    }
-    let result = answer(
+    let mut call = Call::start(
         &state,
+        protocol,
         &model,
+        header_text(&headers, CLIENT_REQUEST_ID),
+    );
+    let result = answer(
+        &mut call,
+        &state,
         version.as_deref(),
         &headers,
         body,
-        entry.as_mut(),
+        binary,
     )
     .await;
-    let mut response = match result {
-        Ok(response) => {
-            state.submit(entry, StatusCode::OK.as_u16(), None);
-            response
-        }
-        Err(e) => {
-            state.submit(entry, e.status().as_u16(), Some(e.0.to_string()));
-            e.into_response()
-        }
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, v);
-    }
-    response
+    respond(call, result, oip_error)
 }
 
 async fn answer(
+    call: &mut Call<'_>,
     state: &AppState,
-    model: &str,
     version: Option<&str>,
     headers: &HeaderMap,
     body: Body,
-    mut entry: Option<&mut Entry>,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
+    binary: bool,
+) -> Result<Response, Error> {
     let body = read_body(headers, body, state.max_request_bytes).await?;
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
-        Some(v) => Some(v.to_str().map_err(|_| {
-            Error::InvalidInput("Inference-Header-Content-Length is not ASCII digits".into())
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    Error::InvalidInput(
+                        "Inference-Header-Content-Length is not ASCII digits".into(),
+                    )
+                })?
+                .to_string(),
+        ),
     };
     // A JSON body is recorded as sent; a binary one once decoded.
-    let binary = header_length.is_some();
-    if let (Some(e), false) = (entry.as_deref_mut(), binary) {
-        e.request_text(&body);
+    if !binary {
+        call.request_text(&body);
     }
-    let header_length = header_length.map(str::to_string);
     let decoded = off_runtime(body.len(), move || {
         codec::decode(&body, header_length.as_deref())
     })
     .await??;
-    if let Some(e) = entry.as_deref_mut() {
-        e.client_request_id(decoded.request.id.as_deref());
-        if binary {
-            e.request_tensors(&decoded.request);
-        }
+    call.client_request_id(decoded.request.id.as_deref());
+    if binary {
+        call.request_tensors(&decoded.request);
     }
-    let meta = RestMeta {
-        headers,
-        parameters: decoded.parameters.as_ref(),
-    };
-    let response = state
-        .core
-        .infer(
-            model,
-            version,
-            &meta,
-            decoded.request,
-            entry.as_deref_mut().map(Entry::served),
-        )
-        .await?;
+    call.route(
+        version,
+        &RestKeys {
+            headers,
+            parameters: decoded.parameters.as_ref(),
+        },
+    );
+    let model = call.resolve().await?;
+    let response = call.infer(model, decoded.request).await?;
     let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();
     let encoding = decoded.encoding;
     let (encoded, response) = off_runtime(size, move || {
@@ -232,100 +215,30 @@ async fn answer(
     .await?;
 
     let body = bytes::Bytes::from(encoded.body);
+    let content_type = match encoded.header_length {
+        Some(_) => "application/octet-stream",
+        None => "application/json",
+    };
     let mut out = Response::new(Body::from(body.clone()));
     let h = out.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     match encoded.header_length {
         Some(n) => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
             h.insert(HEADER_LENGTH, HeaderValue::from(n));
+            call.response_tensors(response);
         }
-        None => {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-    }
-    for (key, value) in [
-        ("x-podium-endpoint", &response.endpoint),
-        ("x-podium-arm", &response.arm),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(key, v);
-        }
-    }
-    h.insert(
-        "x-podium-model-version",
-        HeaderValue::from(response.model_version),
-    );
-    h.insert(
-        "x-podium-queue-us",
-        HeaderValue::from(response.timing.queue.as_micros() as u64),
-    );
-    h.insert(
-        "x-podium-inference-us",
-        HeaderValue::from(response.timing.inference.as_micros() as u64),
-    );
-    h.insert(
-        "x-podium-total-us",
-        HeaderValue::from(started.elapsed().as_micros() as u64),
-    );
-    if let Some(e) = entry {
-        match encoded.header_length {
-            None => e.response_text(&body),
-            Some(_) => e.response_tensors(response),
-        }
+        None => call.response_text(&body),
     }
     Ok(out)
 }
 
-/// A header's value as text, when it is.
-pub(super) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)?.to_str().ok()
-}
-
-/// Bodies from this size on are decoded (and answers encoded) on the
-/// blocking pool, so a big JSON tensor never stalls the async workers that
-/// answer everyone else.
-const BLOCKING_BYTES: usize = 256 * 1024;
-
-/// Runs `work` here when `size` is small, else on the blocking pool, at most
-/// one per core at a time: JSON trees take tens of times the body's size in
-/// memory, so a burst of huge bodies must not all expand at once.
-pub(super) async fn off_runtime<T: Send + 'static>(
-    size: usize,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    if size < BLOCKING_BYTES {
-        return Ok(work());
-    }
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let permits = PERMITS.get_or_init(|| {
-        tokio::sync::Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-        )
-    });
-    let _permit = permits
-        .acquire()
-        .await
-        .map_err(|_| ApiError(Error::Internal("decode permits closed".into())))?;
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError(Error::Internal(format!("decoding task failed: {e}"))))
-}
-
-/// Headers and request parameters, for routing (sticky key, arm override).
-struct RestMeta<'a> {
+/// Headers and request parameters, where routing's keys may come from.
+struct RestKeys<'a> {
     headers: &'a HeaderMap,
     parameters: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
-impl RequestMeta for RestMeta<'_> {
+impl RequestKeys for RestKeys<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()
     }
@@ -335,44 +248,5 @@ impl RequestMeta for RestMeta<'_> {
             serde_json::Value::String(s) => Some(s.clone()),
             other => Some(other.to_string()),
         }
-    }
-}
-
-/// Reads the whole body, refusing more than `limit` bytes (413) before
-/// buffering them, and compressed bodies (415) with the fix.
-pub(super) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<bytes::Bytes, ApiError> {
-    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
-        if encoding.as_bytes() != b"identity" {
-            return Err(ApiError(Error::Unsupported(format!(
-                "Content-Encoding {:?} is not supported; send the body uncompressed",
-                String::from_utf8_lossy(encoding.as_bytes())
-            ))));
-        }
-    }
-    let too_large = |size: Option<u64>| {
-        let size = size
-            .map(|s| format!("{s} bytes"))
-            .unwrap_or_else(|| "larger".into());
-        ApiError(Error::PayloadTooLarge(format!(
-            "request body is {size}; the limit is {limit} bytes (raise it with --max-request-bytes / PODIUM_MAX_REQUEST_BYTES)"
-        )))
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large(declared));
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(None)),
-        Err(e) => Err(ApiError(Error::InvalidInput(format!(
-            "could not read the request body: {e}"
-        )))),
     }
 }

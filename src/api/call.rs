@@ -1,0 +1,331 @@
+//! The one pipeline every inference call goes through, whatever its
+//! protocol: REST OIP (JSON and binary), gRPC (unary and each stream
+//! message) and MLflow `/invocations` are thin codecs around a [`Call`].
+//!
+//! A call owns the request id, routes once, keeps the inference-table row
+//! for its whole life, records the metrics, and produces the response
+//! metadata (request id, endpoint, arm, version, timings) that every
+//! protocol returns — as headers or gRPC metadata, from [`Call::metadata`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::error::classify;
+use super::keys::{Keys, RequestKeys};
+use super::AppState;
+use crate::error::Error;
+use crate::inference_table::{Entry, Protocol, UNKNOWN_ENDPOINT};
+use crate::request::{InferRequest, InferResponse, ShadowReceiver, Timing};
+use crate::routing::Route;
+use crate::runtime::LoadedModel;
+
+/// The response header (and gRPC metadata key) carrying Podium's id of a
+/// request, the inference table's `request_id`.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request header (and gRPC metadata key) with the client's own id of a
+/// request, the table's `client_request_id` (else the OIP `id` is used).
+pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
+
+/// A random version-4 UUID: the id Podium gives every request.
+pub fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .to_string()
+}
+
+/// One inference call, from the first byte read to the row queued.
+pub struct Call<'a> {
+    state: &'a AppState,
+    protocol: Protocol,
+    /// The name called: an endpoint, or a model.
+    name: String,
+    request_id: String,
+    started: Instant,
+    /// The name called (an endpoint or a model) as metrics label it:
+    /// `_unknown` for a name that is neither, so made-up names in URLs
+    /// cannot grow the metrics without bound.
+    endpoint_label: String,
+    row: Option<Entry>,
+    route: Option<Route>,
+    /// Whether the route found a loaded model (else its arm is labelled `_unknown`).
+    resolved: bool,
+    answered: Option<Answered>,
+    shadow: Option<(String, ShadowReceiver)>,
+}
+
+/// What the response metadata says about a call that was answered.
+struct Answered {
+    version: u64,
+    timing: Timing,
+}
+
+/// How a call ended, as its protocol answered it.
+pub enum Outcome<'e> {
+    Ok,
+    Failed {
+        error: &'e Error,
+        /// The protocol's own error body, when it is not OIP's `{"error": ...}`.
+        body: Option<String>,
+    },
+}
+
+impl<'a> Call<'a> {
+    /// Starts a call to `name` over `protocol`; `client_request_id` is the
+    /// client's id from a header, when it sent one.
+    pub fn start(
+        state: &'a AppState,
+        protocol: Protocol,
+        name: &str,
+        client_request_id: Option<&str>,
+    ) -> Call<'a> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let known = state.core.knows(name);
+        let row = state.table.as_ref().and_then(|table| {
+            let policy = state.core.routes().log_policy(name);
+            let fraction = policy.sample_fraction;
+            if fraction < 1.0 && fastrand::f64() >= fraction {
+                return None;
+            }
+            let endpoint = known.then_some(name);
+            let mut row = table.entry(
+                request_id.clone(),
+                endpoint,
+                protocol,
+                fraction,
+                policy.payloads,
+            );
+            row.client_request_id(client_request_id);
+            Some(row)
+        });
+        Call {
+            state,
+            protocol,
+            name: name.to_string(),
+            request_id,
+            started,
+            endpoint_label: if known { name } else { UNKNOWN_ENDPOINT }.to_string(),
+            row,
+            route: None,
+            resolved: false,
+            answered: None,
+            shadow: None,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The client's id from the body, unless a header already gave one.
+    pub fn client_request_id(&mut self, id: Option<&str>) {
+        if let Some(row) = self.row.as_mut() {
+            row.client_request_id(id);
+        }
+    }
+
+    /// Records a request body that already is text (JSON, or CSV).
+    pub fn request_text(&mut self, body: &Bytes) {
+        if let Some(row) = self.row.as_mut() {
+            row.request_text(body);
+        }
+    }
+
+    /// Records a decoded request (binary or gRPC).
+    pub fn request_tensors(&mut self, request: &InferRequest) {
+        if let Some(row) = self.row.as_mut() {
+            row.request_tensors(request);
+        }
+    }
+
+    /// Routes the call, once: to `version` when the request names one, else
+    /// by the arm override and sticky key `request` carries, else by weight.
+    pub fn route(&mut self, version: Option<&str>, request: &dyn RequestKeys) {
+        debug_assert!(self.route.is_none(), "a call is routed once");
+        let core = &self.state.core;
+        let keys = Keys::read(request, core.routes().sticky_key(&self.name));
+        let route = core.route(&self.name, version, keys.as_route_keys());
+        if let Some(row) = self.row.as_mut() {
+            row.routed(&route.arm, &route.model);
+        }
+        self.route = Some(route);
+    }
+
+    /// The loaded model version the routed arm serves now; the request is
+    /// decoded against its signature where the protocol needs one.
+    pub async fn resolve(&mut self) -> Result<Arc<LoadedModel>, Error> {
+        let route = self.routed()?;
+        let model = self.state.core.resolve(route).await?;
+        self.resolved = true;
+        Ok(model)
+    }
+
+    /// Runs `request` on `model` (from [`Call::resolve`]) and sends the
+    /// route's shadow copy, if any.
+    pub async fn infer(
+        &mut self,
+        model: Arc<LoadedModel>,
+        request: InferRequest,
+    ) -> Result<InferResponse, Error> {
+        let in_flight = InFlightGauge::new(
+            metrics::gauge!("podium_endpoint_in_flight", "endpoint" => self.endpoint_label.clone()),
+        );
+        let core = &self.state.core;
+        let route = self.route.as_mut().ok_or_else(not_routed)?;
+        let inferred = core.infer(route, model, request).await;
+        drop(in_flight);
+        self.shadow = inferred.shadow;
+        let response = inferred.result?;
+        if let Some(row) = self.row.as_mut() {
+            row.answered(
+                &response.model_name,
+                response.model_version,
+                response.timing,
+            );
+        }
+        self.answered = Some(Answered {
+            version: response.model_version,
+            timing: response.timing,
+        });
+        Ok(response)
+    }
+
+    /// Records a response body that is JSON text.
+    pub fn response_text(&mut self, body: &Bytes) {
+        if let Some(row) = self.row.as_mut() {
+            row.response_text(body);
+        }
+    }
+
+    /// Records a response to render in the OIP JSON form (off the request path).
+    pub fn response_tensors(&mut self, response: InferResponse) {
+        if let Some(row) = self.row.as_mut() {
+            row.response_tensors(response);
+        }
+    }
+
+    /// Records a copy of a response the protocol still needs (copied only
+    /// when the table keeps it).
+    pub fn response_tensors_copy(&mut self, response: &InferResponse) {
+        if let Some(row) = self.row.as_mut() {
+            row.response_tensors_copy(response);
+        }
+    }
+
+    /// The metadata every protocol returns with an answer, in one place:
+    /// the request id always; the endpoint, arm, version and timings once
+    /// the call was answered.
+    pub fn metadata(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![(REQUEST_ID, self.request_id.clone())];
+        if let (Some(route), Some(answered)) = (&self.route, &self.answered) {
+            let us = |d: Duration| d.as_micros().to_string();
+            out.extend([
+                ("x-podium-endpoint", route.endpoint.clone()),
+                ("x-podium-arm", route.arm.clone()),
+                ("x-podium-model-version", answered.version.to_string()),
+                ("x-podium-queue-us", us(answered.timing.queue)),
+                ("x-podium-inference-us", us(answered.timing.inference)),
+                ("x-podium-total-us", us(self.started.elapsed())),
+            ]);
+        }
+        out
+    }
+
+    /// Ends the call: counts it, and queues its row with the status the
+    /// client got (the row waits for the shadow's outcome, if one was sent).
+    pub fn finish(self, outcome: Outcome<'_>) {
+        let protocol = self.protocol;
+        if let Some(route) = &self.route {
+            let arm = if self.resolved {
+                route.arm.as_str()
+            } else {
+                UNKNOWN_ENDPOINT
+            };
+            let labels = [
+                ("endpoint", self.endpoint_label.clone()),
+                ("arm", arm.to_string()),
+            ];
+            let result = if matches!(outcome, Outcome::Ok) {
+                "ok"
+            } else {
+                "error"
+            };
+            metrics::counter!(
+                "podium_requests_total",
+                &[&labels[..], &[("result", result.to_string())]].concat()
+            )
+            .increment(1);
+            metrics::histogram!("podium_request_seconds", &labels)
+                .record(self.started.elapsed().as_secs_f64());
+            if let Some(answered) = &self.answered {
+                metrics::histogram!("podium_model_seconds", &labels)
+                    .record(answered.timing.inference.as_secs_f64());
+            }
+        }
+        let (Some(table), Some(mut row)) = (&self.state.table, self.row) else {
+            return;
+        };
+        let (status, error) = match outcome {
+            Outcome::Ok => {
+                if protocol == Protocol::Grpc {
+                    row.grpc_status(tonic::Code::Ok as i32);
+                }
+                (200, None)
+            }
+            Outcome::Failed { error, body } => {
+                let classified = classify(error);
+                if protocol == Protocol::Grpc {
+                    row.grpc_status(classified.grpc as i32);
+                }
+                if let Some(body) = body {
+                    row.error_body(body);
+                }
+                (classified.http.as_u16(), Some(error.to_string()))
+            }
+        };
+        table.submit(row, status, error, self.shadow);
+    }
+
+    fn routed(&self) -> Result<&Route, Error> {
+        self.route.as_ref().ok_or_else(not_routed)
+    }
+}
+
+fn not_routed() -> Error {
+    Error::Internal("the call was not routed before it ran".into())
+}
+
+/// One request counted in a gauge until dropped, also when the client goes
+/// away mid-request.
+struct InFlightGauge(metrics::Gauge);
+
+impl InFlightGauge {
+    fn new(gauge: metrics::Gauge) -> InFlightGauge {
+        gauge.increment(1.0);
+        InFlightGauge(gauge)
+    }
+}
+
+impl Drop for InFlightGauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        let a = new_request_id();
+        assert_ne!(a, new_request_id());
+        let parsed = uuid::Uuid::parse_str(&a).expect("a UUID");
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(a.len(), 36);
+    }
+}

@@ -1,0 +1,84 @@
+//! Reading request bodies and doing heavy decoding off the async workers,
+//! for every REST route.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use crate::error::Error;
+
+/// A header's value as text, when it is.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok()
+}
+
+/// Bodies from this size on are decoded (and answers encoded) on the
+/// blocking pool, so a big JSON tensor never stalls the async workers that
+/// answer everyone else.
+const BLOCKING_BYTES: usize = 256 * 1024;
+
+/// Runs `work` here when `size` is small, else on the blocking pool, at most
+/// one per core at a time: JSON trees take tens of times the body's size in
+/// memory, so a burst of huge bodies must not all expand at once.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    if size < BLOCKING_BYTES {
+        return Ok(work());
+    }
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        )
+    });
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|_| Error::Internal("decode permits closed".into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("decoding task failed: {e}")))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (413) before
+/// buffering them, and compressed bodies (415) with the fix.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, Error> {
+    if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
+        if encoding.as_bytes() != b"identity" {
+            return Err(Error::Unsupported(format!(
+                "Content-Encoding {:?} is not supported; send the body uncompressed",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )));
+        }
+    }
+    let too_large = |size: Option<u64>| {
+        let size = size
+            .map(|s| format!("{s} bytes"))
+            .unwrap_or_else(|| "larger".into());
+        Error::PayloadTooLarge(format!(
+            "request body is {size}; the limit is {limit} bytes (raise it with --max-request-bytes / PODIUM_MAX_REQUEST_BYTES)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(declared));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(None)),
+        Err(e) => Err(Error::InvalidInput(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}

@@ -1,0 +1,141 @@
+//! One Arrow record batch of rows: each row's payloads rendered to text and
+//! its fields laid out in [`record::schema`]'s column order.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+
+use super::record::{self, Payload, Record};
+use super::RenderPayload;
+
+/// Renders a payload to the text stored in the table (bodies that are
+/// already UTF-8 text are not copied).
+fn render<'a>(payload: &'a Payload, renderer: &dyn RenderPayload) -> Option<Cow<'a, str>> {
+    let owned = |bytes: Vec<u8>| {
+        Cow::Owned(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        )
+    };
+    match payload {
+        Payload::Absent | Payload::TooLarge => None,
+        // The strict check first: it is several times faster than the lossy
+        // one, which only invalid bodies (a client's garbage) need.
+        Payload::Text(b) => Some(match std::str::from_utf8(b) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(b),
+        }),
+        Payload::Request(r) => Some(owned(renderer.request(r))),
+        Payload::Response(r) => Some(owned(renderer.response(r))),
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One Arrow record batch of `rows`, in [`record::schema`]'s column order.
+pub(super) fn batch(
+    schema: &SchemaRef,
+    rows: Vec<Record>,
+    renderer: &dyn RenderPayload,
+) -> anyhow::Result<RecordBatch> {
+    let n = rows.len();
+    let mut request_id = StringBuilder::with_capacity(n, n * 36);
+    let mut client_request_id = StringBuilder::new();
+    let mut request_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+    let mut arm = StringBuilder::new();
+    let mut model_name = StringBuilder::new();
+    let mut model_version = Int64Builder::with_capacity(n);
+    let mut served_entity_id = StringBuilder::new();
+    let mut protocol = StringBuilder::new();
+    let mut status_code = Int32Builder::with_capacity(n);
+    let mut grpc_status = Int32Builder::with_capacity(n);
+    let mut error = StringBuilder::new();
+    let mut execution = Float64Builder::with_capacity(n);
+    let mut total = Float64Builder::with_capacity(n);
+    let mut queue = Float64Builder::with_capacity(n);
+    let mut sampling = Float64Builder::with_capacity(n);
+    let mut request = StringBuilder::new();
+    let mut response = StringBuilder::new();
+    let mut shadow_arm = StringBuilder::new();
+    let mut shadow_version = Int64Builder::with_capacity(n);
+    let mut shadow_response = StringBuilder::new();
+    let mut shadow_error = StringBuilder::new();
+    let mut requester = StringBuilder::new();
+    let mut codes = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        let us = record::micros(r.received);
+        request_id.append_value(&r.request_id);
+        client_request_id.append_option(r.client_request_id.as_deref());
+        request_time.append_value(us);
+        arm.append_option(r.arm.as_deref());
+        model_name.append_option(r.model_name.as_deref());
+        model_version.append_option(r.model_version.map(|v| v as i64));
+        served_entity_id.append_option(match (&r.model_name, r.model_version) {
+            (Some(m), Some(v)) => Some(format!("{m}/{v}")),
+            _ => None,
+        });
+        protocol.append_value(r.protocol.as_str());
+        status_code.append_value(i32::from(r.status_code));
+        grpc_status.append_option(r.grpc_status);
+        error.append_option(r.error.as_deref());
+        execution.append_option(r.execution.map(ms));
+        total.append_value(ms(r.total));
+        queue.append_option(r.queue.map(ms));
+        sampling.append_value(r.sampling_fraction);
+        request.append_option(render(&r.request, renderer));
+        response.append_option(render(&r.response, renderer));
+        match &r.shadow {
+            Some(s) => {
+                shadow_arm.append_value(&s.arm);
+                shadow_version.append_option(s.model_version.map(|v| v as i64));
+                shadow_response.append_option(render(&s.response, renderer));
+                shadow_error.append_option(s.error.as_deref());
+            }
+            None => {
+                shadow_arm.append_null();
+                shadow_version.append_null();
+                shadow_response.append_null();
+                shadow_error.append_null();
+            }
+        }
+        requester.append_option(r.requester.as_deref());
+        for code in &r.logging_error_codes {
+            codes.values().append_value(code);
+        }
+        codes.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(request_id.finish()),
+        Arc::new(client_request_id.finish()),
+        Arc::new(request_time.finish()),
+        Arc::new(arm.finish()),
+        Arc::new(model_name.finish()),
+        Arc::new(model_version.finish()),
+        Arc::new(served_entity_id.finish()),
+        Arc::new(protocol.finish()),
+        Arc::new(status_code.finish()),
+        Arc::new(grpc_status.finish()),
+        Arc::new(error.finish()),
+        Arc::new(execution.finish()),
+        Arc::new(total.finish()),
+        Arc::new(queue.finish()),
+        Arc::new(sampling.finish()),
+        Arc::new(request.finish()),
+        Arc::new(response.finish()),
+        Arc::new(shadow_arm.finish()),
+        Arc::new(shadow_version.finish()),
+        Arc::new(shadow_response.finish()),
+        Arc::new(shadow_error.finish()),
+        Arc::new(requester.finish()),
+        Arc::new(codes.finish()),
+    ];
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
