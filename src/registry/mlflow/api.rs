@@ -2,9 +2,10 @@
 //! bodies for the calls Podium makes, and those calls.
 //!
 //! Answers name only the fields Podium reads; serde ignores the rest, so a
-//! newer MLflow that adds fields is read as before. A field that is missing
-//! or of an unexpected type is treated as absent where MLflow's own clients
-//! would do the same (a model without a name, an alias without a number).
+//! newer MLflow that adds fields is read as before. A field Podium reads
+//! that is missing counts as absent (a model without a name is skipped, a
+//! missing list is empty), and a version that is not a whole number is not
+//! a version Podium serves; any other shape is an error that says so.
 
 use std::collections::BTreeMap;
 
