@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::atomic::{self, StagingDir, WriteError};
 use super::{validate_alias_name, validate_model_name, Registry};
 use crate::error::Error;
 
@@ -71,7 +71,7 @@ impl LocalRegistry {
     fn write_aliases(&self, dir: &Path, aliases: &BTreeMap<String, u64>) -> Result<(), Error> {
         let body = serde_json::to_vec_pretty(aliases)
             .map_err(|e| Error::Internal(format!("encode aliases: {e}")))?;
-        write_atomically(&dir.join(ALIASES), &body)
+        atomic::write_file(&dir.join(ALIASES), &body).map_err(write_error)
     }
 }
 
@@ -166,21 +166,17 @@ impl Registry for LocalRegistry {
             .ok_or_else(|| {
                 Error::Internal(format!("model \"{model}\" has no version number left"))
             })?;
-        let staging = versions_dir.join(format!(".staging-{}-{}", std::process::id(), nanos()));
-        fs::create_dir(&staging).map_err(|e| io_error("create", &staging, e))?;
-        let result = (|| {
-            let mut f = File::create(staging.join(ARTIFACT))
-                .map_err(|e| io_error("create", &staging, e))?;
-            f.write_all(&bytes)
-                .map_err(|e| io_error("write", &staging, e))?;
-            f.sync_all().map_err(|e| io_error("sync", &staging, e))?;
-            let target = versions_dir.join(next.to_string());
-            fs::rename(&staging, &target).map_err(|e| io_error("rename into", &target, e))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        result.map(|()| next)
+        let staging = StagingDir::new_in(&versions_dir, "staging-").map_err(write_error)?;
+        let path = staging.path().join(ARTIFACT);
+        let mut out = File::create(&path).map_err(|e| io_error("create", &path, e))?;
+        out.write_all(&bytes)
+            .map_err(|e| io_error("write", &path, e))?;
+        out.sync_all().map_err(|e| io_error("sync", &path, e))?;
+        drop(out);
+        staging
+            .publish(&versions_dir.join(next.to_string()))
+            .map_err(write_error)?;
+        Ok(next)
     }
 
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
@@ -212,26 +208,8 @@ impl Registry for LocalRegistry {
     }
 }
 
-/// Writes `path` so that readers see either the old or the new content.
-fn write_atomically(path: &Path, body: &[u8]) -> Result<(), Error> {
-    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), nanos()));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
-        f.write_all(body).map_err(|e| io_error("write", &tmp, e))?;
-        f.sync_all().map_err(|e| io_error("sync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| io_error("rename into", path, e))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+fn write_error(e: WriteError) -> Error {
+    io_error(e.step, &e.path, e.source)
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {

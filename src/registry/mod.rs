@@ -5,6 +5,7 @@
 //! default (a directory); [`mlflow::MlflowRegistry`] is an MLflow Model
 //! Registry over its REST API.
 
+pub(crate) mod atomic;
 pub mod local;
 pub mod mlflow;
 

@@ -1,0 +1,501 @@
+//! An MLflow Model Registry (open-source MLflow, or the same REST API
+//! elsewhere) as Podium's registry, over its REST API.
+//!
+//! - aliases and versions: `registered-models/search` (every model's aliases
+//!   in one call) and `model-versions/search` (one call per model);
+//! - artifacts: `model-versions/get-download-uri`, then the model's `MLmodel`
+//!   names the ONNX file (the `onnx` flavor's `data`); fetched through the
+//!   artifact proxy (`mlflow-artifacts:/…`) or read from a local path;
+//! - alias changes write through to MLflow: Podium keeps no second copy.
+//!
+//! Downloaded artifacts are cached on disk by model and version (see
+//! [`cache`]); calls time out and are retried with back-off (see [`client`]);
+//! an error names MLflow, the call and what to do.
+//!
+//! | file | concern |
+//! |---|---|
+//! | `uri.rs` | the registry URI (parse, redact) and percent-encoding |
+//! | `client.rs` | HTTP: credentials, time limits, retries, error messages |
+//! | `api.rs` | typed REST bodies and the calls Podium makes, with paging |
+//! | `artifacts.rs` | locating a version's artifacts and downloading its ONNX file |
+//! | `mlmodel.rs` | reading the `MLmodel` file |
+//! | `cache.rs` | the on-disk artifact cache and its manifests |
+
+mod api;
+mod artifacts;
+mod cache;
+mod client;
+mod mlmodel;
+mod uri;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use self::uri::{is_mlflow_uri, redact_uri};
+use super::{validate_alias_name, ModelInfo, Registry, Snapshot};
+use crate::error::Error;
+use api::AliasesByModel;
+use cache::ArtifactCache;
+use client::Client;
+
+/// How Podium talks to MLflow.
+#[derive(Clone)]
+pub struct MlflowOptions {
+    /// `http://HOST:PORT[/prefix]`, as in `MLFLOW_TRACKING_URI`; a leading
+    /// `mlflow+` is accepted and dropped.
+    pub uri: String,
+    /// Sent as `Authorization: Bearer` (`MLFLOW_TRACKING_TOKEN`).
+    pub token: Option<String>,
+    /// Sent as HTTP basic auth (`MLFLOW_TRACKING_USERNAME` / `_PASSWORD`).
+    pub basic: Option<(String, String)>,
+    /// Bound on one API call; for a download, on connecting and on each wait for data.
+    pub timeout: Duration,
+    /// Extra attempts after a call fails in a way that may pass (connection,
+    /// timeout, 429, 5xx).
+    pub retries: u32,
+    /// Where downloaded artifacts are kept.
+    pub cache_dir: PathBuf,
+}
+
+impl std::fmt::Debug for MlflowOptions {
+    /// Credentials are never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MlflowOptions")
+            .field("uri", &redact_uri(&self.uri))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("basic", &self.basic.as_ref().map(|(user, _)| (user, "***")))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("cache_dir", &self.cache_dir)
+            .finish()
+    }
+}
+
+impl MlflowOptions {
+    /// Options for `uri` with the defaults: 10 s timeout, 3 retries, credentials
+    /// from `MLFLOW_TRACKING_TOKEN` / `MLFLOW_TRACKING_USERNAME` + `_PASSWORD`.
+    pub fn from_env(uri: &str, cache_dir: PathBuf) -> MlflowOptions {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        MlflowOptions {
+            uri: uri.to_string(),
+            token: var("MLFLOW_TRACKING_TOKEN"),
+            basic: var("MLFLOW_TRACKING_USERNAME")
+                .map(|user| (user, var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default())),
+            timeout: Duration::from_secs(10),
+            retries: 3,
+            cache_dir,
+        }
+    }
+}
+
+/// An MLflow Model Registry reached over HTTP.
+pub struct MlflowRegistry {
+    client: Client,
+    /// `<cache_dir>/<host>_<port>[<prefix>]` (encoded): one folder per MLflow server.
+    cache: ArtifactCache,
+}
+
+impl MlflowRegistry {
+    pub fn new(options: MlflowOptions) -> Result<MlflowRegistry, Error> {
+        let base = uri::parse_uri(&options.uri)?;
+        let cache = ArtifactCache::for_server(&options.cache_dir, &base);
+        Ok(MlflowRegistry {
+            client: Client::new(base, &options),
+            cache,
+        })
+    }
+
+    /// Where downloaded artifacts of this server are kept.
+    pub fn cache_dir(&self) -> &Path {
+        self.cache.root()
+    }
+
+    fn base(&self) -> &str {
+        self.client.base()
+    }
+
+    fn unknown_model(&self, model: &str, known: &AliasesByModel) -> Error {
+        let names: Vec<&str> = known.keys().map(String::as_str).take(20).collect();
+        Error::NotFound(format!(
+            "MLflow at {} has no registered model \"{model}\" (registered: {}); register it with mlflow.onnx.log_model(..., registered_model_name=\"{model}\")",
+            self.base(),
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        ))
+    }
+
+    /// Where the artifacts of `model` `version` are, as MLflow says.
+    fn download_uri(&self, model: &str, version: u64) -> Result<String, Error> {
+        let uri = self
+            .client
+            .download_uri(model, version)
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::NotFound(format!(
+                    "MLflow at {} has no version {version} of model \"{model}\"",
+                    self.base()
+                )),
+                other => other,
+            })?;
+        uri.ok_or_else(|| {
+            Error::Registry(format!(
+                "MLflow at {} gave no artifact_uri for {model} v{version}",
+                self.base()
+            ))
+        })
+    }
+}
+
+impl Registry for MlflowRegistry {
+    fn kind(&self) -> &'static str {
+        "mlflow"
+    }
+
+    fn location(&self) -> String {
+        self.base().to_string()
+    }
+
+    fn models(&self) -> Result<Vec<String>, Error> {
+        Ok(self.client.registered_models()?.into_keys().collect())
+    }
+
+    fn versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+        // An unknown model has no versions; say so rather than print nothing.
+        self.aliases(model)?;
+        self.client.ready_versions(model)
+    }
+
+    fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
+        self.client
+            .registered_model_aliases(model)
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::NotFound(format!(
+                    "MLflow at {} has no registered model \"{model}\"; register it with mlflow.onnx.log_model(..., registered_model_name=\"{model}\")",
+                    self.base()
+                )),
+                other => other,
+            })
+    }
+
+    fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+        let dir = self.cache.version_dir(model, version);
+        let uri = match self.download_uri(model, version) {
+            Ok(uri) => uri,
+            Err(e @ Error::Registry(_)) => {
+                // Versions are immutable: while MLflow cannot be asked, a
+                // whole cached copy is still the right file.
+                if let Some(path) = self.cache.cached(&dir, None) {
+                    tracing::warn!("{e}; loading {model} v{version} from the cache");
+                    metrics::counter!("podium_registry_artifacts_total", "result" => "cached")
+                        .increment(1);
+                    return Ok(path);
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(path) = self.cache.cached(&dir, Some(&uri)) {
+            metrics::counter!("podium_registry_artifacts_total", "result" => "cached").increment(1);
+            return Ok(path);
+        }
+        self.client
+            .download(&self.cache, model, version, &uri, &dir)
+    }
+
+    fn register(&self, model: &str, _file: &Path) -> Result<u64, Error> {
+        Err(Error::InvalidInput(format!(
+            "Podium does not register versions in MLflow: log the model from Python with mlflow.onnx.log_model(onnx.load(\"model.onnx\"), name=\"model\", registered_model_name=\"{model}\"); Podium serves it once an alias points at it"
+        )))
+    }
+
+    fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
+        validate_alias_name(alias)?;
+        self.client
+            .set_alias(model, alias, version)
+            .map_err(|e| match e {
+                Error::NotFound(m) => Error::NotFound(format!(
+                    "{m} (MLflow at {}); list versions with `podium models list`",
+                    self.base()
+                )),
+                other => other,
+            })
+    }
+
+    fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
+        // MLflow answers 200 for an alias that does not exist; Podium says so.
+        if !self.aliases(model)?.contains_key(alias) {
+            return Err(Error::NotFound(format!(
+                "model \"{model}\" has no alias \"{alias}\" in MLflow at {}",
+                self.base()
+            )));
+        }
+        self.client.delete_alias(model, alias)
+    }
+
+    fn snapshot(&self, only: Option<&[String]>) -> Result<Snapshot, Error> {
+        // One call for every model's aliases, then one per model for its versions.
+        let registered = self.client.registered_models()?;
+        let names: Vec<String> = match only {
+            Some(names) => names.to_vec(),
+            None => registered.keys().cloned().collect(),
+        };
+        let mut snapshot = Vec::with_capacity(names.len());
+        for model in names {
+            let info = match registered.get(&model) {
+                None => Err(self.unknown_model(&model, &registered)),
+                Some(aliases) => self
+                    .client
+                    .ready_versions(&model)
+                    .map(|versions| ModelInfo {
+                        versions,
+                        aliases: aliases.clone(),
+                    }),
+            };
+            snapshot.push((model, info));
+        }
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::artifacts::Location;
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn artifact_uris_are_located_without_a_call() {
+        // Non-ASCII after `%` in a `file://` URI is located, not a crash.
+        let reg = registry("http://127.0.0.1:9", None, 0);
+        let locate = |uri: &str| reg.client.locate(uri, "m", 1);
+        assert_eq!(
+            locate("file:///srv/m%é%20x").unwrap(),
+            Location::Local(PathBuf::from("/srv/m%é x"))
+        );
+        assert_eq!(
+            locate("file://localhost/srv/m").unwrap(),
+            Location::Local(PathBuf::from("/srv/m"))
+        );
+        assert_eq!(
+            locate("/srv/m").unwrap(),
+            Location::Local(PathBuf::from("/srv/m"))
+        );
+        assert_eq!(
+            locate("mlflow-artifacts:/0/models/m-1/artifacts/").unwrap(),
+            Location::Proxy("0/models/m-1/artifacts".into())
+        );
+        assert_eq!(
+            locate("mlflow-artifacts://h:5000/0/x").unwrap(),
+            Location::Proxy("0/x".into())
+        );
+        let s3 = locate("s3://bucket/x").unwrap_err();
+        assert!(matches!(s3, Error::Unsupported(_)), "{s3:?}");
+        assert!(
+            s3.to_string().contains("--artifacts-destination s3://"),
+            "{s3}"
+        );
+    }
+
+    /// A stand-in HTTP server on 127.0.0.1 that answers each connection with
+    /// the next canned (status, body); status 0 never answers. Records the
+    /// request heads.
+    fn stub(answers: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for (status, body) in answers {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    return;
+                };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                log.lock().unwrap().push(head);
+                if status == 0 {
+                    std::thread::sleep(Duration::from_secs(2));
+                    continue;
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    fn registry(url: &str, token: Option<&str>, retries: u32) -> MlflowRegistry {
+        MlflowRegistry::new(MlflowOptions {
+            uri: url.to_string(),
+            token: token.map(str::to_string),
+            basic: None,
+            timeout: Duration::from_millis(300),
+            retries,
+            cache_dir: std::env::temp_dir(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn refused_credentials_are_named_and_not_retried() {
+        let (url, seen) = stub(vec![(
+            401,
+            r#"{"error_code": "UNAUTHENTICATED", "message": "bad token"}"#,
+        )]);
+        let err = registry(&url, Some("s3cret"), 3).models().unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("refused Podium's credentials") && msg.contains("MLFLOW_TRACKING_TOKEN"),
+            "{msg}"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "a refusal is not retried");
+        assert!(
+            seen[0]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer s3cret"),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[test]
+    fn unavailable_answers_are_retried_and_unknown_models_named() {
+        let (url, seen) = stub(vec![
+            (503, "busy"),
+            (502, "bad gateway"),
+            (
+                200,
+                r#"{"registered_models": [{"name": "fraud", "aliases": [{"alias": "champion", "version": "3"}]}]}"#,
+            ),
+            (
+                200,
+                r#"{"model_versions": [{"version": "3", "status": "READY"}, {"version": "4", "status": "PENDING_REGISTRATION"}]}"#,
+            ),
+        ]);
+        let reg = registry(&url, None, 3);
+        let snapshot = reg
+            .snapshot(Some(&["fraud".into(), "ghost".into()]))
+            .unwrap();
+        let info = snapshot[0].1.as_ref().unwrap();
+        assert_eq!(info.versions, vec![3], "a pending version is not served");
+        assert_eq!(info.aliases["champion"], 3);
+        let ghost = snapshot[1].1.as_ref().unwrap_err().to_string();
+        assert!(
+            ghost.contains("no registered model \"ghost\"") && ghost.contains("registered: fraud"),
+            "{ghost}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_silent_server_times_out_with_the_flag_to_raise() {
+        let (url, _seen) = stub(vec![(0, ""), (0, "")]);
+        let err = registry(&url, None, 1).models().unwrap_err().to_string();
+        assert!(
+            err.contains("did not answer")
+                && err.contains("--registry-timeout-secs")
+                && err.contains("2 attempts"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn not_an_mlflow_server_is_said_so() {
+        let (url, _seen) = stub(vec![(404, "<html>nope</html>")]);
+        let err = registry(&url, None, 0).models().unwrap_err().to_string();
+        assert!(
+            err.contains("is --registry pointing at an MLflow server"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_path_prefix_has_its_own_cache() {
+        let dir = |uri: &str| registry(uri, None, 0).cache_dir().to_path_buf();
+        let root = std::env::temp_dir();
+        assert_eq!(dir("http://h:5000"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/"), root.join("h_5000"));
+        assert_eq!(dir("http://h:5000/a"), root.join("h_5000%2Fa"));
+        assert_ne!(dir("http://h:5000/a"), dir("http://h:5000/b"));
+        assert_ne!(dir("http://h/x/y"), dir("http://h/x_y"));
+    }
+
+    #[test]
+    fn a_repeated_page_token_is_an_error_not_a_loop() {
+        let page = r#"{"registered_models": [{"name": "fraud"}], "next_page_token": "abc"}"#;
+        let (url, seen) = stub(vec![(200, page), (200, page), (200, page)]);
+        let err = registry(&url, None, 0).models().unwrap_err();
+        assert!(matches!(err, Error::Registry(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("repeated the page token \"abc\"")
+                && msg.contains("registered-models/search"),
+            "{msg}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_artifact_is_downloaded_once_and_served_from_the_cache_while_mlflow_is_down() {
+        let mlmodel = "flavors:\n  onnx:\n    data: sub/m.onnx\n  python_function: {}\n";
+        let (url, seen) = stub(vec![
+            (
+                200,
+                r#"{"artifact_uri": "mlflow-artifacts:/0/m 1/artifacts", "x": 1}"#,
+            ),
+            (200, mlmodel),
+            (200, "onnx bytes"),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = MlflowRegistry::new(MlflowOptions {
+            cache_dir: tmp.path().to_path_buf(),
+            ..MlflowOptions::from_env(&url, PathBuf::new())
+        })
+        .unwrap();
+        let path = reg.artifact("fraud", 3).unwrap();
+        assert_eq!(path, reg.cache_dir().join("fraud/3/model.onnx"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"onnx bytes");
+        {
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen[0].starts_with(
+                    "GET /api/2.0/mlflow/model-versions/get-download-uri?name=fraud&version=3 "
+                ),
+                "{}",
+                seen[0]
+            );
+            assert!(
+                seen[2].starts_with(
+                    "GET /api/2.0/mlflow-artifacts/artifacts/0/m%201/artifacts/sub/m.onnx "
+                ),
+                "{}",
+                seen[2]
+            );
+        }
+        // The stub has stopped answering: MLflow is down, the copy is whole.
+        let again = MlflowRegistry::new(MlflowOptions {
+            retries: 0,
+            cache_dir: tmp.path().to_path_buf(),
+            ..MlflowOptions::from_env(&url, PathBuf::new())
+        })
+        .unwrap();
+        assert_eq!(again.artifact("fraud", 3).unwrap(), path);
+        // A version never downloaded cannot be had.
+        assert!(matches!(
+            again.artifact("fraud", 4),
+            Err(Error::Registry(_))
+        ));
+    }
+}
