@@ -21,7 +21,9 @@
 //!
 //! Routing assignment has its own bench (`benches/routing.rs`).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -38,11 +40,8 @@ use podium::runtime::pool::InferencePool;
 use podium::serving::{Core, History, ModelStore, StoreOptions};
 use podium::tensor::{Tensor, TensorData};
 use serde_json::json;
+use support::repo;
 use tower::ServiceExt;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A model of the bench: its file, input width and outputs.
 struct Model {

@@ -247,14 +247,7 @@ async fn a_storm_of_malformed_requests_leaves_the_server_answering() {
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["model_version"], "1");
-    assert_eq!(
-        c.get(s.url("/v2/health/live"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(s.get_status("/v2/health/live").await, 200);
 }
 
 #[tokio::test]
@@ -347,11 +340,8 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
     let reg = common::demo_registry(dir.path());
     let junk = dir.path().join("junk.onnx");
     std::fs::write(&junk, b"this is not an ONNX model").unwrap();
-    cli_ok(
-        &reg,
-        &["models", "register", "broken", junk.to_str().unwrap()],
-    );
-    cli_ok(&reg, &["alias", "set", "broken", "champion", "1"]);
+    assert_eq!(common::register_path(&reg, "broken", &junk), 1);
+    common::set_alias(&reg, "broken", "champion", 1);
     let s = Server::start(&reg, &[]);
     let c = client();
     let resp = c.get(s.url("/v2/health/ready")).send().await.unwrap();
@@ -380,14 +370,7 @@ async fn a_model_that_fails_to_load_is_reported_not_fatal() {
             .contains("cannot load broken v1"),
         "{v}"
     );
-    assert_eq!(
-        c.get(s.url("/v2/models/broken/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    assert_eq!(s.get_status("/v2/models/broken/ready").await, 503);
     // The healthy models still serve.
     let resp = c
         .post(s.url("/v2/models/fraud/infer"))

@@ -6,24 +6,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cli, cli_ok, client, eventually, model_file, sample, Server, FRAUD_ROW};
+use common::{cli, cli_ok, client, eventually, fraud_request, model_file, sample, slot, Server};
 use serde_json::{json, Value};
 
-fn fraud_request() -> Value {
-    json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": FRAUD_ROW.to_vec()}]})
-}
-
 async fn infer_version(s: &Server, model: &str, body: &Value) -> String {
-    let resp = client()
-        .post(s.url(&format!("/v2/models/{model}/infer")))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json::<Value>().await.unwrap()["model_version"]
+    let (status, answer) = s
+        .post_json(&format!("/v2/models/{model}/infer"), body)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["model_version"]
         .as_str()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no model_version in {answer}"))
         .to_string()
 }
 
@@ -37,36 +30,10 @@ async fn put_alias(s: &Server, model: &str, alias: &str, body: Value) -> (u16, V
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-async fn get_json(s: &Server, path: &str) -> Value {
-    let resp = client().get(s.url(path)).send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
-}
-
-fn slot<'a>(status: &'a Value, model: &str, alias: &str) -> &'a Value {
-    status["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["model"] == model && s["alias"] == alias)
-        .unwrap_or_else(|| panic!("no slot {model}@{alias} in {status}"))
-}
-
-fn register(s: &Server, model: &str, file: &str) -> u64 {
-    let path = model_file(file);
-    cli_ok(
-        &s.registry,
-        &["models", "register", model, path.to_str().unwrap()],
-    )
-    .trim()
-    .parse()
-    .unwrap()
-}
-
 #[tokio::test]
 async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
     let s = Server::demo(&[]);
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
 
     let (status, outcome) = put_alias(&s, "fraud", "champion", json!({"version": 2})).await;
     assert_eq!(status, 200, "{outcome}");
@@ -74,7 +41,7 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
     assert_eq!(outcome["from_version"], 1);
     assert_eq!(outcome["version"], 2);
     // The PUT returns once this server serves it: the next request is v2.
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "2");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "2");
     assert_eq!(
         cli_ok(&s.registry, &["alias", "get", "fraud", "champion"]).trim(),
         "2"
@@ -85,7 +52,7 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
     assert_eq!((status, outcome["swapped"].clone()), (200, json!(false)));
 
     // v1 was kept warm: the rollback reuses it (no load, no warm-up).
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     assert_eq!(
         slot(&status, "fraud", "champion")["previous_versions"],
         json!([1])
@@ -105,7 +72,7 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
         outcome["warm_ms"], 0.0,
         "a kept version is not warmed again: {outcome}"
     );
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
 
     let resp = client()
         .post(s.url("/admin/models/ghost/aliases/champion/rollback"))
@@ -114,14 +81,14 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
         .unwrap();
     assert_eq!(resp.status(), 404, "rollback of an unknown model");
     // Nothing further back is kept beyond --keep-previous (default 1): v2 now.
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     assert_eq!(
         slot(&status, "fraud", "champion")["previous_versions"],
         json!([2])
     );
 
     // The history tells the story, with who asked.
-    let history = get_json(&s, "/admin/history?model=fraud").await;
+    let history = s.get_json("/admin/history?model=fraud").await;
     let events: Vec<(String, String, Option<u64>)> = history["events"]
         .as_array()
         .unwrap()
@@ -181,12 +148,12 @@ async fn a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving()
     );
 
     // Directly in the registry: the server keeps serving v1 and says why.
-    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "3"]);
+    s.set_alias("fraud", "champion", 3);
     let status = eventually(
         Duration::from_secs(20),
         "the refusal to show in /admin/status",
         || async {
-            let status = get_json(&s, "/admin/status").await;
+            let status = s.get_json("/admin/status").await;
             let slot = slot(&status, "fraud", "champion").clone();
             (slot["registry_version"] == 3 && !slot["last_error"].is_null()).then_some(slot)
         },
@@ -200,22 +167,14 @@ async fn a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving()
             .contains("version 3 was refused: cannot load fraud v3"),
         "{status}"
     );
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
     // Still ready: a failed swap never makes a ready server unready.
-    assert_eq!(
-        client()
-            .get(s.url("/v2/health/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(s.get_status("/v2/health/ready").await, 200);
 
     // Moving the alias on (to a good version) is followed again.
-    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "2"]);
+    s.set_alias("fraud", "champion", 2);
     eventually(Duration::from_secs(20), "champion to serve v2", || async {
-        (infer_version(&s, "fraud", &fraud_request()).await == "2").then_some(())
+        (infer_version(&s, "fraud", &fraud_request(1)).await == "2").then_some(())
     })
     .await;
 }
@@ -223,7 +182,7 @@ async fn a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving()
 #[tokio::test]
 async fn an_incompatible_signature_is_refused_unless_allowed() {
     let s = Server::demo(&[]);
-    assert_eq!(register(&s, "fraud", "mlp/v1.onnx"), 3);
+    assert_eq!(s.register("fraud", "mlp/v1.onnx"), 3);
     let (status, body) = put_alias(&s, "fraud", "champion", json!({"version": 3})).await;
     assert_eq!(status, 409, "{body}");
     let msg = body["error"].as_str().unwrap();
@@ -232,8 +191,8 @@ async fn an_incompatible_signature_is_refused_unless_allowed() {
         "{msg}"
     );
     assert!(msg.contains("\"allow_signature_change\": true"), "{msg}");
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
-    let history = get_json(&s, "/admin/history?model=fraud").await;
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
+    let history = s.get_json("/admin/history?model=fraud").await;
     let refused = history["events"]
         .as_array()
         .unwrap()
@@ -264,7 +223,7 @@ async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
     // One inference thread: request A (a huge batch, seconds of compute) runs
     // while request B waits behind it; both are bound to v1 before the swap.
     let s = Server::demo(&["--keep-previous", "0", "--inference-threads", "1"]);
-    assert_eq!(register(&s, "mlp", "mlp/v1.onnx"), 2);
+    assert_eq!(s.register("mlp", "mlp/v1.onnx"), 2);
     let send = |rows: usize| {
         let raw: Vec<u8> = (0..rows * 64)
             .flat_map(|i| ((i % 5) as f32).to_le_bytes())
@@ -298,7 +257,7 @@ async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
                 Duration::from_secs(30),
                 "requests in flight on mlp v1",
                 || async {
-                    let status = get_json(s, "/admin/status").await;
+                    let status = s.get_json("/admin/status").await;
                     (slot(&status, "mlp", "champion")["in_flight"]
                         .as_u64()
                         .unwrap()
@@ -316,7 +275,7 @@ async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
 
     let (status, body) = put_alias(&s, "mlp", "champion", json!({"version": 2})).await;
     assert_eq!(status, 200, "{body}");
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     let draining = status["draining"].as_array().unwrap();
     assert!(
         draining
@@ -339,7 +298,7 @@ async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
     assert_eq!(a.await.unwrap(), "1");
     assert_eq!(b.await.unwrap(), "1");
     // …and once they have finished, v1 is freed.
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     assert!(
         !status["draining"]
             .as_array()
@@ -485,7 +444,7 @@ async fn versions_are_registered_by_upload_or_server_path() {
     assert_eq!(resp.json::<Value>().await.unwrap()["version"], 4);
     let (status, body) = put_alias(&s, "fraud", "champion", json!({"version": 3})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "3");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "3");
     for (path, body, want) in [
         ("/admin/models", Vec::new(), "name the model"),
         ("/admin/models?name=fraud", Vec::new(), "the body is empty"),
@@ -509,7 +468,7 @@ async fn versions_are_registered_by_upload_or_server_path() {
 async fn the_memory_limit_refuses_a_version_that_would_not_fit() {
     // fraud (~29 KB) and the fixtures fit in 100 KB; the MLP (~340 KB) does not.
     let s = Server::demo(&["--inference-threads", "1", "--memory-limit", "100K"]);
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     let mlp = slot(&status, "mlp", "champion");
     assert!(mlp["serving_version"].is_null());
     let why = mlp["last_error"].as_str().unwrap();
@@ -518,7 +477,7 @@ async fn the_memory_limit_refuses_a_version_that_would_not_fit() {
             && why.contains("over --memory-limit 0.1 MB"),
         "{why}"
     );
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
     let resp = client()
         .get(s.url("/v2/health/ready"))
         .send()
@@ -530,7 +489,7 @@ async fn the_memory_limit_refuses_a_version_that_would_not_fit() {
 #[tokio::test]
 async fn metrics_count_swaps_and_show_what_serves() {
     let s = Server::demo(&[]);
-    assert_eq!(register(&s, "fraud", "mlp/v1.onnx"), 3);
+    assert_eq!(s.register("fraud", "mlp/v1.onnx"), 3);
     let (status, _) = put_alias(&s, "fraud", "champion", json!({"version": 2})).await;
     assert_eq!(status, 200);
     let (status, _) = put_alias(&s, "fraud", "champion", json!({"version": 3})).await;
@@ -595,12 +554,12 @@ async fn metrics_count_swaps_and_show_what_serves() {
 #[tokio::test]
 async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
     let s = Server::demo(&[]);
-    assert_eq!(register(&s, "fraud", "mlp/v1.onnx"), 3);
+    assert_eq!(s.register("fraud", "mlp/v1.onnx"), 3);
     let slot_of = |status: &Value| slot(status, "fraud", "champion").clone();
     // A registry move to an incompatible version is refused…
-    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "3"]);
+    s.set_alias("fraud", "champion", 3);
     eventually(Duration::from_secs(20), "the refusal", || async {
-        let slot = slot_of(&get_json(&s, "/admin/status").await);
+        let slot = slot_of(&s.get_json("/admin/status").await);
         slot["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("incompatible"))
@@ -608,16 +567,16 @@ async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
     })
     .await;
     // …moving the alias back clears the stale error…
-    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "1"]);
+    s.set_alias("fraud", "champion", 1);
     eventually(Duration::from_secs(20), "the error to clear", || async {
-        let slot = slot_of(&get_json(&s, "/admin/status").await);
+        let slot = slot_of(&s.get_json("/admin/status").await);
         (slot["registry_version"] == 1 && slot["last_error"].is_null()).then_some(())
     })
     .await;
     // …and moving it again tries again (a second refusal in the history).
-    cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "3"]);
+    s.set_alias("fraud", "champion", 3);
     eventually(Duration::from_secs(20), "a second attempt", || async {
-        let history = get_json(&s, "/admin/history?model=fraud").await;
+        let history = s.get_json("/admin/history?model=fraud").await;
         let attempts = history["events"]
             .as_array()?
             .iter()
@@ -626,7 +585,7 @@ async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
         (attempts == 2).then_some(())
     })
     .await;
-    assert_eq!(infer_version(&s, "fraud", &fraud_request()).await, "1");
+    assert_eq!(infer_version(&s, "fraud", &fraud_request(1)).await, "1");
     // The operator allows the change: it is made, not answered with a 500.
     let (status, body) = put_alias(
         &s,
@@ -639,20 +598,20 @@ async fn a_refused_target_is_retried_after_the_alias_moves_and_when_allowed() {
     assert_eq!(body["swapped"], true);
     let mlp_input = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5f32; 64]}]});
     assert_eq!(infer_version(&s, "fraud", &mlp_input).await, "3");
-    assert!(slot_of(&get_json(&s, "/admin/status").await)["last_error"].is_null());
+    assert!(slot_of(&s.get_json("/admin/status").await)["last_error"].is_null());
 }
 
 #[tokio::test]
 async fn one_unreadable_model_does_not_stop_the_others_from_following() {
     let s = Server::demo(&[]);
-    assert_eq!(register(&s, "mlp", "mlp/v1.onnx"), 2);
+    assert_eq!(s.register("mlp", "mlp/v1.onnx"), 2);
     // typed's alias file is damaged (say, a half-finished hand edit).
     std::fs::write(
         s.registry.join("typed").join("aliases.json"),
         "{\"champion\": 1,",
     )
     .unwrap();
-    cli_ok(&s.registry, &["alias", "set", "mlp", "champion", "2"]);
+    s.set_alias("mlp", "champion", 2);
     let mlp_input = json!({"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": vec![0.5f32; 64]}]});
     eventually(
         Duration::from_secs(20),
@@ -660,7 +619,7 @@ async fn one_unreadable_model_does_not_stop_the_others_from_following() {
         || async { (infer_version(&s, "mlp", &mlp_input).await == "2").then_some(()) },
     )
     .await;
-    let status = get_json(&s, "/admin/status").await;
+    let status = s.get_json("/admin/status").await;
     let typed = slot(&status, "typed", "champion");
     assert_eq!(typed["serving_version"], 1, "typed keeps serving: {typed}");
     assert!(
@@ -671,21 +630,13 @@ async fn one_unreadable_model_does_not_stop_the_others_from_following() {
         "{typed}"
     );
     // Still ready: typed serves what it served.
-    assert_eq!(
-        client()
-            .get(s.url("/v2/health/ready"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(s.get_status("/v2/health/ready").await, 200);
 }
 
 #[tokio::test]
 async fn a_version_first_loaded_by_number_is_warmed_before_an_alias_serves_it() {
     let s = Server::demo(&[]);
-    assert_eq!(register(&s, "fraud", "fraud/v2.onnx"), 3);
+    assert_eq!(s.register("fraud", "fraud/v2.onnx"), 3);
     // A client names v3 by number (once the server has seen it): it is
     // loaded for that request, not warmed.
     eventually(
@@ -694,7 +645,7 @@ async fn a_version_first_loaded_by_number_is_warmed_before_an_alias_serves_it() 
         || async {
             let resp = client()
                 .post(s.url("/v2/models/fraud/versions/3/infer"))
-                .json(&fraud_request())
+                .json(&fraud_request(1))
                 .send()
                 .await
                 .ok()?;

@@ -537,16 +537,6 @@ async fn send_rows(c: &reqwest::Client, s: &Server, name: &str, n: usize) {
     }
 }
 
-async fn metrics(c: &reqwest::Client, s: &Server) -> String {
-    c.get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_blocked_table_directory_drops_rows_not_requests() {
     let dir = tempfile::tempdir().unwrap();
@@ -563,7 +553,7 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
         Duration::from_secs(30),
         "20 rows dropped as write_error",
         || async {
-            let m = metrics(&c, &s).await;
+            let m = s.metrics().await;
             (sample(
                 &m,
                 "podium_table_rows_dropped_total",
@@ -573,7 +563,7 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
         },
     )
     .await;
-    let m = metrics(&c, &s).await;
+    let m = s.metrics().await;
     assert!(sample(&m, "podium_table_write_errors_total", &[]).unwrap() >= 1.0);
     assert_eq!(sample(&m, "podium_table_rows_written_total", &[]), None);
 
@@ -581,7 +571,7 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
     std::fs::remove_file(&blocker).unwrap();
     send_rows(&c, &s, "fraud", 5).await;
     eventually(Duration::from_secs(30), "5 rows written", || async {
-        let m = metrics(&c, &s).await;
+        let m = s.metrics().await;
         (sample(&m, "podium_table_rows_written_total", &[]) == Some(5.0)).then_some(())
     })
     .await;
@@ -602,7 +592,7 @@ async fn kill_9_leaves_every_completed_file_readable() {
         Duration::from_secs(30),
         "10 rows in closed files",
         || async {
-            let m = metrics(&c, &s).await;
+            let m = s.metrics().await;
             (sample(&m, "podium_table_rows_written_total", &[]) == Some(10.0)).then_some(())
         },
     )

@@ -7,6 +7,15 @@ use std::time::Duration;
 use common::{client, Server};
 use serde_json::{json, Value};
 
+/// Requests holding mlp's loaded version, from `/admin/status`.
+fn mlp_in_flight(status: &Value) -> Option<u64> {
+    status["slots"]
+        .as_array()?
+        .iter()
+        .find(|x| x["model"] == "mlp")?["in_flight"]
+        .as_u64()
+}
+
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
     let mut s = Server::demo(&["--inference-threads", "1"]);
@@ -32,12 +41,19 @@ async fn sigterm_finishes_in_flight_requests_then_exits_cleanly() {
             (status, resp.json::<Value>().await.unwrap())
         }));
     }
-    // With one inference thread the requests run one after another, each for
-    // tens of milliseconds: when one answer has arrived, the others (sent at
-    // the same moment) are accepted and queued or running.
-    let mut tasks = tasks.into_iter();
-    let (status, _) = tasks.next().unwrap().await.unwrap();
-    assert_eq!(status, 200);
+    // The gate: every request has been accepted (it is running or queued on
+    // the one inference thread, or already answered) before the signal.
+    common::eventually(
+        Duration::from_secs(30),
+        "all four requests accepted",
+        || async {
+            let status = s.admin_status().await;
+            let in_flight = mlp_in_flight(&status)?;
+            let answered = tasks.iter().filter(|t| t.is_finished()).count() as u64;
+            (in_flight + answered == 4).then_some(())
+        },
+    )
+    .await;
     s.terminate();
     for t in tasks {
         let (status, v) = t.await.unwrap();
@@ -84,20 +100,8 @@ async fn the_drain_timeout_bounds_shutdown() {
         Duration::from_secs(30),
         "the slow request in flight",
         || async {
-            let status: Value = client()
-                .get(s.url("/admin/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let slot = status["slots"]
-                .as_array()?
-                .iter()
-                .find(|x| x["model"] == "mlp")?
-                .clone();
-            (slot["in_flight"] == 1).then_some(())
+            let status = s.get_json("/admin/status").await;
+            (mlp_in_flight(&status)? == 1).then_some(())
         },
     )
     .await;
@@ -135,31 +139,18 @@ async fn big_json_bodies_do_not_stall_other_requests() {
                 .unwrap();
             assert_eq!(resp.status(), 200);
             let _ = resp.bytes().await.unwrap();
-            std::time::Instant::now()
         }));
     }
     // Probes at once, while the big bodies are being read and decoded
-    // (without the offload they wait for the decodes: checked).
-    let c = client();
-    let mut probes_done = std::time::Instant::now();
+    // (without the offload they wait for the decodes: checked). The order of
+    // events is the assertion: every probe is answered while no big request
+    // has been answered yet.
     for _ in 0..10 {
-        assert_eq!(
-            c.get(s.url("/v2/health/live"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-        probes_done = std::time::Instant::now();
+        assert_eq!(s.get_status("/v2/health/live").await, 200);
     }
-    let mut first_big = None;
+    let unanswered = big.iter().filter(|t| !t.is_finished()).count();
+    assert_eq!(unanswered, 3, "the probes waited for a big JSON request");
     for t in big {
-        let done = t.await.unwrap();
-        first_big = Some(first_big.map_or(done, |f: std::time::Instant| f.min(done)));
+        t.await.unwrap();
     }
-    assert!(
-        probes_done < first_big.unwrap(),
-        "the probes waited for a big JSON request"
-    );
 }

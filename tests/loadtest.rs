@@ -48,17 +48,6 @@ fn config(url: &str, protocol: Protocol, model: &str) -> RunConfig {
     }
 }
 
-async fn metrics(s: &Server) -> String {
-    common::client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn served(m: &str, endpoint: &str, arm: &str, result: &str) -> u64 {
     sample(
         m,
@@ -134,7 +123,7 @@ async fn counts_match_the_servers_metrics() {
     assert_eq!(e.measured.error_map().get("grpc_NOT_FOUND"), Some(&20));
 
     // Every answer the generator counted, the server counted, arm by arm.
-    let m = metrics(&s).await;
+    let m = s.metrics().await;
     for arm in ["champion", "challenger"] {
         assert_eq!(
             served(&m, "fraud-ab", arm, "ok"),

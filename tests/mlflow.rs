@@ -268,11 +268,7 @@ async fn errors_come_in_mlflow_shape_and_name_the_fix() {
         "{v}"
     );
     for path in ["/ping", "/health", "/version"] {
-        assert_eq!(
-            client().get(s.url(path)).send().await.unwrap().status(),
-            200,
-            "{path}"
-        );
+        assert_eq!(s.get_status(path).await, 200, "{path}");
     }
 }
 

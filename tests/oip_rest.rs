@@ -37,24 +37,11 @@ fn binary_body(header: &Value, tensors: &[Vec<u8>]) -> (Vec<u8>, String) {
     (body, n.to_string())
 }
 
-async fn post(c: &reqwest::Client, url: String, body: &Value) -> (u16, Value) {
-    let resp = c.post(url).json(body).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn health_and_server_metadata() {
     let s = Server::demo(&[]);
     let c = client();
-    let meta: Value = c
-        .get(s.url("/v2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = s.get_json("/v2").await;
     assert_eq!(meta["name"], "podium");
     assert!(meta["extensions"]
         .as_array()
@@ -99,14 +86,7 @@ async fn model_metadata_by_alias_number_and_default() {
             ])
         );
     }
-    let fixed: Value = c
-        .get(s.url("/v2/models/fixed"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fixed = s.get_json("/v2/models/fixed").await;
     assert_eq!(fixed["inputs"][0]["shape"], json!([2, 3]));
 
     for path in [
@@ -184,7 +164,7 @@ async fn outputs_subset_binary_outputs_and_parameters() {
     let mut req = fraud_request(1);
     req["parameters"] = json!({"priority": 1, "custom": "yes"});
     req["outputs"] = json!([{"name": "probabilities"}]);
-    let (status, r) = post(&c, s.url("/v2/models/fraud/infer"), &req).await;
+    let (status, r) = s.post_json("/v2/models/fraud/infer", &req).await;
     assert_eq!(status, 200, "{r}");
     let outputs = r["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 1);
@@ -329,12 +309,9 @@ async fn every_datatype_round_trips_as_json() {
         .into_iter()
         .map(|(t, dt, data, _)| json!({"name": format!("in_{t}"), "shape": [2, 2], "datatype": dt, "data": data}))
         .collect();
-    let (status, r) = post(
-        &client(),
-        s.url("/v2/models/alltypes/infer"),
-        &json!({"inputs": inputs}),
-    )
-    .await;
+    let (status, r) = s
+        .post_json("/v2/models/alltypes/infer", &json!({"inputs": inputs}))
+        .await;
     assert_eq!(status, 200, "{r}");
     let outputs = r["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 13);
@@ -409,15 +386,18 @@ async fn every_datatype_round_trips_as_binary() {
 #[tokio::test]
 async fn alias_moves_are_followed_without_restart() {
     let s = Server::demo(&[]);
-    let c = client();
-    let (_, r) = post(&c, s.url("/v2/models/fraud/infer"), &fraud_request(1)).await;
+    let (_, r) = s
+        .post_json("/v2/models/fraud/infer", &fraud_request(1))
+        .await;
     assert_eq!(r["model_version"], "1");
-    common::cli_ok(&s.registry, &["alias", "set", "fraud", "champion", "2"]);
+    s.set_alias("fraud", "champion", 2);
     eventually(
         Duration::from_secs(20),
         "champion to move to v2",
         || async {
-            let (status, r) = post(&c, s.url("/v2/models/fraud/infer"), &fraud_request(1)).await;
+            let (status, r) = s
+                .post_json("/v2/models/fraud/infer", &fraud_request(1))
+                .await;
             assert_eq!(status, 200, "a request failed during the alias move: {r}");
             (r["model_version"] == "2").then_some(())
         },
@@ -425,22 +405,11 @@ async fn alias_moves_are_followed_without_restart() {
     .await;
 
     // A newly registered version is servable by number without a restart.
-    let path = common::model_file("fraud/v1.onnx");
-    assert_eq!(
-        common::cli_ok(
-            &s.registry,
-            &["models", "register", "fraud", path.to_str().unwrap()]
-        )
-        .trim(),
-        "3"
-    );
+    assert_eq!(s.register("fraud", "fraud/v1.onnx"), 3);
     let r = eventually(Duration::from_secs(20), "version 3 to appear", || async {
-        let (status, r) = post(
-            &c,
-            s.url("/v2/models/fraud/versions/3/infer"),
-            &fraud_request(1),
-        )
-        .await;
+        let (status, r) = s
+            .post_json("/v2/models/fraud/versions/3/infer", &fraud_request(1))
+            .await;
         (status == 200).then_some(r)
     })
     .await;
