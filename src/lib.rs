@@ -5,8 +5,13 @@
 //! [`request::InferRequest`] → `serving` resolves the model version (alias →
 //! version) and checks the request against its signature → `runtime` runs it
 //! on an inference thread → `api` encodes the [`request::InferResponse`].
+//!
+//! `cli` is the `podium` command line (the binary is a thin `main` over it):
+//! serve flags → [`server::ServeOptions`], registry commands, and a typed
+//! client of the admin API.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inference_table;

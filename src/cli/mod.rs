@@ -1,0 +1,71 @@
+//! The `podium` command line: flag definitions and one file per command.
+//!
+//! - [`registry`]: the global flags that choose the registry.
+//! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
+//! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
+//! - [`admin_client`]: a typed client of a running server's admin API, for
+//!   `alias ... --server` and `traffic`.
+//! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
+//!
+//! Results go to stdout, confirmations and errors to stderr.
+
+pub mod admin_client;
+pub mod alias;
+pub mod models;
+pub mod parse;
+pub mod registry;
+pub mod serve;
+pub mod table;
+pub mod traffic;
+
+use clap::{Parser, Subcommand};
+
+use alias::AliasCommand;
+use models::ModelsCommand;
+use registry::RegistryArgs;
+use serve::ServeArgs;
+use table::TableCommand;
+use traffic::TrafficCommand;
+
+/// Podium: serve ONNX models by registry alias over the Open Inference Protocol.
+#[derive(Parser)]
+#[command(name = "podium", version)]
+pub struct Cli {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the registry's models over OIP REST and gRPC (KServe V2 / Triton compatible).
+    Serve(Box<ServeArgs>),
+    /// Register and list models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Point aliases (champion, challenger, …) at model versions.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// See or change an endpoint's traffic split on a running server.
+    #[command(subcommand)]
+    Traffic(TrafficCommand),
+    /// Read an inference table written by `podium serve --table-dir`.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+impl Cli {
+    /// Runs the command; an error is for `main` to print as `error: ...`.
+    pub fn run(self) -> anyhow::Result<()> {
+        let config = self.registry.config()?;
+        let registry = config.open()?;
+        match self.command {
+            Command::Serve(args) => args.run(config),
+            Command::Models(command) => command.run(registry.as_ref()),
+            Command::Alias(command) => command.run(registry.as_ref()),
+            Command::Traffic(command) => command.run(),
+            Command::Table(command) => command.run(),
+        }
+    }
+}

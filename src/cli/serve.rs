@@ -1,0 +1,173 @@
+//! `podium serve`: its flags, and how they become [`ServeOptions`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::{parse_bytes, parse_seconds};
+use crate::inference_table::TableOptions;
+use crate::registry::RegistryConfig;
+use crate::server::{serve, shutdown_signal, ServeOptions};
+
+#[derive(Args)]
+#[command(args_override_self = true)]
+pub struct ServeArgs {
+    /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
+    #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows
+    /// [default: every model is an endpoint serving its champion].
+    #[arg(long, env = "PODIUM_CONFIG")]
+    config: Option<PathBuf>,
+    /// The endpoint MLflow-style `POST /invocations` serves [default: the only
+    /// endpoint, or the only model].
+    #[arg(long, env = "PODIUM_DEFAULT_ENDPOINT")]
+    default_endpoint: Option<String>,
+    /// Address for the OIP gRPC service (inference.GRPCInferenceService) and grpc.health.v1.
+    #[arg(long, env = "PODIUM_GRPC_LISTEN", default_value = "127.0.0.1:8001")]
+    grpc_listen: SocketAddr,
+    /// Inference threads, each with its own ONNX Runtime session per model [default: number of cores].
+    #[arg(long, env = "PODIUM_INFERENCE_THREADS")]
+    inference_threads: Option<usize>,
+    /// Requests that may wait for an inference thread; beyond this Podium answers 503 at once.
+    #[arg(long, env = "PODIUM_QUEUE_DEPTH", default_value_t = 1024)]
+    queue_depth: usize,
+    /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.
+    #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_request_bytes: usize,
+    /// How often to re-read the registry for new versions and alias moves, in
+    /// milliseconds [default: 1000 for a directory, 2000 for MLflow].
+    #[arg(long, env = "PODIUM_POLL_INTERVAL_MS")]
+    poll_interval_ms: Option<u64>,
+    /// Serve only these models (comma-separated) [default: every model of the registry].
+    #[arg(long, env = "PODIUM_MODELS", value_delimiter = ',')]
+    models: Vec<String>,
+    /// The ONNX Runtime shared library [default: .ort/ of the checkout, or beside the binary].
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    ort_lib: Option<PathBuf>,
+    /// Replaced versions kept loaded per alias, so a rollback is instant.
+    #[arg(long, env = "PODIUM_KEEP_PREVIOUS", default_value_t = 1)]
+    keep_previous: usize,
+    /// Refuse to load a version when the estimated model memory would exceed this
+    /// (bytes, or with a K/M/G suffix, e.g. 2G).
+    #[arg(long, env = "PODIUM_MEMORY_LIMIT", value_parser = parse_bytes)]
+    memory_limit: Option<u64>,
+    /// The alias history file (JSON lines) [default: REGISTRY/.podium-history.jsonl,
+    /// or CACHE_DIR/.podium-history.jsonl with MLflow].
+    #[arg(long, env = "PODIUM_HISTORY_FILE")]
+    history_file: Option<PathBuf>,
+    /// Bearer token for the admin API (/admin/...). Without a token the admin API
+    /// is served only when --listen is a loopback address.
+    #[arg(long, env = "PODIUM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// A file holding the admin token (first line), instead of --admin-token.
+    #[arg(long, env = "PODIUM_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    admin_token_file: Option<PathBuf>,
+    /// Threads (each with its own session per model) for shadow copies, apart
+    /// from the request threads; 0 turns shadows off [default: 1 with --config, else 0].
+    #[arg(long, env = "PODIUM_SHADOW_THREADS")]
+    shadow_threads: Option<usize>,
+    /// On SIGTERM/SIGINT, how long to let in-flight requests finish, in seconds.
+    #[arg(long, env = "PODIUM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
+    drain_timeout_secs: u64,
+    /// Write the inference table (one row per request, Parquet) under this directory
+    /// [default: no table].
+    #[arg(long, env = "PODIUM_TABLE_DIR")]
+    table_dir: Option<PathBuf>,
+    /// Close a table file (making it visible to readers) after this many seconds...
+    #[arg(long, env = "PODIUM_TABLE_ROLL_SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    table_roll_secs: f64,
+    /// ...or this many rows...
+    #[arg(long, env = "PODIUM_TABLE_ROLL_ROWS", default_value_t = 100_000)]
+    table_roll_rows: usize,
+    /// ...or about this size (bytes, or with a K/M/G suffix), whichever comes first.
+    #[arg(long, env = "PODIUM_TABLE_ROLL_BYTES", default_value = "64M", value_parser = parse_bytes)]
+    table_roll_bytes: u64,
+    /// Rows waiting for the table writer; beyond this rows are dropped (and counted),
+    /// never requests delayed.
+    #[arg(long, env = "PODIUM_TABLE_QUEUE_ROWS", default_value_t = 10_000)]
+    table_queue_rows: usize,
+    /// Request and response bytes waiting for the table writer; beyond this rows are dropped.
+    #[arg(long, env = "PODIUM_TABLE_QUEUE_BYTES", default_value = "64M", value_parser = parse_bytes)]
+    table_queue_bytes: u64,
+    /// Request or response bodies larger than this are stored as null, with
+    /// MAX_REQUEST_SIZE_EXCEEDED / MAX_RESPONSE_SIZE_EXCEEDED in logging_error_codes.
+    #[arg(long, env = "PODIUM_TABLE_MAX_PAYLOAD_BYTES", default_value = "1M", value_parser = parse_bytes)]
+    table_max_payload_bytes: u64,
+}
+
+impl ServeArgs {
+    /// Serves `registry` until SIGTERM/SIGINT, then drains and returns.
+    pub fn run(self, registry: RegistryConfig) -> anyhow::Result<()> {
+        let opts = self.options(registry)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        let result = runtime.block_on(serve(opts, shutdown_signal()));
+        // Requests are drained and the inference table closed by now; a
+        // registry call still waiting on a stuck MLflow must not hold
+        // the exit until its timeout.
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        result
+    }
+
+    /// The server's options: the flags with their defaults filled in (threads
+    /// per core, poll interval per registry kind) and the token file read.
+    fn options(self, registry: RegistryConfig) -> anyhow::Result<ServeOptions> {
+        let threads = self.inference_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(ServeOptions {
+            listen: self.listen,
+            grpc_listen: self.grpc_listen,
+            config: self.config,
+            default_endpoint: self.default_endpoint,
+            poll_interval: Duration::from_millis(
+                self.poll_interval_ms
+                    .unwrap_or(if registry.is_mlflow() { 2000 } else { 1000 })
+                    .max(10),
+            ),
+            registry,
+            watch: (!self.models.is_empty()).then_some(self.models),
+            inference_threads: threads,
+            queue_depth: self.queue_depth,
+            max_request_bytes: self.max_request_bytes,
+            ort_lib: self.ort_lib,
+            keep_previous: self.keep_previous,
+            memory_limit: self.memory_limit,
+            history_file: self.history_file,
+            admin_token: match self.admin_token_file {
+                Some(path) => Some(read_token(&path)?),
+                None => self.admin_token.filter(|t| !t.is_empty()),
+            },
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            shadow_threads: self.shadow_threads,
+            table: self.table_dir.map(|dir| TableOptions {
+                dir,
+                roll_interval: Duration::from_secs_f64(self.table_roll_secs),
+                roll_rows: self.table_roll_rows.max(1),
+                roll_bytes: self.table_roll_bytes as usize,
+                queue_rows: self.table_queue_rows.max(1),
+                queue_bytes: self.table_queue_bytes as usize,
+                max_payload_bytes: self.table_max_payload_bytes as usize,
+            }),
+        })
+    }
+}
+
+/// The admin token: the first line of `path`, trimmed; an empty file is an error.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_string();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "the admin token file {} is empty",
+        path.display()
+    );
+    Ok(token)
+}
