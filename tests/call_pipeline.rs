@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cli_ok, client, model_file, Server, FRAUD_ROW};
+use common::{client, model_file, Server, FRAUD_ROW};
 use futures_util::StreamExt;
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use podium::api::grpc::proto::model_infer_request::InferInputTensor;
@@ -26,15 +26,10 @@ const PODIUM_HEADERS: [&str; 6] = [
 fn mixed_server() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
     let reg = dir.path().join("registry");
-    for file in ["fraud/v1.onnx", "mlp/v1.onnx"] {
-        let path = model_file(file);
-        cli_ok(
-            &reg,
-            &["models", "register", "mixed", path.to_str().unwrap()],
-        );
-    }
-    cli_ok(&reg, &["alias", "set", "mixed", "champion", "1"]);
-    cli_ok(&reg, &["alias", "set", "mixed", "challenger", "2"]);
+    assert_eq!(common::register(&reg, "mixed", "fraud/v1.onnx"), 1);
+    assert_eq!(common::register(&reg, "mixed", "mlp/v1.onnx"), 2);
+    common::set_alias(&reg, "mixed", "champion", 1);
+    common::set_alias(&reg, "mixed", "challenger", 2);
     let config = dir.path().join("podium.toml");
     std::fs::write(
         &config,
