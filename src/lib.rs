@@ -1,14 +1,29 @@
 //! Podium: a model-serving gateway for ONNX models, served by registry alias
 //! over the Open Inference Protocol.
 //!
-//! Flow of one request: `api` decodes to a protocol-free
-//! [`request::InferRequest`] → `serving` resolves the model version (alias →
-//! version) and checks the request against its signature → `runtime` runs it
-//! on an inference thread → `api` encodes the [`request::InferResponse`].
+//! ```text
+//! client ─REST/gRPC/invocations─▶ api codec (http/oip, grpc, http/mlflow)
+//!                                   │ decode to request::InferRequest
+//!                                   ▼
+//!                  api::call::Call: ONE pipeline for every protocol
+//!                  request id · route once · metrics · response metadata
+//!                  · error classification · the inference-table row
+//!                                   │
+//!                                   ▼
+//!     serving::Core: routing (plain values in, arm out) ▸ slot ▸ runtime
+//!                                   │
+//!                                   ▼
+//!     runtime: bounded queue ▸ ONNX Runtime on Podium's inference threads
 //!
-//! `cli` is the `podium` command line (the binary is a thin `main` over it):
-//! serve flags → [`server::ServeOptions`], registry commands, and a typed
-//! client of the admin API.
+//!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
+//!     inference_table: protocol-free rows, payload rendering handed in by api
+//! ```
+//!
+//! Module arrows point one way: `api → serving → (routing, runtime,
+//! registry)`; `inference_table` and `routing` import none of `api`,
+//! `serving`. `cli` is the `podium` command line (the binary is a thin
+//! `main` over it): serve flags → [`server::ServeOptions`], registry
+//! commands, and a typed client of the admin API.
 
 pub mod api;
 pub mod cli;
