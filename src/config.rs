@@ -52,6 +52,9 @@ struct EndpointConfig {
     /// Whether the table keeps request and response bodies [default: true].
     #[serde(default = "yes")]
     log_payloads: bool,
+    /// The deadline of requests that set none themselves [default: none].
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 fn one() -> f64 {
@@ -235,6 +238,14 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<E
         endpoint.log = LogPolicy {
             sample_fraction: c.log_sample_fraction,
             payloads: c.log_payloads,
+        };
+        endpoint.timeout = match c.timeout_ms {
+            Some(0) => {
+                return Err(err(
+                    "timeout_ms 0 would fail every request; leave it out for no deadline".into(),
+                ))
+            }
+            ms => ms.map(std::time::Duration::from_millis),
         };
         endpoints.push(endpoint);
     }

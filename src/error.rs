@@ -23,6 +23,9 @@ pub enum Error {
     /// The inference queue is full; the client should retry shortly (HTTP 503 + Retry-After).
     #[error("{0}")]
     Overloaded(String),
+    /// The request's deadline passed before it could be answered (HTTP 504).
+    #[error("{0}")]
+    DeadlineExceeded(String),
     /// The model exists but cannot serve right now, e.g. it failed to load (HTTP 503).
     #[error("{0}")]
     Unavailable(String),

@@ -68,7 +68,7 @@ pub(crate) async fn pool_batch(
     while plan.more(batch.calls, t) {
         let t0 = Instant::now();
         let (out, _) = pool
-            .run(Arc::clone(model), fraud_inputs(), outputs.to_vec())
+            .run(Arc::clone(model), fraud_inputs(), outputs.to_vec(), None)
             .await
             .expect("InferencePool::run");
         batch.record(t0.elapsed());

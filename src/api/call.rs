@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::deadline::requested_timeout;
 use super::error::classify;
 use super::keys::{Keys, RequestKeys};
 use super::AppState;
@@ -54,6 +55,9 @@ pub struct Call<'a> {
     resolved: bool,
     answered: Option<Answered>,
     shadow: Option<(String, ShadowReceiver)>,
+    /// When the call must be answered by: the request's own timeout, else
+    /// its endpoint's default, counted from the call's start.
+    deadline: Option<Instant>,
 }
 
 /// What the response metadata says about a call that was answered.
@@ -113,6 +117,7 @@ impl<'a> Call<'a> {
             resolved: false,
             answered: None,
             shadow: None,
+            deadline: None,
         }
     }
 
@@ -142,16 +147,21 @@ impl<'a> Call<'a> {
     }
 
     /// Routes the call, once: to `version` when the request names one, else
-    /// by the arm override and sticky key `request` carries, else by weight.
-    pub fn route(&mut self, version: Option<&str>, request: &dyn RequestKeys) {
+    /// by the arm override and sticky key `request` carries, else by weight;
+    /// and sets its deadline. Fails only on a malformed timeout.
+    pub fn route(&mut self, version: Option<&str>, request: &dyn RequestKeys) -> Result<(), Error> {
         debug_assert!(self.route.is_none(), "a call is routed once");
         let core = &self.state.core;
-        let keys = Keys::read(request, core.routes().sticky_key(&self.name));
+        let routes = core.routes();
+        let timeout = requested_timeout(request)?.or_else(|| routes.default_timeout(&self.name));
+        self.deadline = timeout.map(|t| self.started + t);
+        let keys = Keys::read(request, routes.sticky_key(&self.name));
         let route = core.route(&self.name, version, keys.as_route_keys());
         if let Some(row) = self.row.as_mut() {
             row.routed(&route.arm, &route.model);
         }
         self.route = Some(route);
+        Ok(())
     }
 
     /// The loaded model version the routed arm serves now; the request is
@@ -175,7 +185,7 @@ impl<'a> Call<'a> {
         );
         let core = &self.state.core;
         let route = self.route.as_mut().ok_or_else(not_routed)?;
-        let inferred = core.infer(route, model, request).await;
+        let inferred = core.infer(route, model, request, self.deadline).await;
         drop(in_flight);
         self.shadow = inferred.shadow;
         let response = inferred.result?;
@@ -253,6 +263,14 @@ impl<'a> Call<'a> {
             } else {
                 "error"
             };
+            if let Outcome::Failed {
+                error: Error::DeadlineExceeded(_),
+                ..
+            } = outcome
+            {
+                metrics::counter!("podium_deadline_exceeded_total", "endpoint" => self.endpoint_label.clone())
+                    .increment(1);
+            }
             metrics::counter!(
                 "podium_requests_total",
                 &[&labels[..], &[("result", result.to_string())]].concat()

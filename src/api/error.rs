@@ -56,6 +56,11 @@ pub fn classify(e: &Error) -> Classified {
             Code::Unavailable,
             "TEMPORARILY_UNAVAILABLE",
         ),
+        Error::DeadlineExceeded(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+        ),
         Error::Registry(_) => (
             StatusCode::BAD_GATEWAY,
             Code::Unavailable,

@@ -4,6 +4,7 @@
 //! pipeline in [`call`].
 
 pub mod call;
+pub mod deadline;
 pub mod error;
 pub mod grpc;
 pub mod http;

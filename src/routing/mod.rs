@@ -13,6 +13,7 @@ pub mod split;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +65,9 @@ pub struct Endpoint {
     pub shadow: Option<Shadow>,
     /// What the inference table records of this endpoint.
     pub log: LogPolicy,
+    /// The deadline of a request that sets none itself.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "millis")]
+    pub timeout: Option<Duration>,
     /// Shadow calls in flight; shared by the versions of this endpoint's policy.
     #[serde(skip)]
     shadow_in_flight: Arc<AtomicUsize>,
@@ -71,6 +75,14 @@ pub struct Endpoint {
 
 fn default_shadow_in_flight() -> usize {
     16
+}
+
+/// A timeout as whole milliseconds (`timeout_ms`) in the admin API's JSON.
+fn millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
 }
 
 /// What a request says about its own routing, as plain values the API
@@ -154,6 +166,7 @@ impl Endpoint {
             sticky_key,
             shadow,
             log: LogPolicy::default(),
+            timeout: None,
             shadow_in_flight: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -171,6 +184,7 @@ impl Endpoint {
         )?;
         e.shadow_in_flight = Arc::clone(&self.shadow_in_flight);
         e.log = self.log;
+        e.timeout = self.timeout;
         Ok(e)
     }
 
@@ -298,6 +312,11 @@ impl RouteTable {
     /// Where the sticky unit id of requests to `name` comes from, if anywhere.
     pub fn sticky_key(&self, name: &str) -> Option<&StickyKey> {
         self.endpoints.get(name)?.sticky_key.as_ref()
+    }
+
+    /// The deadline of requests to `name` that set none themselves.
+    pub fn default_timeout(&self, name: &str) -> Option<Duration> {
+        self.endpoints.get(name)?.timeout
     }
 
     /// What the inference table records of requests to `name`.

@@ -81,20 +81,26 @@ impl InferencePool {
     }
 
     /// Runs `model` on a worker thread and waits for the answer without
-    /// blocking the async runtime. Fails at once when the queue is full.
+    /// blocking the async runtime. Fails at once when the queue is full; a
+    /// request still queued when `deadline` passes is dropped before it runs.
     pub async fn run(
         &self,
         model: Arc<LoadedModel>,
         inputs: Vec<Tensor>,
         outputs: Vec<usize>,
+        deadline: Option<Instant>,
     ) -> Result<(Vec<Tensor>, Timing), Error> {
         let (reply, answer) = oneshot::channel();
         let enqueued = Instant::now();
         self.submit(Box::new(move |worker| {
             if reply.is_closed() {
-                return; // The client went away while it waited.
+                return; // The client went away, or its deadline passed, while it waited.
             }
             let queue = enqueued.elapsed();
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let _ = reply.send(Err(past_deadline(queue)));
+                return;
+            }
             let started = Instant::now();
             let result =
                 std::panic::catch_unwind(AssertUnwindSafe(|| model.run(worker, inputs, &outputs)))
@@ -110,10 +116,22 @@ impl InferencePool {
             };
             let _ = reply.send(result.map(|out| (out, timing)));
         }))?;
-        answer
-            .await
-            .map_err(|_| Error::Internal("an inference worker dropped the request".into()))?
+        let answer = match deadline {
+            None => answer.await,
+            Some(d) => match tokio::time::timeout_at(d.into(), answer).await {
+                Ok(answer) => answer,
+                Err(_) => return Err(past_deadline(enqueued.elapsed())),
+            },
+        };
+        answer.map_err(|_| Error::Internal("an inference worker dropped the request".into()))?
     }
+}
+
+fn past_deadline(waited: std::time::Duration) -> Error {
+    Error::DeadlineExceeded(format!(
+        "the request's deadline passed after {:.1} ms in the inference queue and model; raise its timeout (x-podium-timeout-ms, grpc-timeout, the OIP timeout parameter or the endpoint's timeout_ms), or add inference threads",
+        waited.as_secs_f64() * 1000.0
+    ))
 }
 
 #[cfg(test)]

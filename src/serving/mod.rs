@@ -100,6 +100,7 @@ impl Core {
         route: &mut Route,
         model: Arc<LoadedModel>,
         request: InferRequest,
+        deadline: Option<Instant>,
     ) -> Inferred {
         let shadow = match (route.shadow.take(), &self.shadow_pool) {
             (Some(ShadowDecision::Send { alias, permit }), Some(pool)) => {
@@ -119,13 +120,13 @@ impl Core {
                     "skipped: {max_in_flight} shadow calls of this endpoint were already running (its max_in_flight)"
                 )));
                 return Inferred {
-                    result: run(&self.pool, model, request).await,
+                    result: run(&self.pool, model, request, deadline).await,
                     shadow: Some((alias, rx)),
                 };
             }
             _ => None,
         };
-        let result = run(&self.pool, model, request).await;
+        let result = run(&self.pool, model, request, deadline).await;
         let shadow = shadow.map(|(alias, permit, copy, pool)| {
             let (tx, rx) = oneshot::channel();
             let models = Arc::clone(&self.models);
@@ -136,7 +137,7 @@ impl Core {
                 let _permit = permit;
                 let started = Instant::now();
                 let result = match models.get(&model, &spec).await {
-                    Ok(loaded) => run(&pool, loaded, copy).await,
+                    Ok(loaded) => run(&pool, loaded, copy, None).await,
                     Err(e) => Err(e),
                 };
                 let outcome = match &result {
@@ -165,17 +166,20 @@ impl Core {
 }
 
 /// Checks the request against `loaded`'s signature and runs it on the
-/// inference pool.
+/// inference pool, unless `deadline` passes first.
 async fn run(
     pool: &InferencePool,
     loaded: Arc<LoadedModel>,
     mut request: InferRequest,
+    deadline: Option<Instant>,
 ) -> Result<InferResponse, Error> {
     let started = Instant::now();
     let _in_flight = InFlight::new(Arc::clone(&loaded));
     let outputs = loaded.signature.check(&loaded.label(), &mut request)?;
     let inputs = std::mem::take(&mut request.inputs);
-    let (outputs, mut timing) = pool.run(Arc::clone(&loaded), inputs, outputs).await?;
+    let (outputs, mut timing) = pool
+        .run(Arc::clone(&loaded), inputs, outputs, deadline)
+        .await?;
     // Inference time as the caller sees it also covers the hop back.
     timing.inference = started
         .elapsed()

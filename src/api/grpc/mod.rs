@@ -232,7 +232,7 @@ async fn answer(
             metadata,
             parameters: &decoded.parameters,
         },
-    );
+    )?;
     let model = call.resolve().await?;
     let response = call.infer(model, decoded.request).await?;
     call.response_tensors_copy(&response);

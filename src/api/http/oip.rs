@@ -204,7 +204,7 @@ async fn answer(
             headers,
             parameters: decoded.parameters.as_ref(),
         },
-    );
+    )?;
     let model = call.resolve().await?;
     let response = call.infer(model, decoded.request).await?;
     let size: usize = response.outputs.iter().map(|t| t.data.raw_len()).sum();

@@ -132,7 +132,7 @@ async fn answer(
             headers,
             params: parsed.params.as_ref(),
         },
-    );
+    )?;
     // Decoded against the signature of the version that answers.
     let model = call.resolve().await?;
     let signature_of = Arc::clone(&model);
