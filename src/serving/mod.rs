@@ -1,8 +1,19 @@
 //! The serving core: which model version answers a request, and running it.
 //! Protocol-free: the APIs call [`Core::infer`] with a decoded request.
 
+mod alias_state;
+mod commands;
 mod history;
-mod models;
+mod loader;
+mod readiness;
+mod reconcile;
+mod reconciler;
+mod registry_health;
+mod slots;
+mod status;
+mod store;
+#[cfg(test)]
+mod test_registry;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,8 +21,15 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
+pub use crate::registry::ModelInfo;
+pub use alias_state::AliasState;
+pub use commands::AliasChange;
 pub use history::{Event, History};
-pub use models::{ModelInfo, ModelStore, SlotStatus, StoreOptions, StoreStatus, SwapOutcome};
+pub use readiness::HealthSummary;
+pub use reconciler::Reconciler;
+pub use registry_health::RegistryStatus;
+pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
+pub use store::{ModelStore, StoreOptions};
 
 use crate::error::Error;
 use crate::registry::VersionSpec;
