@@ -13,7 +13,7 @@ mod slots;
 mod status;
 mod store;
 #[cfg(test)]
-mod test_registry;
+pub(crate) mod test_registry;
 
 use std::sync::Arc;
 use std::time::Instant;
