@@ -25,6 +25,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -37,7 +38,7 @@ use podium::registry::Registry;
 use podium::request::{InferResponse, Timing};
 use podium::routing::RouteTable;
 use podium::runtime::pool::InferencePool;
-use podium::serving::{Core, History, ModelStore, StoreOptions};
+use podium::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
 use podium::tensor::{Tensor, TensorData};
 use serde_json::json;
 use support::repo;
@@ -159,14 +160,18 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         },
         History::new(dir.join(".history.jsonl")),
     ));
-    models.refresh().expect("load the models");
+    let _guard = rt.enter();
+    let reconciler = Reconciler::spawn(Arc::clone(&models), Duration::from_secs(3600))
+        .expect("start the reconciler");
+    rt.block_on(models.refresh()).expect("load the models");
+    // Nothing moves during a bench: the loaded slots are all it needs.
+    drop(reconciler);
     let state = Arc::new(AppState {
         core: Core::new(models, pool, None, RouteTable::default()),
         max_request_bytes: 64 << 20,
         default_endpoint: None,
         table: None,
     });
-    let _guard = rt.enter();
     podium::telemetry::install();
     router(state, AdminAccess::Disabled)
 }

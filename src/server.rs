@@ -19,10 +19,10 @@ use crate::api::{AppState, OipJson};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::RegistryConfig;
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
-use crate::serving::{Core, History, ModelStore, StoreOptions};
+use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
 
 /// Everything `podium serve` needs; the CLI fills it from flags and env vars.
 #[derive(Debug, Clone)]
@@ -185,23 +185,19 @@ pub async fn serve(
         watch: opts.watch.clone(),
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
-    // The first registry read (and the loads) happen once the ports are
-    // bound, in the background: a slow or unreachable MLflow must not keep
-    // the server from being live. Until it is done, readiness says "the
-    // registry has not been read yet"; the listening lines come after it.
-    let (first_read_done, first_read) = tokio::sync::oneshot::channel::<()>();
-    let watcher = tokio::spawn(follow_registry(
-        Arc::clone(&models),
-        opts.poll_interval,
-        first_read_done,
-    ));
+    // The first registry read (and the loads) happen in the background: a
+    // slow or unreachable MLflow must not keep the server from being live.
+    // Until it is done, readiness says "the registry has not been read
+    // yet"; the listening lines come after it.
+    let reconciler = Reconciler::spawn(Arc::clone(&models), opts.poll_interval)?;
+    let mut health_summary = models.watch_health();
 
     let table = opts
         .table
         .clone()
         .map(|options| InferenceTable::start(options, Arc::new(OipJson)))
         .transpose()?;
-    let health_models = Arc::clone(&models);
+    let health_watch = models.watch_health();
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
@@ -239,11 +235,7 @@ pub async fn serve(
     };
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(grpc::follow_health(
-        reporter.clone(),
-        Arc::clone(&health_models),
-        opts.poll_interval,
-    ));
+    let health_task = tokio::spawn(grpc::follow_health(reporter.clone(), health_watch));
     let grpc_server = tonic::transport::Server::builder()
         .layer(MapResponseLayer::new(
             grpc::remap_oversize::<tonic::body::Body>,
@@ -275,9 +267,9 @@ pub async fn serve(
     // client that waits for them finds the models loaded (or the reasons).
     let announce = async {
         tokio::select! {
-            _ = first_read => {
+            Ok(first_read) = async { health_summary.wait_for(|h| h.started).await.map(|h| h.clone()) } => {
                 // gRPC health says what the first read found before the lines.
-                grpc::update_health(&reporter, &health_models).await;
+                grpc::update_health(&reporter, &first_read).await;
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
                 let _ = writeln!(stdout, "podium: grpc listening on http://{grpc_addr}");
@@ -309,7 +301,7 @@ pub async fn serve(
             (Ok(()), Ok(()))
         }
     };
-    watcher.abort();
+    reconciler.stop();
     health_task.abort();
     // Every answered request has handed over its row by now; write them all.
     if let Some(table) = &table_state.table {
@@ -319,68 +311,6 @@ pub async fn serve(
     grpc?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Says so when the registry has no models, with how to register one.
-fn warn_if_empty(registry: &dyn Registry) {
-    match registry.models() {
-        Ok(models) if models.is_empty() => tracing::warn!(
-            "registry {} has no models; {}",
-            registry.location(),
-            if registry.kind() == "mlflow" {
-                "register one with mlflow.onnx.log_model(..., registered_model_name=NAME)"
-            } else {
-                "register one with `podium models register NAME FILE.onnx`"
-            }
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read the registry yet: {e}"),
-    }
-}
-
-/// Reads the registry a first time (then says so on `first_read_done`),
-/// and re-reads it every `interval` so new versions and alias moves are
-/// served without a restart.
-async fn follow_registry(
-    models: Arc<ModelStore>,
-    interval: Duration,
-    first_read_done: tokio::sync::oneshot::Sender<()>,
-) {
-    // The registry may be across the network: read it on blocking threads.
-    {
-        let models = Arc::clone(&models);
-        let _ =
-            tokio::task::spawn_blocking(move || warn_if_empty(models.registry().as_ref())).await;
-    }
-    {
-        // A registry that cannot be read yet (MLflow starting or down) is
-        // not fatal: the server stays unready and the poll keeps trying.
-        let first = Arc::clone(&models);
-        match tokio::task::spawn_blocking(move || first.refresh()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!("cannot read the registry: {e}; not ready until it can be read")
-            }
-            Err(e) => tracing::error!("registry refresh task failed: {e}"),
-        }
-    }
-    if let Err(reasons) = models.readiness() {
-        tracing::warn!("not ready: {}", reasons.join("; "));
-    }
-    let _ = first_read_done.send(());
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let models = Arc::clone(&models);
-        match tokio::task::spawn_blocking(move || models.refresh()).await {
-            Ok(Ok(())) => {}
-            // Logged (once per outage) and reported by the store.
-            Ok(Err(e)) => tracing::debug!("registry refresh failed: {e}"),
-            Err(e) => tracing::error!("registry refresh task failed: {e}"),
-        }
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
-use crate::serving::ModelStore;
+use crate::serving::{AliasState, ModelStore};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -60,6 +60,15 @@ pub fn render(store: &ModelStore) -> String {
         metrics::gauge!("podium_serving_version", &labels)
             .set(slot.serving_version.map(|v| v as f64).unwrap_or(0.0));
         metrics::gauge!("podium_registry_version", &labels).set(slot.registry_version as f64);
+        // 1 for the alias's state (why it is or is not serving), 0 for the others.
+        for state in AliasState::NAMES {
+            let labels = [&labels[..], &[("state", state.to_string())]].concat();
+            metrics::gauge!("podium_alias_state", &labels).set(if state == slot.state {
+                1.0
+            } else {
+                0.0
+            });
+        }
     }
     for (state, versions) in [
         ("resident", &status.resident),
@@ -87,4 +96,28 @@ pub fn render(store: &ModelStore) -> String {
         .set(registry.consecutive_failures as f64);
     handle.run_upkeep();
     handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::serving::test_registry::Fixture;
+    use crate::serving::Reconciler;
+
+    #[tokio::test]
+    async fn each_alias_shows_its_state() {
+        let fx = Fixture::fraud(0);
+        let _reconciler = Reconciler::spawn(Arc::clone(&fx.store), Duration::from_secs(60));
+        fx.store.refresh().await.unwrap();
+        let text = render(&fx.store);
+        let line = |state: &str, value: u8| {
+            format!(
+                "podium_alias_state{{model=\"fraud\",alias=\"champion\",state=\"{state}\"}} {value}"
+            )
+        };
+        assert!(text.contains(&line("serving", 1)), "{text}");
+        assert!(text.contains(&line("refused", 0)), "{text}");
+    }
 }

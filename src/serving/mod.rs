@@ -3,8 +3,19 @@
 //! arm's loaded model with [`Core::resolve`] and runs a decoded request with
 //! [`Core::infer`].
 
+mod alias_state;
+mod commands;
 mod history;
-mod models;
+mod loader;
+mod readiness;
+mod reconcile;
+mod reconciler;
+mod registry_health;
+mod slots;
+mod status;
+mod store;
+#[cfg(test)]
+pub(crate) mod test_registry;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,8 +23,15 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio::sync::oneshot;
 
+pub use crate::registry::ModelInfo;
+pub use alias_state::AliasState;
+pub use commands::AliasChange;
 pub use history::{Event, History};
-pub use models::{ModelInfo, ModelStore, SlotStatus, StoreOptions, StoreStatus, SwapOutcome};
+pub use readiness::HealthSummary;
+pub use reconciler::Reconciler;
+pub use registry_health::RegistryStatus;
+pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
+pub use store::{ModelStore, StoreOptions};
 
 use crate::error::Error;
 use crate::registry::VersionSpec;

@@ -11,7 +11,6 @@ pub mod proto {
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use percent_encoding::percent_decode_str;
@@ -30,8 +29,8 @@ use crate::api::keys::RequestKeys;
 use crate::api::AppState;
 use crate::error::Error;
 use crate::inference_table::Protocol;
-use crate::registry::VersionSpec;
-use crate::serving::ModelStore;
+use crate::serving::HealthSummary;
+use tokio::sync::watch;
 
 /// Requests of one `ModelStreamInfer` stream that may run at once (answers stay in order).
 const STREAM_CONCURRENCY: usize = 16;
@@ -323,20 +322,22 @@ pub fn remap_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
     response
 }
 
-/// Keeps `grpc.health.v1` in step with the models: the server ("") is
-/// SERVING when ready, and each model when its default route is loaded.
-pub async fn follow_health(reporter: HealthReporter, models: Arc<ModelStore>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Keeps `grpc.health.v1` in step with the reconciler's health summary:
+/// the server ("") is SERVING when ready, and each model when its default
+/// alias has a version serving. Statuses are set when the summary changes.
+pub async fn follow_health(reporter: HealthReporter, mut health: watch::Receiver<HealthSummary>) {
     loop {
-        tick.tick().await;
-        update_health(&reporter, &models).await;
+        let summary = health.borrow_and_update().clone();
+        update_health(&reporter, &summary).await;
+        if health.changed().await.is_err() {
+            return; // the store is gone
+        }
     }
 }
 
-/// Sets every health status once: the server's, and each model's (its
-/// default alias serving).
-pub async fn update_health(reporter: &HealthReporter, models: &ModelStore) {
+/// Sets every health status once from `summary`: the server's, and each
+/// model's.
+pub async fn update_health(reporter: &HealthReporter, summary: &HealthSummary) {
     let serving = |ok: bool| {
         if ok {
             ServingStatus::Serving
@@ -344,15 +345,13 @@ pub async fn update_health(reporter: &HealthReporter, models: &ModelStore) {
             ServingStatus::NotServing
         }
     };
-    let ready = models.readiness().is_ok();
-    reporter.set_service_status("", serving(ready)).await;
     reporter
-        .set_service_status("inference.GRPCInferenceService", serving(ready))
+        .set_service_status("", serving(summary.ready))
         .await;
-    for model in models.model_names() {
-        let loaded = models
-            .ready(&model, &VersionSpec::parse(None))
-            .is_ok_and(|(_, ready)| ready);
-        reporter.set_service_status(&model, serving(loaded)).await;
+    reporter
+        .set_service_status("inference.GRPCInferenceService", serving(summary.ready))
+        .await;
+    for (model, &loaded) in &summary.models {
+        reporter.set_service_status(model, serving(loaded)).await;
     }
 }

@@ -22,6 +22,7 @@ use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::error::Error;
 use crate::registry::validate_model_name;
+use crate::serving::AliasChange;
 
 type S = State<Arc<AppState>>;
 
@@ -147,17 +148,17 @@ async fn set_alias(
             "expected a JSON body like {{\"version\": 5}} (optionally \"allow_signature_change\": true): {e}"
         )))
     })?;
-    let models = Arc::clone(state.core.models());
-    let outcome = blocking(move || {
-        models.set_alias(
-            &model,
-            &alias,
-            req.version,
-            req.allow_signature_change,
-            "admin",
-        )
-    })
-    .await?;
+    let outcome = state
+        .core
+        .models()
+        .set_alias(AliasChange {
+            model,
+            alias,
+            version: req.version,
+            allow_signature_change: req.allow_signature_change,
+            by: "admin".into(),
+        })
+        .await?;
     Ok(Json(outcome).into_response())
 }
 
@@ -165,9 +166,11 @@ async fn delete_alias(
     State(state): S,
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let models = Arc::clone(state.core.models());
-    let (m, a) = (model.clone(), alias.clone());
-    blocking(move || models.delete_alias(&m, &a, "admin")).await?;
+    state
+        .core
+        .models()
+        .delete_alias(&model, &alias, "admin")
+        .await?;
     Ok(Json(json!({ "model": model, "alias": alias, "deleted": true })).into_response())
 }
 
@@ -176,15 +179,11 @@ async fn rollback(
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     state.core.models().info(&model)?; // an unknown model is a 404, not "no previous version"
-    let Some(previous) = state.core.models().previous_version(&model, &alias) else {
-        return Err(ApiError(Error::Refused(format!(
-            "no previous version of {model}@{alias} is kept on this server; set a version explicitly with PUT /admin/models/{model}/aliases/{alias}"
-        ))));
-    };
-    let models = Arc::clone(state.core.models());
-    let outcome =
-        blocking(move || models.set_alias(&model, &alias, previous, false, "admin:rollback"))
-            .await?;
+    let outcome = state
+        .core
+        .models()
+        .rollback(&model, &alias, "admin:rollback")
+        .await?;
     Ok(Json(outcome).into_response())
 }
 

@@ -1,0 +1,302 @@
+//! Loaded versions: loading one (checked against the memory limit),
+//! validating its signature against the version it replaces, warming it
+//! up, keeping versions pinned by number, and unloading what nothing needs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Instant;
+
+use super::alias_state::AliasState;
+use super::status::{ResidentStatus, SwapTimings};
+use super::StoreOptions;
+use crate::error::Error;
+use crate::registry::Registry;
+use crate::runtime::LoadedModel;
+
+/// A version of a model.
+pub(super) type Key = (String, u64);
+
+/// A version loaded because a request named it by number is unloaded after
+/// this long without such a request (unless an alias points at it).
+pub(super) const PIN_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The loaded versions, shared by every slot that points at the same one.
+/// A version is loaded once: loads are serialised, and one that failed is
+/// not tried again (versions are immutable).
+pub(super) struct Loader {
+    registry: Arc<dyn Registry>,
+    workers: usize,
+    memory_limit: Option<u64>,
+    loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
+    /// Versions that failed to load, and why.
+    failed: RwLock<HashMap<Key, String>>,
+    /// Versions the registry could not hand over (MLflow unreachable): a
+    /// request naming one answers 503 at once instead of calling the
+    /// registry again; forgotten at the next successful registry read (the
+    /// reconciler itself retries every poll).
+    fetch_failed: RwLock<HashMap<Key, String>>,
+    /// Versions a client named by number, with their last use; kept loaded
+    /// though no alias points at them, until [`PIN_IDLE`] without use.
+    pinned: Mutex<HashMap<Key, tokio::time::Instant>>,
+    /// Unloaded versions that in-flight requests still hold; gone once they finish.
+    draining: Mutex<Vec<Weak<LoadedModel>>>,
+    /// Serialises loads so one version is never loaded twice at once.
+    loading: Mutex<()>,
+}
+
+impl Loader {
+    pub fn new(registry: Arc<dyn Registry>, options: &StoreOptions) -> Loader {
+        Loader {
+            registry,
+            workers: options.workers,
+            memory_limit: options.memory_limit,
+            loaded: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashMap::new()),
+            fetch_failed: RwLock::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
+            draining: Mutex::new(Vec::new()),
+            loading: Mutex::new(()),
+        }
+    }
+
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// Whether `model` `version` is loaded. Never loads.
+    pub fn is_loaded(&self, model: &str, version: u64) -> bool {
+        read(&self.loaded).contains_key(&(model.to_string(), version))
+    }
+
+    /// `model` `version` for a request that named it by number: loaded on
+    /// first use (off the async runtime) and pinned while it is used.
+    pub async fn for_request(
+        self: &Arc<Self>,
+        model: &str,
+        version: u64,
+    ) -> Result<Arc<LoadedModel>, Error> {
+        let key = (model.to_string(), version);
+        if let Some(found) = read(&self.loaded).get(&key).cloned() {
+            // A version named by number stays loaded while it is used.
+            if let Some(last_use) = lock(&self.pinned).get_mut(&key) {
+                *last_use = tokio::time::Instant::now();
+            }
+            return Ok(found);
+        }
+        if let Some(why) = read(&self.failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        // Not a registry call per request while the registry is down.
+        if let Some(why) = read(&self.fetch_failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        lock(&self.pinned).insert(key, tokio::time::Instant::now());
+        let loader = Arc::clone(self);
+        let model = model.to_string();
+        tokio::task::spawn_blocking(move || loader.load_for_request(&model, version))
+            .await
+            .map_err(|e| Error::Internal(format!("model loading task failed: {e}")))?
+    }
+
+    /// Load (or reuse), validate against `current` (what the slot serves
+    /// now) unless a signature change is allowed, warm up; `step` hears of
+    /// each step as it starts. Blocking.
+    pub fn prepare(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+        current: Option<&LoadedModel>,
+        allow_signature_change: bool,
+        step: &dyn Fn(AliasState),
+    ) -> Result<(Arc<LoadedModel>, SwapTimings), Error> {
+        let mut timings = SwapTimings::default();
+        step(AliasState::Loading { version });
+        let started = Instant::now();
+        let loaded = self.load(model, version)?;
+        timings.load_ms = ms(started);
+        step(AliasState::Validating { version });
+        let started = Instant::now();
+        if let Some(current) = current.filter(|_| !allow_signature_change) {
+            loaded.signature.compatible_with(&current.signature).map_err(|why| {
+                Error::Refused(format!(
+                    "its signature is incompatible with version {} that {model}@{alias} serves: {why} (allow the change explicitly through the admin API with \"allow_signature_change\": true)",
+                    current.version
+                ))
+            })?;
+        }
+        timings.validate_ms = ms(started);
+        if !loaded.is_warm() {
+            step(AliasState::Warming { version });
+            let started = Instant::now();
+            if let Err(e) = loaded.warm_up() {
+                write(&self.loaded).remove(&(model.to_string(), version));
+                write(&self.failed).insert((model.to_string(), version), e.to_string());
+                return Err(e);
+            }
+            timings.warm_ms = ms(started);
+        }
+        Ok((loaded, timings))
+    }
+
+    /// The registry was read: versions it could not hand over may be
+    /// fetched again.
+    pub fn forget_fetch_failures(&self) {
+        write(&self.fetch_failed).clear();
+    }
+
+    /// Drops loaded versions that are neither in `keep` nor pinned by a
+    /// request used within [`PIN_IDLE`]. In-flight requests keep their
+    /// `Arc`, so memory is freed when the last of them finishes.
+    pub fn evict(&self, mut keep: HashSet<Key>) {
+        {
+            let mut pinned = lock(&self.pinned);
+            pinned.retain(|_, last_use| last_use.elapsed() < PIN_IDLE);
+            keep.extend(pinned.keys().cloned());
+        }
+        let mut draining = lock(&self.draining);
+        write(&self.loaded).retain(|key, model| {
+            let kept = keep.contains(key);
+            if !kept {
+                tracing::info!(
+                    "unloading {} (nothing points at it; {} requests still finishing on it)",
+                    model.label(),
+                    model.in_flight()
+                );
+                draining.push(Arc::downgrade(model));
+            }
+            kept
+        });
+        draining.retain(|m| m.strong_count() > 0);
+    }
+
+    /// The loaded versions, by model and version.
+    pub fn resident(&self) -> Vec<ResidentStatus> {
+        let mut resident: Vec<ResidentStatus> = read(&self.loaded)
+            .values()
+            .map(|m| ResidentStatus::of(m))
+            .collect();
+        resident.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
+        resident
+    }
+
+    /// Unloaded versions still held by in-flight requests.
+    pub fn draining(&self) -> Vec<ResidentStatus> {
+        let mut draining = lock(&self.draining);
+        draining.retain(|m| m.strong_count() > 0);
+        draining
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|m| ResidentStatus::of(&m))
+            .collect()
+    }
+
+    /// [`Loader::load`] for a request: a version the registry could not
+    /// hand over since its last successful read is not asked for again (the
+    /// requests that queued behind the failed fetch answer at once too), and
+    /// the client gets 503, to retry. Blocking.
+    fn load_for_request(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, true).map_err(|e| match e {
+            Error::Registry(e) => Error::Unavailable(fetch_failure(model, version, &e)),
+            other => other,
+        })
+    }
+
+    /// Loads `model` `version` unless it is loaded already. Checks the
+    /// memory limit first. Blocking.
+    fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, false)
+    }
+
+    fn load_inner(
+        &self,
+        model: &str,
+        version: u64,
+        for_request: bool,
+    ) -> Result<Arc<LoadedModel>, Error> {
+        let key = (model.to_string(), version);
+        let _loading = lock(&self.loading);
+        if let Some(found) = read(&self.loaded).get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        if let Some(why) = read(&self.failed).get(&key) {
+            return Err(Error::Unavailable(why.clone()));
+        }
+        if for_request {
+            if let Some(why) = read(&self.fetch_failed).get(&key) {
+                return Err(Error::Unavailable(why.clone()));
+            }
+        }
+        let path = match self.registry.artifact(model, version) {
+            Ok(path) => path,
+            Err(Error::Registry(e)) => {
+                write(&self.fetch_failed).insert(key, fetch_failure(model, version, &e));
+                return Err(Error::Registry(e));
+            }
+            Err(e) => return Err(e),
+        };
+        write(&self.fetch_failed).remove(&key);
+        if let Some(limit) = self.memory_limit {
+            let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let needed = file.saturating_mul(self.workers as u64);
+            let resident: u64 = read(&self.loaded)
+                .values()
+                .map(|m| m.memory_estimate())
+                .sum();
+            if resident.saturating_add(needed) > limit {
+                return Err(Error::Refused(format!(
+                    "loading {model} v{version} needs about {} next to the {} loaded, over --memory-limit {}; unload something or raise the limit",
+                    mb(needed),
+                    mb(resident),
+                    mb(limit)
+                )));
+            }
+        }
+        let started = Instant::now();
+        match LoadedModel::load(model, version, &path, self.workers) {
+            Ok(loaded) => {
+                let loaded = Arc::new(loaded);
+                tracing::info!(
+                    "loaded {} ({} sessions) in {:?}",
+                    loaded.label(),
+                    self.workers,
+                    started.elapsed()
+                );
+                write(&self.loaded).insert(key, Arc::clone(&loaded));
+                Ok(loaded)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                write(&self.failed).insert(key, why.clone());
+                Err(Error::Unavailable(why))
+            }
+        }
+    }
+}
+
+/// Why a request for a version the registry could not hand over answers 503.
+fn fetch_failure(model: &str, version: u64, e: &str) -> String {
+    format!(
+        "version {version} of model \"{model}\" could not be fetched from the registry: {e}; it is tried again after the next successful registry read"
+    )
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+// Lock helpers: a poisoned lock means a panic elsewhere mid-update of plain
+// maps, which are still consistent, so carry on rather than take the server down.
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+pub(super) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
+}

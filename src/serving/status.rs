@@ -1,0 +1,136 @@
+//! What `GET /admin/status` and the admin alias changes answer, built from
+//! the published view, the loaded versions and the registry's health.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::loader::lock;
+use super::registry_health::RegistryStatus;
+use super::ModelStore;
+use crate::runtime::LoadedModel;
+
+/// Durations of the steps of one swap, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SwapTimings {
+    pub load_ms: f64,
+    pub validate_ms: f64,
+    pub warm_ms: f64,
+}
+
+/// The answer to an admin alias change.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapOutcome {
+    pub model: String,
+    pub alias: String,
+    pub from_version: Option<u64>,
+    pub version: u64,
+    /// False when the alias already served this version.
+    pub swapped: bool,
+    #[serde(flatten)]
+    pub timings: SwapTimings,
+}
+
+/// One slot in `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub model: String,
+    pub alias: String,
+    pub registry_version: u64,
+    pub serving_version: Option<u64>,
+    /// The alias's [`AliasState`](super::AliasState) by name: `serving`,
+    /// `loading`, `refused`, `registry_unreachable`, `waiting`, …
+    pub state: &'static str,
+    pub loaded_at_unix_ms: Option<u64>,
+    pub in_flight: usize,
+    pub memory_estimate_bytes: u64,
+    pub previous_versions: Vec<u64>,
+    /// Why the alias does not serve its registry version (or why its
+    /// model's registry entry could not be read).
+    pub last_error: Option<String>,
+}
+
+/// One loaded version in `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResidentStatus {
+    pub model: String,
+    pub version: u64,
+    pub in_flight: usize,
+    pub memory_estimate_bytes: u64,
+}
+
+impl ResidentStatus {
+    pub(super) fn of(model: &LoadedModel) -> ResidentStatus {
+        ResidentStatus {
+            model: model.name.clone(),
+            version: model.version,
+            in_flight: model.in_flight(),
+            memory_estimate_bytes: model.memory_estimate(),
+        }
+    }
+}
+
+/// The whole of `GET /admin/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStatus {
+    pub slots: Vec<SlotStatus>,
+    /// Loaded versions: serving, kept for rollback, or pinned by number.
+    pub resident: Vec<ResidentStatus>,
+    /// Unloaded versions still held by in-flight requests; freed when they finish.
+    pub draining: Vec<ResidentStatus>,
+    pub memory_estimate_bytes: u64,
+    pub memory_limit_bytes: Option<u64>,
+    pub registry: RegistryStatus,
+}
+
+impl ModelStore {
+    /// Every slot and every loaded version, for `GET /admin/status`.
+    pub fn status(&self) -> StoreStatus {
+        let view = self.view.load();
+        let mut slots = Vec::new();
+        for (model, mv) in &view.models {
+            for (alias, &registry_version) in &mv.info.aliases {
+                let entry = mv.aliases.get(alias);
+                let serving = entry.and_then(|e| e.serving.as_deref());
+                slots.push(SlotStatus {
+                    model: model.clone(),
+                    alias: alias.clone(),
+                    registry_version,
+                    serving_version: serving.map(|m| m.version),
+                    state: entry.map_or("loading", |e| e.state.name()),
+                    loaded_at_unix_ms: serving.map(|m| unix_ms(m.loaded_at)),
+                    in_flight: serving.map(|m| m.in_flight()).unwrap_or(0),
+                    memory_estimate_bytes: serving.map(|m| m.memory_estimate()).unwrap_or(0),
+                    previous_versions: entry
+                        .map(|e| e.previous.iter().copied().collect())
+                        .unwrap_or_default(),
+                    last_error: mv
+                        .unreadable
+                        .as_ref()
+                        .map(|u| u.reason.clone())
+                        .or_else(|| entry.and_then(|e| e.state.reason().map(String::from))),
+                });
+            }
+        }
+        let resident = self.loader.resident();
+        StoreStatus {
+            draining: self.loader.draining(),
+            memory_estimate_bytes: resident.iter().map(|r| r.memory_estimate_bytes).sum(),
+            slots,
+            resident,
+            memory_limit_bytes: self.loader.memory_limit(),
+            registry: self.registry_status(),
+        }
+    }
+
+    /// The registry part of `GET /admin/status`.
+    pub fn registry_status(&self) -> RegistryStatus {
+        lock(&self.registry_health).status(self.registry.kind(), self.registry.location())
+    }
+}
+
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
