@@ -169,6 +169,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
     let state = Arc::new(AppState {
         core: Core::new(models, pool, None, RouteTable::default()),
         max_request_bytes: 64 << 20,
+        body_budget: podium::api::http::budget::BodyBudget::new(256 << 20),
         default_endpoint: None,
         table: None,
     });

@@ -39,6 +39,8 @@ pub struct ServeOptions {
     pub inference_threads: usize,
     pub queue_depth: usize,
     pub max_request_bytes: usize,
+    /// Bytes of REST bodies being read and decoded at once, across requests.
+    pub max_inflight_body_bytes: usize,
     pub poll_interval: Duration,
     pub ort_lib: Option<PathBuf>,
     /// Replaced versions kept loaded per alias for instant rollback.
@@ -77,6 +79,7 @@ impl ServeOptions {
                 .unwrap_or(1),
             queue_depth: 1024,
             max_request_bytes: 64 << 20,
+            max_inflight_body_bytes: 256 << 20,
             poll_interval: Duration::from_secs(1),
             ort_lib: None,
             keep_previous: 1,
@@ -201,6 +204,7 @@ pub async fn serve(
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
+        body_budget: crate::api::http::budget::BodyBudget::new(opts.max_inflight_body_bytes),
         default_endpoint: opts.default_endpoint.clone(),
         table,
     });

@@ -489,3 +489,66 @@ async fn a_slow_shadow_never_holds_up_the_answer() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn deleting_an_alias_an_endpoint_routes_to_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), CONFIG, &[]);
+    let c = client();
+    let url = s.url("/admin/models/fraud/aliases/challenger");
+    let resp = c.delete(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let v: Value = resp.json().await.unwrap();
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("endpoints fraud-ab, fraud-shadow") && error.contains("?force=true"),
+        "{v}"
+    );
+    // Still there, and still answering its users.
+    let aliases = s.get_json("/admin/models/fraud/aliases").await;
+    assert_eq!(aliases["aliases"]["challenger"], 2, "{aliases}");
+    let (arm, _, _) = call(&c, &s, "fraud-ab", &[("x-podium-arm", "challenger")]).await;
+    assert_eq!(arm, "challenger");
+
+    // The CLI says the same, and --force goes through.
+    let (ok, _, stderr) = cli(
+        &s.registry,
+        &[
+            "alias",
+            "delete",
+            "fraud",
+            "challenger",
+            "--server",
+            &s.base,
+        ],
+    );
+    assert!(!ok && stderr.contains("fraud-ab"), "{stderr}");
+    let (ok, _, stderr) = cli(
+        &s.registry,
+        &[
+            "alias",
+            "delete",
+            "fraud",
+            "challenger",
+            "--server",
+            &s.base,
+            "--force",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let aliases = s.get_json("/admin/models/fraud/aliases").await;
+    assert!(aliases["aliases"].get("challenger").is_none(), "{aliases}");
+    // An alias no endpoint uses is deleted without --force.
+    common::set_alias(&s.registry, "fraud", "spare", 1);
+    eventually(Duration::from_secs(30), "the spare alias", || async {
+        let a = s.get_json("/admin/models/fraud/aliases").await;
+        a["aliases"].get("spare").map(|_| ())
+    })
+    .await;
+    let resp = c
+        .delete(s.url("/admin/models/fraud/aliases/spare"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

@@ -22,6 +22,8 @@ pub struct AppState {
     pub core: Core,
     /// Largest request body (REST) or message (gRPC) accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Bytes of REST bodies being read and decoded at once, across requests.
+    pub body_budget: std::sync::Arc<http::budget::BodyBudget>,
     /// What `POST /invocations` serves when several endpoints exist.
     pub default_endpoint: Option<String>,
     /// Where each request's row goes, when `--table-dir` is set.

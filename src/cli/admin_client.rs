@@ -170,9 +170,12 @@ impl AdminClient {
         self.call(self.request(Method::POST, &path))
     }
 
-    /// Removes `model@alias`.
-    pub fn delete_alias(&self, model: &str, alias: &str) -> anyhow::Result<()> {
-        let path = alias_path(model, alias);
+    /// Removes `model@alias` (`force`: even when endpoints route to it).
+    pub fn delete_alias(&self, model: &str, alias: &str, force: bool) -> anyhow::Result<()> {
+        let mut path = alias_path(model, alias);
+        if force {
+            path.push_str("?force=true");
+        }
         self.call::<IgnoredAny>(self.request(Method::DELETE, &path))
             .map(|_| ())
     }

@@ -36,6 +36,10 @@ pub enum AliasCommand {
     Delete {
         model: String,
         alias: String,
+        /// With --server: delete even when endpoints route to the alias
+        /// (their users then get 404s).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -116,8 +120,13 @@ impl AliasCommand {
             Rollback { model, alias, .. } => {
                 eprintln!("{}", swap_line(&admin.rollback(&model, &alias)?));
             }
-            Delete { model, alias, .. } => {
-                admin.delete_alias(&model, &alias)?;
+            Delete {
+                model,
+                alias,
+                force,
+                ..
+            } => {
+                admin.delete_alias(&model, &alias, force)?;
                 eprintln!("deleted {model}@{alias}");
             }
             Get { model, alias, .. } => match admin.aliases(&model)?.aliases.get(&alias) {

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.
     #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Bytes of REST request bodies being read and decoded at once, across all
+    /// requests; beyond it 503 with Retry-After (JSON takes tens of times its size while decoded).
+    #[arg(long, env = "PODIUM_MAX_INFLIGHT_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_inflight_body_bytes: usize,
     /// How often to re-read the registry for new versions and alias moves, in
     /// milliseconds [default: 1000 for a directory, 2000 for MLflow].
     #[arg(long, env = "PODIUM_POLL_INTERVAL_MS")]
@@ -136,6 +140,7 @@ impl ServeArgs {
             inference_threads: threads,
             queue_depth: self.queue_depth,
             max_request_bytes: self.max_request_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
             ort_lib: self.ort_lib,
             keep_previous: self.keep_previous,
             memory_limit: self.memory_limit,

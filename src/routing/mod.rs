@@ -314,6 +314,22 @@ impl RouteTable {
         self.endpoints.get(name)?.sticky_key.as_ref()
     }
 
+    /// The endpoints (sorted) whose arms or shadow route to `model@alias`.
+    pub fn users_of(&self, model: &str, alias: &str) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .endpoints
+            .values()
+            .filter(|e| e.model == model)
+            .filter(|e| {
+                e.arms.iter().any(|a| a.alias == alias)
+                    || e.shadow.as_ref().is_some_and(|s| s.alias == alias)
+            })
+            .map(|e| e.name.clone())
+            .collect();
+        users.sort();
+        users
+    }
+
     /// The deadline of requests to `name` that set none themselves.
     pub fn default_timeout(&self, name: &str) -> Option<Duration> {
         self.endpoints.get(name)?.timeout

@@ -162,10 +162,34 @@ async fn set_alias(
     Ok(Json(outcome).into_response())
 }
 
+#[derive(Deserialize)]
+struct DeleteQuery {
+    /// Delete even when endpoints route to the alias.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Removes an alias; refused (409) while an endpoint's arm or shadow routes
+/// to it, since its users would get 404s, unless `?force=true`.
 async fn delete_alias(
     State(state): S,
     Path((model, alias)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
+    let users = state.core.routes().users_of(&model, &alias);
+    if !users.is_empty() && !q.force {
+        return Err(ApiError(Error::Refused(format!(
+            "{model}@{alias} is routed to by endpoint{} {}; move their traffic off it first (PUT /admin/endpoints/NAME/traffic), or delete anyway with ?force=true (podium alias delete --force)",
+            if users.len() == 1 { "" } else { "s" },
+            users.join(", ")
+        ))));
+    }
+    if !users.is_empty() {
+        tracing::warn!(
+            "{model}@{alias} deleted by force while endpoints {} route to it",
+            users.join(", ")
+        );
+    }
     state
         .core
         .models()
@@ -283,7 +307,8 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&headers, body, state.max_request_bytes).await?;
+    let (body, _permit) =
+        read_body(&headers, body, state.max_request_bytes, &state.body_budget).await?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::budget::{BodyBudget, BodyPermit};
 use crate::error::Error;
 
 /// A header's value as text, when it is.
@@ -45,12 +46,14 @@ pub(crate) async fn off_runtime<T: Send + 'static>(
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (413) before
-/// buffering them, and compressed bodies (415) with the fix.
+/// buffering them, and compressed bodies (415) with the fix; the body's
+/// share of the in-flight budget is held until the permit is dropped.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<bytes::Bytes, Error> {
+    budget: &std::sync::Arc<BodyBudget>,
+) -> Result<(bytes::Bytes, BodyPermit), Error> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
         if encoding.as_bytes() != b"identity" {
             return Err(Error::Unsupported(format!(
@@ -74,11 +77,17 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(declared));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(None)),
-        Err(e) => Err(Error::InvalidInput(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
+    // Reserved before reading when the length is declared, else once read.
+    let permit = budget.reserve(declared.unwrap_or(0) as usize)?;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(None)),
+        Err(e) => {
+            return Err(Error::InvalidInput(format!(
+                "could not read the request body: {e}"
+            )))
+        }
+    };
+    let permit = permit.grow_to(bytes.len())?;
+    Ok((bytes, permit))
 }

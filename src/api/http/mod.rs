@@ -2,6 +2,7 @@
 
 mod admin;
 mod body;
+pub mod budget;
 pub mod codec;
 mod mlflow;
 mod oip;

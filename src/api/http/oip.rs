@@ -173,7 +173,8 @@ async fn answer(
     body: Body,
     binary: bool,
 ) -> Result<Response, Error> {
-    let body = read_body(headers, body, state.max_request_bytes).await?;
+    let (body, permit) =
+        read_body(headers, body, state.max_request_bytes, &state.body_budget).await?;
     let header_length = match headers.get(HEADER_LENGTH) {
         None => None,
         Some(v) => Some(
@@ -194,6 +195,7 @@ async fn answer(
         codec::decode(&body, header_length.as_deref())
     })
     .await??;
+    drop(permit);
     call.client_request_id(decoded.request.id.as_deref());
     if binary {
         call.request_tensors(&decoded.request);

@@ -113,7 +113,8 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let format = Format::parse(content_type)?;
-    let body = read_body(headers, body, state.max_request_bytes).await?;
+    let (body, permit) =
+        read_body(headers, body, state.max_request_bytes, &state.body_budget).await?;
     call.request_text(&body);
     let size = body.len();
     let parsed = off_runtime(size, move || match format {
@@ -138,6 +139,7 @@ async fn answer(
     let signature_of = Arc::clone(&model);
     let frame = parsed.parsed;
     let inputs = off_runtime(size, move || frame.into_inputs(&signature_of.signature)).await??;
+    drop(permit);
     let request = InferRequest {
         id: parsed.client_request_id,
         inputs,
