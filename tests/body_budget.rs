@@ -40,14 +40,17 @@ async fn bodies_in_flight_share_one_budget() {
     )
     .unwrap();
     slow.flush().unwrap();
-    let refused = eventually(Duration::from_secs(30), "a 503 from the spent budget", || {
-        let post = post.clone();
-        let body = body.clone();
-        async move {
-            let resp = post(body).await;
-            (resp.status() == 503).then_some(resp)
-        }
-    })
+    let refused = eventually(
+        Duration::from_secs(30),
+        "a 503 from the spent budget",
+        || {
+            let body = body.clone();
+            async move {
+                let resp = post(body).await;
+                (resp.status() == 503).then_some(resp)
+            }
+        },
+    )
     .await;
     assert_eq!(refused.headers()["retry-after"], "1");
     let v: Value = refused.json().await.unwrap();
@@ -60,7 +63,6 @@ async fn bodies_in_flight_share_one_budget() {
     // The client goes away: its share comes back.
     drop(slow);
     eventually(Duration::from_secs(30), "the budget to come back", || {
-        let post = post.clone();
         let body = body.clone();
         async move { (post(body).await.status() == 200).then_some(()) }
     })
@@ -71,5 +73,11 @@ async fn bodies_in_flight_share_one_budget() {
     let resp = post(big).await;
     assert_eq!(resp.status(), 413);
     let v: Value = resp.json().await.unwrap();
-    assert!(v["error"].as_str().unwrap().contains("--max-inflight-body-bytes"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("--max-inflight-body-bytes"),
+        "{v}"
+    );
 }
