@@ -38,12 +38,7 @@ impl BodyBudget {
     /// Reserves `bytes`; 503 (`Overloaded`, with `Retry-After`) when the
     /// budget is spent now, 413 when one body alone is over it.
     pub fn reserve(self: &Arc<Self>, bytes: usize) -> Result<BodyPermit, Error> {
-        if bytes > self.limit {
-            return Err(Error::PayloadTooLarge(format!(
-                "request body is {bytes} bytes; all bodies being read at once may take {} bytes (raise it with --max-inflight-body-bytes / PODIUM_MAX_INFLIGHT_BODY_BYTES)",
-                self.limit
-            )));
-        }
+        self.fits(bytes)?;
         let mut current = self.in_use.load(Ordering::Acquire);
         loop {
             if current + bytes > self.limit {
@@ -70,12 +65,26 @@ impl BodyBudget {
     }
 }
 
+impl BodyBudget {
+    /// 413 when one body of `bytes` alone is over the whole budget.
+    fn fits(&self, bytes: usize) -> Result<(), Error> {
+        if bytes > self.limit {
+            return Err(Error::PayloadTooLarge(format!(
+                "request body is {bytes} bytes; all bodies being read at once may take {} bytes (raise it with --max-inflight-body-bytes / PODIUM_MAX_INFLIGHT_BODY_BYTES)",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl BodyPermit {
     /// Grows the reservation to `bytes` (a body read without a declared length).
     pub fn grow_to(self, bytes: usize) -> Result<BodyPermit, Error> {
         if bytes <= self.bytes {
             return Ok(self);
         }
+        self.budget.fits(bytes)?;
         let extra = self.budget.reserve(bytes - self.bytes)?;
         let mut merged = self;
         merged.bytes += extra.bytes;
