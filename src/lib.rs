@@ -6,6 +6,10 @@
 //! version) and checks the request against its signature → `runtime` runs it
 //! on an inference thread → `api` encodes the [`request::InferResponse`].
 //!
+//! `listener` admits and times connections on both ports (header, idle and
+//! body timeouts, the connection limit, shutdown) before hyper and tonic
+//! see them.
+//!
 //! `cli` is the `podium` command line (the binary is a thin `main` over it):
 //! serve flags → [`server::ServeOptions`], registry commands, and a typed
 //! client of the admin API.
@@ -15,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inference_table;
+pub mod listener;
 pub mod registry;
 pub mod request;
 pub mod routing;
