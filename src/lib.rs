@@ -21,7 +21,9 @@
 //!
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table` and `routing` import none of `api`,
-//! `serving`. `cli` is the `podium` command line (the binary is a thin
+//! `serving`. `listener` admits and times connections on both ports
+//! (header, idle and body timeouts, the connection limit, shutdown) before
+//! hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod inference_table;
+pub mod listener;
 pub mod registry;
 pub mod request;
 pub mod routing;

@@ -6,10 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use axum::serve::ListenerExt;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_stream::StreamExt;
 use tower::util::MapResponseLayer;
 
 use crate::api::grpc;
@@ -19,6 +16,7 @@ use crate::api::{AppState, OipJson};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
+use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits};
 use crate::registry::RegistryConfig;
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
@@ -58,6 +56,8 @@ pub struct ServeOptions {
     pub shadow_threads: Option<usize>,
     /// The inference table; None: no table is written.
     pub table: Option<TableOptions>,
+    /// Timeouts and limits of both listeners' connections.
+    pub connections: ConnectionLimits,
 }
 
 /// Shadow copies that may wait for a shadow thread; more are skipped.
@@ -89,6 +89,7 @@ impl ServeOptions {
             drain_timeout: Duration::from_secs(30),
             shadow_threads: None,
             table: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -214,19 +215,10 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {} (REST)", opts.listen))?;
     let addr = listener.local_addr()?;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let grpc_listener = tokio::net::TcpListener::bind(opts.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on {} (gRPC)", opts.grpc_listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let incoming = TcpListenerStream::new(grpc_listener).map(|conn| {
-        if let Ok(tcp) = &conn {
-            let _ = tcp.set_nodelay(true);
-        }
-        conn
-    });
 
     // One shutdown signal, observed by both listeners.
     let (stop, stopped) = watch::channel(false);
@@ -240,7 +232,8 @@ pub async fn serve(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(grpc::follow_health(reporter.clone(), health_watch));
-    let grpc_server = tonic::transport::Server::builder()
+    let incoming = grpc_incoming(grpc_listener, opts.connections, stopped.clone());
+    let grpc_server = grpc_server(&opts.connections)
         .layer(MapResponseLayer::new(
             grpc::remap_oversize::<tonic::body::Body>,
         ))
@@ -258,8 +251,12 @@ pub async fn serve(
             AdminAccess::Disabled
         }
     };
-    let rest_server = axum::serve(listener, router(state, admin))
-        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    let rest_server = serve_rest(
+        listener,
+        router(state, admin),
+        opts.connections,
+        stopped.clone(),
+    );
 
     tracing::info!(
         "serving OIP REST on http://{addr} and gRPC on {grpc_addr} with {} inference threads, queue depth {}",

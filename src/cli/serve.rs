@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::parse::{parse_bytes, parse_seconds};
 use crate::inference_table::TableOptions;
+use crate::listener::ConnectionLimits;
 use crate::registry::RegistryConfig;
 use crate::server::{serve, shutdown_signal, ServeOptions};
 
@@ -100,6 +101,31 @@ pub struct ServeArgs {
     /// MAX_REQUEST_SIZE_EXCEEDED / MAX_RESPONSE_SIZE_EXCEEDED in logging_error_codes.
     #[arg(long, env = "PODIUM_TABLE_MAX_PAYLOAD_BYTES", default_value = "1M", value_parser = parse_bytes)]
     table_max_payload_bytes: u64,
+    /// Seconds a client has to send a complete request head (REST) or the
+    /// HTTP/2 preface (gRPC) after connecting, or after the first byte of a
+    /// later request on a kept-alive connection; then the connection is closed.
+    #[arg(long, env = "PODIUM_HEADER_READ_TIMEOUT_SECS", default_value_t = 30.0, value_parser = parse_seconds)]
+    header_read_timeout_secs: f64,
+    /// Seconds a REST keep-alive connection may wait for its next request.
+    #[arg(long, env = "PODIUM_IDLE_TIMEOUT_SECS", default_value_t = 75.0, value_parser = parse_seconds)]
+    idle_timeout_secs: f64,
+    /// Seconds a REST request body may take to arrive in full after its
+    /// headers; a later body gets 408 and the connection is closed.
+    #[arg(long, env = "PODIUM_BODY_READ_TIMEOUT_SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    body_read_timeout_secs: f64,
+    /// Open connections per listener (REST and gRPC each); more are closed
+    /// as soon as they are accepted. Keep twice this under `ulimit -n`.
+    #[arg(long, env = "PODIUM_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Concurrent calls (HTTP/2 streams) per gRPC connection.
+    #[arg(long, env = "PODIUM_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    grpc_max_concurrent_streams: u32,
+    /// Seconds between HTTP/2 pings that check a gRPC client is still there.
+    #[arg(long, env = "PODIUM_GRPC_KEEPALIVE_SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+    grpc_keepalive_secs: f64,
+    /// Seconds a gRPC client has to answer a ping before its connection is closed.
+    #[arg(long, env = "PODIUM_GRPC_KEEPALIVE_TIMEOUT_SECS", default_value_t = 20.0, value_parser = parse_seconds)]
+    grpc_keepalive_timeout_secs: f64,
 }
 
 impl ServeArgs {
@@ -160,6 +186,15 @@ impl ServeArgs {
                 queue_bytes: self.table_queue_bytes as usize,
                 max_payload_bytes: self.table_max_payload_bytes as usize,
             }),
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs_f64(self.header_read_timeout_secs),
+                idle_timeout: Duration::from_secs_f64(self.idle_timeout_secs),
+                body_read_timeout: Duration::from_secs_f64(self.body_read_timeout_secs),
+                max_connections: self.max_connections as usize,
+                grpc_max_concurrent_streams: self.grpc_max_concurrent_streams,
+                grpc_keepalive_interval: Duration::from_secs_f64(self.grpc_keepalive_secs),
+                grpc_keepalive_timeout: Duration::from_secs_f64(self.grpc_keepalive_timeout_secs),
+            },
         })
     }
 }
