@@ -14,6 +14,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod inference_table;
 pub mod registry;
 pub mod request;

@@ -218,6 +218,9 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -490,6 +490,9 @@ pub fn encode(response: &InferResponse, encoding: &OutputEncoding) -> Encoded {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::request::Timing;
