@@ -253,6 +253,9 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<E
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

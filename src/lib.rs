@@ -31,6 +31,8 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod inference_table;
 pub mod listener;
 pub mod registry;

@@ -109,10 +109,11 @@ impl Registry for LocalRegistry {
             let entry = entry.map_err(|e| io_error("read", &dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            // Temporary directories of an unfinished registration are skipped.
+            // Temporary directories of an unfinished registration are skipped,
+            // and so are non-canonical numbers ("07"): `artifact` could not
+            // find them, and "7" and "07" would list version 7 twice.
             if let Ok(v) = name.parse::<u64>() {
-                if name.bytes().all(|b| b.is_ascii_digit()) && entry.path().join(ARTIFACT).is_file()
-                {
+                if v.to_string() == name && entry.path().join(ARTIFACT).is_file() {
                     versions.push(v);
                 }
             }
@@ -217,6 +218,9 @@ fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -273,6 +277,21 @@ mod tests {
             .filter(|n| n.contains("tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn non_canonical_version_directories_are_skipped() {
+        // Found by `fuzz::listed_versions_have_artifacts`: "00" was listed as
+        // version 0, whose artifact then could not be found.
+        let (_tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        let versions = reg.root().join("fraud").join("versions");
+        for junk in ["00", "01", "+2"] {
+            fs::create_dir(versions.join(junk)).unwrap();
+            fs::write(versions.join(junk).join(ARTIFACT), b"x").unwrap();
+        }
+        assert_eq!(reg.versions("fraud").unwrap(), vec![1]);
+        assert!(reg.artifact("fraud", 1).is_ok());
     }
 
     #[test]

@@ -177,6 +177,9 @@ pub fn encode(response: InferResponse) -> ModelInferResponse {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::request::Timing;

@@ -192,10 +192,17 @@ pub(super) fn from_json(
     value: &Value,
 ) -> Result<TensorData, Error> {
     let mut leaves = Vec::new();
-    flatten(value, &mut leaves);
+    flatten(value, &nesting(value), &mut Vec::new(), &mut leaves)
+        .map_err(|why| Error::InvalidInput(format!("input \"{name}\" data is ragged: {why}")))?;
     let bad = |i: usize, v: &Value| {
         Error::InvalidInput(format!(
             "input \"{name}\" element {i} is {v}, which is not a valid {datatype}"
+        ))
+    };
+    // A finite number too large for the type would silently become infinity.
+    let out_of_range = |i: usize, v: &Value| {
+        Error::InvalidInput(format!(
+            "input \"{name}\" element {i} is {v}, which is out of range for {datatype}"
         ))
     };
     macro_rules! ints {
@@ -220,7 +227,14 @@ pub(super) fn from_json(
                 leaves
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| float_of(v).map($conv).ok_or_else(|| bad(i, v)))
+                    .map(|(i, v)| {
+                        let x = float_of(v).ok_or_else(|| bad(i, v))?;
+                        let y = $conv(x);
+                        if x.is_finite() && !y.is_finite() {
+                            return Err(out_of_range(i, v));
+                        }
+                        Ok(y)
+                    })
                     .collect::<Result<_, _>>()?,
             )
         };
@@ -243,8 +257,8 @@ pub(super) fn from_json(
         DataType::Int64 => ints!(Int64, i64),
         DataType::Fp16 => floats!(Fp16, half::f16::from_f64),
         DataType::Bf16 => floats!(Bf16, half::bf16::from_f64),
-        DataType::Fp32 => floats!(Fp32, |x| x as f32),
-        DataType::Fp64 => floats!(Fp64, |x| x),
+        DataType::Fp32 => floats!(Fp32, |x: f64| x as f32),
+        DataType::Fp64 => floats!(Fp64, |x: f64| x),
         DataType::Bytes => TensorData::Bytes(
             leaves
                 .iter()
@@ -273,10 +287,65 @@ fn float_of(v: &Value) -> Option<f64> {
     }
 }
 
-fn flatten<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| flatten(v, out)),
-        leaf => out.push(leaf),
+/// The length of `value`'s lists at each depth, read along first elements:
+/// `[[1,2,3],[4,5,6]]` is `[2, 3]`, a scalar `[]`.
+fn nesting(value: &Value) -> Vec<usize> {
+    let mut dims = Vec::new();
+    let mut v = value;
+    while let Value::Array(items) = v {
+        dims.push(items.len());
+        match items.first() {
+            Some(first) => v = first,
+            None => break,
+        }
+    }
+    dims
+}
+
+/// Collects the leaves of `value` row-major, checking that every list at a
+/// depth has the length `dims` says (no ragged rows, no list beside a value);
+/// the error names the first element that breaks the pattern.
+fn flatten<'a>(
+    value: &'a Value,
+    dims: &[usize],
+    path: &mut Vec<usize>,
+    out: &mut Vec<&'a Value>,
+) -> Result<(), String> {
+    let at =
+        |path: &[usize]| -> String { path.iter().map(|i| format!("[{i}]")).collect::<String>() };
+    match (value, dims.get(path.len())) {
+        (Value::Array(items), Some(&len)) => {
+            if items.len() != len {
+                let mut first = path.clone();
+                if let Some(last) = first.last_mut() {
+                    *last = 0;
+                }
+                return Err(format!(
+                    "data{} has {} elements but data{} has {len}; nested lists must be rectangular",
+                    at(path),
+                    items.len(),
+                    at(&first)
+                ));
+            }
+            for (i, item) in items.iter().enumerate() {
+                path.push(i);
+                flatten(item, dims, path, out)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(_), None) => Err(format!(
+            "data{} is a list where the other elements at its depth are values; nested lists must be rectangular",
+            at(path)
+        )),
+        (_, Some(_)) => Err(format!(
+            "data{} is a value where the other elements at its depth are lists; nested lists must be rectangular",
+            at(path)
+        )),
+        (leaf, None) => {
+            out.push(leaf);
+            Ok(())
+        }
     }
 }
 
@@ -421,6 +490,9 @@ pub fn encode(response: &InferResponse, encoding: &OutputEncoding) -> Encoded {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::request::Timing;
@@ -490,6 +562,50 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(err.contains("unknown datatype \"FLOAT\""), "{err}");
+    }
+
+    #[test]
+    fn ragged_nested_data_is_refused_even_when_the_count_matches() {
+        // Issue 17; found again by `fuzz::ragged_data_is_refused`.
+        let err = decode(
+            br#"{"inputs":[{"name":"x","shape":[4],"datatype":"INT32","data":[[1,2,3],[4]]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            err,
+            "input \"x\" data is ragged: data[1] has 1 elements but data[0] has 3; nested lists must be rectangular"
+        );
+        let err = decode(
+            br#"{"inputs":[{"name":"x","shape":[3],"datatype":"INT32","data":[[1,2],3]}]}"#,
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("data[1] is a value where"), "{err}");
+    }
+
+    #[test]
+    fn finite_numbers_beyond_a_float_type_are_refused() {
+        // Issue 17: 1e39 into FP32 silently became +inf.
+        for (datatype, value) in [("FP32", "1e39"), ("FP16", "65520"), ("BF16", "-1e39")] {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{datatype}","data":[1,{value}]}}]}}"#
+            );
+            let err = decode(body.as_bytes(), None).err().unwrap().to_string();
+            assert!(
+                err.starts_with("input \"x\" element 1 is ") && err.contains("out of range"),
+                "{err}"
+            );
+        }
+        // Infinity asked for by name is still infinity.
+        let body =
+            br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":["Infinity"]}]}"#;
+        let r = decode(body, None).unwrap().request;
+        assert_eq!(r.inputs[0].data, TensorData::Fp32(vec![f32::INFINITY]));
     }
 
     #[test]

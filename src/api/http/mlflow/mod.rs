@@ -12,6 +12,8 @@
 mod csv;
 mod error;
 mod frame;
+#[cfg(test)]
+mod fuzz;
 mod json;
 mod predictions;
 
