@@ -172,6 +172,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         body_budget: podium::api::http::budget::BodyBudget::new(256 << 20),
         default_endpoint: None,
         table: None,
+        registration: Default::default(),
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled)

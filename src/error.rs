@@ -10,6 +10,10 @@ pub enum Error {
     /// No such model, version or alias (HTTP 404).
     #[error("{0}")]
     NotFound(String),
+    /// The caller may not do this here, e.g. register a file outside
+    /// `--admin-register-dir` (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request body is over the configured limit (HTTP 413).
     #[error("{0}")]
     PayloadTooLarge(String),

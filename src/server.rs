@@ -11,13 +11,13 @@ use tower::util::MapResponseLayer;
 
 use crate::api::grpc;
 use crate::api::http::router;
-use crate::api::http::AdminAccess;
+use crate::api::http::{AdminAccess, Registration};
 use crate::api::{AppState, OipJson};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::inference_table::{InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits};
-use crate::registry::RegistryConfig;
+use crate::registry::{RegisterDir, RegistryConfig};
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
@@ -58,6 +58,11 @@ pub struct ServeOptions {
     pub table: Option<TableOptions>,
     /// Timeouts and limits of both listeners' connections.
     pub connections: ConnectionLimits,
+    /// The directory whose files the admin API may register by path; None:
+    /// uploads only.
+    pub admin_register_dir: Option<PathBuf>,
+    /// The largest model the admin API registers (bytes).
+    pub max_model_bytes: u64,
 }
 
 /// Shadow copies that may wait for a shadow thread; more are skipped.
@@ -90,6 +95,8 @@ impl ServeOptions {
             shadow_threads: None,
             table: None,
             connections: ConnectionLimits::default(),
+            admin_register_dir: None,
+            max_model_bytes: crate::registry::DEFAULT_MAX_MODEL_BYTES,
         }
     }
 }
@@ -202,12 +209,21 @@ pub async fn serve(
         .map(|options| InferenceTable::start(options, Arc::new(OipJson)))
         .transpose()?;
     let health_watch = models.watch_health();
+    let registration = Registration {
+        dir: opts
+            .admin_register_dir
+            .as_deref()
+            .map(RegisterDir::new)
+            .transpose()?,
+        max_model_bytes: opts.max_model_bytes,
+    };
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
         body_budget: crate::api::http::budget::BodyBudget::new(opts.max_inflight_body_bytes),
         default_endpoint: opts.default_endpoint.clone(),
         table,
+        registration,
     });
     let table_state = Arc::clone(&state);
 

@@ -338,8 +338,7 @@ async fn a_full_queue_answers_503_with_retry_after_at_once() {
 async fn a_model_that_fails_to_load_is_reported_not_fatal() {
     let dir = tempfile::tempdir().unwrap();
     let reg = common::demo_registry(dir.path());
-    let junk = dir.path().join("junk.onnx");
-    std::fs::write(&junk, b"this is not an ONNX model").unwrap();
+    let junk = common::unloadable_model(dir.path());
     assert_eq!(common::register_path(&reg, "broken", &junk), 1);
     common::set_alias(&reg, "broken", "champion", 1);
     let s = Server::start(&reg, &[]);

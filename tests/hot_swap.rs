@@ -119,8 +119,7 @@ async fn admin_flip_swaps_at_once_and_rollback_reuses_the_warm_version() {
 async fn a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving() {
     let s = Server::demo(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let junk = dir.path().join("junk.onnx");
-    std::fs::write(&junk, b"not a model").unwrap();
+    let junk = common::unloadable_model(dir.path());
     assert_eq!(
         cli_ok(
             &s.registry,
@@ -420,7 +419,9 @@ async fn without_a_token_the_admin_api_is_loopback_only() {
 
 #[tokio::test]
 async fn versions_are_registered_by_upload_or_server_path() {
-    let s = Server::demo(&[]);
+    // Registering by server path needs a directory that allows it.
+    let models = model_file("");
+    let s = Server::demo(&["--admin-register-dir", models.to_str().unwrap()]);
     let bytes = std::fs::read(model_file("fraud/v2.onnx")).unwrap();
     let resp = client()
         .post(s.url("/admin/models?name=fraud"))

@@ -31,6 +31,11 @@ pub fn classify(e: &Error) -> Classified {
             Code::NotFound,
             "RESOURCE_DOES_NOT_EXIST",
         ),
+        Error::Forbidden(_) => (
+            StatusCode::FORBIDDEN,
+            Code::PermissionDenied,
+            "PERMISSION_DENIED",
+        ),
         Error::PayloadTooLarge(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,

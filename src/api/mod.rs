@@ -28,4 +28,7 @@ pub struct AppState {
     pub default_endpoint: Option<String>,
     /// Where each request's row goes, when `--table-dir` is set.
     pub table: Option<InferenceTable>,
+    /// How the admin API takes new versions: uploads, and paths inside
+    /// `--admin-register-dir`, up to `--max-model-bytes`.
+    pub registration: http::Registration,
 }

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use crate::registry::{ModelInfo, Registry};
+use super::parse::parse_bytes;
+use crate::registry::{validate_model_name, ModelFile, ModelInfo, Registry};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -12,8 +13,12 @@ pub enum ModelsCommand {
     Register {
         /// Model name (letters, digits, '_', '-', '.').
         name: String,
-        /// The ONNX file to copy into the registry.
+        /// The ONNX file to copy into the registry: a regular file that
+        /// parses as ONNX.
         file: PathBuf,
+        /// Refuse a larger file (bytes, or with a K/M/G suffix).
+        #[arg(long, env = "PODIUM_MAX_MODEL_BYTES", default_value = "2G", value_parser = parse_bytes)]
+        max_model_bytes: u64,
     },
     /// List models with their versions and aliases.
     List,
@@ -24,8 +29,14 @@ impl ModelsCommand {
     /// to stdout.
     pub fn run(self, registry: &dyn Registry) -> anyhow::Result<()> {
         match self {
-            ModelsCommand::Register { name, file } => {
-                let version = registry.register(&name, &file)?;
+            ModelsCommand::Register {
+                name,
+                file,
+                max_model_bytes,
+            } => {
+                validate_model_name(&name)?;
+                let model = ModelFile::read(&file, max_model_bytes)?;
+                let version = registry.register_model(&name, &model)?;
                 println!("{version}");
             }
             ModelsCommand::List => {

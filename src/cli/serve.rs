@@ -70,6 +70,15 @@ pub struct ServeArgs {
     /// A file holding the admin token (first line), instead of --admin-token.
     #[arg(long, env = "PODIUM_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// Let the admin API register files of this server by path, only those
+    /// inside DIR (`{"name": M, "path": "m.onnx"}`, relative to DIR) [default:
+    /// off; versions are uploaded as the request body].
+    #[arg(long, env = "PODIUM_ADMIN_REGISTER_DIR")]
+    admin_register_dir: Option<PathBuf>,
+    /// The largest model the admin API registers, uploaded or by path (bytes,
+    /// or with a K/M/G suffix); larger ones get 413.
+    #[arg(long, env = "PODIUM_MAX_MODEL_BYTES", default_value = "2G", value_parser = parse_bytes)]
+    max_model_bytes: u64,
     /// Threads (each with its own session per model) for shadow copies, apart
     /// from the request threads; 0 turns shadows off [default: 1 with --config, else 0].
     #[arg(long, env = "PODIUM_SHADOW_THREADS")]
@@ -195,6 +204,8 @@ impl ServeArgs {
                 grpc_keepalive_interval: Duration::from_secs_f64(self.grpc_keepalive_secs),
                 grpc_keepalive_timeout: Duration::from_secs_f64(self.grpc_keepalive_timeout_secs),
             },
+            admin_register_dir: self.admin_register_dir,
+            max_model_bytes: self.max_model_bytes,
         })
     }
 }

@@ -17,11 +17,16 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use super::atomic::{self, StagingDir, WriteError};
-use super::{validate_alias_name, validate_model_name, Registry};
+use super::{
+    validate_alias_name, validate_model_name, ModelFile, Registry, DEFAULT_MAX_MODEL_BYTES,
+};
 use crate::error::Error;
 
 const ARTIFACT: &str = "model.onnx";
 const ALIASES: &str = "aliases.json";
+/// The permissions of a registered artifact (before the umask).
+#[cfg(unix)]
+const ARTIFACT_MODE: u32 = 0o640;
 
 /// A registry kept in a local directory.
 #[derive(Debug, Clone)]
@@ -152,7 +157,11 @@ impl Registry for LocalRegistry {
     }
 
     fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
-        let bytes = fs::read(file).map_err(|e| io_error("read", file, e))?;
+        validate_model_name(model)?;
+        self.register_model(model, &ModelFile::read(file, DEFAULT_MAX_MODEL_BYTES)?)
+    }
+
+    fn register_model(&self, model: &str, file: &ModelFile) -> Result<u64, Error> {
         let dir = self.model_dir(model)?;
         let versions_dir = dir.join("versions");
         fs::create_dir_all(&versions_dir).map_err(|e| io_error("create", &versions_dir, e))?;
@@ -169,8 +178,8 @@ impl Registry for LocalRegistry {
             })?;
         let staging = StagingDir::new_in(&versions_dir, "staging-").map_err(write_error)?;
         let path = staging.path().join(ARTIFACT);
-        let mut out = File::create(&path).map_err(|e| io_error("create", &path, e))?;
-        out.write_all(&bytes)
+        let mut out = create_artifact(&path).map_err(|e| io_error("create", &path, e))?;
+        out.write_all(file.bytes())
             .map_err(|e| io_error("write", &path, e))?;
         out.sync_all().map_err(|e| io_error("sync", &path, e))?;
         drop(out);
@@ -209,6 +218,16 @@ impl Registry for LocalRegistry {
     }
 }
 
+/// A new artifact file, readable by its owner and group only (0640, or
+/// stricter under the umask): a model may be confidential.
+fn create_artifact(path: &Path) -> std::io::Result<File> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, ARTIFACT_MODE);
+    options.open(path)
+}
+
 fn write_error(e: WriteError) -> Error {
     io_error(e.step, &e.path, e.source)
 }
@@ -227,8 +246,7 @@ mod tests {
     fn registry_with_file() -> (tempfile::TempDir, LocalRegistry, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let reg = LocalRegistry::new(tmp.path().join("reg"));
-        let file = tmp.path().join("m.onnx");
-        fs::write(&file, b"not really onnx").unwrap();
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud/v1.onnx");
         (tmp, reg, file)
     }
 
@@ -241,8 +259,36 @@ mod tests {
         assert_eq!(reg.models().unwrap(), vec!["fraud".to_string()]);
         assert_eq!(
             fs::read(reg.artifact("fraud", 2).unwrap()).unwrap(),
-            b"not really onnx"
+            fs::read(&file).unwrap()
         );
+    }
+
+    #[test]
+    fn only_checked_models_are_registered() {
+        let (tmp, reg, _) = registry_with_file();
+        let junk = tmp.path().join("junk.onnx");
+        fs::write(&junk, b"not really onnx").unwrap();
+        let err = reg.register("fraud", &junk).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains("is not an ONNX model"), "{err}");
+        assert!(matches!(
+            reg.register("fraud", tmp.path()),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(reg.models().unwrap().is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn artifacts_are_not_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        let mode = fs::metadata(reg.artifact("fraud", 1).unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o137, 0, "mode {mode:o} is looser than 0640");
     }
 
     #[test]

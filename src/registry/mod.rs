@@ -8,6 +8,11 @@
 pub(crate) mod atomic;
 pub mod local;
 pub mod mlflow;
+mod model_file;
+mod onnx;
+
+pub use model_file::{ModelFile, RegisterDir, DEFAULT_MAX_MODEL_BYTES, MODEL_CAP_FLAG};
+pub use onnx::OnnxSummary;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,9 +52,21 @@ pub trait Registry: Send + Sync {
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error>;
     /// Where the ONNX file of `model` version `version` is.
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error>;
-    /// Registers `file` as the next version of `model` (creating the model);
-    /// returns the new version.
+    /// Registers the file at `file` as the next version of `model` (creating
+    /// the model); returns the new version. The file is read and checked as
+    /// [`ModelFile::read`] does, with the default size cap
+    /// ([`DEFAULT_MAX_MODEL_BYTES`]).
     fn register(&self, model: &str, file: &Path) -> Result<u64, Error>;
+    /// Registers a checked model as the next version of `model` (creating
+    /// the model); returns the new version. Registries that take new
+    /// versions from Podium implement it; the others refuse, as this default does.
+    fn register_model(&self, model: &str, file: &ModelFile) -> Result<u64, Error> {
+        let _ = file;
+        Err(Error::InvalidInput(format!(
+            "the {} registry does not take new versions of \"{model}\" from Podium",
+            self.kind()
+        )))
+    }
     /// Points `alias` at `version`, replacing where it pointed before.
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;
     /// Removes `alias`; an error if it does not exist.

@@ -239,7 +239,13 @@ mod tests {
     async fn a_refused_version_keeps_the_old_one_serving_until_the_alias_moves_again() {
         let fx = Fixture::fraud(0);
         let broken = fx.tmp.path().join("broken.onnx");
-        std::fs::write(&broken, b"not an onnx model").unwrap();
+        // Passes registration's ONNX check (IR 8, a graph with output "y"),
+        // but ONNX Runtime refuses it (no opset).
+        std::fs::write(
+            &broken,
+            [0x08, 0x08, 0x3a, 0x05, 0x62, 0x03, 0x0a, 0x01, b'y'],
+        )
+        .unwrap();
         assert_eq!(fx.registry.inner.register("fraud", &broken).unwrap(), 3);
         let _reconciler = start(&fx, POLL).await;
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub use fraud::{fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
-pub use registry::{demo_registry, register, register_path, set_alias};
+pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
 pub use server::Server;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_podium");

@@ -22,11 +22,25 @@ pub fn register(registry: &Path, model: &str, file: &str) -> u64 {
     register_path(registry, model, &model_file(file))
 }
 
-/// Registers the file at `path` (any bytes) as the next version of `model`.
+/// Registers the file at `path` (it must pass registration's ONNX check) as
+/// the next version of `model`.
 pub fn register_path(registry: &Path, model: &str, path: &Path) -> u64 {
     LocalRegistry::new(registry)
         .register(model, path)
         .unwrap_or_else(|e| panic!("register {} as {model}: {e}", path.display()))
+}
+
+/// Writes `dir/unloadable.onnx`: a file that passes registration's ONNX check
+/// (a model header: IR version 8, a graph with an output "y") but that ONNX
+/// Runtime refuses to load (no opset, no nodes); returns its path.
+pub fn unloadable_model(dir: &Path) -> PathBuf {
+    let path = dir.join("unloadable.onnx");
+    std::fs::write(
+        &path,
+        [0x08, 0x08, 0x3a, 0x05, 0x62, 0x03, 0x0a, 0x01, b'y'],
+    )
+    .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
 }
 
 /// Points `model@alias` at `version` in the local registry at `registry`.

@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -17,11 +16,9 @@ use serde_json::json;
 
 use subtle::ConstantTimeEq;
 
-use super::body::read_body;
 use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::error::Error;
-use crate::registry::validate_model_name;
 use crate::serving::AliasChange;
 
 type S = State<Arc<AppState>>;
@@ -31,7 +28,7 @@ pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppStat
     let router = Router::new()
         .route("/admin/status", get(status))
         .route("/admin/history", get(history))
-        .route("/admin/models", post(register))
+        .route("/admin/models", post(super::registration::register))
         .route("/admin/models/{model}/aliases", get(aliases))
         .route(
             "/admin/models/{model}/aliases/{alias}",
@@ -81,7 +78,7 @@ async fn authorize(token: &str, req: Request, next: Next) -> Response {
 }
 
 /// Runs a blocking store operation off the async runtime.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -284,76 +281,4 @@ async fn set_traffic(
             );
             Json(json!({ "endpoint": &*updated })).into_response()
         })
-}
-
-#[derive(Deserialize)]
-struct RegisterQuery {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RegisterPath {
-    name: String,
-    path: std::path::PathBuf,
-}
-
-/// Registers a new version: the ONNX file as the body
-/// (`POST /admin/models?name=fraud`, `application/octet-stream`), or a file
-/// already on the server (`{"name": "fraud", "path": "/models/fraud.onnx"}`).
-async fn register(
-    State(state): S,
-    Query(q): Query<RegisterQuery>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let (body, _permit) =
-        read_body(&headers, body, state.max_request_bytes, &state.body_budget).await?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let models = Arc::clone(state.core.models());
-    let (name, version) = if is_json {
-        let req: RegisterPath = serde_json::from_slice(&body).map_err(|e| {
-            ApiError(Error::InvalidInput(format!(
-                "expected {{\"name\": MODEL, \"path\": \"/path/on/the/server.onnx\"}}: {e}"
-            )))
-        })?;
-        let name = req.name.clone();
-        let version = blocking(move || models.registry().register(&req.name, &req.path)).await?;
-        (name, version)
-    } else {
-        let Some(name) = q.name else {
-            return Err(ApiError(Error::InvalidInput(
-                "name the model: POST /admin/models?name=MODEL with the ONNX file as the body"
-                    .into(),
-            )));
-        };
-        validate_model_name(&name)?;
-        if body.is_empty() {
-            return Err(ApiError(Error::InvalidInput(
-                "the body is empty; send the ONNX file".into(),
-            )));
-        }
-        let n = name.clone();
-        let version = blocking(move || {
-            let dir = tempfile::tempdir()
-                .map_err(|e| Error::Internal(format!("temporary upload dir: {e}")))?;
-            let path = dir.path().join("model.onnx");
-            std::fs::write(&path, &body)
-                .map_err(|e| Error::Internal(format!("write the upload: {e}")))?;
-            models.registry().register(&n, &path)
-        })
-        .await?;
-        (name, version)
-    };
-    let mut event = crate::serving::Event::new(&name, "", "version_registered", "admin");
-    event.to_version = Some(version);
-    state.core.models().history().record(&event);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "model": name, "version": version })),
-    )
-        .into_response())
 }

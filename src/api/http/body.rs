@@ -54,6 +54,25 @@ pub(crate) async fn read_body(
     limit: usize,
     budget: &std::sync::Arc<BodyBudget>,
 ) -> Result<(bytes::Bytes, BodyPermit), Error> {
+    read_body_within(
+        headers,
+        body,
+        limit,
+        "--max-request-bytes / PODIUM_MAX_REQUEST_BYTES",
+        budget,
+    )
+    .await
+}
+
+/// [`read_body`] for a route with its own `limit`, set by `flag` (named in
+/// the 413).
+pub(crate) async fn read_body_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    flag: &str,
+    budget: &std::sync::Arc<BodyBudget>,
+) -> Result<(bytes::Bytes, BodyPermit), Error> {
     if let Some(encoding) = headers.get(header::CONTENT_ENCODING) {
         if encoding.as_bytes() != b"identity" {
             return Err(Error::Unsupported(format!(
@@ -67,7 +86,7 @@ pub(crate) async fn read_body(
             .map(|s| format!("{s} bytes"))
             .unwrap_or_else(|| "larger".into());
         Error::PayloadTooLarge(format!(
-            "request body is {size}; the limit is {limit} bytes (raise it with --max-request-bytes / PODIUM_MAX_REQUEST_BYTES)"
+            "request body is {size}; the limit is {limit} bytes (raise it with {flag})"
         ))
     };
     let declared = headers

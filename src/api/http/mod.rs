@@ -6,9 +6,11 @@ pub mod budget;
 pub mod codec;
 mod mlflow;
 mod oip;
+mod registration;
 mod respond;
 
 pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
+pub use registration::Registration;
 
 use std::sync::Arc;
 

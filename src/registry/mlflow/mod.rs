@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::uri::{is_mlflow_uri, redact_uri};
-use super::{validate_alias_name, ModelInfo, Registry, Snapshot};
+use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot};
 use crate::error::Error;
 use api::AliasesByModel;
 use cache::ArtifactCache;
@@ -202,9 +202,11 @@ impl Registry for MlflowRegistry {
     }
 
     fn register(&self, model: &str, _file: &Path) -> Result<u64, Error> {
-        Err(Error::InvalidInput(format!(
-            "Podium does not register versions in MLflow: log the model from Python with mlflow.onnx.log_model(onnx.load(\"model.onnx\"), name=\"model\", registered_model_name=\"{model}\"); Podium serves it once an alias points at it"
-        )))
+        Err(refuse_registration(model))
+    }
+
+    fn register_model(&self, model: &str, _file: &ModelFile) -> Result<u64, Error> {
+        Err(refuse_registration(model))
     }
 
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
@@ -254,6 +256,13 @@ impl Registry for MlflowRegistry {
         }
         Ok(snapshot)
     }
+}
+
+/// Versions reach MLflow from its own clients, never from Podium.
+fn refuse_registration(model: &str) -> Error {
+    Error::InvalidInput(format!(
+        "Podium does not register versions in MLflow: log the model from Python with mlflow.onnx.log_model(onnx.load(\"model.onnx\"), name=\"model\", registered_model_name=\"{model}\"); Podium serves it once an alias points at it"
+    ))
 }
 
 #[cfg(test)]
