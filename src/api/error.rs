@@ -117,7 +117,9 @@ impl IntoResponse for ApiError {
 pub fn oip_response(e: &Error) -> Response {
     {
         let status = http_status(e);
-        if status.is_server_error() {
+        // A missed deadline is the client's choice and is counted in
+        // podium_deadline_exceeded_total; logging each one would flood the log.
+        if status.is_server_error() && !matches!(e, Error::DeadlineExceeded(_)) {
             tracing::warn!(%status, "{e}");
         } else {
             tracing::debug!(%status, "{e}");
