@@ -35,6 +35,7 @@ impl ModelsCommand {
                 max_model_bytes,
             } => {
                 validate_model_name(&name)?;
+                registry.takes_registrations(&name)?;
                 let model = ModelFile::read(&file, max_model_bytes)?;
                 let version = registry.register_model(&name, &model)?;
                 println!("{version}");

@@ -62,10 +62,18 @@ pub trait Registry: Send + Sync {
     /// versions from Podium implement it; the others refuse, as this default does.
     fn register_model(&self, model: &str, file: &ModelFile) -> Result<u64, Error> {
         let _ = file;
+        self.takes_registrations(model)?;
         Err(Error::InvalidInput(format!(
             "the {} registry does not take new versions of \"{model}\" from Podium",
             self.kind()
         )))
+    }
+    /// Whether this registry takes new versions of `model` from Podium at
+    /// all; asked before a model file is read, so a registry that never
+    /// does says so (and how to register instead) first.
+    fn takes_registrations(&self, model: &str) -> Result<(), Error> {
+        let _ = model;
+        Ok(())
     }
     /// Points `alias` at `version`, replacing where it pointed before.
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;

@@ -67,6 +67,10 @@ pub(super) async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // A registry that never takes versions from Podium (MLflow) says so,
+    // and how to register instead, before any file is read.
+    let named = q.name.as_deref().unwrap_or("the model");
+    state.core.models().registry().takes_registrations(named)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

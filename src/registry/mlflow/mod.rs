@@ -209,6 +209,10 @@ impl Registry for MlflowRegistry {
         Err(refuse_registration(model))
     }
 
+    fn takes_registrations(&self, model: &str) -> Result<(), Error> {
+        Err(refuse_registration(model))
+    }
+
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
         validate_alias_name(alias)?;
         self.client
