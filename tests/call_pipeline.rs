@@ -7,8 +7,7 @@ mod common;
 use common::{client, model_file, Server, FRAUD_ROW};
 use futures_util::StreamExt;
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use podium::api::grpc::proto::model_infer_request::InferInputTensor;
-use podium::api::grpc::proto::{InferTensorContents, ModelInferRequest};
+use podium::api::grpc::proto::ModelInferRequest;
 use podium::routing::split;
 use serde_json::{json, Value};
 
@@ -135,20 +134,7 @@ async fn every_protocol_returns_the_same_metadata() {
     let mut grpc = GrpcInferenceServiceClient::connect(s.grpc.clone())
         .await
         .unwrap();
-    let request = ModelInferRequest {
-        model_name: "fraud".into(),
-        inputs: vec![InferInputTensor {
-            name: "input".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 30],
-            contents: Some(InferTensorContents {
-                fp32_contents: FRAUD_ROW.to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let request = common::fraud_grpc_request("fraud");
     let answer = grpc.model_infer(request.clone()).await.unwrap();
     let md = answer.metadata();
     assert!(md.get("x-request-id").is_some());

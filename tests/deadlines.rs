@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use common::{client, eventually, fraud_request, Server};
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use podium::api::grpc::proto::model_infer_request::InferInputTensor;
-use podium::api::grpc::proto::{InferTensorContents, ModelInferRequest};
 use serde_json::Value;
 
 /// One inference thread, and `slow` (fraud's signature, ~0.5 s a call) behind
@@ -104,20 +102,7 @@ async fn a_request_past_its_deadline_in_the_queue_is_dropped_with_504() {
     let mut grpc = GrpcInferenceServiceClient::connect(s.grpc.clone())
         .await
         .unwrap();
-    let mut request = tonic::Request::new(ModelInferRequest {
-        model_name: "slow".into(),
-        inputs: vec![InferInputTensor {
-            name: "input".into(),
-            datatype: "FP32".into(),
-            shape: vec![1, 30],
-            contents: Some(InferTensorContents {
-                fp32_contents: common::FRAUD_ROW.to_vec(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }],
-        ..Default::default()
-    });
+    let mut request = tonic::Request::new(common::fraud_grpc_request("slow"));
     request
         .metadata_mut()
         .insert("x-podium-timeout-ms", "50".parse().unwrap());

@@ -6,15 +6,15 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Context;
 
 use futures_util::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::accept::{Admission, Admitted};
+use super::observed::{Observed, ReadWatch};
 use super::{until_stopped, ConnectionLimits};
 
 /// Bytes of the HTTP/2 client preface (`PRI * HTTP/2.0…`).
@@ -39,7 +39,7 @@ pub fn grpc_incoming(
         (listener, door, stopped),
         move |(listener, mut door, stopped)| async move {
             let admitted = door.accept(&listener).await;
-            let conn = GrpcConnection::new(admitted, limits, stopped.clone());
+            let conn = connection(admitted, limits, stopped.clone());
             Some((Ok(conn), (listener, door, stopped)))
         },
     )
@@ -48,37 +48,40 @@ pub fn grpc_incoming(
 /// Ends (or is pending forever once the preface has arrived).
 type PrefaceDeadline = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// One admitted gRPC connection: its socket, its place under the limit,
-/// and until the preface has arrived, the deadline for it.
-pub struct GrpcConnection {
-    inner: TcpStream,
+/// One admitted gRPC connection: its socket, watched until the HTTP/2
+/// preface has arrived.
+pub type GrpcConnection = Observed<Preface>;
+
+/// A gRPC connection's place under the limit and, until the preface has
+/// arrived, the deadline for it.
+pub struct Preface {
     _permit: OwnedSemaphorePermit,
-    preface: Option<PrefaceDeadline>,
+    deadline: Option<PrefaceDeadline>,
     received: usize,
 }
 
-impl GrpcConnection {
-    fn new(
-        admitted: Admitted,
-        limits: ConnectionLimits,
-        stopped: watch::Receiver<bool>,
-    ) -> GrpcConnection {
-        let timeout = limits.header_read_timeout;
-        let deadline = Box::pin(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(timeout) => {
-                    metrics::counter!("podium_connection_timeouts_total", "listener" => "grpc", "kind" => "header")
-                        .increment(1);
-                }
-                _ = until_stopped(stopped) => {}
+fn connection(
+    admitted: Admitted,
+    limits: ConnectionLimits,
+    stopped: watch::Receiver<bool>,
+) -> GrpcConnection {
+    let timeout = limits.header_read_timeout;
+    let deadline = Box::pin(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => {
+                metrics::counter!("podium_connection_timeouts_total", "listener" => "grpc", "kind" => "header")
+                    .increment(1);
             }
-        });
-        GrpcConnection {
-            inner: admitted.stream,
-            _permit: admitted.permit,
-            preface: Some(deadline),
-            received: 0,
+            _ = until_stopped(stopped) => {}
         }
+    });
+    Observed {
+        inner: admitted.stream,
+        watch: Preface {
+            _permit: admitted.permit,
+            deadline: Some(deadline),
+            received: 0,
+        },
     }
 }
 
@@ -90,58 +93,25 @@ impl Connected for GrpcConnection {
     }
 }
 
-impl AsyncRead for GrpcConnection {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let Some(deadline) = self.preface.as_mut() else {
-            return Pin::new(&mut self.inner).poll_read(cx, buf);
-        };
+impl ReadWatch for Preface {
+    fn before_read(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let deadline = self.deadline.as_mut()?;
         if deadline.as_mut().poll(cx).is_ready() {
-            self.preface = None;
-            return Poll::Ready(Err(io::Error::new(
+            self.deadline = None;
+            return Some(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no HTTP/2 preface within the header read timeout (or before shutdown)",
-            )));
+            ));
         }
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.received += buf.filled().len() - before;
-        if self.received >= PREFACE_LEN {
-            self.preface = None;
+        None
+    }
+
+    fn after_read(&mut self, bytes: usize) {
+        if self.deadline.is_some() {
+            self.received += bytes;
+            if self.received >= PREFACE_LEN {
+                self.deadline = None;
+            }
         }
-        read
-    }
-}
-
-impl AsyncWrite for GrpcConnection {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

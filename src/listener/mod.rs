@@ -12,6 +12,7 @@ mod accept;
 mod body;
 mod clock;
 mod grpc;
+mod observed;
 mod rest;
 
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! half-sent connections at once while requests in flight finish.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{Request, Response};
@@ -13,8 +11,7 @@ use axum::Router;
 use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
@@ -22,6 +19,7 @@ use tower::ServiceExt;
 use super::accept::{Admission, Admitted};
 use super::body::{body_late_response, TimedBody};
 use super::clock::{ConnClock, Due};
+use super::observed::{Observed, ReadWatch};
 use super::{until_stopped, ConnectionLimits};
 
 /// Serves `router` on `listener` until `stopped` turns true, then stops
@@ -66,9 +64,9 @@ async fn connection(
         permit: _permit,
     } = admitted;
     let clock = Arc::new(ConnClock::new(Instant::now()));
-    let io = TokioIo::new(Watched {
+    let io = TokioIo::new(Observed {
         inner: stream,
-        clock: Arc::clone(&clock),
+        watch: HeadWatch(Arc::clone(&clock)),
     });
     let service_clock = Arc::clone(&clock);
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -138,53 +136,17 @@ async fn connection(
     }
 }
 
-/// The connection's socket, telling its clock when bytes arrive.
-struct Watched {
-    inner: TcpStream,
-    clock: Arc<ConnClock>,
-}
+/// Tells a connection's clock when the bytes of a request head arrive.
+struct HeadWatch(Arc<ConnClock>);
 
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before && self.clock.awaiting_head() {
-            self.clock.on_head_bytes(Instant::now());
+impl ReadWatch for HeadWatch {
+    fn before_read(&mut self, _: &mut std::task::Context<'_>) -> Option<io::Error> {
+        None
+    }
+
+    fn after_read(&mut self, bytes: usize) {
+        if bytes > 0 && self.0.awaiting_head() {
+            self.0.on_head_bytes(Instant::now());
         }
-        read
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

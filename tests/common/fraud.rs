@@ -50,3 +50,23 @@ pub fn fraud_request(rows: usize) -> serde_json::Value {
         "name": "input", "shape": [rows, 30], "datatype": "FP32", "data": fraud_rows(rows)
     }]})
 }
+
+/// A gRPC `ModelInfer` request of one fraud row to `model` (typed FP32 contents).
+pub fn fraud_grpc_request(model: &str) -> podium::api::grpc::proto::ModelInferRequest {
+    use podium::api::grpc::proto::model_infer_request::InferInputTensor;
+    use podium::api::grpc::proto::{InferTensorContents, ModelInferRequest};
+    ModelInferRequest {
+        model_name: model.into(),
+        inputs: vec![InferInputTensor {
+            name: "input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 30],
+            contents: Some(InferTensorContents {
+                fp32_contents: FRAUD_ROW.to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

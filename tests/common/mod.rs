@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use fraud::{fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
+pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
 pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
 pub use server::Server;
 
