@@ -61,16 +61,7 @@ fn grpc_timeout(value: &str) -> Result<Duration, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Map(Vec<(&'static str, &'static str)>);
-    impl RequestKeys for Map {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
-        }
-        fn parameter(&self, name: &str) -> Option<String> {
-            self.header(&format!("param:{name}")).map(str::to_string)
-        }
-    }
+    use crate::api::keys::tests::Map;
 
     #[test]
     fn every_source_is_read_and_the_shortest_wins() {

@@ -69,10 +69,11 @@ fn cookie(header: &str, name: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    struct Map(Vec<(&'static str, &'static str)>);
+    /// Headers as pairs; a parameter `p` is the pair `("param:p", value)`.
+    pub(crate) struct Map(pub Vec<(&'static str, &'static str)>);
     impl RequestKeys for Map {
         fn header(&self, name: &str) -> Option<&str> {
             self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
