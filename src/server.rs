@@ -117,6 +117,7 @@ pub async fn serve(
 
     let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
     tracing::info!("registry: {} {}", registry.kind(), registry.location());
+    let registry_kind = registry.kind();
     if opts.registry.is_mlflow() {
         // The artifact cache, and the alias history's default place.
         let dir = opts.registry.state_dir();
@@ -217,6 +218,15 @@ pub async fn serve(
             .transpose()?,
         max_model_bytes: opts.max_model_bytes,
     };
+    crate::telemetry::declare(&crate::telemetry::Declared {
+        registry_kind,
+        endpoints: routes
+            .endpoints
+            .values()
+            .map(|e| (e.name.as_str(), e.shadow.is_some()))
+            .collect(),
+        table: table.is_some(),
+    });
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,

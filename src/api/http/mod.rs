@@ -85,7 +85,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::telemetry::render(state.core.models()),
+        crate::telemetry::render(&state.core),
     )
         .into_response()
 }

@@ -1,5 +1,10 @@
 //! Prometheus metrics at `/metrics`: a recorder installed once per process,
-//! and gauges of the model store refreshed at every scrape.
+//! the catalogue of help texts and series that exist from start-up
+//! ([`catalog`]), and gauges of the serving core refreshed at every scrape.
+
+mod catalog;
+
+pub use catalog::{declare, Declared};
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -7,7 +12,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
-use crate::serving::{AliasState, ModelStore};
+use crate::serving::{AliasState, Core};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -62,11 +67,16 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 /// The Prometheus text for a scrape.
-pub fn render(store: &ModelStore) -> String {
+pub fn render(core: &Core) -> String {
     let Some(handle) = install() else {
         return "# metrics are disabled: the Prometheus recorder could not be installed\n".into();
     };
-    let status = store.status();
+    let (requests, shadow) = core.queued();
+    metrics::gauge!("podium_inference_queue_depth", "pool" => "requests").set(requests as f64);
+    if let Some(shadow) = shadow {
+        metrics::gauge!("podium_inference_queue_depth", "pool" => "shadow").set(shadow as f64);
+    }
+    let status = core.models().status();
     for slot in &status.slots {
         let labels = [("model", slot.model.clone()), ("alias", slot.alias.clone())];
         metrics::gauge!("podium_serving_version", &labels)
@@ -115,15 +125,22 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::routing::RouteTable;
+    use crate::runtime::pool::InferencePool;
     use crate::serving::test_registry::Fixture;
     use crate::serving::Reconciler;
+
+    fn core(fx: &Fixture) -> Core {
+        let pool = InferencePool::start(1, 4).unwrap();
+        Core::new(Arc::clone(&fx.store), pool, None, RouteTable::default())
+    }
 
     #[tokio::test]
     async fn each_alias_shows_its_state() {
         let fx = Fixture::fraud(0);
         let _reconciler = Reconciler::spawn(Arc::clone(&fx.store), Duration::from_secs(60));
         fx.store.refresh().await.unwrap();
-        let text = render(&fx.store);
+        let text = render(&core(&fx));
         let line = |state: &str, value: u8| {
             format!(
                 "podium_alias_state{{model=\"fraud\",alias=\"champion\",state=\"{state}\"}} {value}"
@@ -131,6 +148,10 @@ mod tests {
         };
         assert!(text.contains(&line("serving", 1)), "{text}");
         assert!(text.contains(&line("refused", 0)), "{text}");
+        assert!(
+            text.contains("podium_inference_queue_depth{pool=\"requests\"} 0"),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -138,7 +159,7 @@ mod tests {
         let fx = Fixture::fraud(0);
         install();
         metrics::histogram!("podium_telemetry_test_seconds").record(0.003);
-        let text = render(&fx.store);
+        let text = render(&core(&fx));
         assert!(
             text.contains("# TYPE podium_telemetry_test_seconds histogram"),
             "{text}"
