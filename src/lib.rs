@@ -28,6 +28,7 @@
 //! commands, and a typed client of the admin API.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
