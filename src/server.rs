@@ -292,15 +292,23 @@ pub async fn serve(
         .add_service(health)
         .add_service(grpc::service(Arc::clone(&state)))
         .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
+    // A log named by --audit-log must open; the default one beside the
+    // history may sit in a read-only registry, which serves as before.
     let audit = || -> anyhow::Result<Arc<AuditLog>> {
         let audit = AuditLog::new(&audit_path);
-        audit.open().with_context(|| {
-            format!(
-                "cannot open the admin audit log {} (--audit-log)",
+        match audit.open() {
+            Ok(()) => tracing::info!("admin audit log: {}", audit_path.display()),
+            Err(e) if opts.audit_log.is_none() => tracing::warn!(
+                "cannot open the admin audit log {}: {e}; admin calls will not be audited until it can be written (set --audit-log / PODIUM_AUDIT_LOG)",
                 audit_path.display()
-            )
-        })?;
-        tracing::info!("admin audit log: {}", audit_path.display());
+            ),
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot open the admin audit log {} (--audit-log): {e}",
+                    audit_path.display()
+                ))
+            }
+        }
         Ok(Arc::new(audit))
     };
     let admin = match (&admin_tokens, addr.ip().is_loopback()) {

@@ -10,19 +10,20 @@
 //! - [`file`]: the strict TOML format of both files (hashed secrets).
 //! - [`watch`]: re-reading a file when it changes; a broken one keeps the last good one.
 //! - [`bucket`]: a key's rate limit.
-//! - [`keys`]: API keys; [`admin`]: admin tokens; [`audit`]: the audit log.
+//! - [`api_keys`]: API keys (not `api::keys`, which reads routing keys);
+//!   [`admin`]: admin tokens; [`audit`]: the audit log.
 //! - [`new_secret`]: what `podium keys new` prints.
 
 pub mod admin;
+pub mod api_keys;
 pub mod audit;
 pub mod bucket;
 pub mod file;
-pub mod keys;
 pub mod watch;
 
 pub use admin::{AdminCaller, AdminTokens};
+pub use api_keys::{presented, ApiKeys, Requester};
 pub use audit::{AuditEntry, AuditLog};
-pub use keys::{presented, ApiKeys, Requester};
 
 use base64::Engine as _;
 
