@@ -3,6 +3,7 @@
 //! - [`registry`]: the global flags that choose the registry.
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
 //! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
+//! - [`keys`]: `podium keys new`, API keys and admin tokens.
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server` and `traffic`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -11,6 +12,7 @@
 
 pub mod admin_client;
 pub mod alias;
+pub mod keys;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -21,6 +23,7 @@ pub mod traffic;
 use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
+use keys::KeysCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
@@ -53,11 +56,17 @@ enum Command {
     /// Read an inference table written by `podium serve --table-dir`.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Make API keys (--api-keys) and admin tokens (--admin-tokens).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 impl Cli {
     /// Runs the command; an error is for `main` to print as `error: ...`.
     pub fn run(self) -> anyhow::Result<()> {
+        if let Command::Keys(command) = self.command {
+            return command.run(); // needs no registry
+        }
         let config = self.registry.config()?;
         let registry = config.open()?;
         match self.command {
@@ -66,6 +75,7 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref()),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
+            Command::Keys(command) => command.run(),
         }
     }
 }
