@@ -1,6 +1,7 @@
 //! The REST listener: the Open Inference Protocol (KServe V2) routes.
 
 mod admin;
+mod admin_cert;
 mod body;
 pub mod budget;
 pub mod codec;
@@ -31,6 +32,9 @@ pub enum AdminAccess {
     Loopback,
     /// Mounted; every route needs `Authorization: Bearer <token>`.
     Token(String),
+    /// Mounted; every route needs a client certificate verified against
+    /// `--admin-client-ca` (else 403), and the token too when one is given.
+    ClientCert(Option<String>),
 }
 
 /// All REST routes, and the admin routes as `admin` allows.
@@ -39,6 +43,9 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
         AdminAccess::Disabled => Router::new(),
         AdminAccess::Loopback => admin::routes(Arc::clone(&state), None),
         AdminAccess::Token(token) => admin::routes(Arc::clone(&state), Some(token)),
+        AdminAccess::ClientCert(token) => admin::routes(Arc::clone(&state), token).layer(
+            axum::middleware::from_fn(admin_cert::require_client_cert),
+        ),
     };
     Router::new()
         .merge(admin_routes)
