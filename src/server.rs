@@ -121,8 +121,12 @@ pub async fn serve(
         None => None,
         Some(options) => Some(tokio::task::spawn_blocking(move || Tls::load(&options)).await??),
     };
-    if let Some(tls) = &tls {
-        tracing::info!("TLS on both listeners: certificate {}", tls.describe());
+    match &tls {
+        Some(tls) if tls.expired() => {
+            tracing::warn!("TLS on both listeners: certificate {}", tls.describe())
+        }
+        Some(tls) => tracing::info!("TLS on both listeners: certificate {}", tls.describe()),
+        None => {}
     }
     let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
     tracing::info!("ONNX Runtime loaded from {}", lib.display());
@@ -278,7 +282,11 @@ pub async fn serve(
         (token, _) if client_certs => {
             tracing::info!(
                 "admin API: for clients with a certificate signed by --admin-client-ca{}",
-                if token.is_some() { " and the admin token" } else { "" }
+                if token.is_some() {
+                    " and the admin token"
+                } else {
+                    ""
+                }
             );
             AdminAccess::ClientCert(token.clone())
         }

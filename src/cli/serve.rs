@@ -137,10 +137,20 @@ pub struct ServeArgs {
     grpc_keepalive_timeout_secs: f64,
     /// Serve both listeners over TLS only, with this certificate chain (PEM,
     /// the server's certificate first) [default: plaintext]. Needs --tls-key.
-    #[arg(long, env = "PODIUM_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "PODIUM_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "PODIUM_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "PODIUM_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
     /// Seconds between checks of --tls-cert and --tls-key for changes; a
     /// changed pair that loads is used for new connections.
@@ -148,7 +158,12 @@ pub struct ServeArgs {
     tls_reload_secs: f64,
     /// Require, on every admin API call, a client certificate signed by this
     /// CA (PEM) [default: none]; prediction calls need none. Needs --tls-cert.
-    #[arg(long, env = "PODIUM_ADMIN_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "PODIUM_ADMIN_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     admin_client_ca: Option<PathBuf>,
 }
 

@@ -44,10 +44,11 @@ pub fn grpc_incoming(
     tls: Option<Arc<TlsAcceptor>>,
 ) -> impl Stream<Item = io::Result<GrpcConnection>> + Send + 'static {
     let door = Admission::new("grpc", limits.max_connections);
-    let admitted = futures_util::stream::unfold((listener, door), |(listener, mut door)| async move {
-        let admitted = door.accept(&listener).await;
-        Some((admitted, (listener, door)))
-    });
+    let admitted =
+        futures_util::stream::unfold((listener, door), |(listener, mut door)| async move {
+            let admitted = door.accept(&listener).await;
+            Some((admitted, (listener, door)))
+        });
     admitted
         .map(move |admitted| connection(admitted, limits, stopped.clone(), tls.clone()))
         // Every connection in here holds a place, so this never limits.

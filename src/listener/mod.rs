@@ -24,7 +24,6 @@ use std::time::Duration;
 pub use grpc::{grpc_incoming, grpc_server, GrpcConnection};
 pub use rest::serve_rest;
 pub use tls::{ClientCert, Tls, TlsAcceptor, TlsOptions, DEFAULT_RELOAD_INTERVAL};
-pub use transport::Transport;
 
 /// The limits and timeouts of both listeners; `podium serve` fills them
 /// from flags (see the README's "Security and limits").

@@ -11,7 +11,7 @@ use tokio_rustls::server::TlsStream;
 
 /// A plaintext or TLS connection; reads and writes are the application's
 /// bytes either way.
-pub enum Transport {
+pub(crate) enum Transport {
     Plain(TcpStream),
     /// Boxed: a TLS session's buffers are much larger than a socket.
     Tls(Box<TlsStream<TcpStream>>),
@@ -19,7 +19,7 @@ pub enum Transport {
 
 impl Transport {
     /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Transport::Plain(stream) => stream,
             Transport::Tls(tls) => tls.get_ref().0,

@@ -43,9 +43,8 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
         AdminAccess::Disabled => Router::new(),
         AdminAccess::Loopback => admin::routes(Arc::clone(&state), None),
         AdminAccess::Token(token) => admin::routes(Arc::clone(&state), Some(token)),
-        AdminAccess::ClientCert(token) => admin::routes(Arc::clone(&state), token).layer(
-            axum::middleware::from_fn(admin_cert::require_client_cert),
-        ),
+        AdminAccess::ClientCert(token) => admin::routes(Arc::clone(&state), token)
+            .layer(axum::middleware::from_fn(admin_cert::require_client_cert)),
     };
     Router::new()
         .merge(admin_routes)

@@ -44,6 +44,11 @@ pub(crate) struct ServerCert {
 }
 
 impl ServerCert {
+    /// Whether the certificate's validity has ended (clients refuse it).
+    pub fn expired(&self) -> bool {
+        self.not_after <= SystemTime::now()
+    }
+
     /// "CN=…, valid until …" for logs.
     pub fn describe(&self) -> String {
         let mut text = match &self.common_name {
@@ -55,7 +60,7 @@ impl ServerCert {
             ", valid until {}",
             certificate::format_time(self.not_after)
         );
-        if self.not_after <= SystemTime::now() {
+        if self.expired() {
             text.push_str(" (EXPIRED: clients will refuse it)");
         }
         text
@@ -95,14 +100,23 @@ impl PairBytes {
     }
 
     /// The certificate chain and key, checked to belong together.
-    pub fn parse(&self, files: &CertFiles, provider: &CryptoProvider) -> anyhow::Result<ServerCert> {
+    pub fn parse(
+        &self,
+        files: &CertFiles,
+        provider: &CryptoProvider,
+    ) -> anyhow::Result<ServerCert> {
         let cert_bytes = self.cert.as_ref().map_err(|why| anyhow!("{why}"))?;
         let key_bytes = self.key.as_ref().map_err(|why| anyhow!("{why}"))?;
         let cert_path = files.cert.display();
         let key_path = files.key.display();
         let chain = CertificateDer::pem_slice_iter(cert_bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!("{cert_path} (--tls-cert) is not valid PEM: {}", pem_problem(&e)))?;
+            .map_err(|e| {
+                anyhow!(
+                    "{cert_path} (--tls-cert) is not valid PEM: {}",
+                    pem_problem(&e)
+                )
+            })?;
         let Some(leaf) = chain.first() else {
             bail!("{cert_path} (--tls-cert) holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", the server's certificate first, then any intermediates");
         };
@@ -141,7 +155,12 @@ pub(crate) fn read_client_ca(path: &Path) -> anyhow::Result<RootCertStore> {
     let shown = path.display();
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow!("{shown} (--admin-client-ca) is not valid PEM: {}", pem_problem(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "{shown} (--admin-client-ca) is not valid PEM: {}",
+                pem_problem(&e)
+            )
+        })?;
     if certs.is_empty() {
         bail!("{shown} (--admin-client-ca) holds no certificate: expected the PEM certificate(s) of the CA that signs admin client certificates");
     }
@@ -160,7 +179,8 @@ pub(crate) fn read_client_ca(path: &Path) -> anyhow::Result<RootCertStore> {
 /// A PEM file's bytes, or a message naming the file, its flag and the problem.
 fn read_pem_file(path: &Path, flag: &str) -> Result<Vec<u8>, String> {
     let shown = path.display();
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown} ({flag}): {e}"))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {shown} ({flag}): {e}"))?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot read {shown} ({flag}): {e}"))?;
@@ -186,7 +206,9 @@ fn pem_problem(e: &pem::Error) -> String {
         pem::Error::MissingSectionEnd { .. } => {
             "a block has no \"-----END …-----\" line (is the file truncated?)".into()
         }
-        pem::Error::IllegalSectionStart { .. } => "a \"-----BEGIN …-----\" line is malformed".into(),
+        pem::Error::IllegalSectionStart { .. } => {
+            "a \"-----BEGIN …-----\" line is malformed".into()
+        }
         pem::Error::Base64Decode(_) => "a block is not valid base64".into(),
         e => e.to_string(),
     }

@@ -55,6 +55,7 @@ pub struct Tls {
     reload_interval: Duration,
     verifies_client_certs: bool,
     described: String,
+    expired: bool,
 }
 
 impl Tls {
@@ -69,8 +70,7 @@ impl Tls {
         let bytes = files.read();
         let first = bytes.parse(&files, &provider)?;
         let store = Arc::new(CertStore::new(Arc::clone(&first.key)));
-        let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match &options.admin_client_ca
-        {
+        let client_verifier: Option<Arc<dyn ClientCertVerifier>> = match &options.admin_client_ca {
             None => None,
             Some(path) => {
                 let roots = files::read_client_ca(path)?;
@@ -95,6 +95,7 @@ impl Tls {
             reload_interval: options.reload_interval,
             verifies_client_certs,
             described: first.describe(),
+            expired: first.expired(),
         })
     }
 
@@ -117,6 +118,11 @@ impl Tls {
     /// The certificate loaded at start-up, for the log: `CN=…, valid until …`.
     pub fn describe(&self) -> &str {
         &self.described
+    }
+
+    /// Whether the certificate loaded at start-up has expired.
+    pub fn expired(&self) -> bool {
+        self.expired
     }
 
     /// Starts the task that reloads the certificate when its files change

@@ -110,11 +110,19 @@ pub(crate) async fn follow(store: Arc<CertStore>, mut follower: Follower, every:
             Outcome::Loaded(cert) => {
                 store.replace(Arc::clone(&cert.key));
                 metrics::counter!("podium_tls_reloads_total").increment(1);
-                tracing::info!(
-                    "TLS certificate reloaded from {} ({}); new connections get it",
-                    files.cert.display(),
-                    cert.describe()
-                );
+                if cert.expired() {
+                    tracing::warn!(
+                        "TLS certificate reloaded from {} ({}); new connections get it",
+                        files.cert.display(),
+                        cert.describe()
+                    );
+                } else {
+                    tracing::info!(
+                        "TLS certificate reloaded from {} ({}); new connections get it",
+                        files.cert.display(),
+                        cert.describe()
+                    );
+                }
             }
             Outcome::Refused(e) => {
                 metrics::counter!("podium_tls_reload_errors_total").increment(1);
