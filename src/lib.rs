@@ -22,8 +22,8 @@
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table` and `routing` import none of `api`,
 //! `serving`. `listener` admits and times connections on both ports
-//! (header, idle and body timeouts, the connection limit, shutdown) before
-//! hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
+//! (header, idle and body timeouts, the connection limit, shutdown, TLS
+//! with certificate reload) before hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
