@@ -22,10 +22,10 @@
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table` and `routing` import none of `api`,
 //! `serving`. `listener` admits and times connections on both ports
-//! (header, idle and body timeouts, the connection limit, shutdown) before
-//! hyper and tonic see them. `auth` (API keys, admin tokens, the audit
-//! log) is protocol-free; `api` asks it before a call reaches the
-//! pipeline. `cli` is the `podium` command line (the binary is a thin
+//! (header, idle and body timeouts, the connection limit, shutdown, TLS
+//! with certificate reload) before hyper and tonic see them. `auth` (API
+//! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
+//! a call reaches the pipeline. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{client, Server};
+use common::{client, closed_within, Server};
 use serde_json::{json, Value};
 
 /// Long enough for any timer under test (1 s) on a loaded machine, and
@@ -20,28 +20,6 @@ fn connect(url: &str) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_nodelay(true).unwrap();
     stream
-}
-
-/// Whether the server closes `stream` within `deadline` (bytes it sends
-/// first, such as an answer, are read and ignored).
-fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return false;
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true, // reset
-        }
-    }
 }
 
 /// One HTTP/1.1 answer on `stream`: status and body.
