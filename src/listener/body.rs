@@ -19,10 +19,11 @@ pub(crate) struct TimedBody {
     done: bool,
 }
 
-/// The error a late body ends with (the request is answered 408).
+/// The error a late body ends with (the request is answered 408); a
+/// handler that reads the body sees it in the error's source chain.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive in time")]
-pub(crate) struct BodyLate;
+pub struct BodyLate;
 
 impl TimedBody {
     pub(crate) fn new(inner: Incoming, clock: Arc<ConnClock>) -> TimedBody {

@@ -17,6 +17,7 @@ mod rest;
 
 use std::time::Duration;
 
+pub use body::BodyLate;
 pub use grpc::{grpc_incoming, grpc_server, GrpcConnection};
 pub use rest::serve_rest;
 

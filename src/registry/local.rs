@@ -129,16 +129,27 @@ impl Registry for LocalRegistry {
 
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
         let path = self.existing_model_dir(model)?.join(ALIASES);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let aliases: BTreeMap<String, u64> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Internal(format!(
+                "{} is not a JSON object of alias → version: {e}; fix or delete the file",
+                path.display()
+            ))
+        })?;
+        // Written by hand, it may hold names `podium alias set` refuses.
+        for alias in aliases.keys() {
+            validate_alias_name(alias).map_err(|e| {
                 Error::Internal(format!(
-                    "{} is not a JSON object of alias → version: {e}; fix or delete the file",
+                    "{}: {e}; rename it in the file, or set it again with `podium alias set`",
                     path.display()
                 ))
-            }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(io_error("read", &path, e)),
+            })?;
         }
+        Ok(aliases)
     }
 
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
@@ -154,6 +165,19 @@ impl Registry for LocalRegistry {
                 "model \"{model}\" has no version {version}"
             )))
         }
+    }
+
+    fn unlisted_version(&self, model: &str, version: u64) -> String {
+        let file = self
+            .root
+            .join(model)
+            .join("versions")
+            .join(version.to_string())
+            .join(ARTIFACT);
+        format!(
+            "{ALIASES} points at version {version}, which has no model file ({} is missing); register a new version with `podium models register {model} FILE.onnx` and point the alias at it, or restore the file",
+            file.display()
+        )
     }
 
     fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
@@ -323,6 +347,34 @@ mod tests {
             .filter(|n| n.contains("tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn hand_written_alias_names_are_checked_and_the_file_named() {
+        let (_tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        let path = reg.root().join("fraud").join(ALIASES);
+        fs::write(&path, r#"{"champion": 1, "champiön": 1}"#).unwrap();
+        let err = reg.aliases("fraud").unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: invalid alias \"champiön\"", path.display()))
+                && err.contains("ASCII"),
+            "{err}"
+        );
+        fs::write(&path, r#"{"champion": 1}"#).unwrap();
+        assert_eq!(reg.aliases("fraud").unwrap()["champion"], 1);
+    }
+
+    #[test]
+    fn a_missing_version_is_told_in_the_local_registry_s_words() {
+        let (_tmp, reg, _) = registry_with_file();
+        let why = reg.unlisted_version("fraud", 2);
+        assert!(
+            why.starts_with("aliases.json points at version 2, which has no model file (")
+                && why.contains("fraud/versions/2/model.onnx is missing")
+                && !why.contains("READY"),
+            "{why}"
+        );
     }
 
     #[test]

@@ -212,12 +212,14 @@ impl Pass<'_> {
             return stay(AliasState::Serving { version: target });
         }
         if !info.versions.contains(&target) {
-            // The alias points at a version whose registration has not
-            // finished (MLflow: not READY): not a refusal, so nothing is
-            // held against it; the old version keeps serving and the alias
-            // is followed once the version is READY.
+            // The alias points at a version the registry does not list
+            // (MLflow: its registration has not finished; local: its model
+            // file is missing): not a refusal, so nothing is held against
+            // it; the old version keeps serving and the alias is followed
+            // once the version is listed.
             let why = format!(
-                "waiting for version {target} to be READY in the registry{}",
+                "{}{}",
+                self.store.registry.unlisted_version(model, target),
                 still(&current)
             );
             if said != Some(why.as_str()) {

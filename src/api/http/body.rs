@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::budget::{BodyBudget, BodyPermit};
 use crate::error::Error;
+use crate::listener::BodyLate;
 
 /// A header's value as text, when it is.
 pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -101,6 +102,13 @@ pub(crate) async fn read_body_within(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(None)),
+        // The listener answers the client 408 itself; this is what the
+        // metrics and the inference table record.
+        Err(e) if is_late(e.as_ref()) => {
+            return Err(Error::RequestTimeout(
+                "the request body did not arrive in time (--body-read-timeout-secs / PODIUM_BODY_READ_TIMEOUT_SECS)".into(),
+            ))
+        }
         Err(e) => {
             return Err(Error::InvalidInput(format!(
                 "could not read the request body: {e}"
@@ -109,4 +117,10 @@ pub(crate) async fn read_body_within(
     };
     let permit = permit.grow_to(bytes.len())?;
     Ok((bytes, permit))
+}
+
+/// Whether reading the body failed because the listener's body-read timer
+/// ran out (rather than the client breaking the body).
+fn is_late(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<BodyLate>())
 }
