@@ -40,9 +40,9 @@ pub(super) fn recover(
 ) -> Recovered {
     let mut done = Recovered::default();
     for path in files(table, 2, &|name| name.ends_with(".inprogress")) {
-        if held_by_a_live_writer(&path) {
+        let Some(_claimed) = claim(&path) else {
             continue;
-        }
+        };
         let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         match fs::remove_file(&path) {
             Ok(()) => {
@@ -62,9 +62,11 @@ pub(super) fn recover(
     for path in files(&journals, 2, &|name| {
         name.ends_with(&format!(".{EXTENSION}"))
     }) {
-        if held_by_a_live_writer(&path) {
+        // Held until the journal is deleted: a Podium starting at the same
+        // time on the same directory skips it.
+        let Some(_claimed) = claim(&path) else {
             continue;
-        }
+        };
         match replay(table, &journals, &path, schema, properties) {
             Ok(Some(rows)) => {
                 done.files += 1;
@@ -171,12 +173,15 @@ fn replay(
     Ok(Some(rows))
 }
 
-/// Whether another process holds `path` open for writing (its lock).
-fn held_by_a_live_writer(path: &Path) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    matches!(file.try_lock(), Err(fs::TryLockError::WouldBlock))
+/// `path` opened and locked for recovery; None when another process holds
+/// it (a live writer, or another start-up recovering it) or it is gone.
+/// Without file locks (some network filesystems) recovery goes ahead.
+fn claim(path: &Path) -> Option<File> {
+    let file = File::open(path).ok()?;
+    match file.try_lock() {
+        Err(fs::TryLockError::WouldBlock) => None,
+        _ => Some(file),
+    }
 }
 
 /// Files under `dir` exactly `depth` folders down whose names pass `keep`.

@@ -45,7 +45,10 @@ pub(super) struct Loader {
     loading: Mutex<()>,
     /// What each version's file was when it was first loaded (kept after
     /// it is unloaded, so it is never loaded again from changed files).
+    /// Held while a changed file is hashed: status reads `drifted` instead.
     fingerprints: Mutex<HashMap<Key, Fingerprint>>,
+    /// The drift of each version whose files differ, as last checked.
+    drifted: RwLock<HashMap<Key, String>>,
 }
 
 /// A loaded version whose files drifted, or came back as they were.
@@ -70,6 +73,7 @@ impl Loader {
             draining: Mutex::new(Vec::new()),
             loading: Mutex::new(()),
             fingerprints: Mutex::new(HashMap::new()),
+            drifted: RwLock::new(HashMap::new()),
         }
     }
 
@@ -77,9 +81,18 @@ impl Loader {
     /// the last [`Loader::check_drift`]; None when they do not (or it was
     /// never loaded).
     pub fn drift(&self, model: &str, version: u64) -> Option<String> {
-        lock(&self.fingerprints)
+        read(&self.drifted)
             .get(&(model.to_string(), version))
-            .and_then(|f| f.drift().map(String::from))
+            .cloned()
+    }
+
+    /// Publishes what a check of `key`'s files found.
+    fn publish_drift(&self, key: &Key, drift: Option<&str>) {
+        let mut drifted = write(&self.drifted);
+        match drift {
+            Some(drift) => drifted.insert(key.clone(), drift.to_string()),
+            None => drifted.remove(key),
+        };
     }
 
     /// Looks at the files of every loaded version again (metadata; a hash
@@ -97,6 +110,7 @@ impl Loader {
             if before == now {
                 continue;
             }
+            self.publish_drift(&key, now.as_deref());
             let (model, version) = key;
             match &now {
                 Some(drift) => tracing::warn!(
@@ -299,10 +313,14 @@ impl Loader {
         write(&self.fetch_failed).remove(&key);
         // Loaded before (and unloaded since): only from the same files.
         let known = match lock(&self.fingerprints).get_mut(&key) {
-            Some(before) => match before.check() {
-                Some(drift) => return Err(Error::Refused(format!("{drift}; {ADVICE}"))),
-                None => true,
-            },
+            Some(before) => {
+                let drift = before.check();
+                self.publish_drift(&key, drift);
+                if let Some(drift) = drift {
+                    return Err(Error::Refused(format!("{drift}; {ADVICE}")));
+                }
+                true
+            }
             None => false,
         };
         let fingerprint = if known {
