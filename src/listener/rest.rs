@@ -72,7 +72,13 @@ async fn connection(
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let clock = Arc::clone(&service_clock);
         clock.on_request(!request.body().is_end_stream(), Instant::now());
-        let request = request.map(|body| Body::new(TimedBody::new(body, Arc::clone(&clock))));
+        let request = request.map(|body| {
+            Body::new(TimedBody::new(
+                body,
+                Arc::clone(&clock),
+                limits.body_read_timeout,
+            ))
+        });
         let answer = router.clone().oneshot(request);
         async move {
             let response = answer.await;

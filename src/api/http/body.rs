@@ -102,25 +102,23 @@ pub(crate) async fn read_body_within(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(None)),
-        // The listener answers the client 408 itself; this is what the
-        // metrics and the inference table record.
-        Err(e) if is_late(e.as_ref()) => {
-            return Err(Error::RequestTimeout(
-                "the request body did not arrive in time (--body-read-timeout-secs / PODIUM_BODY_READ_TIMEOUT_SECS)".into(),
-            ))
-        }
-        Err(e) => {
-            return Err(Error::InvalidInput(format!(
-                "could not read the request body: {e}"
-            )))
-        }
+        // The listener answers the client 408 with the same text itself;
+        // this is what the inference table records.
+        Err(e) => match late(e.as_ref()) {
+            Some(late) => return Err(Error::RequestTimeout(late.to_string())),
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+        },
     };
     let permit = permit.grow_to(bytes.len())?;
     Ok((bytes, permit))
 }
 
-/// Whether reading the body failed because the listener's body-read timer
-/// ran out (rather than the client breaking the body).
-fn is_late(e: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<BodyLate>())
+/// Why reading the body failed, when the listener's body-read timer ran
+/// out (rather than the client breaking the body).
+fn late<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyLate> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<BodyLate>())
 }
