@@ -497,7 +497,8 @@ async fn kill_9_leaves_every_completed_file_readable() {
     // These land in a file that is still open when the process dies.
     send_rows(&c, &s, "fraud", 5).await;
     drop(s); // SIGKILL
-             // The completed file is whole; the open one is lost and stays hidden.
+             // The completed file is whole; the open one stays hidden until the
+             // next start writes it from its journal (tests/table_journal.rs).
     let rows = read_table(&table);
     assert_eq!(rows.len(), 10, "rows after kill -9");
     let hidden: Vec<_> = walk(&table)
