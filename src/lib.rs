@@ -16,7 +16,9 @@
 //!     runtime: bounded queue ▸ ONNX Runtime on Podium's inference threads
 //!
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
-//!     inference_table: protocol-free rows, payload rendering handed in by api
+//!                      (and each poll: loaded versions' files checked for drift)
+//!     inference_table: protocol-free rows, payload rendering handed in by api;
+//!                      open files journaled, replayed at start after a crash
 //! ```
 //!
 //! Module arrows point one way: `api → serving → (routing, runtime,

@@ -21,6 +21,7 @@ mod transport;
 
 use std::time::Duration;
 
+pub use body::BodyLate;
 pub use grpc::{grpc_incoming, grpc_server, GrpcConnection};
 pub use rest::serve_rest;
 pub use tls::{ClientCert, Tls, TlsAcceptor, TlsOptions, DEFAULT_RELOAD_INTERVAL};

@@ -92,7 +92,13 @@ async fn connection(
         }
         let clock = Arc::clone(&service_clock);
         clock.on_request(!request.body().is_end_stream(), Instant::now());
-        let mut request = request.map(|body| Body::new(TimedBody::new(body, Arc::clone(&clock))));
+        let mut request = request.map(|body| {
+            Body::new(TimedBody::new(
+                body,
+                Arc::clone(&clock),
+                limits.body_read_timeout,
+            ))
+        });
         // The client's address, for the admin audit log.
         request
             .extensions_mut()

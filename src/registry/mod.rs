@@ -52,6 +52,15 @@ pub trait Registry: Send + Sync {
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error>;
     /// Where the ONNX file of `model` version `version` is.
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error>;
+    /// Why an alias of `model` points at `version` though
+    /// [`Registry::versions`] does not list it, in this registry's words;
+    /// the alias is followed once the version is listed.
+    fn unlisted_version(&self, model: &str, version: u64) -> String {
+        format!(
+            "version {version} of \"{model}\" is not listed by the {} registry yet",
+            self.kind()
+        )
+    }
     /// Registers the file at `file` as the next version of `model` (creating
     /// the model); returns the new version. The file is read and checked as
     /// [`ModelFile::read`] does, with the default size cap
@@ -231,7 +240,8 @@ pub fn validate_model_name(name: &str) -> Result<(), Error> {
     }
 }
 
-/// Alias names follow MLflow: `^[\w\-]+$`, at most 256 bytes; `latest`,
+/// Alias names follow MLflow, `^[\w\-]+$` and at most 256 bytes, in ASCII
+/// only (an alias travels in the `x-podium-arm` header); `latest`,
 /// `v<digits>` and all-digit names are reserved (they read as versions).
 pub fn validate_alias_name(alias: &str) -> Result<(), Error> {
     let invalid = |why: &str| {
@@ -244,9 +254,11 @@ pub fn validate_alias_name(alias: &str) -> Result<(), Error> {
     }
     if !alias
         .chars()
-        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return invalid("use only letters, digits, '_' and '-' (MLflow's ^[\\w\\-]+$)");
+        return invalid(
+            "use only ASCII letters, digits, '_' and '-' (MLflow's ^[\\w\\-]+$, in ASCII: an alias is sent back in the x-podium-arm header)",
+        );
     }
     if alias.eq_ignore_ascii_case(LATEST) {
         return invalid("\"latest\" is reserved: it always means the highest version");
@@ -317,7 +329,18 @@ mod tests {
     #[test]
     fn alias_rules_follow_mlflow() {
         for bad in [
-            "", "latest", "LATEST", "v3", "V12", "42", "a/b", "..", "a b", "a.b",
+            "",
+            "latest",
+            "LATEST",
+            "v3",
+            "V12",
+            "42",
+            "a/b",
+            "..",
+            "a b",
+            "a.b",
+            "champiön",
+            "挑战者",
         ] {
             assert!(validate_alias_name(bad).is_err(), "{bad:?} accepted");
         }

@@ -17,7 +17,10 @@ pub struct Event {
     pub unix_ms: u64,
     pub model: String,
     pub alias: String,
-    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`.
+    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`,
+    /// `drift` (a served or kept version's files changed on disk:
+    /// `failed` with the change as `error`; `ok` once they are back).
+    /// For `drift`, `to_version` is the version whose files changed.
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<u64>,

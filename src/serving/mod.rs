@@ -5,6 +5,7 @@
 
 mod alias_state;
 mod commands;
+mod drift;
 mod history;
 mod loader;
 mod readiness;

@@ -201,6 +201,10 @@ impl Registry for MlflowRegistry {
             .download(&self.cache, model, version, &uri, &dir)
     }
 
+    fn unlisted_version(&self, _model: &str, version: u64) -> String {
+        format!("waiting for version {version} to be READY in the registry")
+    }
+
     fn register(&self, model: &str, _file: &Path) -> Result<u64, Error> {
         Err(refuse_registration(model))
     }
