@@ -23,7 +23,8 @@
 //! registry)`; `inference_table` and `routing` import none of `api`,
 //! `serving`. `listener` admits and times connections on both ports
 //! (header, idle and body timeouts, the connection limit, shutdown) before
-//! hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
+//! hyper and tonic see them. `offline` scores files (`podium batch`,
+//! `podium compare`) with the same registry and runtime as serving. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
@@ -35,6 +36,7 @@ pub mod error;
 mod fuzz;
 pub mod inference_table;
 pub mod listener;
+pub mod offline;
 pub mod registry;
 pub mod request;
 pub mod routing;

@@ -3,6 +3,7 @@
 //! - [`registry`]: the global flags that choose the registry.
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
 //! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
+//! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server` and `traffic`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -11,6 +12,8 @@
 
 pub mod admin_client;
 pub mod alias;
+pub mod batch;
+pub mod compare;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -21,6 +24,8 @@ pub mod traffic;
 use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
+use batch::BatchArgs;
+use compare::CompareArgs;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
@@ -53,6 +58,12 @@ enum Command {
     /// Read an inference table written by `podium serve --table-dir`.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Score a Parquet or CSV file with a model version (MODEL, MODEL@ALIAS,
+    /// MODEL/VERSION) and write the scores to Parquet.
+    Batch(Box<BatchArgs>),
+    /// Compare the champion and the challenger on a held-out file (metric,
+    /// paired-bootstrap interval, decision); optionally promote the challenger.
+    Compare(Box<CompareArgs>),
 }
 
 impl Cli {
@@ -66,6 +77,8 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref()),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
+            Command::Batch(args) => args.run(registry.as_ref()),
+            Command::Compare(args) => args.run(&config, registry.as_ref()),
         }
     }
 }
