@@ -121,12 +121,8 @@ fn batch_writes_the_inputs_the_outputs_and_the_version() {
         "{stderr}"
     );
     let out = read_parquet(&output);
-    let columns: Vec<&str> = out
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
+    let schema = out.schema();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
         columns[30..],
         [
