@@ -27,7 +27,8 @@
 //! (header, idle and body timeouts, the connection limit, shutdown, TLS
 //! with certificate reload) before hyper and tonic see them. `auth` (API
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
-//! a call reaches the pipeline. `cli` is the `podium` command line (the binary is a thin
+//! a call reaches the pipeline. `offline` scores files (`podium batch`,
+//! `podium compare`) with the same registry and runtime as serving. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
@@ -40,6 +41,7 @@ pub mod error;
 mod fuzz;
 pub mod inference_table;
 pub mod listener;
+pub mod offline;
 pub mod registry;
 pub mod request;
 pub mod routing;

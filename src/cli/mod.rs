@@ -4,6 +4,7 @@
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
 //! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
+//! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server` and `traffic`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -13,6 +14,8 @@
 pub mod admin_client;
 pub mod alias;
 pub mod keys;
+pub mod batch;
+pub mod compare;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -24,6 +27,8 @@ use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
 use keys::KeysCommand;
+use batch::BatchArgs;
+use compare::CompareArgs;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
@@ -59,6 +64,12 @@ enum Command {
     /// Make API keys (--api-keys) and admin tokens (--admin-tokens).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Score a Parquet or CSV file with a model version (MODEL, MODEL@ALIAS,
+    /// MODEL/VERSION) and write the scores to Parquet.
+    Batch(Box<BatchArgs>),
+    /// Compare the champion and the challenger on a held-out file (metric,
+    /// paired-bootstrap interval, decision); optionally promote the challenger.
+    Compare(Box<CompareArgs>),
 }
 
 impl Cli {
@@ -76,6 +87,8 @@ impl Cli {
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
             Command::Keys(command) => command.run(),
+            Command::Batch(args) => args.run(registry.as_ref()),
+            Command::Compare(args) => args.run(&config, registry.as_ref()),
         }
     }
 }

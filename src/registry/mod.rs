@@ -89,6 +89,27 @@ pub trait Registry: Send + Sync {
     /// Removes `alias`; an error if it does not exist.
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error>;
 
+    /// Whether versions carry tags ([`Registry::set_version_tags`]).
+    fn has_version_tags(&self) -> bool {
+        false
+    }
+    /// Sets `tags` (key, value) on `model` `version`, as MLflow model-version
+    /// tags (`podium compare` writes its numbers and
+    /// `model_validation_status`). Registries without version tags refuse,
+    /// as this default does.
+    fn set_version_tags(
+        &self,
+        model: &str,
+        version: u64,
+        tags: &[(String, String)],
+    ) -> Result<(), Error> {
+        let _ = tags;
+        Err(Error::Unsupported(format!(
+            "the {} registry keeps no tags on versions (model \"{model}\" version {version}); its alias history records the comparison",
+            self.kind()
+        )))
+    }
+
     /// Versions and aliases of `only` these models, or of every registered
     /// model, in as few calls as the registry allows. The outer error means
     /// the registry could not be read at all.

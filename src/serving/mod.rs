@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 pub use crate::registry::ModelInfo;
 pub use alias_state::AliasState;
 pub use commands::AliasChange;
-pub use history::{Event, History};
+pub use history::{ComparisonRecord, Event, History};
 pub use readiness::HealthSummary;
 pub use reconciler::Reconciler;
 pub use registry_health::RegistryStatus;

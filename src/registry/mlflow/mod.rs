@@ -230,6 +230,30 @@ impl Registry for MlflowRegistry {
             })
     }
 
+    fn has_version_tags(&self) -> bool {
+        true
+    }
+
+    fn set_version_tags(
+        &self,
+        model: &str,
+        version: u64,
+        tags: &[(String, String)],
+    ) -> Result<(), Error> {
+        for (key, value) in tags {
+            self.client
+                .set_version_tag(model, version, key, value)
+                .map_err(|e| match e {
+                    Error::NotFound(m) => Error::NotFound(format!(
+                        "{m} (MLflow at {}); list versions with `podium models list`",
+                        self.base()
+                    )),
+                    other => other,
+                })?;
+        }
+        Ok(())
+    }
+
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
         // MLflow answers 200 for an alias that does not exist; Podium says so.
         if !self.aliases(model)?.contains_key(alias) {
