@@ -124,18 +124,111 @@ enum ExtraHeader {
     Numbered(HeaderName, String),
 }
 
+/// Where REST requests go and what every one of them carries: the
+/// server's address, the extra headers and the per-request timeout.
+#[derive(Clone, Debug)]
+pub struct HttpTarget {
+    pub address: Address,
+    headers: Vec<ExtraHeader>,
+    timeout: Duration,
+}
+
+impl HttpTarget {
+    /// Checks the extra headers (`{n}` in a value becomes the request's number).
+    pub fn new(
+        address: Address,
+        headers: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<HttpTarget> {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| anyhow!("--header {k:?}: not a valid header name"))?;
+                if v.contains("{n}") {
+                    Ok(ExtraHeader::Numbered(name, v.clone()))
+                } else {
+                    let value = HeaderValue::from_str(v)
+                        .map_err(|_| anyhow!("--header {k}: {v:?} is not a valid header value"))?;
+                    Ok(ExtraHeader::Fixed(name, value))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(HttpTarget {
+            address,
+            headers,
+            timeout,
+        })
+    }
+}
+
+/// One REST request: a path on the target and the body to POST there.
+#[derive(Clone, Debug)]
+pub struct RestRequest {
+    /// The path, with the target URL's prefix.
+    pub path: String,
+    pub body: Bytes,
+    pub content_type: &'static str,
+    /// The binary extension's `Inference-Header-Content-Length`.
+    pub header_length: Option<usize>,
+}
+
+/// A REST answer with a 2xx status.
+#[derive(Debug)]
+pub struct RestAnswer {
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl RestAnswer {
+    /// The value of header `name`, when it is text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// Endpoint, arm and version from Podium's `x-podium-*` headers.
+    pub fn answer(&self) -> Answer {
+        Answer {
+            endpoint: self.header("x-podium-endpoint"),
+            arm: self.header("x-podium-arm"),
+            header_version: self.header("x-podium-model-version"),
+            body_version: None,
+            fingerprint: None,
+        }
+    }
+
+    /// The JSON part of the body: all of it, or the part before the binary
+    /// tensors when `Inference-Header-Content-Length` says there are some.
+    pub fn json_part(&self) -> Result<&[u8], (ErrorClass, String)> {
+        match self
+            .headers
+            .get("inference-header-content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            Some(n) if n <= self.body.len() => Ok(&self.body[..n]),
+            Some(n) => Err((
+                ErrorClass::Protocol,
+                format!(
+                    "Inference-Header-Content-Length {n} but the body is {} bytes",
+                    self.body.len()
+                ),
+            )),
+            None => Ok(&self.body[..]),
+        }
+    }
+}
+
 /// The request of a run, encoded once.
 pub struct Prepared {
     pub protocol: Protocol,
-    pub address: Address,
+    pub http: HttpTarget,
     pub grpc_url: String,
-    path: String,
-    body: Bytes,
-    content_type: &'static str,
-    header_length: Option<usize>,
-    headers: Vec<ExtraHeader>,
+    rest: RestRequest,
     grpc_request: ModelInferRequest,
-    timeout: Duration,
     inspect_body: bool,
 }
 
@@ -209,21 +302,7 @@ impl Prepared {
             }
             Protocol::Grpc => (String::new(), Vec::new(), "application/grpc", None),
         };
-        let headers = target
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| anyhow!("--header {k:?}: not a valid header name"))?;
-                if v.contains("{n}") {
-                    Ok(ExtraHeader::Numbered(name, v.clone()))
-                } else {
-                    let value = HeaderValue::from_str(v)
-                        .map_err(|_| anyhow!("--header {k}: {v:?} is not a valid header value"))?;
-                    Ok(ExtraHeader::Fixed(name, value))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let http = HttpTarget::new(address, &target.headers, target.timeout)?;
         let grpc_request = ModelInferRequest {
             model_name: model.clone(),
             model_version: target.version.clone().unwrap_or_default(),
@@ -242,15 +321,15 @@ impl Prepared {
         };
         Ok(Prepared {
             protocol: target.protocol,
-            grpc_url: format!("http://{}", address.authority),
-            address,
-            path,
-            body: Bytes::from(body),
-            content_type,
-            header_length,
-            headers,
+            grpc_url: format!("http://{}", http.address.authority),
+            http,
+            rest: RestRequest {
+                path,
+                body: Bytes::from(body),
+                content_type,
+                header_length,
+            },
             grpc_request,
-            timeout: target.timeout,
             inspect_body: target.inspect_body,
         })
     }
@@ -262,13 +341,13 @@ impl Prepared {
                 "{} ModelInfer {}",
                 self.grpc_url, self.grpc_request.model_name
             ),
-            _ => format!("http://{}{}", self.address.authority, self.path),
+            _ => format!("http://{}{}", self.http.address.authority, self.rest.path),
         }
     }
 
     /// Request body size in bytes (REST and MLflow).
     pub fn body_len(&self) -> usize {
-        self.body.len()
+        self.rest.body.len()
     }
 }
 
@@ -316,16 +395,14 @@ async fn http_connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, (Err
 impl Conn {
     /// A connection for a REST or MLflow worker, opened now so that a
     /// target that is not there fails the run at once.
-    pub async fn http(prepared: &Prepared) -> Result<Conn> {
-        let sender = http_connect(prepared.address.addr)
+    pub async fn http(target: &HttpTarget) -> Result<Conn> {
+        let sender = http_connect(target.address.addr)
             .await
-            .map_err(|(_, why)| {
-                anyhow!("cannot connect to {}: {why}", prepared.address.authority)
-            })?;
+            .map_err(|(_, why)| anyhow!("cannot connect to {}: {why}", target.address.authority))?;
         Ok(Conn::Http(Some(sender)))
     }
 
-    /// Sends request number `n` and reads its answer.
+    /// Sends request number `n` of the run and reads its answer.
     pub async fn call(&mut self, p: &Prepared, n: u64) -> Outcome {
         let call = async {
             match self {
@@ -333,20 +410,46 @@ impl Conn {
                 Conn::Grpc(client) => grpc_call(client, p, n).await,
             }
         };
-        match tokio::time::timeout(p.timeout, call).await {
+        match tokio::time::timeout(p.http.timeout, call).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 if let Conn::Http(sender) = self {
                     // The answer may still come on this connection: start afresh.
                     *sender = None;
                 }
-                Err((
-                    ErrorClass::Timeout,
-                    format!("no answer within {:?}", p.timeout),
-                ))
+                Err(timed_out(p.http.timeout))
             }
         }
     }
+
+    /// Sends `request` (number `n`, for `{n}` in headers) on this REST
+    /// connection and reads the whole answer; a status other than 2xx is an
+    /// error of class `http_<status>` with the start of the body.
+    pub async fn send(
+        &mut self,
+        target: &HttpTarget,
+        request: &RestRequest,
+        n: u64,
+    ) -> Result<RestAnswer, (ErrorClass, String)> {
+        let Conn::Http(sender) = self else {
+            return Err((
+                ErrorClass::Protocol,
+                "a gRPC connection cannot send a REST request".into(),
+            ));
+        };
+        let exchange = http_exchange(sender, target, request, n);
+        match tokio::time::timeout(target.timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                *sender = None;
+                Err(timed_out(target.timeout))
+            }
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> (ErrorClass, String) {
+    (ErrorClass::Timeout, format!("no answer within {timeout:?}"))
 }
 
 fn header_value(p: &ExtraHeader, n: u64) -> Option<(HeaderName, HeaderValue)> {
@@ -360,30 +463,38 @@ fn header_value(p: &ExtraHeader, n: u64) -> Option<(HeaderName, HeaderValue)> {
     }
 }
 
-async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, n: u64) -> Outcome {
+/// POSTs `request` on the worker's connection (opening a new one when it is
+/// closed or broken) and reads the whole answer.
+async fn http_exchange(
+    sender: &mut Option<SendRequest<Full<Bytes>>>,
+    target: &HttpTarget,
+    request: &RestRequest,
+    n: u64,
+) -> Result<RestAnswer, (ErrorClass, String)> {
+    let addr = target.address.addr;
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(http_connect(p.address.addr).await?);
+        *sender = Some(http_connect(addr).await?);
     }
     let s = sender.as_mut().expect("connected above");
     if s.ready().await.is_err() {
-        *sender = Some(http_connect(p.address.addr).await?);
+        *sender = Some(http_connect(addr).await?);
     }
     let s = sender.as_mut().expect("connected above");
-    let mut builder = hyper::Request::post(&p.path)
-        .header(hyper::header::HOST, &p.address.authority)
-        .header(hyper::header::CONTENT_TYPE, p.content_type);
-    if let Some(len) = p.header_length {
+    let mut builder = hyper::Request::post(&request.path)
+        .header(hyper::header::HOST, &target.address.authority)
+        .header(hyper::header::CONTENT_TYPE, request.content_type);
+    if let Some(len) = request.header_length {
         builder = builder.header("inference-header-content-length", len);
     }
-    for h in &p.headers {
+    for h in &target.headers {
         if let Some((k, v)) = header_value(h, n) {
             builder = builder.header(k, v);
         }
     }
-    let request = builder
-        .body(Full::new(p.body.clone()))
+    let http_request = builder
+        .body(Full::new(request.body.clone()))
         .map_err(|e| (ErrorClass::Protocol, format!("building the request: {e}")))?;
-    let response = match s.send_request(request).await {
+    let response = match s.send_request(http_request).await {
         Ok(r) => r,
         Err(e) => {
             *sender = None;
@@ -405,43 +516,21 @@ async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, 
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         return Err((class, text));
     }
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let mut answer = Answer {
-        endpoint: header("x-podium-endpoint"),
-        arm: header("x-podium-arm"),
-        header_version: header("x-podium-model-version"),
-        body_version: None,
-        fingerprint: None,
-    };
+    Ok(RestAnswer {
+        headers: parts.headers,
+        body,
+    })
+}
+
+async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, n: u64) -> Outcome {
+    let reply = http_exchange(sender, &p.http, &p.rest, n).await?;
+    let mut answer = reply.answer();
     if p.inspect_body || (answer.header_version.is_none() && p.protocol != Protocol::Mlflow) {
-        let json_part = match parts
-            .headers
-            .get("inference-header-content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            Some(n) if n <= body.len() => &body[..n],
-            Some(n) => {
-                return Err((
-                    ErrorClass::Protocol,
-                    format!(
-                        "Inference-Header-Content-Length {n} but the body is {} bytes",
-                        body.len()
-                    ),
-                ))
-            }
-            None => &body[..],
-        };
+        let json_part = reply.json_part()?;
         if p.protocol != Protocol::Mlflow {
             answer.body_version = body_version(json_part)?;
         }
-        answer.fingerprint = Some(fingerprint(&[&body[..]]));
+        answer.fingerprint = Some(fingerprint(&[&reply.body[..]]));
     }
     Ok(answer)
 }
@@ -481,7 +570,7 @@ async fn grpc_call(
     n: u64,
 ) -> Outcome {
     let mut request = tonic::Request::new(p.grpc_request.clone());
-    for h in &p.headers {
+    for h in &p.http.headers {
         if let Some((k, v)) = header_value(h, n) {
             if let (Ok(k), Ok(v)) = (
                 tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
@@ -624,9 +713,9 @@ mod tests {
             inspect_body: false,
         };
         let p = Prepared::new(&target, &fraud_like()).await.unwrap();
-        let (k, v) = header_value(&p.headers[0], 42).unwrap();
+        let (k, v) = header_value(&p.http.headers[0], 42).unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-user-id", "user-42"));
-        let (k, v) = header_value(&p.headers[1], 42).unwrap();
+        let (k, v) = header_value(&p.http.headers[1], 42).unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-a", "b"));
         assert_eq!(p.describe(), "http://127.0.0.1:1/v2/models/fraud/infer");
         let bad = Target {
