@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod flip;
 pub mod hist;
+pub mod http;
 pub mod input;
 pub mod outcome;
 pub mod protocol;

@@ -16,7 +16,15 @@ use podium_loadtest::replay::{self, ReplayConfig};
 use podium_loadtest::{report, run};
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // Help and --version go to stdout and succeed; bad flags exit 1
+            // (clap's own 2 would read as a replay or drill that failed).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let terminal = std::io::stderr().is_terminal();
     let (plan, threads) = match args.replay_config(terminal) {
         Ok(Some(replay)) => (Err(replay), args.threads),

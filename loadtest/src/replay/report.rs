@@ -102,7 +102,7 @@ pub fn summary(r: &ReplayReport) -> String {
     let mut out = String::new();
     let s = &r.stats;
     let pacing = match r.pacing {
-        Pacing::Recorded { speed } if speed == 1.0 => "the recorded pacing".to_string(),
+        Pacing::Recorded { speed: 1.0 } => "the recorded pacing".to_string(),
         Pacing::Recorded { speed } => format!("the recorded pacing × {speed}"),
         Pacing::Fixed { rate } => format!("{rate} req/s"),
     };
