@@ -309,7 +309,7 @@ async fn since_until_and_max_requests_select_what_is_replayed() {
         .requests
         .iter()
         .all(
-            |r| serde_json::from_str::<Value>(&r.request).unwrap()["inputs"][0]["shape"]
+            |r| serde_json::from_slice::<Value>(&r.request).unwrap()["inputs"][0]["shape"]
                 == json!([2, 30])
         ));
     // Without --compare the JSON says nothing was checked.
@@ -336,7 +336,7 @@ async fn since_until_and_max_requests_select_what_is_replayed() {
     .await;
     assert_eq!(first.replayed(), 1);
     assert_eq!(
-        serde_json::from_str::<Value>(&first.selection.requests[0].request).unwrap()["inputs"][0]
+        serde_json::from_slice::<Value>(&first.selection.requests[0].request).unwrap()["inputs"][0]
             ["shape"],
         json!([1, 30])
     );

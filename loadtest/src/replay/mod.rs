@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::outcome::ErrorClass;
@@ -33,6 +32,10 @@ use crate::schedule;
 use crate::stats::Stats;
 use compare::{Comparison, Tolerance};
 use table::{Filter, Kind, Recorded, Selection};
+
+/// The latest intended send time (a hundred years): a tiny `--speed`
+/// waits, it does not overflow into sending at once.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// When each recorded request is sent again.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -46,7 +49,7 @@ pub enum Pacing {
 
 impl Pacing {
     /// The intended send time of each request, from the start of the replay.
-    fn offsets(&self, requests: &[Recorded]) -> Vec<Duration> {
+    fn offsets(&self, requests: &[&Recorded]) -> Vec<Duration> {
         let first = requests.first().map_or(0, |r| r.time_us);
         requests
             .iter()
@@ -56,7 +59,9 @@ impl Pacing {
                     Pacing::Recorded { speed } => (r.time_us - first) as f64 / 1e6 / speed,
                     Pacing::Fixed { rate } => n as f64 / rate,
                 };
-                Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+                Duration::try_from_secs_f64(seconds)
+                    .unwrap_or(NEVER)
+                    .min(NEVER)
             })
             .collect()
     }
@@ -135,7 +140,7 @@ fn request_of(
         .add(b'<')
         .add(b'>');
     let endpoint = utf8_percent_encode(&recorded.endpoint, SEGMENT);
-    let body = Bytes::from(recorded.request.clone());
+    let body = recorded.request.clone();
     Some(match recorded.kind {
         Kind::Oip => {
             let version = match model_version {
@@ -153,8 +158,8 @@ fn request_of(
         Kind::Invocations if model_version.is_some() => return None,
         Kind::Invocations => {
             let json = matches!(
-                recorded.request.trim_start().chars().next(),
-                Some('{' | '[')
+                recorded.request.trim_ascii_start().first(),
+                Some(b'{' | b'[')
             );
             RestRequest {
                 path: format!("{prefix}/serving-endpoints/{endpoint}/invocations"),
@@ -227,8 +232,10 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplayReport> {
     if requests.is_empty() {
         return Ok(report);
     }
-    report.selection.requests = requests.iter().map(|(r, _)| r.clone()).collect();
-    let offsets = cfg.pacing.offsets(&report.selection.requests);
+    let offsets = {
+        let recorded: Vec<&Recorded> = requests.iter().map(|(r, _)| r).collect();
+        cfg.pacing.offsets(&recorded)
+    };
 
     // Connections first: an unreachable target fails here, not per request.
     let mut conns = Vec::new();
@@ -280,6 +287,10 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplayReport> {
     report.elapsed = last_answer
         .map(|t| t.saturating_duration_since(shared.start))
         .unwrap_or_default();
+    // Every task holding `shared` has ended: the requests come back whole.
+    if let Ok(shared) = Arc::try_unwrap(shared) {
+        report.selection.requests = shared.requests.into_iter().map(|(r, _)| r).collect();
+    }
     Ok(report)
 }
 
@@ -366,6 +377,7 @@ async fn progress_line(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn recorded(endpoint: &str, time_us: i64, kind: Kind, request: &str) -> Recorded {
         Recorded {
@@ -373,18 +385,19 @@ mod tests {
             endpoint: endpoint.into(),
             time_us,
             kind,
-            request: request.into(),
+            request: Bytes::copy_from_slice(request.as_bytes()),
             response: None,
         }
     }
 
     #[test]
     fn recorded_gaps_divided_by_speed_or_a_fixed_rate() {
-        let rows = [
+        let owned = [
             recorded("fraud", 1_000_000, Kind::Oip, "{}"),
             recorded("fraud", 1_500_000, Kind::Oip, "{}"),
             recorded("fraud", 3_000_000, Kind::Oip, "{}"),
         ];
+        let rows: Vec<&Recorded> = owned.iter().collect();
         let ms = Duration::from_millis;
         assert_eq!(
             Pacing::Recorded { speed: 1.0 }.offsets(&rows),
@@ -398,6 +411,9 @@ mod tests {
             Pacing::Fixed { rate: 10.0 }.offsets(&rows),
             vec![ms(0), ms(100), ms(200)]
         );
+        // A speed so small that the gaps overflow waits instead.
+        let slow = Pacing::Recorded { speed: 1e-300 }.offsets(&rows);
+        assert_eq!(slow, vec![ms(0), NEVER, NEVER]);
     }
 
     #[test]

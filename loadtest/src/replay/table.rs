@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, RecordBatch};
+use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -75,7 +76,8 @@ pub struct Recorded {
     /// When it arrived, microseconds since the epoch.
     pub time_us: i64,
     pub kind: Kind,
-    pub request: String,
+    /// The request body (shared with the request that sends it again).
+    pub request: Bytes,
     /// The recorded answer; `None` when it was too large to log.
     pub response: Option<String>,
 }
@@ -332,7 +334,7 @@ fn rows_of(
                     endpoint: endpoint.to_string(),
                     time_us: us,
                     kind,
-                    request: request.value(i).to_string(),
+                    request: Bytes::copy_from_slice(request.value(i).as_bytes()),
                     response: (response.is_valid(i) && !logged(RESPONSE_TOO_LARGE))
                         .then(|| response.value(i).to_string()),
                 }),
