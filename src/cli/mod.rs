@@ -13,9 +13,9 @@
 
 pub mod admin_client;
 pub mod alias;
-pub mod keys;
 pub mod batch;
 pub mod compare;
+pub mod keys;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -26,9 +26,9 @@ pub mod traffic;
 use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
-use keys::KeysCommand;
 use batch::BatchArgs;
 use compare::CompareArgs;
+use keys::KeysCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
