@@ -17,11 +17,13 @@
 //!
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
 //!     inference_table: protocol-free rows, payload rendering handed in by api
+//!     experiments: per-arm readout of endpoints with one (calls, latency,
+//!                  feedback joined through a bounded ledger, statistics)
 //! ```
 //!
 //! Module arrows point one way: `api → serving → (routing, runtime,
-//! registry)`; `inference_table` and `routing` import none of `api`,
-//! `serving`. `listener` admits and times connections on both ports
+//! registry)`; `inference_table`, `experiments` and `routing` import none
+//! of `api`, `serving`. `listener` admits and times connections on both ports
 //! (header, idle and body timeouts, the connection limit, shutdown) before
 //! hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
@@ -31,6 +33,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod experiments;
 #[cfg(test)]
 mod fuzz;
 pub mod inference_table;

@@ -15,6 +15,7 @@ use crate::api::http::{AdminAccess, Registration};
 use crate::api::{AppState, OipJson};
 use crate::config::Lookup;
 use crate::error::Error;
+use crate::experiments::Experiments;
 use crate::inference_table::{InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits};
 use crate::registry::{RegisterDir, RegistryConfig};
@@ -63,6 +64,8 @@ pub struct ServeOptions {
     pub admin_register_dir: Option<PathBuf>,
     /// The largest model the admin API registers (bytes).
     pub max_model_bytes: u64,
+    /// Calls kept for experiment feedback to join, across endpoints.
+    pub readout_ledger_size: usize,
 }
 
 /// Shadow copies that may wait for a shadow thread; more are skipped.
@@ -97,6 +100,7 @@ impl ServeOptions {
             connections: ConnectionLimits::default(),
             admin_register_dir: None,
             max_model_bytes: crate::registry::DEFAULT_MAX_MODEL_BYTES,
+            readout_ledger_size: crate::experiments::DEFAULT_LEDGER_SIZE,
         }
     }
 }
@@ -127,8 +131,8 @@ pub async fn serve(
             )
         })?;
     }
-    let routes = match &opts.config {
-        None => RouteTable::default(),
+    let config = match &opts.config {
+        None => crate::config::Config::default(),
         Some(path) => {
             let (registry, path) = (Arc::clone(&registry), path.clone());
             let endpoints = tokio::task::spawn_blocking(move || {
@@ -144,7 +148,7 @@ pub async fn serve(
             })
             .await?
             .map_err(|e| anyhow!(e))?;
-            for e in &endpoints {
+            for e in &endpoints.endpoints {
                 let arms: Vec<String> = e
                     .arms
                     .iter()
@@ -152,9 +156,18 @@ pub async fn serve(
                     .collect();
                 tracing::info!("endpoint {} -> {} [{}]", e.name, e.model, arms.join(", "));
             }
-            RouteTable::new(endpoints)
+            endpoints
         }
     };
+    let experiments = Experiments::new(config.readouts, opts.readout_ledger_size).map(Arc::new);
+    if let Some(experiments) = &experiments {
+        tracing::info!(
+            "experiment readouts: {} (ledger of {} calls)",
+            experiments.names().join(", "),
+            opts.readout_ledger_size
+        );
+    }
+    let routes = RouteTable::new(config.endpoints);
     if let Some(name) = opts.default_endpoint.clone() {
         if !routes.endpoints.contains_key(&name) {
             let registry = Arc::clone(&registry);
@@ -224,6 +237,7 @@ pub async fn serve(
         default_endpoint: opts.default_endpoint.clone(),
         table,
         registration,
+        experiments,
     });
     let table_state = Arc::clone(&state);
 

@@ -31,4 +31,6 @@ pub struct AppState {
     /// How the admin API takes new versions: uploads, and paths inside
     /// `--admin-register-dir`, up to `--max-model-bytes`.
     pub registration: http::Registration,
+    /// The live readouts of endpoints with an experiment readout, if any.
+    pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
 }

@@ -39,7 +39,12 @@ pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppStat
             post(rollback),
         )
         .route("/admin/endpoints", get(endpoints))
-        .route("/admin/endpoints/{name}/traffic", put(set_traffic));
+        .route("/admin/endpoints/{name}/traffic", put(set_traffic))
+        .route("/admin/experiments", get(super::experiments::list))
+        .route(
+            "/admin/experiments/{endpoint}",
+            get(super::experiments::show),
+        );
     let _ = state;
     match token {
         Some(token) => {

@@ -4,6 +4,8 @@ mod admin;
 mod body;
 pub mod budget;
 pub mod codec;
+mod experiments;
+pub mod feedback;
 mod mlflow;
 mod oip;
 mod registration;
@@ -69,6 +71,8 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
+        // Feedback follows the access rules of the prediction calls above.
+        .route("/v2/feedback", post(feedback::feedback))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
