@@ -2,15 +2,17 @@
 //!
 //! - [`registry`]: the global flags that choose the registry.
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
-//! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
+//! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
+//!   other commands.
 //! - [`admin_client`]: a typed client of a running server's admin API, for
-//!   `alias ... --server` and `traffic`.
+//!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
 //!
 //! Results go to stdout, confirmations and errors to stderr.
 
 pub mod admin_client;
 pub mod alias;
+pub mod experiment;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -21,6 +23,7 @@ pub mod traffic;
 use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
+use experiment::ExperimentCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
@@ -53,6 +56,9 @@ enum Command {
     /// Read an inference table written by `podium serve --table-dir`.
     #[command(subcommand)]
     Table(TableCommand),
+    /// See an endpoint's live experiment readout on a running server.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
 }
 
 impl Cli {
@@ -66,6 +72,7 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref()),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
+            Command::Experiment(command) => command.run(),
         }
     }
 }
