@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
     #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows
+    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows, experiment readouts
     /// [default: every model is an endpoint serving its champion].
     #[arg(long, env = "PODIUM_CONFIG")]
     config: Option<PathBuf>,

@@ -53,6 +53,9 @@ pub enum Joined<T> {
     First { request_id: u128, value: T },
 }
 
+/// Client request id → the latest call that carried it.
+type ClientShard = Mutex<HashMap<Box<str>, u128>>;
+
 struct Shard {
     entries: HashMap<u128, Entry>,
     /// Request ids, oldest first.
@@ -63,8 +66,7 @@ struct Shard {
 /// See the module doc.
 pub struct Ledger {
     shards: Box<[Mutex<Shard>]>,
-    /// Client request id → the latest call that carried it.
-    clients: Box<[Mutex<HashMap<Box<str>, u128>>]>,
+    clients: Box<[ClientShard]>,
     client_hasher: RandomState,
 }
 
@@ -97,7 +99,7 @@ impl Ledger {
         &self.shards[(bits % self.shards.len() as u64) as usize]
     }
 
-    fn clients_of(&self, client_request_id: &str) -> &Mutex<HashMap<Box<str>, u128>> {
+    fn clients_of(&self, client_request_id: &str) -> &ClientShard {
         let hash = self.client_hasher.hash_one(client_request_id);
         &self.clients[(hash % self.clients.len() as u64) as usize]
     }
