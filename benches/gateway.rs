@@ -174,6 +174,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         table: None,
         registration: Default::default(),
         experiments: None,
+        api_keys: None,
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled)

@@ -14,6 +14,17 @@ pub enum Error {
     /// `--admin-register-dir` (HTTP 403).
     #[error("{0}")]
     Forbidden(String),
+    /// The call needs an API key and carries none, or one this server does
+    /// not know (HTTP 401 with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's key is over its rate limit (HTTP 429 with `Retry-After`).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        /// When a call would be accepted again, in whole seconds (at least 1).
+        retry_after_secs: u64,
+    },
     /// The request body is over the configured limit (HTTP 413).
     #[error("{0}")]
     PayloadTooLarge(String),

@@ -25,11 +25,14 @@
 //! registry)`; `inference_table`, `experiments` and `routing` import none
 //! of `api`, `serving`. `listener` admits and times connections on both ports
 //! (header, idle and body timeouts, the connection limit, shutdown) before
-//! hyper and tonic see them. `cli` is the `podium` command line (the binary is a thin
+//! hyper and tonic see them. `auth` (API keys, admin tokens, the audit
+//! log) is protocol-free; `api` asks it before a call reaches the
+//! pipeline. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -13,6 +13,7 @@ use crate::api::grpc;
 use crate::api::http::router;
 use crate::api::http::{AdminAccess, Registration};
 use crate::api::{AppState, OipJson};
+use crate::auth::{AdminTokens, ApiKeys, AuditLog};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::experiments::Experiments;
@@ -48,8 +49,17 @@ pub struct ServeOptions {
     pub memory_limit: Option<u64>,
     /// The alias history (JSON lines) [default: `.podium-history.jsonl` in the registry].
     pub history_file: Option<PathBuf>,
-    /// Bearer token for the admin API; without one it is served on loopback listeners only.
+    /// Bearer token for the admin API (named `admin`); without it or
+    /// `admin_tokens` the admin API is served on loopback listeners only.
     pub admin_token: Option<String>,
+    /// A file of named admin tokens (`[[token]]`, hashed), re-read on change.
+    pub admin_tokens: Option<PathBuf>,
+    /// The admin audit log (JSON lines) [default: `.podium-audit.jsonl`
+    /// beside the alias history].
+    pub audit_log: Option<PathBuf>,
+    /// A file of hashed API keys (`[[key]]`) that prediction calls need,
+    /// re-read on change; None: prediction calls are open.
+    pub api_keys: Option<PathBuf>,
     /// How long shutdown waits for in-flight requests before exiting anyway.
     pub drain_timeout: Duration,
     /// Threads for shadow copies; None: one when the config defines
@@ -94,6 +104,9 @@ impl ServeOptions {
             memory_limit: None,
             history_file: None,
             admin_token: None,
+            admin_tokens: None,
+            audit_log: None,
+            api_keys: None,
             drain_timeout: Duration::from_secs(30),
             shadow_threads: None,
             table: None,
@@ -121,6 +134,7 @@ pub async fn serve(
 
     let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
     tracing::info!("registry: {} {}", registry.kind(), registry.location());
+    let registry_kind = registry.kind();
     if opts.registry.is_mlflow() {
         // The artifact cache, and the alias history's default place.
         let dir = opts.registry.state_dir();
@@ -202,6 +216,28 @@ pub async fn serve(
             .unwrap_or_else(|| opts.registry.state_dir().join(".podium-history.jsonl")),
     );
     tracing::info!("alias history: {}", history.path().display());
+    let audit_path = opts
+        .audit_log
+        .clone()
+        .unwrap_or_else(|| history.path().with_file_name(".podium-audit.jsonl"));
+    // Credentials files are read before anything is served: a broken one stops start-up.
+    let api_keys = opts
+        .api_keys
+        .as_deref()
+        .map(ApiKeys::load)
+        .transpose()
+        .map_err(|e| anyhow!("--api-keys: {e}"))?
+        .map(Arc::new);
+    if let (Some(keys), Some(path)) = (&api_keys, &opts.api_keys) {
+        tracing::info!(
+            "API keys: {} from {}; prediction calls need one",
+            keys.len(),
+            path.display()
+        );
+    }
+    let admin_tokens = AdminTokens::new(opts.admin_token.clone(), opts.admin_tokens.as_deref())
+        .map_err(|e| anyhow!("--admin-tokens: {e}"))?
+        .map(Arc::new);
     let store_options = StoreOptions {
         workers: pool.workers() + shadow_pool.as_ref().map_or(0, |p| p.workers()),
         keep_previous: opts.keep_previous,
@@ -230,6 +266,15 @@ pub async fn serve(
             .transpose()?,
         max_model_bytes: opts.max_model_bytes,
     };
+    crate::telemetry::declare(&crate::telemetry::Declared {
+        registry_kind,
+        endpoints: routes
+            .endpoints
+            .values()
+            .map(|e| (e.name.as_str(), e.shadow.is_some()))
+            .collect(),
+        table: table.is_some(),
+    });
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),
         max_request_bytes: opts.max_request_bytes,
@@ -237,6 +282,7 @@ pub async fn serve(
         default_endpoint: opts.default_endpoint.clone(),
         table,
         registration,
+        api_keys: api_keys.clone(),
         experiments,
     });
     let table_state = Arc::clone(&state);
@@ -270,17 +316,46 @@ pub async fn serve(
         .add_service(health)
         .add_service(grpc::service(Arc::clone(&state)))
         .serve_with_incoming_shutdown(incoming, until_stopped(stopped.clone()));
-    let admin = match (&opts.admin_token, addr.ip().is_loopback()) {
-        (Some(token), _) => AdminAccess::Token(token.clone()),
+    // A log named by --audit-log must open; the default one beside the
+    // history may sit in a read-only registry, which serves as before.
+    let audit = || -> anyhow::Result<Arc<AuditLog>> {
+        let audit = AuditLog::new(&audit_path);
+        match audit.open() {
+            Ok(()) => tracing::info!("admin audit log: {}", audit_path.display()),
+            Err(e) if opts.audit_log.is_none() => tracing::warn!(
+                "cannot open the admin audit log {}: {e}; admin calls will not be audited until it can be written (set --audit-log / PODIUM_AUDIT_LOG)",
+                audit_path.display()
+            ),
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot open the admin audit log {} (--audit-log): {e}",
+                    audit_path.display()
+                ))
+            }
+        }
+        Ok(Arc::new(audit))
+    };
+    let admin = match (&admin_tokens, addr.ip().is_loopback()) {
+        (Some(tokens), _) => AdminAccess::Tokens {
+            tokens: Arc::clone(tokens),
+            audit: audit()?,
+        },
         (None, true) => {
-            tracing::warn!("admin API without a token: open to clients on this host only (set --admin-token / PODIUM_ADMIN_TOKEN)");
-            AdminAccess::Loopback
+            tracing::warn!("admin API without a token: open to clients on this host only (set --admin-token / PODIUM_ADMIN_TOKEN or --admin-tokens / PODIUM_ADMIN_TOKENS)");
+            AdminAccess::Loopback { audit: audit()? }
         }
         (None, false) => {
-            tracing::warn!("admin API disabled: {addr} is reachable from other hosts and no --admin-token / PODIUM_ADMIN_TOKEN is set");
+            tracing::warn!("admin API disabled: {addr} is reachable from other hosts and no --admin-token / PODIUM_ADMIN_TOKEN or --admin-tokens / PODIUM_ADMIN_TOKENS is set");
             AdminAccess::Disabled
         }
     };
+    // Both credentials files are re-read when they change, until shutdown.
+    let reloads: Vec<tokio::task::JoinHandle<()>> = api_keys
+        .as_ref()
+        .map(|keys| keys.spawn_reload())
+        .into_iter()
+        .chain(admin_tokens.as_ref().and_then(|t| t.spawn_reload()))
+        .collect();
     let rest_server = serve_rest(
         listener,
         router(state, admin),
@@ -334,6 +409,9 @@ pub async fn serve(
     };
     reconciler.stop();
     health_task.abort();
+    for reload in reloads {
+        reload.abort();
+    }
     // Every answered request has handed over its row by now; write them all.
     if let Some(table) = &table_state.table {
         table.close(drain_timeout).await;

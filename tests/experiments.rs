@@ -288,6 +288,34 @@ async fn the_readout_is_an_admin_route_and_the_cli_prints_it() {
     assert_eq!(parsed["arms"][0]["requests"], 1);
 }
 
+#[tokio::test]
+async fn feedback_needs_an_api_key_like_the_calls_it_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let hash = podium::auth::file::sha256_hex("pk_labeller");
+    std::fs::write(
+        &keys,
+        format!("[[key]]\nname = \"labeller\"\nsha256 = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let s = start(dir.path(), AB, &["--api-keys", keys.to_str().unwrap()]);
+    let feedback = |key: Option<&str>| {
+        let mut request = client()
+            .post(s.url("/v2/feedback"))
+            .json(&json!({"client_request_id": "order-1", "label": 0}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(feedback(None).await.unwrap().status(), 401);
+    assert_eq!(feedback(Some("pk_other")).await.unwrap().status(), 401);
+    let resp = feedback(Some("pk_labeller")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["unmatched"], 1);
+}
+
 #[test]
 fn a_readout_that_cannot_work_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();

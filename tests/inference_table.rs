@@ -6,18 +6,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::Array;
-use arrow_schema::DataType;
-use common::{cli_ok, client, eventually, sample, Server, FRAUD_ROW};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use common::{cli_ok, client, eventually, read_table, sample, Server, FRAUD_ROW};
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use podium::api::grpc::proto::model_infer_request::InferInputTensor;
 use podium::api::grpc::proto::ModelInferRequest;
@@ -67,79 +61,6 @@ fn start(dir: &Path, extra: &[&str]) -> (Server, PathBuf) {
 fn fraud_body(rows: usize) -> Value {
     let data: Vec<f32> = (0..rows).flat_map(|_| FRAUD_ROW).collect();
     json!({"inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32", "data": data}]})
-}
-
-/// Every row of every complete file under `dir`, by column name; the
-/// partition columns `endpoint` and `request_date` come from the path.
-fn read_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
-    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().unwrap().is_dir() {
-                files(&e.path(), out);
-            } else if name.ends_with(".parquet") && !name.starts_with('.') {
-                out.push(e.path());
-            }
-        }
-    }
-    let mut paths = Vec::new();
-    if dir.exists() {
-        files(dir, &mut paths);
-    }
-    let mut rows = Vec::new();
-    for path in paths {
-        let partition = |key: &str| {
-            path.components()
-                .find_map(|c| {
-                    c.as_os_str()
-                        .to_str()
-                        .unwrap()
-                        .strip_prefix(&format!("{key}="))
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| panic!("{} has no {key}= directory", path.display()))
-        };
-        let (endpoint, date) = (partition("endpoint"), partition("request_date"));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch = batch.unwrap();
-            for i in 0..batch.num_rows() {
-                let mut row = BTreeMap::new();
-                row.insert("endpoint".to_string(), json!(endpoint));
-                row.insert("request_date".to_string(), json!(date));
-                for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
-                    let v = if col.is_null(i) {
-                        Value::Null
-                    } else {
-                        match field.data_type() {
-                            DataType::Utf8 => json!(col.as_string::<i32>().value(i)),
-                            DataType::Int32 => json!(col.as_primitive::<Int32Type>().value(i)),
-                            DataType::Int64 => json!(col.as_primitive::<Int64Type>().value(i)),
-                            DataType::Float64 => {
-                                json!(col.as_primitive::<Float64Type>().value(i))
-                            }
-                            DataType::Timestamp(..) => {
-                                json!(col.as_primitive::<TimestampMicrosecondType>().value(i))
-                            }
-                            DataType::List(_) => {
-                                let list = col.as_list::<i32>().value(i);
-                                let items = list.as_string::<i32>();
-                                json!((0..items.len()).map(|j| items.value(j)).collect::<Vec<_>>())
-                            }
-                            other => panic!("unexpected column type {other}"),
-                        }
-                    };
-                    row.insert(field.name().clone(), v);
-                }
-                rows.push(row);
-            }
-        }
-    }
-    rows
 }
 
 fn by_id(rows: Vec<BTreeMap<String, Value>>) -> HashMap<String, BTreeMap<String, Value>> {

@@ -16,6 +16,7 @@ use super::deadline::requested_timeout;
 use super::error::classify;
 use super::keys::{Keys, RequestKeys};
 use super::AppState;
+use crate::auth::Requester;
 use crate::error::Error;
 use crate::experiments::{CallRecord, Prediction, Tracker};
 use crate::inference_table::{Entry, Protocol, UNKNOWN_ENDPOINT};
@@ -87,12 +88,14 @@ pub enum Outcome<'e> {
 
 impl<'a> Call<'a> {
     /// Starts a call to `name` over `protocol`; `client_request_id` is the
-    /// client's id from a header, when it sent one.
+    /// client's id from a header, when it sent one; `requester` the API key
+    /// the call was accepted with, when `--api-keys` is on.
     pub fn start(
         state: &'a AppState,
         protocol: Protocol,
         name: &str,
         client_request_id: Option<&str>,
+        requester: Option<&Requester>,
     ) -> Call<'a> {
         let started = Instant::now();
         let request_id = new_request_id();
@@ -112,6 +115,9 @@ impl<'a> Call<'a> {
                 policy.payloads,
             );
             row.client_request_id(client_request_id);
+            if let Some(requester) = requester {
+                row.requester(requester.as_str());
+            }
             Some(row)
         });
         let tracker = state

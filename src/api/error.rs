@@ -36,6 +36,16 @@ pub fn classify(e: &Error) -> Classified {
             Code::PermissionDenied,
             "PERMISSION_DENIED",
         ),
+        Error::Unauthenticated(_) => (
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "UNAUTHENTICATED",
+        ),
+        Error::RateLimited { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::ResourceExhausted,
+            "REQUEST_LIMIT_EXCEEDED",
+        ),
         Error::PayloadTooLarge(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             Code::ResourceExhausted,
@@ -131,7 +141,24 @@ pub fn oip_response(e: &Error) -> Response {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        auth_headers(e, response.headers_mut());
         response
+    }
+}
+
+/// The headers a refused call needs to be retried right: `WWW-Authenticate`
+/// on 401, `Retry-After` on 429.
+pub fn auth_headers(e: &Error, headers: &mut axum::http::HeaderMap) {
+    match e {
+        Error::Unauthenticated(_) => {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        Error::RateLimited {
+            retry_after_secs, ..
+        } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        _ => {}
     }
 }
 
@@ -147,5 +174,20 @@ mod tests {
         assert_eq!(c.mlflow, "TEMPORARILY_UNAVAILABLE");
         let c = classify(&Error::NotFound("no model".into()));
         assert_eq!((c.http, c.grpc), (StatusCode::NOT_FOUND, Code::NotFound));
+    }
+
+    #[test]
+    fn refused_keys_say_how_to_retry() {
+        let r = oip_response(&Error::Unauthenticated("no key".into()));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        let limited = Error::RateLimited {
+            message: "over".into(),
+            retry_after_secs: 3,
+        };
+        assert_eq!(classify(&limited).grpc, Code::ResourceExhausted);
+        let r = oip_response(&limited);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
     }
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     /// How the admin API takes new versions: uploads, and paths inside
     /// `--admin-register-dir`, up to `--max-model-bytes`.
     pub registration: http::Registration,
+    /// The API keys prediction calls need, when `--api-keys` is set.
+    pub api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
     /// The live readouts of endpoints with an experiment readout, if any.
     pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
 }

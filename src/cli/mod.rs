@@ -4,6 +4,7 @@
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
 //! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
 //!   other commands.
+//! - [`keys`]: `podium keys new`, API keys and admin tokens.
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -13,6 +14,7 @@
 pub mod admin_client;
 pub mod alias;
 pub mod experiment;
+pub mod keys;
 pub mod models;
 pub mod parse;
 pub mod registry;
@@ -24,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
 use experiment::ExperimentCommand;
+use keys::KeysCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
 use serve::ServeArgs;
@@ -56,6 +59,9 @@ enum Command {
     /// Read an inference table written by `podium serve --table-dir`.
     #[command(subcommand)]
     Table(TableCommand),
+    /// Make API keys (--api-keys) and admin tokens (--admin-tokens).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -64,6 +70,9 @@ enum Command {
 impl Cli {
     /// Runs the command; an error is for `main` to print as `error: ...`.
     pub fn run(self) -> anyhow::Result<()> {
+        if let Command::Keys(command) = self.command {
+            return command.run(); // needs no registry
+        }
         let config = self.registry.config()?;
         let registry = config.open()?;
         match self.command {
@@ -72,6 +81,7 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref()),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
+            Command::Keys(command) => command.run(),
             Command::Experiment(command) => command.run(),
         }
     }

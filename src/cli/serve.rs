@@ -70,6 +70,21 @@ pub struct ServeArgs {
     /// A file holding the admin token (first line), instead of --admin-token.
     #[arg(long, env = "PODIUM_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     admin_token_file: Option<PathBuf>,
+    /// A file of named admin tokens (TOML `[[token]]` entries: name and
+    /// sha256 of the token), re-read when it changes; works together with
+    /// --admin-token. See README, "Security and limits".
+    #[arg(long, env = "PODIUM_ADMIN_TOKENS")]
+    admin_tokens: Option<PathBuf>,
+    /// The admin audit log: one JSON line per admin API call [default:
+    /// .podium-audit.jsonl beside the alias history file].
+    #[arg(long, env = "PODIUM_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// Require an API key on prediction calls: a file of hashed keys (TOML
+    /// `[[key]]` entries: name, sha256, optional rate, burst, endpoints),
+    /// re-read when it changes [default: prediction calls are open]. Make
+    /// keys with `podium keys new NAME`.
+    #[arg(long, env = "PODIUM_API_KEYS")]
+    api_keys: Option<PathBuf>,
     /// Let the admin API register files of this server by path, only those
     /// inside DIR (`{"name": M, "path": "m.onnx"}`, relative to DIR) [default:
     /// off; versions are uploaded as the request body].
@@ -189,6 +204,9 @@ impl ServeArgs {
                 Some(path) => Some(read_token(&path)?),
                 None => self.admin_token.filter(|t| !t.is_empty()),
             },
+            admin_tokens: self.admin_tokens,
+            audit_log: self.audit_log,
+            api_keys: self.api_keys,
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             shadow_threads: self.shadow_threads,
             table: self.table_dir.map(|dir| TableOptions {

@@ -372,6 +372,11 @@ impl Entry {
         self.record.queue = Some(timing.queue);
     }
 
+    /// The name of the API key the call was accepted with.
+    pub fn requester(&mut self, name: &str) {
+        self.record.requester = Some(name.to_string());
+    }
+
     /// Sets `client_request_id` unless already set (the header wins over a body `id`).
     pub fn client_request_id(&mut self, id: Option<&str>) {
         if self.record.client_request_id.is_none() {

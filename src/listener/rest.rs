@@ -72,7 +72,11 @@ async fn connection(
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let clock = Arc::clone(&service_clock);
         clock.on_request(!request.body().is_end_stream(), Instant::now());
-        let request = request.map(|body| Body::new(TimedBody::new(body, Arc::clone(&clock))));
+        let mut request = request.map(|body| Body::new(TimedBody::new(body, Arc::clone(&clock))));
+        // The client's address, for the admin audit log.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let answer = router.clone().oneshot(request);
         async move {
             let response = answer.await;

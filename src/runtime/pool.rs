@@ -66,6 +66,11 @@ impl InferencePool {
         self.workers
     }
 
+    /// Tasks waiting for a thread now.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Queues `task` without waiting; [`Error::Overloaded`] when the queue is full.
     fn submit(&self, task: Task) -> Result<(), Error> {
         match self.tx.try_send(task) {

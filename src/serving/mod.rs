@@ -79,6 +79,15 @@ impl Core {
         &self.models
     }
 
+    /// Calls waiting for an inference thread: requests, and shadow copies
+    /// when there are shadow threads.
+    pub fn queued(&self) -> (usize, Option<usize>) {
+        (
+            self.pool.queued(),
+            self.shadow_pool.as_ref().map(|p| p.queued()),
+        )
+    }
+
     /// The traffic policy in force now.
     pub fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.routes.load()

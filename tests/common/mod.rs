@@ -5,6 +5,7 @@
 mod fraud;
 mod registry;
 mod server;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
 pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
 pub use server::Server;
+pub use table::read_table;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_podium");
 

@@ -27,6 +27,7 @@ use crate::api::call::{Call, Outcome, CLIENT_REQUEST_ID};
 use crate::api::error::grpc_status;
 use crate::api::keys::RequestKeys;
 use crate::api::AppState;
+use crate::auth::{presented, Requester};
 use crate::error::Error;
 use crate::inference_table::Protocol;
 use crate::serving::HealthSummary;
@@ -63,6 +64,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         req: Request<ModelReadyRequest>,
     ) -> Result<Response<ModelReadyResponse>, Status> {
+        api_key(&self.state, req.metadata(), Some(&req.get_ref().name))
+            .map_err(|e| grpc_status(&e))?;
         // As Triton does: an unknown model or version is simply not ready,
         // so `tritonclient.grpc.is_model_ready` answers False, not an error.
         let req = req.into_inner();
@@ -95,6 +98,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         req: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
+        api_key(&self.state, req.metadata(), Some(&req.get_ref().name))
+            .map_err(|e| grpc_status(&e))?;
         let req = req.into_inner();
         let models = self.state.core.models();
         let (model, spec) = self
@@ -152,8 +157,14 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         req: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
+        // A stream without a valid key is refused as a whole; each message
+        // is checked again (endpoint, rate, a key revoked meanwhile).
+        if let Some(keys) = &self.state.api_keys {
+            keys.authenticate(presented(|name| req.metadata().get(name)?.to_str().ok()))
+                .map_err(|e| grpc_status(&e))?;
+        }
         let state = Arc::clone(&self.state);
-        // The stream's metadata (arm override, sticky header) applies to each request on it.
+        // The stream's metadata (arm override, sticky header, API key) applies to each request on it.
         let metadata = Arc::new(req.metadata().clone());
         let answers = req
             .into_inner()
@@ -198,10 +209,19 @@ async fn infer(
     Vec<(&'static str, String)>,
 ) {
     let name = std::mem::take(&mut msg.model_name);
+    // A refused call never reaches the pipeline: no row, no model touched.
+    let requester = match api_key(
+        state,
+        metadata,
+        Some(name.as_str()).filter(|n| !n.is_empty()),
+    ) {
+        Ok(requester) => requester,
+        Err(refused) => return (Err(refused), Vec::new()),
+    };
     let client_id = metadata
         .get(CLIENT_REQUEST_ID)
         .and_then(|v| v.to_str().ok());
-    let mut call = Call::start(state, Protocol::Grpc, &name, client_id);
+    let mut call = Call::start(state, Protocol::Grpc, &name, client_id, requester.as_ref());
     let result = if name.is_empty() {
         Err(Error::InvalidInput(
             "model_name is empty; name the model to run".into(),
@@ -236,6 +256,22 @@ async fn answer(
     let response = call.infer(model, decoded.request).await?;
     call.response_tensors_copy(&response);
     Ok(codec::encode(response))
+}
+
+/// The API-key check of one call to `endpoint` when `--api-keys` is on:
+/// the key's name, or the refusal (UNAUTHENTICATED, PERMISSION_DENIED,
+/// RESOURCE_EXHAUSTED). The key is read from the `authorization: Bearer`
+/// or `x-api-key` metadata, as REST reads the headers.
+fn api_key(
+    state: &AppState,
+    metadata: &MetadataMap,
+    endpoint: Option<&str>,
+) -> Result<Option<Requester>, Error> {
+    let Some(keys) = &state.api_keys else {
+        return Ok(None);
+    };
+    let key = presented(|name| metadata.get(name)?.to_str().ok());
+    keys.check(key, endpoint).map(Some)
 }
 
 /// Copies a call's metadata into a gRPC response's or status's metadata.

@@ -1,33 +1,49 @@
 //! The admin API ops use to flip aliases, roll back, register versions and
 //! see what is serving. Every route needs `Authorization: Bearer <token>`
-//! when a token is configured; without one, the routes are only mounted on a
-//! loopback listener (see `server.rs`).
+//! (`--admin-token`, or a named token of `--admin-tokens`) when a token is
+//! configured; without one, the routes are only mounted on a loopback
+//! listener (see `server.rs`). Every call, accepted or not, is written to
+//! the audit log with the caller's token name.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use subtle::ConstantTimeEq;
-
+use super::AdminAccess;
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::auth::{presented, AdminCaller, AdminTokens, AuditEntry, AuditLog};
 use crate::error::Error;
 use crate::serving::AliasChange;
 
 type S = State<Arc<AppState>>;
 
-/// The admin routes, behind the token check when `token` is set.
-pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppState>> {
-    let router = Router::new()
+/// The admin routes, behind the token check and the audit log (nothing
+/// when `access` is [`AdminAccess::Disabled`]).
+pub fn routes(access: AdminAccess) -> Router<Arc<AppState>> {
+    let gate = match access {
+        AdminAccess::Disabled => return Router::new(),
+        AdminAccess::Loopback { audit } => Gate {
+            tokens: None,
+            audit,
+        },
+        AdminAccess::Tokens { tokens, audit } => Gate {
+            tokens: Some(tokens),
+            audit,
+        },
+    };
+    Router::new()
         .route("/admin/status", get(status))
         .route("/admin/history", get(history))
+        .route("/admin/audit", get(audit))
         .route("/admin/models", post(super::registration::register))
         .route("/admin/models/{model}/aliases", get(aliases))
         .route(
@@ -44,33 +60,61 @@ pub fn routes(state: Arc<AppState>, token: Option<String>) -> Router<Arc<AppStat
         .route(
             "/admin/experiments/{endpoint}",
             get(super::experiments::show),
-        );
-    let _ = state;
-    match token {
-        Some(token) => {
-            let token: Arc<str> = token.into();
-            router.layer(axum::middleware::from_fn(
-                move |req: Request, next: Next| {
-                    let token = Arc::clone(&token);
-                    async move { authorize(&token, req, next).await }
-                },
-            ))
-        }
-        None => router,
-    }
+        )
+        .layer(Extension(Arc::clone(&gate.audit)))
+        .layer(axum::middleware::from_fn_with_state(gate, admit))
 }
 
-/// 401 with no detail unless the request carries the token.
-async fn authorize(token: &str, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-        return next.run(req).await;
+/// Who may pass, and where each call is written down.
+#[derive(Clone)]
+struct Gate {
+    /// None: no token is configured (a loopback-only listener).
+    tokens: Option<Arc<AdminTokens>>,
+    audit: Arc<AuditLog>,
+}
+
+/// Lets a call through with its [`AdminCaller`] when it carries one of the
+/// tokens (401 with no detail otherwise), then audits it with the status
+/// it got; the entry is written before the answer leaves.
+async fn admit(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let caller = match &gate.tokens {
+        None => Some(AdminCaller::Loopback),
+        Some(tokens) => tokens.identify(presented(|name| {
+            (name == "authorization")
+                .then(|| request.headers().get(name)?.to_str().ok())
+                .flatten()
+        })),
+    };
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.to_string());
+    let method = request.method().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().map(str::to_string);
+    let response = match &caller {
+        Some(caller) => {
+            request.extensions_mut().insert(caller.clone());
+            next.run(request).await
+        }
+        None => unauthorized(),
+    };
+    let entry = AuditEntry::now(
+        caller.as_ref().map(AdminCaller::audit_name),
+        remote,
+        &method,
+        &path,
+        query.as_deref(),
+        response.status().as_u16(),
+    );
+    let audit = gate.audit;
+    if let Err(e) = tokio::task::spawn_blocking(move || audit.record(&entry)).await {
+        tracing::error!("the audit log writer failed: {e}");
     }
+    response
+}
+
+fn unauthorized() -> Response {
     let mut response = (
         StatusCode::UNAUTHORIZED,
         Json(json!({ "error": "unauthorized" })),
@@ -116,6 +160,29 @@ async fn history(State(state): S, Query(q): Query<HistoryQuery>) -> Result<Respo
     Ok(Json(json!({ "events": events })).into_response())
 }
 
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The newest audit entries (`?limit=N`, default 100), oldest first.
+async fn audit(
+    Extension(log): Extension<Arc<AuditLog>>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let entries = blocking(move || {
+        log.tail(q.limit.unwrap_or(100)).map_err(|e| {
+            Error::Internal(format!(
+                "cannot read the audit log {}: {e}",
+                log.path().display()
+            ))
+        })
+    })
+    .await?;
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
 async fn aliases(State(state): S, Path(model): Path<String>) -> Result<Response, ApiError> {
     let info = state.core.models().info(&model)?;
     let serving: serde_json::Map<String, serde_json::Value> = state
@@ -142,6 +209,7 @@ struct SetAlias {
 
 async fn set_alias(
     State(state): S,
+    Extension(caller): Extension<AdminCaller>,
     Path((model, alias)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -158,7 +226,7 @@ async fn set_alias(
             alias,
             version: req.version,
             allow_signature_change: req.allow_signature_change,
-            by: "admin".into(),
+            by: caller.by(),
         })
         .await?;
     Ok(Json(outcome).into_response())
@@ -175,6 +243,7 @@ struct DeleteQuery {
 /// to it, since its users would get 404s, unless `?force=true`.
 async fn delete_alias(
     State(state): S,
+    Extension(caller): Extension<AdminCaller>,
     Path((model, alias)): Path<(String, String)>,
     Query(q): Query<DeleteQuery>,
 ) -> Result<Response, ApiError> {
@@ -195,20 +264,21 @@ async fn delete_alias(
     state
         .core
         .models()
-        .delete_alias(&model, &alias, "admin")
+        .delete_alias(&model, &alias, &caller.by())
         .await?;
     Ok(Json(json!({ "model": model, "alias": alias, "deleted": true })).into_response())
 }
 
 async fn rollback(
     State(state): S,
+    Extension(caller): Extension<AdminCaller>,
     Path((model, alias)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     state.core.models().info(&model)?; // an unknown model is a 404, not "no previous version"
     let outcome = state
         .core
         .models()
-        .rollback(&model, &alias, "admin:rollback")
+        .rollback(&model, &alias, &format!("{}:rollback", caller.by()))
         .await?;
     Ok(Json(outcome).into_response())
 }

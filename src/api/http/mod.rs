@@ -1,6 +1,7 @@
 //! The REST listener: the Open Inference Protocol (KServe V2) routes.
 
 mod admin;
+pub mod auth;
 mod body;
 pub mod budget;
 pub mod codec;
@@ -22,40 +23,33 @@ use axum::Router;
 
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::auth::{AdminTokens, AuditLog};
 use crate::error::Error;
 
-/// Who may use the admin API.
-#[derive(Debug, Clone)]
+/// Who may use the admin API, and where its calls are audited.
+#[derive(Clone)]
 pub enum AdminAccess {
     /// Not mounted (no token, and the listener is reachable from other hosts).
     Disabled,
     /// Mounted without a token, on a loopback-only listener.
-    Loopback,
-    /// Mounted; every route needs `Authorization: Bearer <token>`.
-    Token(String),
+    Loopback { audit: Arc<AuditLog> },
+    /// Mounted; every route needs `Authorization: Bearer <token>`, one of `tokens`.
+    Tokens {
+        tokens: Arc<AdminTokens>,
+        audit: Arc<AuditLog>,
+    },
 }
 
-/// All REST routes, and the admin routes as `admin` allows.
+/// All REST routes: probes, metrics and server metadata open; the routes
+/// that run or describe models behind the API-key check when `--api-keys`
+/// is on; the admin routes as `admin` allows.
 pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
-    let admin_routes = match admin {
-        AdminAccess::Disabled => Router::new(),
-        AdminAccess::Loopback => admin::routes(Arc::clone(&state), None),
-        AdminAccess::Token(token) => admin::routes(Arc::clone(&state), Some(token)),
-    };
-    Router::new()
-        .merge(admin_routes)
-        .route("/metrics", get(metrics))
-        .route("/invocations", post(mlflow::invocations))
+    // A route that runs or describes a model goes in one of these two groups.
+    let models = Router::new()
         .route(
             "/serving-endpoints/{name}/invocations",
             post(mlflow::endpoint_invocations),
         )
-        .route("/ping", get(mlflow::ping))
-        .route("/health", get(mlflow::ping))
-        .route("/version", get(mlflow::version))
-        .route("/v2", get(oip::server_metadata))
-        .route("/v2/health/live", get(oip::live))
-        .route("/v2/health/ready", get(oip::ready))
         .route("/v2/models/{model}", get(oip::model_metadata))
         .route(
             "/v2/models/{model}/versions/{version}",
@@ -71,8 +65,25 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
         )
-        // Feedback follows the access rules of the prediction calls above.
-        .route("/v2/feedback", post(feedback::feedback))
+        // Ground truth for earlier calls: the same keys and rates as the
+        // calls it labels (no endpoint in the path: any valid key).
+        .route("/v2/feedback", post(feedback::feedback));
+    let default_endpoint = Router::new().route("/invocations", post(mlflow::invocations));
+    Router::new()
+        .merge(admin::routes(admin))
+        .merge(auth::guard(models, &state, auth::Endpoint::InPath))
+        .merge(auth::guard(
+            default_endpoint,
+            &state,
+            auth::Endpoint::Default,
+        ))
+        .route("/metrics", get(metrics))
+        .route("/ping", get(mlflow::ping))
+        .route("/health", get(mlflow::ping))
+        .route("/version", get(mlflow::version))
+        .route("/v2", get(oip::server_metadata))
+        .route("/v2/health/live", get(oip::live))
+        .route("/v2/health/ready", get(oip::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -89,7 +100,7 @@ async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::telemetry::render(state.core.models()),
+        crate::telemetry::render(&state.core),
     )
         .into_response()
 }

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::body::{header_text, off_runtime, read_body};
@@ -17,6 +17,7 @@ use crate::api::call::Call;
 use crate::api::error::ApiError;
 use crate::api::keys::RequestKeys;
 use crate::api::{AppState, CLIENT_REQUEST_ID};
+use crate::auth::Requester;
 use crate::error::Error;
 use crate::inference_table::Protocol;
 
@@ -117,19 +118,23 @@ fn readiness(
 pub async fn infer(
     state: S,
     Path(model): Path<String>,
+    requester: Option<Extension<Requester>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_infer(state, model, None, headers, body).await
+    let requester = requester.map(|Extension(r)| r);
+    run_infer(state, model, None, requester, headers, body).await
 }
 
 pub async fn infer_version(
     state: S,
     Path((model, version)): Path<(String, String)>,
+    requester: Option<Extension<Requester>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    run_infer(state, model, Some(version), headers, body).await
+    let requester = requester.map(|Extension(r)| r);
+    run_infer(state, model, Some(version), requester, headers, body).await
 }
 
 /// One inference call through the pipeline: answered, and recorded in the
@@ -138,6 +143,7 @@ async fn run_infer(
     State(state): S,
     model: String,
     version: Option<String>,
+    requester: Option<Requester>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -152,6 +158,7 @@ async fn run_infer(
         protocol,
         &model,
         header_text(&headers, CLIENT_REQUEST_ID),
+        requester.as_ref(),
     );
     let result = answer(
         &mut call,

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -20,6 +20,7 @@ use super::body::{read_body, read_body_within};
 use super::budget::BodyPermit;
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::auth::AdminCaller;
 use crate::error::Error;
 use crate::registry::{
     validate_model_name, ModelFile, RegisterDir, DEFAULT_MAX_MODEL_BYTES, MODEL_CAP_FLAG,
@@ -63,6 +64,7 @@ struct RegisterPath {
 /// (`{"name": "fraud", "path": "fraud.onnx"}`, relative to that directory).
 pub(super) async fn register(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<AdminCaller>,
     Query(q): Query<RegisterQuery>,
     headers: HeaderMap,
     body: Body,
@@ -94,7 +96,7 @@ pub(super) async fn register(
         summary.inputs.join(", "),
         summary.outputs.join(", ")
     );
-    let mut event = crate::serving::Event::new(&name, "", "version_registered", "admin");
+    let mut event = crate::serving::Event::new(&name, "", "version_registered", &caller.by());
     event.to_version = Some(version);
     state.core.models().history().record(&event);
     Ok((

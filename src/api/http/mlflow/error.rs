@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::api::error::classify;
+use crate::api::error::{auth_headers, classify};
 use crate::error::Error;
 
 /// A failed `/invocations` call's response, and its body for the table.
@@ -20,5 +20,6 @@ pub fn mlflow_error(error: &Error) -> (Response, Option<String>) {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    auth_headers(error, response.headers_mut());
     (response, Some(text))
 }

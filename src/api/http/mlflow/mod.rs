@@ -23,6 +23,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::Response;
+use axum::Extension;
 use serde_json::{Map, Value};
 
 use super::body::{header_text, off_runtime, read_body};
@@ -30,6 +31,7 @@ use super::respond::respond;
 use crate::api::call::{Call, CLIENT_REQUEST_ID};
 use crate::api::keys::RequestKeys;
 use crate::api::AppState;
+use crate::auth::Requester;
 use crate::error::Error;
 use crate::inference_table::Protocol;
 use crate::request::InferRequest;
@@ -47,9 +49,15 @@ pub async fn version() -> String {
 
 /// `POST /invocations`: the endpoint named by `--default-endpoint`, else the
 /// only endpoint configured, else the only model served.
-pub async fn invocations(state: S, headers: HeaderMap, body: Body) -> Response {
+pub async fn invocations(
+    state: S,
+    requester: Option<Extension<Requester>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let requester = requester.map(|Extension(r)| r);
     match default_endpoint(&state.0) {
-        Ok(name) => invoke(state, name, headers, body).await,
+        Ok(name) => invoke(state, name, requester, headers, body).await,
         // Still one row, under the `_unknown` endpoint.
         Err(e) => {
             let call = Call::start(
@@ -57,6 +65,7 @@ pub async fn invocations(state: S, headers: HeaderMap, body: Body) -> Response {
                 Protocol::Invocations,
                 "",
                 header_text(&headers, CLIENT_REQUEST_ID),
+                requester.as_ref(),
             );
             respond(call, Err(e), mlflow_error)
         }
@@ -67,13 +76,15 @@ pub async fn invocations(state: S, headers: HeaderMap, body: Body) -> Response {
 pub async fn endpoint_invocations(
     state: S,
     Path(name): Path<String>,
+    requester: Option<Extension<Requester>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    invoke(state, name, headers, body).await
+    invoke(state, name, requester.map(|Extension(r)| r), headers, body).await
 }
 
-fn default_endpoint(state: &AppState) -> Result<String, Error> {
+/// What `POST /invocations` serves, or why it cannot tell.
+pub(super) fn default_endpoint(state: &AppState) -> Result<String, Error> {
     if let Some(name) = &state.default_endpoint {
         return Ok(name.clone());
     }
@@ -93,12 +104,19 @@ fn default_endpoint(state: &AppState) -> Result<String, Error> {
 
 /// One call through the pipeline: answered, and recorded in the inference
 /// table when it is on.
-async fn invoke(State(state): S, name: String, headers: HeaderMap, body: Body) -> Response {
+async fn invoke(
+    State(state): S,
+    name: String,
+    requester: Option<Requester>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut call = Call::start(
         &state,
         Protocol::Invocations,
         &name,
         header_text(&headers, CLIENT_REQUEST_ID),
+        requester.as_ref(),
     );
     let result = answer(&mut call, &state, &headers, body).await;
     respond(call, result, mlflow_error)

@@ -1,21 +1,38 @@
 //! Prometheus metrics at `/metrics`: a recorder installed once per process,
-//! and gauges of the model store refreshed at every scrape.
+//! the catalogue of help texts and series that exist from start-up
+//! ([`catalog`]), and gauges of the serving core refreshed at every scrape.
+
+mod catalog;
+
+pub use catalog::{declare, Declared};
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
-use crate::serving::{AliasState, ModelStore};
+use crate::serving::{AliasState, Core};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Bucket bounds (seconds) of every `*_seconds` histogram: from 50 µs (a
+/// small tabular model answered on a warm connection) to 10 s (a slow load
+/// or a deadline). Histograms, not summaries, so that a fleet's replicas
+/// can be aggregated (`histogram_quantile(0.99, sum by (le) (rate(...)))`).
+pub const SECONDS_BUCKETS: [f64; 18] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Installs the Prometheus recorder (once per process; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .map_err(|e| tracing::warn!("metrics histograms fall back to summaries: {e}"))
+                .unwrap_or_else(|()| PrometheusBuilder::new())
                 // Gauges of versions that were unloaded stop being refreshed;
                 // drop them from the output after a while.
                 .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(120)))
@@ -27,7 +44,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// How often histogram samples are folded into their summaries when
+/// How often histogram samples are folded into their buckets when
 /// nobody scrapes `/metrics`.
 const UPKEEP: Duration = Duration::from_secs(5);
 
@@ -50,11 +67,16 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 }
 
 /// The Prometheus text for a scrape.
-pub fn render(store: &ModelStore) -> String {
+pub fn render(core: &Core) -> String {
     let Some(handle) = install() else {
         return "# metrics are disabled: the Prometheus recorder could not be installed\n".into();
     };
-    let status = store.status();
+    let (requests, shadow) = core.queued();
+    metrics::gauge!("podium_inference_queue_depth", "pool" => "requests").set(requests as f64);
+    if let Some(shadow) = shadow {
+        metrics::gauge!("podium_inference_queue_depth", "pool" => "shadow").set(shadow as f64);
+    }
+    let status = core.models().status();
     for slot in &status.slots {
         let labels = [("model", slot.model.clone()), ("alias", slot.alias.clone())];
         metrics::gauge!("podium_serving_version", &labels)
@@ -103,15 +125,22 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::routing::RouteTable;
+    use crate::runtime::pool::InferencePool;
     use crate::serving::test_registry::Fixture;
     use crate::serving::Reconciler;
+
+    fn core(fx: &Fixture) -> Core {
+        let pool = InferencePool::start(1, 4).unwrap();
+        Core::new(Arc::clone(&fx.store), pool, None, RouteTable::default())
+    }
 
     #[tokio::test]
     async fn each_alias_shows_its_state() {
         let fx = Fixture::fraud(0);
         let _reconciler = Reconciler::spawn(Arc::clone(&fx.store), Duration::from_secs(60));
         fx.store.refresh().await.unwrap();
-        let text = render(&fx.store);
+        let text = render(&core(&fx));
         let line = |state: &str, value: u8| {
             format!(
                 "podium_alias_state{{model=\"fraud\",alias=\"champion\",state=\"{state}\"}} {value}"
@@ -119,5 +148,35 @@ mod tests {
         };
         assert!(text.contains(&line("serving", 1)), "{text}");
         assert!(text.contains(&line("refused", 0)), "{text}");
+        assert!(
+            text.contains("podium_inference_queue_depth{pool=\"requests\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn seconds_are_histograms_with_fixed_buckets() {
+        let fx = Fixture::fraud(0);
+        install();
+        metrics::histogram!("podium_telemetry_test_seconds").record(0.003);
+        let text = render(&core(&fx));
+        assert!(
+            text.contains("# TYPE podium_telemetry_test_seconds histogram"),
+            "{text}"
+        );
+        // 3 ms lands in the 5 ms bucket and above, not in the 2.5 ms one.
+        let bucket = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "podium_telemetry_test_seconds_bucket{{le=\"{le}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_string)
+        };
+        assert_eq!(bucket("0.0025").as_deref(), Some("0"), "{text}");
+        assert_eq!(bucket("0.005").as_deref(), Some("1"), "{text}");
+        assert_eq!(bucket("+Inf").as_deref(), Some("1"), "{text}");
     }
 }

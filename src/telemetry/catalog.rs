@@ -1,0 +1,217 @@
+//! The catalogue of Podium's metrics: the help text `/metrics` shows for
+//! each, and the series that exist from start-up at 0, so that dashboards
+//! and alerts (`rate(podium_table_rows_dropped_total[5m]) > 0`) work before
+//! the first failure instead of seeing no data.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+/// What the server knows at start-up that labels its series.
+pub struct Declared<'a> {
+    /// The registry's kind (`local`, `mlflow`).
+    pub registry_kind: &'static str,
+    /// The configured endpoints, and whether each has a shadow arm.
+    pub endpoints: Vec<(&'a str, bool)>,
+    /// Whether an inference table is written.
+    pub table: bool,
+}
+
+/// Why a row of the inference table was dropped (`reason` label).
+const TABLE_DROP_REASONS: [&str; 4] = ["queue_full", "write_error", "closed", "writer_failed"];
+
+/// Registers every metric's help text, and the series whose labels are
+/// known now at 0 (counting nothing).
+pub fn declare(known: &Declared<'_>) {
+    describe();
+    let zero = |c: metrics::Counter| c.increment(0);
+    for listener in ["rest", "grpc"] {
+        zero(metrics::counter!("podium_connections_refused_total", "listener" => listener));
+        zero(metrics::counter!("podium_accept_errors_total", "listener" => listener));
+        zero(
+            metrics::counter!("podium_connection_timeouts_total", "listener" => listener, "kind" => "header"),
+        );
+    }
+    for kind in ["idle", "body"] {
+        zero(
+            metrics::counter!("podium_connection_timeouts_total", "listener" => "rest", "kind" => kind),
+        );
+    }
+    zero(metrics::counter!("podium_registry_errors_total", "kind" => known.registry_kind));
+    for result in ["matched", "duplicate", "unmatched"] {
+        zero(metrics::counter!("podium_feedback_items_total", "result" => result));
+    }
+    for &(endpoint, shadow) in &known.endpoints {
+        zero(
+            metrics::counter!("podium_deadline_exceeded_total", "endpoint" => endpoint.to_string()),
+        );
+        if shadow {
+            for result in ["ok", "error", "skipped"] {
+                zero(
+                    metrics::counter!("podium_shadow_total", "endpoint" => endpoint.to_string(), "result" => result),
+                );
+            }
+        }
+    }
+    if known.table {
+        for reason in TABLE_DROP_REASONS {
+            zero(metrics::counter!("podium_table_rows_dropped_total", "reason" => reason));
+        }
+        for name in [
+            "podium_table_rows_written_total",
+            "podium_table_write_errors_total",
+            "podium_table_files_total",
+            "podium_table_bytes_total",
+        ] {
+            zero(metrics::counter!(name));
+        }
+    }
+}
+
+/// The help text of every metric (shown as `# HELP` in `/metrics`).
+fn describe() {
+    // Requests.
+    describe_counter!(
+        "podium_requests_total",
+        "Inference calls answered, by endpoint, arm and result (ok, error)."
+    );
+    describe_histogram!(
+        "podium_request_seconds",
+        Unit::Seconds,
+        "Time in Podium per inference call, from decoded request to encoded answer."
+    );
+    describe_histogram!(
+        "podium_model_seconds",
+        Unit::Seconds,
+        "Time in the model per inference call (ONNX Runtime's run)."
+    );
+    describe_gauge!(
+        "podium_endpoint_in_flight",
+        "Inference calls being served now, by endpoint."
+    );
+    describe_gauge!(
+        "podium_inference_queue_depth",
+        "Inference calls waiting for an inference thread, by pool (requests, shadow)."
+    );
+    describe_counter!(
+        "podium_deadline_exceeded_total",
+        "Calls whose deadline passed before an inference thread took them (answered 504 / DEADLINE_EXCEEDED)."
+    );
+    describe_counter!(
+        "podium_shadow_total",
+        "Shadow copies by endpoint and result (ok, error, skipped when the shadow queue is full)."
+    );
+    describe_histogram!(
+        "podium_shadow_seconds",
+        Unit::Seconds,
+        "Time of a shadow copy in its model."
+    );
+    // Models and aliases.
+    describe_counter!(
+        "podium_swaps_total",
+        "Alias swaps by model, alias and result (ok, failed, refused)."
+    );
+    describe_histogram!(
+        "podium_swap_step_seconds",
+        Unit::Seconds,
+        "Time of each step of a swap (load, validate, warm)."
+    );
+    describe_gauge!(
+        "podium_serving_version",
+        "The version an alias is serving (0: none)."
+    );
+    describe_gauge!(
+        "podium_registry_version",
+        "The version an alias points at in the registry."
+    );
+    describe_gauge!(
+        "podium_alias_state",
+        "1 for the state an alias is in (serving, loading, refused, ...), 0 for the others."
+    );
+    describe_gauge!(
+        "podium_versions",
+        "Loaded model versions by state (resident, draining)."
+    );
+    describe_gauge!(
+        "podium_in_flight_requests",
+        "Requests running on a loaded version."
+    );
+    describe_gauge!(
+        "podium_model_memory_estimate_bytes",
+        Unit::Bytes,
+        "Estimated memory of the loaded models."
+    );
+    // The registry.
+    describe_gauge!(
+        "podium_registry_up",
+        "1 while the last read of the registry worked, 0 while degraded."
+    );
+    describe_gauge!(
+        "podium_registry_consecutive_failures",
+        "Registry reads that failed in a row."
+    );
+    describe_counter!(
+        "podium_registry_errors_total",
+        "Registry reads that failed."
+    );
+    describe_counter!(
+        "podium_registry_artifacts_total",
+        "MLflow artifacts by result (downloaded, cached)."
+    );
+    // Connections.
+    describe_counter!(
+        "podium_connections_refused_total",
+        "Connections closed at once because the listener had --max-connections open."
+    );
+    describe_counter!(
+        "podium_connection_timeouts_total",
+        "Connections closed by a timeout, by listener and kind (header, idle, body)."
+    );
+    describe_counter!(
+        "podium_accept_errors_total",
+        "Failed accepts (e.g. out of file descriptors), by listener."
+    );
+    // Experiments.
+    describe_counter!(
+        "podium_feedback_items_total",
+        "Feedback items posted to /v2/feedback, by result (matched: the first label of a call in the ledger; duplicate; unmatched)."
+    );
+    describe_counter!(
+        "podium_readout_ledger_evicted_total",
+        "Calls of an experiment endpoint dropped from the feedback ledger (--readout-ledger-size, oldest first); feedback arriving for them later is unmatched."
+    );
+    // The inference table.
+    describe_counter!(
+        "podium_table_rows_written_total",
+        "Inference-table rows written to Parquet."
+    );
+    describe_counter!(
+        "podium_table_rows_dropped_total",
+        "Inference-table rows dropped, by reason (queue_full, write_error, closed, writer_failed)."
+    );
+    describe_counter!(
+        "podium_table_write_errors_total",
+        "Failed writes of the inference table."
+    );
+    describe_counter!(
+        "podium_table_files_total",
+        "Inference-table files completed."
+    );
+    describe_counter!(
+        "podium_table_bytes_total",
+        Unit::Bytes,
+        "Bytes of completed inference-table files."
+    );
+    describe_gauge!(
+        "podium_table_queue_rows",
+        "Inference-table rows waiting for the writer."
+    );
+    describe_gauge!(
+        "podium_table_queue_bytes",
+        Unit::Bytes,
+        "Bytes of inference-table rows waiting for the writer."
+    );
+    describe_gauge!(
+        "podium_table_oldest_unflushed_seconds",
+        Unit::Seconds,
+        "Age of the oldest row not yet in a completed file."
+    );
+}
