@@ -1,7 +1,7 @@
 """The experiment readout checked against an independent computation.
 
 Three endpoints over the demo fraud model (champion v1, challenger v2, split
-50/50 at random) measure accuracy, conversion and a mean. The test sends
+50/50 by a sticky user id, so every run sees the same data) measure accuracy, conversion and a mean. The test sends
 calls, remembers what each arm answered, posts ground truth in batches to
 ``/v2/feedback`` and then recomputes every number of
 ``GET /admin/experiments/{endpoint}`` from its own records:
@@ -37,6 +37,7 @@ CONFIG = """
 [[endpoint]]
 name = "fraud-acc"
 model = "fraud"
+sticky_key = {{ header = "x-user-id" }}
 arms = [{{ alias = "champion", weight = 50 }}, {{ alias = "challenger", weight = 50 }}]
 [endpoint.readout]
 metric = "accuracy"
@@ -47,6 +48,7 @@ alpha = {alpha}
 [[endpoint]]
 name = "fraud-conv"
 model = "fraud"
+sticky_key = {{ header = "x-user-id" }}
 arms = [{{ alias = "champion", weight = 50 }}, {{ alias = "challenger", weight = 50 }}]
 [endpoint.readout]
 metric = "conversion"
@@ -56,6 +58,7 @@ alpha = {alpha}
 [[endpoint]]
 name = "fraud-mean"
 model = "fraud"
+sticky_key = {{ header = "x-user-id" }}
 arms = [{{ alias = "champion", weight = 50 }}, {{ alias = "challenger", weight = 50 }}]
 [endpoint.readout]
 metric = "mean"
@@ -71,11 +74,12 @@ def close(got, want, what):
     )
 
 
-def call(session, base, endpoint, rng):
-    """One call with a random fraud row: (request id, arm, predicted label)."""
+def call(session, base, endpoint, rng, user):
+    """One call of `user` with a random fraud row: (request id, arm, predicted label)."""
     row = rng.normal(size=30).astype(np.float32)
     body = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row.tolist()}]}
-    r = session.post(f"{base}/v2/models/{endpoint}/infer", json=body, timeout=30)
+    headers = {"x-user-id": user}
+    r = session.post(f"{base}/v2/models/{endpoint}/infer", json=body, headers=headers, timeout=30)
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
     return r.headers["x-request-id"], r.headers["x-podium-arm"], out["label"]["data"][0]
@@ -180,7 +184,9 @@ def test_the_readout_matches_scipy_and_statsmodels(registry, tmp_path, endpoint,
     rng = np.random.default_rng(20261127)
     with run_podium(registry, tmp_path, "--config", str(config)) as srv, requests.Session() as session:
         base = f"http://{srv.url}"
-        made = [call(session, base, endpoint, rng) for _ in range(CALLS)]
+        # Users are assigned to arms by a hash of their id, so every run sees
+        # the same split and the same data.
+        made = [call(session, base, endpoint, rng, f"user-{i}") for i in range(CALLS)]
         calls = {arm: sum(1 for _, a, _ in made if a == arm) for arm in ("champion", "challenger")}
 
         # Ground truth: for accuracy a class, for conversion a 0/1 outcome
@@ -193,7 +199,7 @@ def test_the_readout_matches_scipy_and_statsmodels(registry, tmp_path, endpoint,
             if metric == "accuracy":
                 label = int(rng.random() < 0.5)
             elif metric == "conversion":
-                label = bool(rng.random() < (0.55 if arm == "challenger" else 0.25))
+                label = bool(rng.random() < (0.6 if arm == "challenger" else 0.15))
             else:
                 label = float(rng.normal(1.0 if arm == "challenger" else 0.0, 1.0))
             feedback.append((request_id, arm, predicted, label))
