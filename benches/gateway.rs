@@ -177,7 +177,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         api_keys: None,
     });
     podium::telemetry::install();
-    router(state, AdminAccess::Disabled)
+    router(state, AdminAccess::Disabled, false)
 }
 
 fn in_process(c: &mut Criterion) {

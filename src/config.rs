@@ -113,7 +113,8 @@ fn default_shadow_in_flight() -> usize {
 
 /// Checks a traffic policy over `model`'s `aliases`: at least one arm, no
 /// arm twice, weights 0 or more and not all 0 (checked by `Endpoint::new`),
-/// every alias known (or `latest`), a shadow fraction in [0, 1].
+/// every alias known (or `latest`), a shadow fraction in [0, 1] and room
+/// for at least one shadow call.
 /// `aliases` None: the registry cannot be asked now, so only the alias names
 /// are checked (an alias that does not exist answers 404 until it is set).
 pub fn check_traffic(
@@ -159,6 +160,13 @@ pub fn check_traffic(
             return Err(format!(
                 "shadow fraction {} is not between 0 and 1",
                 s.fraction
+            ));
+        }
+        if s.max_in_flight == 0 {
+            return Err(format!(
+                "shadow max_in_flight is 0, so no copy to \"{}\" could ever be sent; allow at least 1 (the default is {}), or remove the shadow",
+                s.alias,
+                default_shadow_in_flight()
             ));
         }
     }
@@ -393,6 +401,7 @@ shadow = { alias = "latest", fraction = 0.25 }
             (base("arms = [{ alias = \"prod\", weight = 1 }]"), "model \"fraud\" has no alias \"prod\" (its aliases: champion, challenger); set it with `podium alias set fraud prod N`"),
             (base("arms = []"), "has no arms"),
             (base("arms = [{ alias = \"champion\", weight = 1 }]\nshadow = { alias = \"challenger\", fraction = 2 }"), "shadow fraction 2 is not between 0 and 1"),
+            (base("arms = [{ alias = \"champion\", weight = 1 }]\nshadow = { alias = \"challenger\", fraction = 0.5, max_in_flight = 0 }"), "line 2: endpoint \"e\": shadow max_in_flight is 0, so no copy to \"challenger\" could ever be sent; allow at least 1 (the default is 16), or remove the shadow"),
             (base("arms = [{ alias = \"champion\", weight = 1 }, { alias = \"champion\", weight = 1 }]"), "listed twice"),
             ("[[endpoint]]\nname = \"e\"\nmodel = \"nope\"\narms = [{ alias = \"champion\", weight = 1 }]".into(), "model \"nope\" is not in the registry"),
             (base("arms = [{ alias = \"champion\", weight = 1 }]\ncolour = \"red\""), "unknown field `colour`"),

@@ -41,6 +41,10 @@ pub enum Error {
     /// The request's deadline passed before it could be answered (HTTP 504).
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The client did not send the request body within the body-read
+    /// timeout (HTTP 408; the listener answers it and closes the connection).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// The model exists but cannot serve right now, e.g. it failed to load (HTTP 503).
     #[error("{0}")]
     Unavailable(String),

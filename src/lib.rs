@@ -16,7 +16,9 @@
 //!     runtime: bounded queue ▸ ONNX Runtime on Podium's inference threads
 //!
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
-//!     inference_table: protocol-free rows, payload rendering handed in by api
+//!                      (and each poll: loaded versions' files checked for drift)
+//!     inference_table: protocol-free rows, payload rendering handed in by api;
+//!                      open files journaled, replayed at start after a crash
 //!     experiments: per-arm readout of endpoints with one (calls, latency,
 //!                  feedback joined through a bounded ledger, statistics)
 //! ```
@@ -24,10 +26,11 @@
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table`, `experiments` and `routing` import none
 //! of `api`, `serving`. `listener` admits and times connections on both ports
-//! (header, idle and body timeouts, the connection limit, shutdown) before
-//! hyper and tonic see them. `auth` (API keys, admin tokens, the audit
-//! log) is protocol-free; `api` asks it before a call reaches the
-//! pipeline. `cli` is the `podium` command line (the binary is a thin
+//! (header, idle and body timeouts, the connection limit, shutdown, TLS
+//! with certificate reload) before hyper and tonic see them. `auth` (API
+//! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
+//! a call reaches the pipeline. `offline` scores files (`podium batch`,
+//! `podium compare`) with the same registry and runtime as serving. `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 
@@ -41,6 +44,7 @@ pub mod experiments;
 mod fuzz;
 pub mod inference_table;
 pub mod listener;
+pub mod offline;
 pub mod registry;
 pub mod request;
 pub mod routing;

@@ -18,7 +18,7 @@ use crate::config::Lookup;
 use crate::error::Error;
 use crate::experiments::Experiments;
 use crate::inference_table::{InferenceTable, TableOptions};
-use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits};
+use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
@@ -74,6 +74,8 @@ pub struct ServeOptions {
     pub admin_register_dir: Option<PathBuf>,
     /// The largest model the admin API registers (bytes).
     pub max_model_bytes: u64,
+    /// TLS on both listeners; None: plaintext.
+    pub tls: Option<TlsOptions>,
     /// Calls kept for experiment feedback to join, across endpoints.
     pub readout_ledger_size: usize,
 }
@@ -113,22 +115,36 @@ impl ServeOptions {
             connections: ConnectionLimits::default(),
             admin_register_dir: None,
             max_model_bytes: crate::registry::DEFAULT_MAX_MODEL_BYTES,
+            tls: None,
             readout_ledger_size: crate::experiments::DEFAULT_LEDGER_SIZE,
         }
     }
 }
 
-/// Loads ONNX Runtime, binds REST and gRPC and serves at once (live; ready
-/// once the registry was read and its aliased models loaded, which happens
-/// in the background), prints `podium: grpc listening on http://ADDR` and
-/// then `podium: listening on http://ADDR` (REST) on stdout once both answer
-/// and the first registry read is done (or failed), and serves until
-/// `shutdown` resolves, letting in-flight requests finish.
+/// Loads the TLS certificate (when configured) and ONNX Runtime, binds REST
+/// and gRPC and serves at once (live; ready once the registry was read and
+/// its aliased models loaded, which happens in the background), prints
+/// `podium: grpc listening on http://ADDR` and then `podium: listening on
+/// http://ADDR` (REST; `https://` with TLS) on stdout once both answer and
+/// the first registry read is done (or failed), and serves until `shutdown`
+/// resolves, letting in-flight requests finish.
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::telemetry::install();
+    // A certificate problem stops start-up before any model is loaded.
+    let mut tls = match opts.tls.clone() {
+        None => None,
+        Some(options) => Some(tokio::task::spawn_blocking(move || Tls::load(&options)).await??),
+    };
+    match &tls {
+        Some(tls) if tls.expired() => {
+            tracing::warn!("TLS on both listeners: certificate {}", tls.describe())
+        }
+        Some(tls) => tracing::info!("TLS on both listeners: certificate {}", tls.describe()),
+        None => {}
+    }
     let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
     tracing::info!("ONNX Runtime loaded from {}", lib.display());
 
@@ -308,7 +324,12 @@ pub async fn serve(
 
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(grpc::follow_health(reporter.clone(), health_watch));
-    let incoming = grpc_incoming(grpc_listener, opts.connections, stopped.clone());
+    let incoming = grpc_incoming(
+        grpc_listener,
+        opts.connections,
+        stopped.clone(),
+        tls.as_ref().map(Tls::grpc),
+    );
     let grpc_server = grpc_server(&opts.connections)
         .layer(MapResponseLayer::new(
             grpc::remap_oversize::<tonic::body::Body>,
@@ -335,14 +356,26 @@ pub async fn serve(
         }
         Ok(Arc::new(audit))
     };
+    let client_certs = tls.as_ref().is_some_and(Tls::verifies_client_certs);
+    if client_certs {
+        tracing::info!(
+            "admin API: for clients with a certificate signed by --admin-client-ca{}",
+            if admin_tokens.is_some() {
+                " and an admin token"
+            } else {
+                ""
+            }
+        );
+    }
     let admin = match (&admin_tokens, addr.ip().is_loopback()) {
         (Some(tokens), _) => AdminAccess::Tokens {
             tokens: Arc::clone(tokens),
             audit: audit()?,
         },
+        (None, _) if client_certs => AdminAccess::Open { audit: audit()? },
         (None, true) => {
             tracing::warn!("admin API without a token: open to clients on this host only (set --admin-token / PODIUM_ADMIN_TOKEN or --admin-tokens / PODIUM_ADMIN_TOKENS)");
-            AdminAccess::Loopback { audit: audit()? }
+            AdminAccess::Open { audit: audit()? }
         }
         (None, false) => {
             tracing::warn!("admin API disabled: {addr} is reachable from other hosts and no --admin-token / PODIUM_ADMIN_TOKEN or --admin-tokens / PODIUM_ADMIN_TOKENS is set");
@@ -358,13 +391,16 @@ pub async fn serve(
         .collect();
     let rest_server = serve_rest(
         listener,
-        router(state, admin),
+        router(state, admin, client_certs),
         opts.connections,
         stopped.clone(),
+        tls.as_ref().map(Tls::rest),
     );
+    let cert_watch = tls.as_mut().and_then(Tls::follow);
+    let scheme = if tls.is_some() { "https" } else { "http" };
 
     tracing::info!(
-        "serving OIP REST on http://{addr} and gRPC on {grpc_addr} with {} inference threads, queue depth {}",
+        "serving OIP REST on {scheme}://{addr} and gRPC on {scheme}://{grpc_addr} with {} inference threads, queue depth {}",
         opts.inference_threads,
         opts.queue_depth
     );
@@ -378,8 +414,8 @@ pub async fn serve(
                 grpc::update_health(&reporter, &first_read).await;
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
-                let _ = writeln!(stdout, "podium: grpc listening on http://{grpc_addr}");
-                let _ = writeln!(stdout, "podium: listening on http://{addr}");
+                let _ = writeln!(stdout, "podium: grpc listening on {scheme}://{grpc_addr}");
+                let _ = writeln!(stdout, "podium: listening on {scheme}://{addr}");
                 let _ = stdout.flush();
             }
             _ = until_stopped(stopped.clone()) => {}
@@ -411,6 +447,9 @@ pub async fn serve(
     health_task.abort();
     for reload in reloads {
         reload.abort();
+    }
+    if let Some(watch) = cert_watch {
+        watch.abort();
     }
     // Every answered request has handed over its row by now; write them all.
     if let Some(table) = &table_state.table {

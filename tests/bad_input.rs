@@ -75,6 +75,8 @@ async fn bad_requests_get_clear_4xx_errors() {
         ("absurd shape", fraud, input("input", json!([1000000000, 8]), "FP32", json!(row(1))), vec![], 400, "input \"input\" has shape [1000000000,8] (8000000000 elements) but 30 FP32 values were sent"),
         ("overflowing shape", fraud, input("input", json!([i64::MAX, 8]), "FP32", json!(row(1))), vec![], 400, "overflows"),
         ("negative shape", fraud, input("input", json!([-1, 30]), "FP32", json!(row(1))), vec![], 400, "dimension -1 is negative"),
+        ("ragged nested data", fraud, input("input", json!([2, 30]), "FP32", json!(vec![[&row(1)[..], &[0.5]].concat(), row(1)[1..].to_vec()])), vec![], 400, "input \"input\" data is ragged: data[1] has 29 elements but data[0] has 31"),
+        ("beyond FP32", fraud, input("input", json!([1, 2]), "FP32", serde_json::from_str::<Value>("[1.5, 1e39]").unwrap()), vec![], 400, "input \"input\" element 1 is 1e+39, which is out of range for FP32"),
         ("wrong element type", fraud, input("input", json!([1, 2]), "FP32", json!(["a", "b"])), vec![], 400, "input \"input\" element 0 is \"a\", which is not a valid FP32"),
         ("no data", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32"}]})), vec![], 400, "has no \"data\""),
         ("unknown output", fraud, js(json!({"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": row(1)}], "outputs": [{"name": "score"}]})), vec![], 400, "model fraud v1 has no output \"score\"; its outputs are: \"label\" INT64 [-1], \"probabilities\" FP32 [-1,2]"),

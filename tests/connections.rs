@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{client, Server};
+use common::{client, closed_within, read_table, Server};
 use serde_json::{json, Value};
 
 /// Long enough for any timer under test (1 s) on a loaded machine, and
@@ -20,28 +20,6 @@ fn connect(url: &str) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_nodelay(true).unwrap();
     stream
-}
-
-/// Whether the server closes `stream` within `deadline` (bytes it sends
-/// first, such as an answer, are read and ignored).
-fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            return false;
-        }
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true, // reset
-        }
-    }
 }
 
 /// One HTTP/1.1 answer on `stream`: status and body.
@@ -180,7 +158,15 @@ fn connections_over_the_limit_are_refused_while_the_admitted_ones_are_served() {
 
 #[test]
 fn a_body_that_stalls_gets_408() {
-    let s = Server::demo(&["--body-read-timeout-secs", "1"]);
+    let table = tempfile::tempdir().unwrap();
+    let s = Server::demo(&[
+        "--body-read-timeout-secs",
+        "1",
+        "--table-dir",
+        table.path().to_str().unwrap(),
+        "--table-roll-secs",
+        "0.1",
+    ]);
     let mut conn = connect(&s.base);
     conn.write_all(
         b"POST /v2/models/fraud/infer HTTP/1.1\r\nhost: podium\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"inputs\": [",
@@ -198,6 +184,13 @@ fn a_body_that_stalls_gets_408() {
         closed_within(&mut conn, CLOSE_DEADLINE),
         "kept open after 408"
     );
+    // The inference table records what the client got, not a 400.
+    let row = eventually_blocking(CLOSE_DEADLINE, "the late request's row", || {
+        read_table(table.path()).into_iter().next()
+    });
+    assert_eq!(row["status_code"], 408, "{row:?}");
+    let error = row["error"].as_str().unwrap_or_default();
+    assert_eq!(error, message, "the client's message");
 }
 
 /// Requests holding mlp's loaded version, from `/admin/status`.

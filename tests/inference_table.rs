@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{cli_ok, client, eventually, read_table, sample, Server, FRAUD_ROW};
+use common::{by_id, cli_ok, client, eventually, read_table, sample, walk, Server, FRAUD_ROW};
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use podium::api::grpc::proto::model_infer_request::InferInputTensor;
 use podium::api::grpc::proto::ModelInferRequest;
@@ -61,16 +61,6 @@ fn start(dir: &Path, extra: &[&str]) -> (Server, PathBuf) {
 fn fraud_body(rows: usize) -> Value {
     let data: Vec<f32> = (0..rows).flat_map(|_| FRAUD_ROW).collect();
     json!({"inputs": [{"name": "input", "shape": [rows, 30], "datatype": "FP32", "data": data}]})
-}
-
-fn by_id(rows: Vec<BTreeMap<String, Value>>) -> HashMap<String, BTreeMap<String, Value>> {
-    let n = rows.len();
-    let map: HashMap<_, _> = rows
-        .into_iter()
-        .map(|r| (r["request_id"].as_str().unwrap().to_string(), r))
-        .collect();
-    assert_eq!(map.len(), n, "request ids are not unique");
-    map
 }
 
 fn request_id(resp: &reqwest::Response) -> String {
@@ -430,20 +420,6 @@ async fn every_request_answered_before_sigterm_has_its_row() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().unwrap().is_dir() {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
-}
-
 /// Sends `n` one-row fraud requests to `name`; each must be answered 200
 /// (the table never fails a request).
 async fn send_rows(c: &reqwest::Client, s: &Server, name: &str, n: usize) {
@@ -521,7 +497,8 @@ async fn kill_9_leaves_every_completed_file_readable() {
     // These land in a file that is still open when the process dies.
     send_rows(&c, &s, "fraud", 5).await;
     drop(s); // SIGKILL
-             // The completed file is whole; the open one is lost and stays hidden.
+             // The completed file is whole; the open one stays hidden until the
+             // next start writes it from its journal (tests/table_journal.rs).
     let rows = read_table(&table);
     assert_eq!(rows.len(), 10, "rows after kill -9");
     let hidden: Vec<_> = walk(&table)

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::flip::FlipConfig;
 use crate::input::{self, Tensor};
 use crate::protocol::{chain, grpc_channel, resolve, Prepared, Protocol, Target};
+use crate::replay::args::ReplayArgs;
 use crate::run::RunConfig;
 use crate::schedule::Pacing;
 
@@ -39,7 +40,8 @@ pub struct Args {
     /// Workers (one connection each for REST); the most requests in flight in an open loop
     #[arg(short, long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Open loop: requests per second (latency from the intended send time); omit for a closed loop
+    /// Open loop: requests per second (latency from the intended send time); omit for a closed loop.
+    /// With --replay: send at this fixed rate instead of the recorded pacing
     #[arg(long)]
     pub rate: Option<f64>,
     /// Measured time after the warm-up, e.g. 10s, 500ms, 2m [default: 10s unless --requests]
@@ -102,6 +104,8 @@ pub struct Args {
     /// Tokio worker threads of the generator [default: one per core]
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub replay: ReplayArgs,
 }
 
 /// `500us`, `200ms`, `2s`, `1.5s`, `2m`.
@@ -128,7 +132,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
-fn parse_header(h: &str) -> Result<(String, String)> {
+pub(crate) fn parse_header(h: &str) -> Result<(String, String)> {
     let (k, v) = h
         .split_once(':')
         .ok_or_else(|| anyhow!("--header {h:?}: write it as \"NAME: VALUE\""))?;
@@ -165,7 +169,7 @@ impl Args {
             (Some(m), _) => m.clone(),
             (None, Protocol::Mlflow) => String::new(),
             (None, _) => {
-                bail!("--model is required: the model or endpoint to call, e.g. --model fraud")
+                bail!("--model is required: the model or endpoint to call, e.g. --model fraud (or --replay TABLE_DIR to send recorded requests)")
             }
         };
         let headers = self

@@ -3,7 +3,8 @@
 //! extension), OIP gRPC and MLflow's `/invocations`; runs a closed loop
 //! (fixed concurrency) or an open loop (fixed arrival rate, latency from
 //! the intended send time); reports HDR percentiles, errors by class and
-//! answers by endpoint/arm/version; and runs the alias-flip drill.
+//! answers by endpoint/arm/version; runs the alias-flip drill; and replays
+//! the requests recorded in an inference table (`--replay`).
 //!
 //! The library is what the binary runs, so tests and benches can drive a
 //! run in-process: build a [`run::RunConfig`], get inputs, call [`run::run`].
@@ -11,9 +12,11 @@
 pub mod cli;
 pub mod flip;
 pub mod hist;
+pub mod http;
 pub mod input;
 pub mod outcome;
 pub mod protocol;
+pub mod replay;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -5,18 +5,17 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::http::{header_value, http_connect, http_exchange, timed_out};
+pub use crate::http::{resolve, Address, HttpTarget, RestAnswer, RestRequest};
 use crate::input::Tensor;
 use crate::outcome::{self, Answer, ErrorClass, Outcome};
 use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
@@ -49,55 +48,6 @@ impl Protocol {
     }
 }
 
-/// A `http://host:port` address, resolved.
-#[derive(Clone, Debug)]
-pub struct Address {
-    /// `host:port`, for the Host header.
-    pub authority: String,
-    /// Any path prefix after the authority, without the trailing slash.
-    pub prefix: String,
-    pub addr: SocketAddr,
-}
-
-/// Parses and resolves `http://host:port[/prefix]`.
-pub async fn resolve(url: &str) -> Result<Address> {
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => bail!(
-            "{url}: TLS is not supported; point the load generator at the server's plain-HTTP listener"
-        ),
-        Some((scheme, _)) => bail!("{url}: scheme {scheme:?} is not supported; use http://HOST:PORT"),
-        None => bail!("{url} has no scheme; write it as http://HOST:PORT"),
-    };
-    let (authority, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        bail!("{url} has no host; write it as http://HOST:PORT");
-    }
-    let with_port = if authority
-        .rsplit(':')
-        .next()
-        .is_some_and(|p| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']')
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let addr = tokio::net::lookup_host(&with_port)
-        .await
-        .with_context(|| format!("cannot resolve {authority} (from {url})"))?
-        .next()
-        .ok_or_else(|| anyhow!("{authority} (from {url}) resolves to no address"))?;
-    Ok(Address {
-        authority: authority.to_string(),
-        prefix: prefix.to_string(),
-        addr,
-    })
-}
-
 /// Where and how to send, as given on the command line.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -117,25 +67,13 @@ pub struct Target {
     pub inspect_body: bool,
 }
 
-/// A header whose value may name the request's number.
-#[derive(Clone, Debug)]
-enum ExtraHeader {
-    Fixed(HeaderName, HeaderValue),
-    Numbered(HeaderName, String),
-}
-
 /// The request of a run, encoded once.
 pub struct Prepared {
     pub protocol: Protocol,
-    pub address: Address,
+    pub http: HttpTarget,
     pub grpc_url: String,
-    path: String,
-    body: Bytes,
-    content_type: &'static str,
-    header_length: Option<usize>,
-    headers: Vec<ExtraHeader>,
+    rest: RestRequest,
     grpc_request: ModelInferRequest,
-    timeout: Duration,
     inspect_body: bool,
 }
 
@@ -209,21 +147,7 @@ impl Prepared {
             }
             Protocol::Grpc => (String::new(), Vec::new(), "application/grpc", None),
         };
-        let headers = target
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                let name = HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
-                    .map_err(|_| anyhow!("--header {k:?}: not a valid header name"))?;
-                if v.contains("{n}") {
-                    Ok(ExtraHeader::Numbered(name, v.clone()))
-                } else {
-                    let value = HeaderValue::from_str(v)
-                        .map_err(|_| anyhow!("--header {k}: {v:?} is not a valid header value"))?;
-                    Ok(ExtraHeader::Fixed(name, value))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let http = HttpTarget::new(address, &target.headers, target.timeout)?;
         let grpc_request = ModelInferRequest {
             model_name: model.clone(),
             model_version: target.version.clone().unwrap_or_default(),
@@ -242,15 +166,15 @@ impl Prepared {
         };
         Ok(Prepared {
             protocol: target.protocol,
-            grpc_url: format!("http://{}", address.authority),
-            address,
-            path,
-            body: Bytes::from(body),
-            content_type,
-            header_length,
-            headers,
+            grpc_url: format!("http://{}", http.address.authority),
+            http,
+            rest: RestRequest {
+                path,
+                body: Bytes::from(body),
+                content_type,
+                header_length,
+            },
             grpc_request,
-            timeout: target.timeout,
             inspect_body: target.inspect_body,
         })
     }
@@ -262,13 +186,13 @@ impl Prepared {
                 "{} ModelInfer {}",
                 self.grpc_url, self.grpc_request.model_name
             ),
-            _ => format!("http://{}{}", self.address.authority, self.path),
+            _ => format!("http://{}{}", self.http.address.authority, self.rest.path),
         }
     }
 
     /// Request body size in bytes (REST and MLflow).
     pub fn body_len(&self) -> usize {
-        self.body.len()
+        self.rest.body.len()
     }
 }
 
@@ -294,38 +218,17 @@ pub async fn grpc_channel(prepared: &Prepared) -> Result<tonic::transport::Chann
         })
 }
 
-async fn http_connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, (ErrorClass, String)> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| (outcome::io_error(&e), format!("connect to {addr}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| {
-            (
-                outcome::send_error(&e),
-                format!("HTTP handshake with {addr}: {e}"),
-            )
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 impl Conn {
     /// A connection for a REST or MLflow worker, opened now so that a
     /// target that is not there fails the run at once.
-    pub async fn http(prepared: &Prepared) -> Result<Conn> {
-        let sender = http_connect(prepared.address.addr)
+    pub async fn http(target: &HttpTarget) -> Result<Conn> {
+        let sender = http_connect(target.address.addr)
             .await
-            .map_err(|(_, why)| {
-                anyhow!("cannot connect to {}: {why}", prepared.address.authority)
-            })?;
+            .map_err(|(_, why)| anyhow!("cannot connect to {}: {why}", target.address.authority))?;
         Ok(Conn::Http(Some(sender)))
     }
 
-    /// Sends request number `n` and reads its answer.
+    /// Sends request number `n` of the run and reads its answer.
     pub async fn call(&mut self, p: &Prepared, n: u64) -> Outcome {
         let call = async {
             match self {
@@ -333,115 +236,53 @@ impl Conn {
                 Conn::Grpc(client) => grpc_call(client, p, n).await,
             }
         };
-        match tokio::time::timeout(p.timeout, call).await {
+        match tokio::time::timeout(p.http.timeout, call).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 if let Conn::Http(sender) = self {
                     // The answer may still come on this connection: start afresh.
                     *sender = None;
                 }
-                Err((
-                    ErrorClass::Timeout,
-                    format!("no answer within {:?}", p.timeout),
-                ))
+                Err(timed_out(p.http.timeout))
             }
         }
     }
-}
 
-fn header_value(p: &ExtraHeader, n: u64) -> Option<(HeaderName, HeaderValue)> {
-    match p {
-        ExtraHeader::Fixed(k, v) => Some((k.clone(), v.clone())),
-        ExtraHeader::Numbered(k, template) => {
-            HeaderValue::from_str(&template.replace("{n}", &n.to_string()))
-                .ok()
-                .map(|v| (k.clone(), v))
+    /// Sends `request` (number `n`, for `{n}` in headers) on this REST
+    /// connection and reads the whole answer; a status other than 2xx is an
+    /// error of class `http_<status>` with the start of the body.
+    pub async fn send(
+        &mut self,
+        target: &HttpTarget,
+        request: &RestRequest,
+        n: u64,
+    ) -> Result<RestAnswer, (ErrorClass, String)> {
+        let Conn::Http(sender) = self else {
+            return Err((
+                ErrorClass::Protocol,
+                "a gRPC connection cannot send a REST request".into(),
+            ));
+        };
+        let exchange = http_exchange(sender, target, request, n);
+        match tokio::time::timeout(target.timeout, exchange).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                *sender = None;
+                Err(timed_out(target.timeout))
+            }
         }
     }
 }
 
 async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, n: u64) -> Outcome {
-    if sender.as_ref().is_none_or(|s| s.is_closed()) {
-        *sender = Some(http_connect(p.address.addr).await?);
-    }
-    let s = sender.as_mut().expect("connected above");
-    if s.ready().await.is_err() {
-        *sender = Some(http_connect(p.address.addr).await?);
-    }
-    let s = sender.as_mut().expect("connected above");
-    let mut builder = hyper::Request::post(&p.path)
-        .header(hyper::header::HOST, &p.address.authority)
-        .header(hyper::header::CONTENT_TYPE, p.content_type);
-    if let Some(len) = p.header_length {
-        builder = builder.header("inference-header-content-length", len);
-    }
-    for h in &p.headers {
-        if let Some((k, v)) = header_value(h, n) {
-            builder = builder.header(k, v);
-        }
-    }
-    let request = builder
-        .body(Full::new(p.body.clone()))
-        .map_err(|e| (ErrorClass::Protocol, format!("building the request: {e}")))?;
-    let response = match s.send_request(request).await {
-        Ok(r) => r,
-        Err(e) => {
-            *sender = None;
-            return Err((outcome::send_error(&e), format!("sending: {}", chain(&e))));
-        }
-    };
-    let (parts, body) = response.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            *sender = None;
-            return Err((
-                outcome::send_error(&e),
-                format!("reading the answer: {}", chain(&e)),
-            ));
-        }
-    };
-    if let Some(class) = outcome::http_status(parts.status.as_u16()) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        return Err((class, text));
-    }
-    let header = |name: &str| {
-        parts
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let mut answer = Answer {
-        endpoint: header("x-podium-endpoint"),
-        arm: header("x-podium-arm"),
-        header_version: header("x-podium-model-version"),
-        body_version: None,
-        fingerprint: None,
-    };
+    let reply = http_exchange(sender, &p.http, &p.rest, n).await?;
+    let mut answer = reply.answer();
     if p.inspect_body || (answer.header_version.is_none() && p.protocol != Protocol::Mlflow) {
-        let json_part = match parts
-            .headers
-            .get("inference-header-content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            Some(n) if n <= body.len() => &body[..n],
-            Some(n) => {
-                return Err((
-                    ErrorClass::Protocol,
-                    format!(
-                        "Inference-Header-Content-Length {n} but the body is {} bytes",
-                        body.len()
-                    ),
-                ))
-            }
-            None => &body[..],
-        };
+        let json_part = reply.json_part()?;
         if p.protocol != Protocol::Mlflow {
             answer.body_version = body_version(json_part)?;
         }
-        answer.fingerprint = Some(fingerprint(&[&body[..]]));
+        answer.fingerprint = Some(fingerprint(&[&reply.body[..]]));
     }
     Ok(answer)
 }
@@ -481,7 +322,7 @@ async fn grpc_call(
     n: u64,
 ) -> Outcome {
     let mut request = tonic::Request::new(p.grpc_request.clone());
-    for h in &p.headers {
+    for h in &p.http.headers {
         if let Some((k, v)) = header_value(h, n) {
             if let (Ok(k), Ok(v)) = (
                 tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
@@ -624,9 +465,9 @@ mod tests {
             inspect_body: false,
         };
         let p = Prepared::new(&target, &fraud_like()).await.unwrap();
-        let (k, v) = header_value(&p.headers[0], 42).unwrap();
+        let (k, v) = header_value(&p.http.headers[0], 42).unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-user-id", "user-42"));
-        let (k, v) = header_value(&p.headers[1], 42).unwrap();
+        let (k, v) = header_value(&p.http.headers[1], 42).unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-a", "b"));
         assert_eq!(p.describe(), "http://127.0.0.1:1/v2/models/fraud/infer");
         let bad = Target {

@@ -5,8 +5,10 @@ use std::fmt::Write;
 
 use crate::run::Report;
 use crate::schedule::Pacing;
+use crate::stats::ArmRow;
 
-fn us(v: f64) -> String {
+/// A latency in microseconds, as µs or (from 10 ms) ms.
+pub(crate) fn us(v: f64) -> String {
     if v >= 10_000.0 {
         format!("{:.1} ms", v / 1000.0)
     } else {
@@ -81,27 +83,7 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(out, "         e.g. {e}");
         }
     }
-    let rows = m.arm_rows();
-    if !rows.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n{:<20} {:<12} {:>8} {:>10} {:>7} {:>10} {:>10}",
-            "endpoint", "arm", "version", "answers", "share", "p50", "p99"
-        );
-        for row in rows {
-            let _ = writeln!(
-                out,
-                "{:<20} {:<12} {:>8} {:>10} {:>6.1}% {:>10} {:>10}",
-                row.endpoint,
-                row.arm,
-                row.version,
-                row.answers,
-                row.share * 100.0,
-                us(row.latency.p50_us),
-                us(row.latency.p99_us)
-            );
-        }
-    }
+    out.push_str(&arm_table(&m.arm_rows()));
     if let (Some(f), Some(cfg)) = (&r.flip, &r.flip_config) {
         let c = &r.checks;
         let kinds: Vec<String> = c
@@ -132,6 +114,34 @@ pub fn summary(r: &Report) -> String {
         for e in f.failure_examples.iter().chain(&c.examples) {
             let _ = writeln!(out, "            e.g. {e}");
         }
+    }
+    out
+}
+
+/// The answers by endpoint, arm and version, after a blank line; empty
+/// when there were none.
+pub fn arm_table(rows: &[ArmRow]) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<20} {:<12} {:>8} {:>10} {:>7} {:>10} {:>10}",
+        "endpoint", "arm", "version", "answers", "share", "p50", "p99"
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{:<20} {:<12} {:>8} {:>10} {:>6.1}% {:>10} {:>10}",
+            row.endpoint,
+            row.arm,
+            row.version,
+            row.answers,
+            row.share * 100.0,
+            us(row.latency.p50_us),
+            us(row.latency.p99_us)
+        );
     }
     out
 }

@@ -141,7 +141,7 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
         }
         _ => {
             for _ in 0..cfg.concurrency {
-                conns.push(Conn::http(&prepared).await?);
+                conns.push(Conn::http(&prepared.http).await?);
             }
         }
     }

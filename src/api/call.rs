@@ -262,14 +262,16 @@ impl<'a> Call<'a> {
 
     /// The metadata every protocol returns with an answer, in one place:
     /// the request id always; the endpoint, arm, version and timings once
-    /// the call was answered.
+    /// the call was answered. Every value is a valid header value: names
+    /// from a registry (an MLflow alias may be any Unicode `\w`) are
+    /// percent-encoded outside printable ASCII.
     pub fn metadata(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![(REQUEST_ID, self.request_id.clone())];
+        let mut out = vec![(REQUEST_ID, header_safe(&self.request_id))];
         if let (Some(route), Some(answered)) = (&self.route, &self.answered) {
             let us = |d: Duration| d.as_micros().to_string();
             out.extend([
-                ("x-podium-endpoint", route.endpoint.clone()),
-                ("x-podium-arm", route.arm.clone()),
+                ("x-podium-endpoint", header_safe(&route.endpoint)),
+                ("x-podium-arm", header_safe(&route.arm)),
                 ("x-podium-model-version", answered.version.to_string()),
                 ("x-podium-queue-us", us(answered.timing.queue)),
                 ("x-podium-inference-us", us(answered.timing.inference)),
@@ -397,6 +399,12 @@ impl Drop for InFlightGauge {
     }
 }
 
+/// `value` with control characters and every non-ASCII byte
+/// percent-encoded, so it is always a valid HTTP header / gRPC metadata value.
+fn header_safe(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::CONTROLS).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,5 +417,18 @@ mod tests {
         assert_eq!(parsed.get_version_num(), 4);
         assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
         assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn metadata_values_are_always_valid_headers() {
+        for (name, want) in [
+            ("champion", "champion"),
+            ("champiön", "champi%C3%B6n"),
+            ("a\r\nx-evil: 1", "a%0D%0Ax-evil: 1"),
+        ] {
+            let safe = header_safe(name);
+            assert_eq!(safe, want);
+            axum::http::HeaderValue::from_str(&safe).expect("a valid header value");
+        }
     }
 }

@@ -76,6 +76,11 @@ pub fn classify(e: &Error) -> Classified {
             Code::DeadlineExceeded,
             "DEADLINE_EXCEEDED",
         ),
+        Error::RequestTimeout(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            Code::DeadlineExceeded,
+            "DEADLINE_EXCEEDED",
+        ),
         Error::Registry(_) => (
             StatusCode::BAD_GATEWAY,
             Code::Unavailable,
@@ -174,6 +179,8 @@ mod tests {
         assert_eq!(c.mlflow, "TEMPORARILY_UNAVAILABLE");
         let c = classify(&Error::NotFound("no model".into()));
         assert_eq!((c.http, c.grpc), (StatusCode::NOT_FOUND, Code::NotFound));
+        let c = classify(&Error::RequestTimeout("late body".into()));
+        assert_eq!(c.http, StatusCode::REQUEST_TIMEOUT);
     }
 
     #[test]

@@ -21,15 +21,20 @@ pub enum AdminCaller {
     Token,
     /// A token of the `--admin-tokens` file, by its name.
     Named(Arc<str>),
+    /// No token is configured; the TLS client certificate (verified against
+    /// `--admin-client-ca`) with this subject CN admitted the call.
+    Certificate(Arc<str>),
 }
 
 impl AdminCaller {
-    /// The name in the audit log: `loopback`, `admin`, or the token's name.
-    pub fn audit_name(&self) -> &str {
+    /// The name in the audit log: `loopback`, `admin`, the token's name,
+    /// or `cert:CN`.
+    pub fn audit_name(&self) -> String {
         match self {
-            AdminCaller::Loopback => "loopback",
-            AdminCaller::Token => "admin",
-            AdminCaller::Named(name) => name,
+            AdminCaller::Loopback => "loopback".into(),
+            AdminCaller::Token => "admin".into(),
+            AdminCaller::Named(name) => name.to_string(),
+            AdminCaller::Certificate(cn) => format!("cert:{cn}"),
         }
     }
 
@@ -39,6 +44,7 @@ impl AdminCaller {
         match self {
             AdminCaller::Loopback | AdminCaller::Token => "admin".into(),
             AdminCaller::Named(name) => format!("admin:{name}"),
+            AdminCaller::Certificate(cn) => format!("admin:cert:{cn}"),
         }
     }
 }
@@ -138,7 +144,7 @@ mod tests {
         assert_eq!(tokens.identify(Some("s3cret")), Some(AdminCaller::Token));
         let alice = tokens.identify(Some("t-alice")).unwrap();
         assert_eq!(
-            (alice.audit_name(), alice.by().as_str()),
+            (alice.audit_name().as_str(), alice.by().as_str()),
             ("ops-alice", "admin:ops-alice")
         );
         assert_eq!(tokens.identify(Some("s3cre")), None);

@@ -149,7 +149,7 @@ impl AliasCommand {
 }
 
 /// The confirmation of an alias change made through the server.
-fn swap_line(swap: &SwapAnswer) -> String {
+pub(super) fn swap_line(swap: &SwapAnswer) -> String {
     let SwapAnswer { model, alias, .. } = swap;
     if !swap.swapped {
         return format!("{model}@{alias} already serves version {}", swap.version);

@@ -5,6 +5,7 @@
 //! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
 //!   other commands.
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
+//! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -13,6 +14,8 @@
 
 pub mod admin_client;
 pub mod alias;
+pub mod batch;
+pub mod compare;
 pub mod experiment;
 pub mod keys;
 pub mod models;
@@ -25,6 +28,8 @@ pub mod traffic;
 use clap::{Parser, Subcommand};
 
 use alias::AliasCommand;
+use batch::BatchArgs;
+use compare::CompareArgs;
 use experiment::ExperimentCommand;
 use keys::KeysCommand;
 use models::ModelsCommand;
@@ -62,6 +67,12 @@ enum Command {
     /// Make API keys (--api-keys) and admin tokens (--admin-tokens).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Score a Parquet or CSV file with a model version (MODEL, MODEL@ALIAS,
+    /// MODEL/VERSION) and write the scores to Parquet.
+    Batch(Box<BatchArgs>),
+    /// Compare the champion and the challenger on a held-out file (metric,
+    /// paired-bootstrap interval, decision); optionally promote the challenger.
+    Compare(Box<CompareArgs>),
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -82,6 +93,8 @@ impl Cli {
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
             Command::Keys(command) => command.run(),
+            Command::Batch(args) => args.run(registry.as_ref()),
+            Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),
         }
     }

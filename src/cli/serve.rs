@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::parse::{parse_bytes, parse_seconds};
 use crate::inference_table::TableOptions;
-use crate::listener::ConnectionLimits;
+use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
 use crate::server::{serve, shutdown_signal, ServeOptions};
 
@@ -155,6 +155,36 @@ pub struct ServeArgs {
     /// Seconds a gRPC client has to answer a ping before its connection is closed.
     #[arg(long, env = "PODIUM_GRPC_KEEPALIVE_TIMEOUT_SECS", default_value_t = 20.0, value_parser = parse_seconds)]
     grpc_keepalive_timeout_secs: f64,
+    /// Serve both listeners over TLS only, with this certificate chain (PEM,
+    /// the server's certificate first) [default: plaintext]. Needs --tls-key.
+    #[arg(
+        long,
+        env = "PODIUM_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "PODIUM_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Seconds between checks of --tls-cert and --tls-key for changes; a
+    /// changed pair that loads is used for new connections.
+    #[arg(long, env = "PODIUM_TLS_RELOAD_SECS", default_value_t = 5.0, value_parser = parse_seconds)]
+    tls_reload_secs: f64,
+    /// Require, on every admin API call, a client certificate signed by this
+    /// CA (PEM) [default: none]; prediction calls need none. Needs --tls-cert.
+    #[arg(
+        long,
+        env = "PODIUM_ADMIN_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    admin_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -229,6 +259,16 @@ impl ServeArgs {
             },
             admin_register_dir: self.admin_register_dir,
             max_model_bytes: self.max_model_bytes,
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsOptions {
+                    cert,
+                    key,
+                    admin_client_ca: self.admin_client_ca,
+                    reload_interval: Duration::from_secs_f64(self.tls_reload_secs),
+                }),
+                // clap requires both or neither.
+                _ => None,
+            },
             readout_ledger_size: self.readout_ledger_size,
         })
     }

@@ -6,14 +6,21 @@
 //! [`Record`] to a bounded queue with `try_send`, and a full queue drops the
 //! row (counted). One writer thread renders rows, batches them into Arrow
 //! record batches and rolls files by rows, bytes and age (see [`writer`]).
+//! The rows of files still open are also in a [`journal`], replayed into
+//! Parquet at the next start after a crash ([`recovery`]).
 //!
 //! Rows are protocol-free: how a decoded request or response becomes the
 //! text of the `request`/`response` columns is a [`RenderPayload`] handed in
 //! at start-up by the API layer, so this module imports no protocol code.
 
 mod batch;
+mod failures;
+pub mod journal;
 pub mod record;
+mod recovery;
 pub mod summary;
+#[cfg(test)]
+mod test_rows;
 mod writer;
 
 use std::path::PathBuf;
@@ -103,6 +110,11 @@ impl InferenceTable {
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let writer = writer::Writer::new(options.clone(), Arc::clone(&queued_bytes), render);
+        // Before the first row: what a crash left is put right first.
+        let recovered = writer.recover();
+        if recovered.rows > 0 {
+            metrics::counter!("podium_table_rows_recovered_total").increment(recovered.rows as u64);
+        }
         let handle = std::thread::Builder::new()
             .name("podium-table".into())
             .spawn(move || writer.run(rx))?;

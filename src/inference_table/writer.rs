@@ -3,9 +3,11 @@
 //! Parquet files by rows, bytes and age.
 //!
 //! A file is written under a hidden temporary name (`.part-….inprogress`)
-//! and renamed when complete, so readers only ever see whole files. A write
-//! error drops the rows of that file (counted) and the next rows start a new
-//! file; requests never notice.
+//! and renamed when complete, so readers only ever see whole files. Rows
+//! reach the open file and its [`journal`](super::journal) within one tick
+//! of arriving, so a crash loses at most a tick of them (recovered at the
+//! next start). A write error drops the rows of that file (counted) and the
+//! next rows start a new file; requests never notice.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +26,8 @@ use parquet::schema::types::ColumnPath;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::batch::batch;
+use super::failures::Failures;
+use super::journal::Journal;
 use super::record::{self, Record};
 use super::{Message, RenderPayload, TableOptions};
 
@@ -35,8 +39,9 @@ const BATCH_ROWS: usize = 1024;
 /// 2 GiB per column (rendered JSON is up to ~6x the raw tensor bytes).
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// How often the writer drains the queue. At the default queue of 10,000
-/// rows this absorbs bursts of up to 500,000 rows a second.
+/// How often the writer drains the queue and writes what arrived to the
+/// open files and their journals. At the default queue of 10,000 rows this
+/// absorbs bursts of up to 500,000 rows a second.
 const TICK: Duration = Duration::from_millis(20);
 
 /// Columns of mostly unique long text: dictionary encoding and statistics
@@ -56,7 +61,7 @@ pub(super) struct Writer {
     properties: WriterProperties,
     partitions: HashMap<PartitionKey, Partition>,
     render: Arc<dyn RenderPayload>,
-    last_error_log: Option<Instant>,
+    failures: Failures,
     last_gauges: Instant,
 }
 
@@ -75,9 +80,20 @@ struct Partition {
 
 struct OpenFile {
     writer: ArrowWriter<File>,
+    /// None when it could not be written (the file goes on without one).
+    journal: Option<Journal>,
     tmp: PathBuf,
     path: PathBuf,
     rows: usize,
+}
+
+impl OpenFile {
+    /// Deletes the journal: the rows are in the closed file, or dropped.
+    fn forget_journal(&mut self) {
+        if let Some(journal) = self.journal.take() {
+            journal.remove();
+        }
+    }
 }
 
 impl Writer {
@@ -98,15 +114,21 @@ impl Writer {
         }
         let properties = properties.build();
         Writer {
+            failures: Failures::new(options.dir.clone()),
             options,
             queued_bytes,
             schema: record::schema(),
             properties,
             partitions: HashMap::new(),
             render,
-            last_error_log: None,
             last_gauges: Instant::now(),
         }
+    }
+
+    /// Recovers what a crash left in the table directory (see
+    /// [`super::recovery`]); before the writer starts.
+    pub(super) fn recover(&self) -> super::recovery::Recovered {
+        super::recovery::recover(&self.options.dir, &self.schema, &self.properties)
     }
 
     pub(super) fn run(mut self, rx: Receiver<Message>) {
@@ -124,9 +146,11 @@ impl Writer {
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.write_all_pending();
             self.roll_due();
             if self.last_gauges.elapsed() >= Duration::from_millis(200) {
                 self.gauges(rx.len());
+                self.failures.tell_due();
             }
             std::thread::sleep(self.next_deadline().min(TICK));
         }
@@ -149,10 +173,34 @@ impl Writer {
             }
         }
         self.gauges(0);
+        self.failures.tell_due();
         tracing::info!("inference table closed");
     }
 
-    fn add(&mut self, record: Record) {
+    /// Writes every partition's pending rows to its open file and journal,
+    /// and syncs the journals that are due.
+    pub(super) fn write_all_pending(&mut self) {
+        let keys: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| !p.pending.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.write_pending(&key);
+        }
+        for p in self.partitions.values_mut() {
+            let Some(file) = p.file.as_mut() else {
+                continue;
+            };
+            if let Some(Err(e)) = file.journal.as_mut().map(Journal::sync_if_due) {
+                file.forget_journal();
+                self.failures.journal_failed(&e);
+            }
+        }
+    }
+
+    pub(super) fn add(&mut self, record: Record) {
         let key = (
             partition_dir(&record.endpoint),
             record::date(record.received),
@@ -234,11 +282,19 @@ impl Writer {
                         key,
                         &self.schema,
                         self.properties.clone(),
+                        &mut self.failures,
                     )?);
                 }
                 let file = p.file.as_mut().expect("opened above");
                 file.writer.write(&batch)?;
                 file.rows += n;
+                if let Some(Err(e)) = file.journal.as_mut().map(|j| j.append(&batch)) {
+                    file.forget_journal();
+                    self.failures.journal_failed(&e);
+                }
+                if file.journal.is_some() {
+                    metrics::counter!("podium_table_rows_journaled_total").increment(n as u64);
+                }
                 Ok(())
             }))
             .unwrap_or_else(|panic| {
@@ -278,6 +334,7 @@ impl Writer {
             }
             Ok(bytes)
         })();
+        file.forget_journal();
         match result {
             Ok(bytes) => {
                 metrics::counter!("podium_table_rows_written_total").increment(rows as u64);
@@ -289,7 +346,7 @@ impl Writer {
             Err(e) => {
                 let _ = std::fs::remove_file(&file.tmp);
                 self.partitions.remove(key);
-                self.log_error(rows, &e);
+                self.failures.dropped(rows, &e);
             }
         }
     }
@@ -298,29 +355,13 @@ impl Writer {
     fn fail(&mut self, key: &PartitionKey, pending_rows: usize, e: anyhow::Error) {
         let mut rows = pending_rows;
         if let Some(p) = self.partitions.remove(key) {
-            if let Some(file) = p.file {
+            if let Some(mut file) = p.file {
                 rows += file.rows;
+                file.forget_journal();
                 let _ = std::fs::remove_file(&file.tmp);
             }
         }
-        self.log_error(rows, &e);
-    }
-
-    fn log_error(&mut self, rows: usize, e: &anyhow::Error) {
-        metrics::counter!("podium_table_write_errors_total").increment(1);
-        metrics::counter!("podium_table_rows_dropped_total", "reason" => "write_error")
-            .increment(rows as u64);
-        // Once every 10 s at most: a full disk must not flood the log.
-        if self
-            .last_error_log
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-        {
-            self.last_error_log = Some(Instant::now());
-            tracing::error!(
-                "inference table: dropped {rows} rows, writing under {} failed: {e:#}",
-                self.options.dir.display()
-            );
-        }
+        self.failures.dropped(rows, &e);
     }
 
     fn gauges(&mut self, queued: usize) {
@@ -345,15 +386,16 @@ fn partition_dir(endpoint: &str) -> String {
     format!("endpoint={}", utf8_percent_encode(endpoint, KEEP))
 }
 
+/// Starts a file of the partition `endpoint`/`date` and its journal.
 fn open_file(
     root: &Path,
     (endpoint, date): &(String, NaiveDate),
     schema: &SchemaRef,
     properties: WriterProperties,
+    failures: &mut Failures,
 ) -> anyhow::Result<OpenFile> {
-    let dir = root
-        .join(endpoint)
-        .join(format!("request_date={}", date.format("%Y-%m-%d")));
+    let partition = Path::new(endpoint).join(format!("request_date={}", date.format("%Y-%m-%d")));
+    let dir = root.join(&partition);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
@@ -365,9 +407,14 @@ fn open_file(
     let tmp = dir.join(format!(".{name}.inprogress"));
     let file =
         File::create(&tmp).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+    super::journal::lock(&file);
     let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(properties))?;
+    let journal = Journal::create(root, &partition, &name, schema)
+        .inspect_err(|e| failures.journal_failed(e))
+        .ok();
     Ok(OpenFile {
         writer,
+        journal,
         tmp,
         path,
         rows: 0,
@@ -377,49 +424,8 @@ fn open_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference_table::{Payload, Protocol, TableOptions};
-    use crate::request::{InferRequest, InferResponse};
-
-    /// Tests store text bodies only.
-    struct Plain;
-    impl RenderPayload for Plain {
-        fn request(&self, _: &InferRequest) -> Vec<u8> {
-            b"request".to_vec()
-        }
-        fn response(&self, _: &InferResponse) -> Vec<u8> {
-            b"response".to_vec()
-        }
-    }
-
-    fn record(body: usize) -> Record {
-        Record {
-            request_id: format!("r{}", fastrand::u64(..)),
-            client_request_id: None,
-            received: std::time::SystemTime::now(),
-            endpoint: "fraud".into(),
-            arm: None,
-            model_name: None,
-            model_version: None,
-            protocol: Protocol::Rest,
-            status_code: 200,
-            grpc_status: None,
-            error: None,
-            execution: None,
-            total: Duration::from_millis(1),
-            queue: None,
-            sampling_fraction: 1.0,
-            // Letters that do not compress, like real payloads.
-            request: Payload::Text(bytes::Bytes::from(
-                (0..body)
-                    .map(|_| fastrand::u8(b'a'..=b'z'))
-                    .collect::<Vec<u8>>(),
-            )),
-            response: Payload::Absent,
-            shadow: None,
-            requester: None,
-            logging_error_codes: Vec::new(),
-        }
-    }
+    use crate::inference_table::test_rows::{record, Plain};
+    use crate::inference_table::TableOptions;
 
     #[test]
     fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {

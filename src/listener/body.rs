@@ -16,19 +16,29 @@ use super::clock::ConnClock;
 pub(crate) struct TimedBody {
     inner: Incoming,
     clock: Arc<ConnClock>,
+    /// `--body-read-timeout-secs`, named in the error.
+    limit: Duration,
     done: bool,
 }
 
-/// The error a late body ends with (the request is answered 408).
+/// The error a late body ends with (the request is answered 408 with this
+/// text); a handler that reads the body sees it in the error's source chain.
 #[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-pub(crate) struct BodyLate;
+#[error(
+    "the request body did not arrive within {} s of its headers; send it faster or raise --body-read-timeout-secs / PODIUM_BODY_READ_TIMEOUT_SECS",
+    .limit.as_secs_f64()
+)]
+pub struct BodyLate {
+    /// The body-read timeout that passed.
+    pub limit: Duration,
+}
 
 impl TimedBody {
-    pub(crate) fn new(inner: Incoming, clock: Arc<ConnClock>) -> TimedBody {
+    pub(crate) fn new(inner: Incoming, clock: Arc<ConnClock>, limit: Duration) -> TimedBody {
         TimedBody {
             inner,
             clock,
+            limit,
             done: false,
         }
     }
@@ -51,7 +61,7 @@ impl HttpBody for TimedBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         if self.clock.body_timed_out() {
             self.finish();
-            return Poll::Ready(Some(Err(Box::new(BodyLate))));
+            return Poll::Ready(Some(Err(Box::new(BodyLate { limit: self.limit }))));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Pending => {
@@ -59,7 +69,7 @@ impl HttpBody for TimedBody {
                 // The timer may have fired between the check and the registration.
                 if self.clock.body_timed_out() {
                     self.finish();
-                    return Poll::Ready(Some(Err(Box::new(BodyLate))));
+                    return Poll::Ready(Some(Err(Box::new(BodyLate { limit: self.limit }))));
                 }
                 Poll::Pending
             }
@@ -93,12 +103,7 @@ impl Drop for TimedBody {
 /// 408 with the OIP error body, closing the connection (the rest of the
 /// late body may still be on its way).
 pub(crate) fn body_late_response(limit: Duration) -> Response<Body> {
-    let message = serde_json::json!({
-        "error": format!(
-            "the request body did not arrive within {} s of its headers; send it faster or raise --body-read-timeout-secs / PODIUM_BODY_READ_TIMEOUT_SECS",
-            limit.as_secs_f64()
-        )
-    });
+    let message = serde_json::json!({ "error": BodyLate { limit }.to_string() });
     let mut response = Response::new(Body::from(message.to_string()));
     *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
     let headers = response.headers_mut();

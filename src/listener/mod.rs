@@ -5,8 +5,10 @@
 //! watches it with one timer per connection ([`rest`], [`clock`]); the gRPC
 //! listener hands tonic connections that must send the HTTP/2 preface in
 //! time ([`grpc`]). Both admit at most `max_connections` at once and log
-//! accept failures rate-limited ([`accept`]). Nothing here runs per request
-//! beyond a few relaxed atomic updates on the connection's own state.
+//! accept failures rate-limited ([`accept`]). With `--tls-cert` both speak
+//! TLS only ([`tls`]); the handshake counts against the header timeout.
+//! Nothing here runs per request beyond a few relaxed atomic updates on the
+//! connection's own state.
 
 mod accept;
 mod body;
@@ -14,18 +16,23 @@ mod clock;
 mod grpc;
 mod observed;
 mod rest;
+mod tls;
+mod transport;
 
 use std::time::Duration;
 
+pub use body::BodyLate;
 pub use grpc::{grpc_incoming, grpc_server, GrpcConnection};
 pub use rest::serve_rest;
+pub use tls::{ClientCert, Tls, TlsAcceptor, TlsOptions, DEFAULT_RELOAD_INTERVAL};
 
 /// The limits and timeouts of both listeners; `podium serve` fills them
 /// from flags (see the README's "Security and limits").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnectionLimits {
-    /// A client must send a complete request head (REST) or the HTTP/2
-    /// preface (gRPC) within this long of connecting, and a request head
+    /// A client must finish the TLS handshake (with TLS) and send a
+    /// complete request head (REST) or the HTTP/2 preface (gRPC) within
+    /// this long of connecting, and a request head
     /// within this long of its first byte on a kept-alive connection.
     pub header_read_timeout: Duration,
     /// A REST keep-alive connection with no request in progress is closed

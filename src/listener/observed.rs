@@ -1,12 +1,14 @@
-//! A connection's socket whose reads something watches (the REST
-//! connection's timer, the gRPC preface deadline); writes pass through.
+//! A connection whose reads something watches (the REST connection's
+//! timer, the gRPC preface deadline); writes pass through. Over TLS the
+//! watched bytes are the decrypted ones.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use super::transport::Transport;
 
 /// What watches a connection's reads.
 pub trait ReadWatch: Unpin {
@@ -16,9 +18,9 @@ pub trait ReadWatch: Unpin {
     fn after_read(&mut self, bytes: usize);
 }
 
-/// A socket and what watches its reads.
+/// A connection and what watches its reads.
 pub struct Observed<W> {
-    pub(super) inner: TcpStream,
+    pub(super) inner: Transport,
     pub(super) watch: W,
 }
 

@@ -1,6 +1,7 @@
-//! The REST listener: admits connections, serves each with hyper's HTTP/1
-//! server under its [`ConnClock`] timer, and on shutdown closes idle and
-//! half-sent connections at once while requests in flight finish.
+//! The REST listener: admits connections, completes the TLS handshake when
+//! TLS is on, serves each with hyper's HTTP/1 server under its
+//! [`ConnClock`] timer, and on shutdown closes idle and half-sent
+//! connections at once while requests in flight finish.
 
 use std::io;
 use std::sync::Arc;
@@ -20,16 +21,19 @@ use super::accept::{Admission, Admitted};
 use super::body::{body_late_response, TimedBody};
 use super::clock::{ConnClock, Due};
 use super::observed::{Observed, ReadWatch};
+use super::tls::TlsAcceptor;
+use super::transport::Transport;
 use super::{until_stopped, ConnectionLimits};
 
-/// Serves `router` on `listener` until `stopped` turns true, then stops
-/// accepting, closes connections with no request in flight, and returns
-/// once the requests in flight are answered.
+/// Serves `router` on `listener` (over TLS when `tls` is given) until
+/// `stopped` turns true, then stops accepting, closes connections with no
+/// request in flight, and returns once the requests in flight are answered.
 pub async fn serve_rest(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     stopped: watch::Receiver<bool>,
+    tls: Option<Arc<TlsAcceptor>>,
 ) -> io::Result<()> {
     // Every connection task holds a sender; `recv` ends when all are gone.
     let (open, mut all_closed) = mpsc::channel::<()>(1);
@@ -37,7 +41,7 @@ pub async fn serve_rest(
     loop {
         tokio::select! {
             admitted = door.accept(&listener) => {
-                let task = connection(admitted, router.clone(), limits, stopped.clone(), open.clone());
+                let task = connection(admitted, router.clone(), limits, stopped.clone(), open.clone(), tls.clone());
                 tokio::spawn(task);
             }
             _ = until_stopped(stopped.clone()) => break,
@@ -57,22 +61,44 @@ async fn connection(
     limits: ConnectionLimits,
     stopped: watch::Receiver<bool>,
     _open: mpsc::Sender<()>,
+    tls: Option<Arc<TlsAcceptor>>,
 ) {
     let Admitted {
         stream,
         peer,
         permit: _permit,
     } = admitted;
-    let clock = Arc::new(ConnClock::new(Instant::now()));
+    // The header timeout runs from here: a TLS handshake is part of it.
+    let opened = Instant::now();
+    let (transport, client_cert) = match tls {
+        None => (Transport::Plain(stream), None),
+        Some(tls) => {
+            let deadline = opened + limits.header_read_timeout;
+            match tls.accept(stream, peer, deadline, stopped.clone()).await {
+                Some(accepted) => accepted,
+                None => return,
+            }
+        }
+    };
+    let clock = Arc::new(ConnClock::new(opened));
     let io = TokioIo::new(Observed {
-        inner: stream,
+        inner: transport,
         watch: HeadWatch(Arc::clone(&clock)),
     });
     let service_clock = Arc::clone(&clock);
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        if let Some(cert) = &client_cert {
+            request.extensions_mut().insert(cert.clone());
+        }
         let clock = Arc::clone(&service_clock);
         clock.on_request(!request.body().is_end_stream(), Instant::now());
-        let mut request = request.map(|body| Body::new(TimedBody::new(body, Arc::clone(&clock))));
+        let mut request = request.map(|body| {
+            Body::new(TimedBody::new(
+                body,
+                Arc::clone(&clock),
+                limits.body_read_timeout,
+            ))
+        });
         // The client's address, for the admin audit log.
         request
             .extensions_mut()

@@ -10,11 +10,17 @@
 //! name and renamed into place, and `aliases.json` is written to a temporary
 //! file and renamed, so a reader (a running server) never sees a half-written
 //! state.
+//!
+//! Symbolic links inside the root work as plain directories and files; one
+//! that leads out of the root is not followed: a model directory behind it
+//! is not listed, and a version directory or model file behind it is
+//! refused when loaded, naming the link and its target.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::atomic::{self, StagingDir, WriteError};
 use super::{
@@ -32,12 +38,17 @@ const ARTIFACT_MODE: u32 = 0o640;
 #[derive(Debug, Clone)]
 pub struct LocalRegistry {
     root: PathBuf,
+    /// Model directories linked out of the root, told once in the log.
+    told_outside: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl LocalRegistry {
     /// Opens (without creating) the registry at `root`.
     pub fn new(root: impl Into<PathBuf>) -> LocalRegistry {
-        LocalRegistry { root: root.into() }
+        LocalRegistry {
+            root: root.into(),
+            told_outside: Arc::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -73,6 +84,28 @@ impl LocalRegistry {
         Ok(file)
     }
 
+    /// The first symbolic link on the way from the root to `path` that
+    /// leads out of the root, and where it leads; None when `path` resolves
+    /// inside the root (or does not resolve at all).
+    fn link_out(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        let root = fs::canonicalize(&self.root).ok()?;
+        if fs::canonicalize(path).ok()?.starts_with(&root) {
+            return None;
+        }
+        let mut at = self.root.clone();
+        for part in path.strip_prefix(&self.root).ok()?.components() {
+            at.push(part);
+            let is_link = fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink());
+            if let Some(target) = is_link.then(|| fs::canonicalize(&at).ok()).flatten() {
+                if !target.starts_with(&root) {
+                    return Some((at, target));
+                }
+            }
+        }
+        // The root's own path changed under us: name the whole path.
+        Some((path.to_path_buf(), fs::canonicalize(path).ok()?))
+    }
+
     fn write_aliases(&self, dir: &Path, aliases: &BTreeMap<String, u64>) -> Result<(), Error> {
         let body = serde_json::to_vec_pretty(aliases)
             .map_err(|e| Error::Internal(format!("encode aliases: {e}")))?;
@@ -99,9 +132,22 @@ impl Registry for LocalRegistry {
         for entry in entries {
             let entry = entry.map_err(|e| io_error("read", &self.root, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if validate_model_name(&name).is_ok() && entry.path().join("versions").is_dir() {
-                models.push(name);
+            if validate_model_name(&name).is_err() || !entry.path().join("versions").is_dir() {
+                continue;
             }
+            if let Some((link, target)) = self.link_out(&entry.path()) {
+                let mut told = self.told_outside.lock().unwrap_or_else(|p| p.into_inner());
+                if told.insert(link.clone()) {
+                    tracing::warn!(
+                        "registry: not listing model \"{name}\": {} is a symbolic link to {}, outside the registry root {}; register its files with `podium models register` instead",
+                        link.display(),
+                        target.display(),
+                        self.root.display()
+                    );
+                }
+                continue;
+            }
+            models.push(name);
         }
         models.sort();
         Ok(models)
@@ -129,16 +175,27 @@ impl Registry for LocalRegistry {
 
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
         let path = self.existing_model_dir(model)?.join(ALIASES);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(io_error("read", &path, e)),
+        };
+        let aliases: BTreeMap<String, u64> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Internal(format!(
+                "{} is not a JSON object of alias → version: {e}; fix or delete the file",
+                path.display()
+            ))
+        })?;
+        // Written by hand, it may hold names `podium alias set` refuses.
+        for alias in aliases.keys() {
+            validate_alias_name(alias).map_err(|e| {
                 Error::Internal(format!(
-                    "{} is not a JSON object of alias → version: {e}; fix or delete the file",
+                    "{}: {e}; rename it in the file, or set it again with `podium alias set`",
                     path.display()
                 ))
-            }),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(io_error("read", &path, e)),
+            })?;
         }
+        Ok(aliases)
     }
 
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
@@ -147,13 +204,33 @@ impl Registry for LocalRegistry {
             .join("versions")
             .join(version.to_string())
             .join(ARTIFACT);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(Error::NotFound(format!(
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
                 "model \"{model}\" has no version {version}"
-            )))
+            )));
         }
+        if let Some((link, target)) = self.link_out(&path) {
+            return Err(Error::Refused(format!(
+                "{} is a symbolic link to {}, outside the registry root {}; Podium does not load model files from outside its registry: register the file with `podium models register {model} FILE.onnx` instead",
+                link.display(),
+                target.display(),
+                self.root.display()
+            )));
+        }
+        Ok(path)
+    }
+
+    fn unlisted_version(&self, model: &str, version: u64) -> String {
+        let file = self
+            .root
+            .join(model)
+            .join("versions")
+            .join(version.to_string())
+            .join(ARTIFACT);
+        format!(
+            "{ALIASES} points at version {version}, which has no model file ({} is missing); register a new version with `podium models register {model} FILE.onnx` and point the alias at it, or restore the file",
+            file.display()
+        )
     }
 
     fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
@@ -323,6 +400,67 @@ mod tests {
             .filter(|n| n.contains("tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn hand_written_alias_names_are_checked_and_the_file_named() {
+        let (_tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        let path = reg.root().join("fraud").join(ALIASES);
+        fs::write(&path, r#"{"champion": 1, "champiön": 1}"#).unwrap();
+        let err = reg.aliases("fraud").unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("{}: invalid alias \"champiön\"", path.display()))
+                && err.contains("ASCII"),
+            "{err}"
+        );
+        fs::write(&path, r#"{"champion": 1}"#).unwrap();
+        assert_eq!(reg.aliases("fraud").unwrap()["champion"], 1);
+    }
+
+    #[test]
+    fn a_missing_version_is_told_in_the_local_registry_s_words() {
+        let (_tmp, reg, _) = registry_with_file();
+        let why = reg.unlisted_version("fraud", 2);
+        assert!(
+            why.starts_with("aliases.json points at version 2, which has no model file (")
+                && why.contains("fraud/versions/2/model.onnx is missing")
+                && !why.contains("READY"),
+            "{why}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_out_of_the_root_are_not_followed_and_links_inside_work() {
+        use std::os::unix::fs::symlink;
+        let (tmp, reg, file) = registry_with_file();
+        reg.register("fraud", &file).unwrap();
+        let versions = reg.root().join("fraud").join("versions");
+        // Inside the root: a version directory linked to another one.
+        symlink(versions.join("1"), versions.join("2")).unwrap();
+        assert_eq!(reg.versions("fraud").unwrap(), vec![1, 2]);
+        assert!(reg.artifact("fraud", 2).is_ok());
+        // Out of the root: a version directory, and a whole model.
+        let outside = tmp.path().join("elsewhere");
+        fs::create_dir_all(outside.join("versions").join("1")).unwrap();
+        fs::copy(&file, outside.join("versions").join("1").join(ARTIFACT)).unwrap();
+        symlink(outside.join("versions").join("1"), versions.join("3")).unwrap();
+        let err = reg.artifact("fraud", 3).unwrap_err();
+        assert!(matches!(err, Error::Refused(_)), "{err:?}");
+        let why = err.to_string();
+        assert!(
+            why.starts_with(&format!(
+                "{} is a symbolic link to {}, outside the registry root",
+                versions.join("3").display(),
+                fs::canonicalize(outside.join("versions").join("1"))
+                    .unwrap()
+                    .display()
+            )),
+            "{why}"
+        );
+        symlink(&outside, reg.root().join("linked")).unwrap();
+        assert_eq!(reg.models().unwrap(), vec!["fraud".to_string()]);
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub trait Registry: Send + Sync {
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error>;
     /// Where the ONNX file of `model` version `version` is.
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error>;
+    /// Why an alias of `model` points at `version` though
+    /// [`Registry::versions`] does not list it, in this registry's words;
+    /// the alias is followed once the version is listed.
+    fn unlisted_version(&self, model: &str, version: u64) -> String {
+        format!(
+            "version {version} of \"{model}\" is not listed by the {} registry yet",
+            self.kind()
+        )
+    }
     /// Registers the file at `file` as the next version of `model` (creating
     /// the model); returns the new version. The file is read and checked as
     /// [`ModelFile::read`] does, with the default size cap
@@ -79,6 +88,27 @@ pub trait Registry: Send + Sync {
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;
     /// Removes `alias`; an error if it does not exist.
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error>;
+
+    /// Whether versions carry tags ([`Registry::set_version_tags`]).
+    fn has_version_tags(&self) -> bool {
+        false
+    }
+    /// Sets `tags` (key, value) on `model` `version`, as MLflow model-version
+    /// tags (`podium compare` writes its numbers and
+    /// `model_validation_status`). Registries without version tags refuse,
+    /// as this default does.
+    fn set_version_tags(
+        &self,
+        model: &str,
+        version: u64,
+        tags: &[(String, String)],
+    ) -> Result<(), Error> {
+        let _ = tags;
+        Err(Error::Unsupported(format!(
+            "the {} registry keeps no tags on versions (model \"{model}\" version {version}); its alias history records the comparison",
+            self.kind()
+        )))
+    }
 
     /// Versions and aliases of `only` these models, or of every registered
     /// model, in as few calls as the registry allows. The outer error means
@@ -231,7 +261,8 @@ pub fn validate_model_name(name: &str) -> Result<(), Error> {
     }
 }
 
-/// Alias names follow MLflow: `^[\w\-]+$`, at most 256 bytes; `latest`,
+/// Alias names follow MLflow, `^[\w\-]+$` and at most 256 bytes, in ASCII
+/// only (an alias travels in the `x-podium-arm` header); `latest`,
 /// `v<digits>` and all-digit names are reserved (they read as versions).
 pub fn validate_alias_name(alias: &str) -> Result<(), Error> {
     let invalid = |why: &str| {
@@ -244,9 +275,11 @@ pub fn validate_alias_name(alias: &str) -> Result<(), Error> {
     }
     if !alias
         .chars()
-        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
-        return invalid("use only letters, digits, '_' and '-' (MLflow's ^[\\w\\-]+$)");
+        return invalid(
+            "use only ASCII letters, digits, '_' and '-' (MLflow's ^[\\w\\-]+$, in ASCII: an alias is sent back in the x-podium-arm header)",
+        );
     }
     if alias.eq_ignore_ascii_case(LATEST) {
         return invalid("\"latest\" is reserved: it always means the highest version");
@@ -317,7 +350,18 @@ mod tests {
     #[test]
     fn alias_rules_follow_mlflow() {
         for bad in [
-            "", "latest", "LATEST", "v3", "V12", "42", "a/b", "..", "a b", "a.b",
+            "",
+            "latest",
+            "LATEST",
+            "v3",
+            "V12",
+            "42",
+            "a/b",
+            "..",
+            "a b",
+            "a.b",
+            "champiön",
+            "挑战者",
         ] {
             assert!(validate_alias_name(bad).is_err(), "{bad:?} accepted");
         }

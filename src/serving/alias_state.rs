@@ -17,6 +17,10 @@ pub enum AliasState {
     Warming { version: u64 },
     /// The slot serves `version`, the registry's version of the alias.
     Serving { version: u64 },
+    /// The slot serves `version`, the registry's version of the alias, from
+    /// the copy loaded in memory, but its files changed or vanished on disk
+    /// since (the alias's `drift` in the status says how). Still ready.
+    Drifted { version: u64 },
     /// `version` cannot serve the alias (it does not load, its signature is
     /// incompatible, it is over the memory limit, its warm-up failed). It is
     /// not tried again until the alias moves (or an operator allows it).
@@ -30,11 +34,12 @@ pub enum AliasState {
 
 impl AliasState {
     /// Every state's name, as [`AliasState::name`] gives it.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "loading",
         "validating",
         "warming",
         "serving",
+        "drifted",
         "refused",
         "registry_unreachable",
         "waiting",
@@ -47,6 +52,7 @@ impl AliasState {
             AliasState::Validating { .. } => "validating",
             AliasState::Warming { .. } => "warming",
             AliasState::Serving { .. } => "serving",
+            AliasState::Drifted { .. } => "drifted",
             AliasState::Refused { .. } => "refused",
             AliasState::RegistryUnreachable { .. } => "registry_unreachable",
             AliasState::Waiting { .. } => "waiting",
@@ -61,6 +67,7 @@ impl AliasState {
             | AliasState::Validating { version }
             | AliasState::Warming { version }
             | AliasState::Serving { version }
+            | AliasState::Drifted { version }
             | AliasState::Refused { version, .. }
             | AliasState::RegistryUnreachable { version, .. }
             | AliasState::Waiting { version, .. } => *version,
@@ -106,6 +113,7 @@ mod tests {
             AliasState::Validating { version: 2 },
             AliasState::Warming { version: 2 },
             AliasState::Serving { version: 2 },
+            AliasState::Drifted { version: 2 },
             AliasState::Refused {
                 version: 2,
                 reason: why(),
@@ -125,9 +133,9 @@ mod tests {
             let gives_reason = matches!(name, "refused" | "registry_unreachable" | "waiting");
             assert_eq!(state.reason().is_some(), gives_reason, "{name}");
         }
-        assert!(states[4].refused(2) && !states[4].refused(3));
-        assert!(!states[3].refused(2));
-        assert!(states[5].waits_on_registry() && states[6].waits_on_registry());
-        assert!(!states[4].waits_on_registry());
+        assert!(states[5].refused(2) && !states[5].refused(3));
+        assert!(!states[3].refused(2) && !states[4].refused(2));
+        assert!(states[6].waits_on_registry() && states[7].waits_on_registry());
+        assert!(!states[5].waits_on_registry() && !states[4].waits_on_registry());
     }
 }

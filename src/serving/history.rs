@@ -17,13 +17,18 @@ pub struct Event {
     pub unix_ms: u64,
     pub model: String,
     pub alias: String,
-    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`.
+    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`,
+    /// `drift` (a served or kept version's files changed on disk:
+    /// `failed` with the change as `error`; `ok` once they are back).
+    /// For `drift`, `to_version` is the version whose files changed.
+    /// `compare` (`podium compare --promote-if-better`; the numbers in `comparison`).
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<u64>,
-    /// Who asked: `registry` (a change found by polling), `admin` (the admin API).
+    /// Who asked: `registry` (a change found by polling), `admin` (the admin
+    /// API), `compare` (`podium compare`).
     pub by: String,
     /// `ok` or `failed`.
     pub result: String,
@@ -35,6 +40,29 @@ pub struct Event {
     pub validate_ms: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_ms: Option<f64>,
+    /// For `compare`: the held-out comparison of `to_version` (the
+    /// challenger) against `from_version` (what `alias` pointed at).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonRecord>,
+}
+
+/// The numbers of one `podium compare` run, as the history keeps them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonRecord {
+    /// The alias the challenger version was read from.
+    pub challenger_alias: String,
+    pub metric: String,
+    pub rows: u64,
+    pub champion_value: f64,
+    pub challenger_value: f64,
+    /// challenger − champion, and its 95% paired-bootstrap interval.
+    pub diff: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    /// `better`, `worse` or `no_difference`.
+    pub decision: String,
+    /// Whether the alias moved to the challenger's version.
+    pub promoted: bool,
 }
 
 impl Event {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
 use super::alias_state::AliasState;
+use super::drift::{Fingerprint, ADVICE};
 use super::status::{ResidentStatus, SwapTimings};
 use super::StoreOptions;
 use crate::error::Error;
@@ -42,6 +43,21 @@ pub(super) struct Loader {
     draining: Mutex<Vec<Weak<LoadedModel>>>,
     /// Serialises loads so one version is never loaded twice at once.
     loading: Mutex<()>,
+    /// What each version's file was when it was first loaded (kept after
+    /// it is unloaded, so it is never loaded again from changed files).
+    /// Held while a changed file is hashed: status reads `drifted` instead.
+    fingerprints: Mutex<HashMap<Key, Fingerprint>>,
+    /// The drift of each version whose files differ, as last checked.
+    drifted: RwLock<HashMap<Key, String>>,
+}
+
+/// A loaded version whose files drifted, or came back as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DriftChange {
+    pub model: String,
+    pub version: u64,
+    /// The drift now; None: the files are back as loaded.
+    pub drift: Option<String>,
 }
 
 impl Loader {
@@ -56,7 +72,61 @@ impl Loader {
             pinned: Mutex::new(HashMap::new()),
             draining: Mutex::new(Vec::new()),
             loading: Mutex::new(()),
+            fingerprints: Mutex::new(HashMap::new()),
+            drifted: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// How `model` `version`'s files differ from when it was loaded, as of
+    /// the last [`Loader::check_drift`]; None when they do not (or it was
+    /// never loaded).
+    pub fn drift(&self, model: &str, version: u64) -> Option<String> {
+        read(&self.drifted)
+            .get(&(model.to_string(), version))
+            .cloned()
+    }
+
+    /// Publishes what a check of `key`'s files found.
+    fn publish_drift(&self, key: &Key, drift: Option<&str>) {
+        let mut drifted = write(&self.drifted);
+        match drift {
+            Some(drift) => drifted.insert(key.clone(), drift.to_string()),
+            None => drifted.remove(key),
+        };
+    }
+
+    /// Looks at the files of every loaded version again (metadata; a hash
+    /// only when that changed) and logs each change once. Blocking.
+    pub fn check_drift(&self) -> Vec<DriftChange> {
+        let loaded: Vec<Key> = read(&self.loaded).keys().cloned().collect();
+        let mut fingerprints = lock(&self.fingerprints);
+        let mut changes = Vec::new();
+        for key in loaded {
+            let Some(fingerprint) = fingerprints.get_mut(&key) else {
+                continue;
+            };
+            let before = fingerprint.drift().map(String::from);
+            let now = fingerprint.check().map(String::from);
+            if before == now {
+                continue;
+            }
+            self.publish_drift(&key, now.as_deref());
+            let (model, version) = key;
+            match &now {
+                Some(drift) => tracing::warn!(
+                    "{model} v{version}: {drift}; it keeps serving the copy loaded in memory and is not swapped back in while its files differ; {ADVICE}"
+                ),
+                None => tracing::info!(
+                    "{model} v{version}: its files are back as they were loaded; no more drift"
+                ),
+            }
+            changes.push(DriftChange {
+                model,
+                version,
+                drift: now,
+            });
+        }
+        changes
     }
 
     pub fn memory_limit(&self) -> Option<u64> {
@@ -114,6 +184,11 @@ impl Loader {
         step(AliasState::Loading { version });
         let started = Instant::now();
         let loaded = self.load(model, version)?;
+        if let Some(drift) = self.drift(model, version) {
+            // Still in memory as loaded, but the registry's copy differs:
+            // swapping it back in would serve what no replica can load.
+            return Err(Error::Refused(format!("{drift}; {ADVICE}")));
+        }
         timings.load_ms = ms(started);
         step(AliasState::Validating { version });
         let started = Instant::now();
@@ -174,7 +249,7 @@ impl Loader {
     pub fn resident(&self) -> Vec<ResidentStatus> {
         let mut resident: Vec<ResidentStatus> = read(&self.loaded)
             .values()
-            .map(|m| ResidentStatus::of(m))
+            .map(|m| ResidentStatus::of(m, self.drift(&m.name, m.version)))
             .collect();
         resident.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
         resident
@@ -187,7 +262,7 @@ impl Loader {
         draining
             .iter()
             .filter_map(Weak::upgrade)
-            .map(|m| ResidentStatus::of(&m))
+            .map(|m| ResidentStatus::of(&m, None))
             .collect()
     }
 
@@ -236,6 +311,28 @@ impl Loader {
             Err(e) => return Err(e),
         };
         write(&self.fetch_failed).remove(&key);
+        // Loaded before (and unloaded since): only from the same files.
+        let known = match lock(&self.fingerprints).get_mut(&key) {
+            Some(before) => {
+                let drift = before.check();
+                self.publish_drift(&key, drift);
+                if let Some(drift) = drift {
+                    return Err(Error::Refused(format!("{drift}; {ADVICE}")));
+                }
+                true
+            }
+            None => false,
+        };
+        let fingerprint = if known {
+            None
+        } else {
+            Some(Fingerprint::take(version, &path).map_err(|e| {
+                Error::Unavailable(format!(
+                    "cannot load {model} v{version}: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?)
+        };
         if let Some(limit) = self.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             let needed = file.saturating_mul(self.workers as u64);
@@ -262,6 +359,9 @@ impl Loader {
                     self.workers,
                     started.elapsed()
                 );
+                if let Some(fingerprint) = fingerprint {
+                    lock(&self.fingerprints).insert(key.clone(), fingerprint);
+                }
                 write(&self.loaded).insert(key, Arc::clone(&loaded));
                 Ok(loaded)
             }

@@ -5,6 +5,7 @@
 
 mod alias_state;
 mod commands;
+mod drift;
 mod history;
 mod loader;
 mod readiness;
@@ -26,7 +27,7 @@ use tokio::sync::oneshot;
 pub use crate::registry::ModelInfo;
 pub use alias_state::AliasState;
 pub use commands::AliasChange;
-pub use history::{Event, History};
+pub use history::{ComparisonRecord, Event, History};
 pub use readiness::HealthSummary;
 pub use reconciler::Reconciler;
 pub use registry_health::RegistryStatus;

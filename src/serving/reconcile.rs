@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::alias_state::AliasState;
 use super::commands::AliasChange;
 use super::history::Event;
-use super::loader::{lock, Key};
+use super::loader::{lock, DriftChange, Key};
 use super::readiness::{readiness, HealthSummary};
 use super::slots::{AliasSlot, ModelView, Unreadable, View};
 use super::ModelStore;
@@ -46,6 +46,8 @@ pub(super) fn reconcile(
         _ => None,
     });
     record_registry_read(store, unreachable);
+    // Before following the aliases: a drifted version is not swapped in.
+    let drifted = store.loader.check_drift();
     let mut models = BTreeMap::new();
     for (model, read) in snapshot {
         let old_mv = old.models.get(&model);
@@ -68,6 +70,7 @@ pub(super) fn reconcile(
             };
             aliases.insert(alias.clone(), pass.follow(target, before, &info));
         }
+        record_drift(store, &model, &aliases, &drifted);
         if let Some(old_mv) = old_mv {
             for (alias, gone) in old_mv
                 .aliases
@@ -98,6 +101,32 @@ pub(super) fn reconcile(
     );
     evict(store);
     Ok(())
+}
+
+/// Records each drift change of a version an alias serves or keeps for
+/// rollback in that alias's history: `result` `failed` with the drift as
+/// `error`, or `ok` once the files are back as loaded.
+fn record_drift(
+    store: &ModelStore,
+    model: &str,
+    aliases: &BTreeMap<String, AliasSlot>,
+    changes: &[DriftChange],
+) {
+    for change in changes.iter().filter(|c| c.model == model) {
+        for (alias, slot) in aliases {
+            let serves = slot.serving.as_ref().map(|m| m.version) == Some(change.version);
+            if !serves && !slot.previous.contains(&change.version) {
+                continue;
+            }
+            let mut event = Event::new(model, alias, "drift", "registry");
+            event.to_version = Some(change.version);
+            if let Some(drift) = &change.drift {
+                event.result = "failed".into();
+                event.error = Some(drift.clone());
+            }
+            store.history.record(&event);
+        }
+    }
 }
 
 /// A model whose registry entry could not be read keeps serving what it
@@ -209,15 +238,21 @@ impl Pass<'_> {
         if current.as_ref().is_some_and(|c| c.version == target) {
             // The alias is back on what it serves: a refusal of another
             // target is history, and that target is tried again next time.
-            return stay(AliasState::Serving { version: target });
+            // Drifted files change nothing here: the loaded copy serves on.
+            return stay(match self.store.loader.drift(model, target) {
+                Some(_) => AliasState::Drifted { version: target },
+                None => AliasState::Serving { version: target },
+            });
         }
         if !info.versions.contains(&target) {
-            // The alias points at a version whose registration has not
-            // finished (MLflow: not READY): not a refusal, so nothing is
-            // held against it; the old version keeps serving and the alias
-            // is followed once the version is READY.
+            // The alias points at a version the registry does not list
+            // (MLflow: its registration has not finished; local: its model
+            // file is missing): not a refusal, so nothing is held against
+            // it; the old version keeps serving and the alias is followed
+            // once the version is listed.
             let why = format!(
-                "waiting for version {target} to be READY in the registry{}",
+                "{}{}",
+                self.store.registry.unlisted_version(model, target),
                 still(&current)
             );
             if said != Some(why.as_str()) {

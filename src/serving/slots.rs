@@ -98,6 +98,15 @@ impl ModelStore {
                         "model \"{model}\" alias \"{alias}\" has no version serving: {why}"
                     )));
                 }
+                VersionSpec::Number(n) => {
+                    // A version an alias serves answers by number too, even
+                    // when its files vanished from the registry (drift).
+                    let served = mv.aliases.values().filter_map(|a| a.serving.as_ref());
+                    if let Some(slot) = served.into_iter().find(|m| m.version == *n) {
+                        return Ok(Arc::clone(slot));
+                    }
+                    registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?
+                }
                 _ => registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?,
             }
         };
@@ -112,9 +121,21 @@ impl ModelStore {
             .models
             .get(model)
             .ok_or_else(|| unknown_model(model, &view))?;
-        if let VersionSpec::Alias(alias) = spec {
-            if let Some(slot) = mv.aliases.get(alias).and_then(|e| e.serving.as_ref()) {
-                return Ok((slot.version, true));
+        match spec {
+            VersionSpec::Alias(alias) => {
+                if let Some(slot) = mv.aliases.get(alias).and_then(|e| e.serving.as_ref()) {
+                    return Ok((slot.version, true));
+                }
+            }
+            // As in `get`: a version an alias serves is ready by number too.
+            VersionSpec::Number(n) => {
+                if mv
+                    .aliases
+                    .values()
+                    .any(|a| a.serving.as_ref().is_some_and(|m| m.version == *n))
+                {
+                    return Ok((*n, true));
+                }
             }
         }
         let version = registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::drift::ADVICE;
 use super::loader::lock;
 use super::registry_health::RegistryStatus;
 use super::ModelStore;
@@ -48,6 +49,10 @@ pub struct SlotStatus {
     /// Why the alias does not serve its registry version (or why its
     /// model's registry entry could not be read).
     pub last_error: Option<String>,
+    /// How the files of the version it serves (or of one kept for
+    /// rollback) differ on disk from when they were loaded; None: they do
+    /// not. The alias keeps serving its loaded copy.
+    pub drift: Option<String>,
 }
 
 /// One loaded version in `GET /admin/status`.
@@ -57,15 +62,19 @@ pub struct ResidentStatus {
     pub version: u64,
     pub in_flight: usize,
     pub memory_estimate_bytes: u64,
+    /// How its files differ on disk from when it was loaded, if they do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
 }
 
 impl ResidentStatus {
-    pub(super) fn of(model: &LoadedModel) -> ResidentStatus {
+    pub(super) fn of(model: &LoadedModel, drift: Option<String>) -> ResidentStatus {
         ResidentStatus {
             model: model.name.clone(),
             version: model.version,
             in_flight: model.in_flight(),
             memory_estimate_bytes: model.memory_estimate(),
+            drift,
         }
     }
 }
@@ -92,6 +101,9 @@ impl ModelStore {
             for (alias, &registry_version) in &mv.info.aliases {
                 let entry = mv.aliases.get(alias);
                 let serving = entry.and_then(|e| e.serving.as_deref());
+                let previous: Vec<u64> = entry
+                    .map(|e| e.previous.iter().copied().collect())
+                    .unwrap_or_default();
                 slots.push(SlotStatus {
                     model: model.clone(),
                     alias: alias.clone(),
@@ -101,9 +113,8 @@ impl ModelStore {
                     loaded_at_unix_ms: serving.map(|m| unix_ms(m.loaded_at)),
                     in_flight: serving.map(|m| m.in_flight()).unwrap_or(0),
                     memory_estimate_bytes: serving.map(|m| m.memory_estimate()).unwrap_or(0),
-                    previous_versions: entry
-                        .map(|e| e.previous.iter().copied().collect())
-                        .unwrap_or_default(),
+                    drift: self.alias_drift(model, serving.map(|m| m.version), &previous),
+                    previous_versions: previous,
                     last_error: mv
                         .unreadable
                         .as_ref()
@@ -121,6 +132,23 @@ impl ModelStore {
             memory_limit_bytes: self.loader.memory_limit(),
             registry: self.registry_status(),
         }
+    }
+
+    /// The drift of an alias's versions: the one it serves, and those kept
+    /// for rollback (which are then not swapped back in).
+    fn alias_drift(&self, model: &str, serving: Option<u64>, previous: &[u64]) -> Option<String> {
+        let mut said = Vec::new();
+        if let Some(drift) = serving.and_then(|v| self.loader.drift(model, v)) {
+            said.push(format!("{drift}; still serving the loaded copy; {ADVICE}"));
+        }
+        for &v in previous {
+            if let Some(drift) = self.loader.drift(model, v) {
+                said.push(format!(
+                    "{drift}; version {v} is kept for rollback but is not swapped back in while its files differ; {ADVICE}"
+                ));
+            }
+        }
+        (!said.is_empty()).then(|| said.join(". "))
     }
 
     /// The registry part of `GET /admin/status`.

@@ -67,6 +67,10 @@ impl Registry for Flaky {
         }
         self.inner.artifact(model, version)
     }
+    fn unlisted_version(&self, _model: &str, version: u64) -> String {
+        // In MLflow's words: a version not listed is still registering.
+        format!("waiting for version {version} to be READY in the registry")
+    }
     fn register(&self, model: &str, file: &Path) -> Result<u64, Error> {
         self.inner.register(model, file)
     }

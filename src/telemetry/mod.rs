@@ -82,6 +82,13 @@ pub fn render(core: &Core) -> String {
         metrics::gauge!("podium_serving_version", &labels)
             .set(slot.serving_version.map(|v| v as f64).unwrap_or(0.0));
         metrics::gauge!("podium_registry_version", &labels).set(slot.registry_version as f64);
+        // 1 while a version the alias serves or keeps for rollback differs
+        // on disk from when it was loaded.
+        metrics::gauge!("podium_registry_drift", &labels).set(if slot.drift.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         // 1 for the alias's state (why it is or is not serving), 0 for the others.
         for state in AliasState::NAMES {
             let labels = [&labels[..], &[("state", state.to_string())]].concat();

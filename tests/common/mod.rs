@@ -6,7 +6,10 @@ mod fraud;
 mod registry;
 mod server;
 mod table;
+pub mod tls;
 
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
 pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
 pub use server::Server;
-pub use table::read_table;
+pub use table::{by_id, read_table, walk};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_podium");
 
@@ -71,6 +74,28 @@ where
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the server closes `stream` within `deadline` (bytes it sends
+/// first, such as an answer, are read and ignored).
+pub fn closed_within(stream: &mut TcpStream, deadline: Duration) -> bool {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false
+            }
+            Err(_) => return true, // reset
+        }
     }
 }
 

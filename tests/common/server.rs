@@ -179,6 +179,13 @@ impl Server {
         assert!(status.success());
     }
 
+    /// Kills the process with SIGKILL (`kill -9`: nothing is flushed or
+    /// closed) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill -9 podium");
+        self.child.wait().expect("wait for podium");
+    }
+
     /// Waits for the process to exit (at most `deadline`) and returns its status.
     pub fn wait_exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
         let start = Instant::now();

@@ -1,6 +1,7 @@
-//! Reading an inference table back: every row of its Parquet files, with arrow-rs.
+//! Reading the inference table back as a user would: every complete
+//! Parquet file under a table directory, with arrow-rs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -82,4 +83,30 @@ pub fn read_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
         }
     }
     rows
+}
+
+/// The rows by `request_id`; fails when an id is there twice.
+pub fn by_id(rows: Vec<BTreeMap<String, Value>>) -> HashMap<String, BTreeMap<String, Value>> {
+    let n = rows.len();
+    let map: HashMap<_, _> = rows
+        .into_iter()
+        .map(|r| (r["request_id"].as_str().unwrap().to_string(), r))
+        .collect();
+    assert_eq!(map.len(), n, "request ids are not unique");
+    map
+}
+
+/// Every file under `dir`, at any depth (none when it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
 }

@@ -22,22 +22,26 @@ use crate::api::error::ApiError;
 use crate::api::AppState;
 use crate::auth::{presented, AdminCaller, AdminTokens, AuditEntry, AuditLog};
 use crate::error::Error;
+use crate::listener::ClientCert;
 use crate::serving::AliasChange;
 
 type S = State<Arc<AppState>>;
 
-/// The admin routes, behind the token check and the audit log (nothing
-/// when `access` is [`AdminAccess::Disabled`]).
-pub fn routes(access: AdminAccess) -> Router<Arc<AppState>> {
+/// The admin routes, behind the client-certificate check (when
+/// `client_cert` is set), the token check and the audit log (nothing when
+/// `access` is [`AdminAccess::Disabled`]).
+pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
     let gate = match access {
         AdminAccess::Disabled => return Router::new(),
-        AdminAccess::Loopback { audit } => Gate {
+        AdminAccess::Open { audit } => Gate {
             tokens: None,
             audit,
+            client_cert,
         },
         AdminAccess::Tokens { tokens, audit } => Gate {
             tokens: Some(tokens),
             audit,
+            client_cert,
         },
     };
     Router::new()
@@ -68,18 +72,28 @@ pub fn routes(access: AdminAccess) -> Router<Arc<AppState>> {
 /// Who may pass, and where each call is written down.
 #[derive(Clone)]
 struct Gate {
-    /// None: no token is configured (a loopback-only listener).
+    /// None: no token is configured (a loopback-only listener, or one whose
+    /// admin clients are checked by certificate).
     tokens: Option<Arc<AdminTokens>>,
     audit: Arc<AuditLog>,
+    /// A TLS client certificate verified against `--admin-client-ca` is
+    /// required (before the token).
+    client_cert: bool,
 }
 
-/// Lets a call through with its [`AdminCaller`] when it carries one of the
-/// tokens (401 with no detail otherwise), then audits it with the status
-/// it got; the entry is written before the answer leaves.
+/// Lets a call through with its [`AdminCaller`] when it carries the client
+/// certificate (403 otherwise) and one of the tokens (401 with no detail
+/// otherwise) that `gate` asks for, then audits it with the status it got;
+/// the entry is written before the answer leaves.
 async fn admit(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
-    let caller = match &gate.tokens {
-        None => Some(AdminCaller::Loopback),
-        Some(tokens) => tokens.identify(presented(|name| {
+    let cert = request.extensions().get::<ClientCert>().cloned();
+    let caller = match (&gate.tokens, &cert) {
+        _ if gate.client_cert && cert.is_none() => None,
+        (None, Some(cert)) if gate.client_cert => Some(AdminCaller::Certificate(
+            cert.common_name.clone().unwrap_or_else(|| "(no CN)".into()),
+        )),
+        (None, _) => Some(AdminCaller::Loopback),
+        (Some(tokens), _) => tokens.identify(presented(|name| {
             (name == "authorization")
                 .then(|| request.headers().get(name)?.to_str().ok())
                 .flatten()
@@ -94,13 +108,21 @@ async fn admit(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
     let query = request.uri().query().map(str::to_string);
     let response = match &caller {
         Some(caller) => {
+            if let Some(cert) = &cert {
+                tracing::info!(
+                    "admin {method} {path} by client certificate CN={}",
+                    cert.common_name.as_deref().unwrap_or("(none)")
+                );
+            }
             request.extensions_mut().insert(caller.clone());
             next.run(request).await
         }
+        None if gate.client_cert && cert.is_none() => no_client_cert(),
         None => unauthorized(),
     };
+    let caller_name = caller.as_ref().map(AdminCaller::audit_name);
     let entry = AuditEntry::now(
-        caller.as_ref().map(AdminCaller::audit_name),
+        caller_name.as_deref(),
         remote,
         &method,
         &path,
@@ -124,6 +146,18 @@ fn unauthorized() -> Response {
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
+}
+
+/// 403: `--admin-client-ca` is set and the connection presented no
+/// certificate signed by it.
+fn no_client_cert() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({
+            "error": "the admin API needs a client certificate signed by --admin-client-ca"
+        })),
+    )
+        .into_response()
 }
 
 /// Runs a blocking store operation off the async runtime.

@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::budget::{BodyBudget, BodyPermit};
 use crate::error::Error;
+use crate::listener::BodyLate;
 
 /// A header's value as text, when it is.
 pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -101,12 +102,23 @@ pub(crate) async fn read_body_within(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large(None)),
-        Err(e) => {
-            return Err(Error::InvalidInput(format!(
-                "could not read the request body: {e}"
-            )))
-        }
+        // The listener answers the client 408 with the same text itself;
+        // this is what the inference table records.
+        Err(e) => match late(e.as_ref()) {
+            Some(late) => return Err(Error::RequestTimeout(late.to_string())),
+            None => {
+                return Err(Error::InvalidInput(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+        },
     };
     let permit = permit.grow_to(bytes.len())?;
     Ok((bytes, permit))
+}
+
+/// Why reading the body failed, when the listener's body-read timer ran
+/// out (rather than the client breaking the body).
+fn late<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyLate> {
+    std::iter::successors(Some(e), |e| e.source()).find_map(|e| e.downcast_ref::<BodyLate>())
 }

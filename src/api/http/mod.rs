@@ -31,8 +31,9 @@ use crate::error::Error;
 pub enum AdminAccess {
     /// Not mounted (no token, and the listener is reachable from other hosts).
     Disabled,
-    /// Mounted without a token, on a loopback-only listener.
-    Loopback { audit: Arc<AuditLog> },
+    /// Mounted without a token: on a loopback-only listener, or for clients
+    /// with a certificate verified against `--admin-client-ca`.
+    Open { audit: Arc<AuditLog> },
     /// Mounted; every route needs `Authorization: Bearer <token>`, one of `tokens`.
     Tokens {
         tokens: Arc<AdminTokens>,
@@ -42,8 +43,10 @@ pub enum AdminAccess {
 
 /// All REST routes: probes, metrics and server metadata open; the routes
 /// that run or describe models behind the API-key check when `--api-keys`
-/// is on; the admin routes as `admin` allows.
-pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
+/// is on; the admin routes as `admin` allows, and only for clients with a
+/// certificate verified against `--admin-client-ca` when
+/// `admin_client_cert` is set (403 otherwise, before the token check).
+pub fn router(state: Arc<AppState>, admin: AdminAccess, admin_client_cert: bool) -> Router {
     // A route that runs or describes a model goes in one of these two groups.
     let models = Router::new()
         .route(
@@ -70,7 +73,7 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess) -> Router {
         .route("/v2/feedback", post(feedback::feedback));
     let default_endpoint = Router::new().route("/invocations", post(mlflow::invocations));
     Router::new()
-        .merge(admin::routes(admin))
+        .merge(admin::routes(admin, admin_client_cert))
         .merge(auth::guard(models, &state, auth::Endpoint::InPath))
         .merge(auth::guard(
             default_endpoint,

@@ -140,6 +140,15 @@ struct SetAlias<'a> {
     version: String,
 }
 
+/// `POST model-versions/set-tag`.
+#[derive(Debug, Serialize)]
+struct SetVersionTag<'a> {
+    name: &'a str,
+    version: String,
+    key: &'a str,
+    value: &'a str,
+}
+
 /// `DELETE registered-models/alias`.
 #[derive(Debug, Serialize)]
 struct DeleteAlias<'a> {
@@ -235,6 +244,24 @@ impl Client {
             version: version.to_string(),
         };
         self.send_json::<IgnoredAny>(Method::Post, "registered-models/alias", &body)
+            .map(drop)
+    }
+
+    /// Sets the tag `key` of `model` `version` to `value`.
+    pub fn set_version_tag(
+        &self,
+        model: &str,
+        version: u64,
+        key: &str,
+        value: &str,
+    ) -> Result<(), Error> {
+        let body = SetVersionTag {
+            name: model,
+            version: version.to_string(),
+            key,
+            value,
+        };
+        self.send_json::<IgnoredAny>(Method::Post, "model-versions/set-tag", &body)
             .map(drop)
     }
 

@@ -201,6 +201,10 @@ impl Registry for MlflowRegistry {
             .download(&self.cache, model, version, &uri, &dir)
     }
 
+    fn unlisted_version(&self, _model: &str, version: u64) -> String {
+        format!("waiting for version {version} to be READY in the registry")
+    }
+
     fn register(&self, model: &str, _file: &Path) -> Result<u64, Error> {
         Err(refuse_registration(model))
     }
@@ -224,6 +228,30 @@ impl Registry for MlflowRegistry {
                 )),
                 other => other,
             })
+    }
+
+    fn has_version_tags(&self) -> bool {
+        true
+    }
+
+    fn set_version_tags(
+        &self,
+        model: &str,
+        version: u64,
+        tags: &[(String, String)],
+    ) -> Result<(), Error> {
+        for (key, value) in tags {
+            self.client
+                .set_version_tag(model, version, key, value)
+                .map_err(|e| match e {
+                    Error::NotFound(m) => Error::NotFound(format!(
+                        "{m} (MLflow at {}); list versions with `podium models list`",
+                        self.base()
+                    )),
+                    other => other,
+                })?;
+        }
+        Ok(())
     }
 
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {

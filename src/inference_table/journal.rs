@@ -1,0 +1,147 @@
+//! The journal of a Parquet file still being written: the same record
+//! batches, appended to an Arrow IPC stream as they are handed to the
+//! Parquet writer, so a process that dies before the file is closed loses
+//! at most the rows the writer had not taken yet.
+//!
+//! ```text
+//! <table>/_journal/endpoint=<e>/request_date=<d>/part-<stamp>-<uuid>.arrows
+//! ```
+//!
+//! One journal per open file, named after it and deleted once the file is
+//! closed and renamed into place. Each append reaches the operating system
+//! at once (a `kill -9` loses nothing written); [`SYNC_INTERVAL`] bounds
+//! what a power cut can take. The writer holds an exclusive lock on the
+//! journal (and on the `.inprogress` file) while it is open, so start-up
+//! recovery ([`super::recovery`]) never touches a file another live Podium
+//! is writing. Readers of the table skip `_journal` (a leading `_` hides a
+//! directory from Spark, Hive and DuckDB's Hive partitioning).
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::Schema;
+
+/// The folder of the table that holds the journals of open files.
+pub(super) const JOURNAL_DIR: &str = "_journal";
+
+/// A journal's extension (an Arrow IPC stream).
+pub(super) const EXTENSION: &str = "arrows";
+
+/// How often an open file's journal is forced to disk (`sync_data`) while
+/// rows arrive: a crash of the machine loses at most about this much; a
+/// crash of the process only the rows the writer had not drained yet (one
+/// writer tick, 20 ms).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The journal of one open Parquet file.
+pub(super) struct Journal {
+    writer: StreamWriter<BufWriter<File>>,
+    path: PathBuf,
+    /// Appended to since the last `sync_data`.
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+/// Where the journal of the table file `partition/name` is kept
+/// (`partition` is `endpoint=<e>/request_date=<d>`, `name` ends `.parquet`).
+pub(super) fn path_of(table: &Path, partition: &Path, name: &str) -> PathBuf {
+    let stem = name.strip_suffix(".parquet").unwrap_or(name);
+    table
+        .join(JOURNAL_DIR)
+        .join(partition)
+        .join(format!("{stem}.{EXTENSION}"))
+}
+
+impl Journal {
+    /// Starts the journal of the table file `partition/name`, locked
+    /// against start-up recovery of other Podium processes.
+    pub fn create(
+        table: &Path,
+        partition: &Path,
+        name: &str,
+        schema: &Schema,
+    ) -> anyhow::Result<Journal> {
+        let path = path_of(table, partition, name);
+        let fail = |e: &dyn std::fmt::Display| {
+            anyhow::anyhow!("cannot start the journal {}: {e}", path.display())
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        }
+        let file = File::create_new(&path).map_err(|e| fail(&e))?;
+        lock(&file);
+        let writer = StreamWriter::try_new(BufWriter::new(file), schema).map_err(|e| fail(&e))?;
+        Ok(Journal {
+            writer,
+            path,
+            unsynced: true,
+            last_sync: Instant::now(),
+        })
+    }
+
+    /// Appends `batch` and hands it to the operating system.
+    pub fn append(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        self.writer
+            .write(batch)
+            .and_then(|()| Ok(self.writer.get_mut().flush()?))
+            .map_err(|e| anyhow::anyhow!("cannot append to {}: {e}", self.path.display()))?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Forces what was appended to disk once [`SYNC_INTERVAL`] has passed
+    /// since the last time.
+    pub fn sync_if_due(&mut self) -> anyhow::Result<()> {
+        if !self.unsynced || self.last_sync.elapsed() < SYNC_INTERVAL {
+            return Ok(());
+        }
+        self.last_sync = Instant::now();
+        self.unsynced = false;
+        self.writer
+            .get_ref()
+            .get_ref()
+            .sync_data()
+            .map_err(|e| anyhow::anyhow!("cannot sync {}: {e}", self.path.display()))
+    }
+
+    /// Deletes the journal: its rows are in a closed file, or were dropped.
+    pub fn remove(self) {
+        let Journal { writer, path, .. } = self;
+        drop(writer);
+        remove(&path);
+    }
+}
+
+/// Deletes the journal at `path` and the partition folders it leaves
+/// empty under [`JOURNAL_DIR`].
+pub(super) fn remove(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(
+                "inference table: cannot delete the journal {}: {e}",
+                path.display()
+            );
+            return;
+        }
+    }
+    // Fails (and stops) at the first folder still in use.
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| d.file_name().is_some_and(|n| n != JOURNAL_DIR)) {
+        if fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
+
+/// Takes the exclusive lock that tells start-up recovery a live writer owns
+/// `file`. Best effort: a filesystem without locks only loses that guard.
+pub(super) fn lock(file: &File) {
+    if let Err(e) = file.try_lock() {
+        tracing::debug!("inference table: cannot lock an open file: {e}");
+    }
+}

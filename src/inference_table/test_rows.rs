@@ -1,0 +1,49 @@
+//! Rows and a payload renderer for the table's unit tests.
+
+use std::time::Duration;
+
+use super::{Payload, Protocol, Record, RenderPayload};
+use crate::request::{InferRequest, InferResponse};
+
+/// Tests store text bodies only.
+pub(super) struct Plain;
+
+impl RenderPayload for Plain {
+    fn request(&self, _: &InferRequest) -> Vec<u8> {
+        b"request".to_vec()
+    }
+    fn response(&self, _: &InferResponse) -> Vec<u8> {
+        b"response".to_vec()
+    }
+}
+
+/// A row of the endpoint `fraud` with a `body`-byte request, and a unique id.
+pub(super) fn record(body: usize) -> Record {
+    Record {
+        request_id: format!("r{}", fastrand::u64(..)),
+        client_request_id: None,
+        received: std::time::SystemTime::now(),
+        endpoint: "fraud".into(),
+        arm: None,
+        model_name: None,
+        model_version: None,
+        protocol: Protocol::Rest,
+        status_code: 200,
+        grpc_status: None,
+        error: None,
+        execution: None,
+        total: Duration::from_millis(1),
+        queue: None,
+        sampling_fraction: 1.0,
+        // Letters that do not compress, like real payloads.
+        request: Payload::Text(bytes::Bytes::from(
+            (0..body)
+                .map(|_| fastrand::u8(b'a'..=b'z'))
+                .collect::<Vec<u8>>(),
+        )),
+        response: Payload::Absent,
+        shadow: None,
+        requester: None,
+        logging_error_codes: Vec::new(),
+    }
+}
