@@ -173,6 +173,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         default_endpoint: None,
         table: None,
         registration: Default::default(),
+        experiments: None,
         api_keys: None,
     });
     podium::telemetry::install();

@@ -13,6 +13,10 @@
 //! shadow = { alias = "candidate", fraction = 0.2, max_in_flight = 16 }
 //! log_sample_fraction = 0.1           # share of requests in the inference table [default: 1]
 //! log_payloads = false                # keep metadata only, no bodies [default: true]
+//!
+//! [endpoint.readout]                  # the live experiment readout (see `readout`)
+//! metric = "accuracy"
+//! prediction_output = "label"
 //! ```
 //!
 //! Without a file, every model is an endpoint of the same name with one arm,
@@ -24,8 +28,11 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::experiments::ReadoutConfig;
 use crate::registry::{validate_alias_name, LATEST};
 use crate::routing::{Arm, Endpoint, LogPolicy, Shadow, StickyKey};
+
+mod readout;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +62,17 @@ struct EndpointConfig {
     /// The deadline of requests that set none themselves [default: none].
     #[serde(default)]
     timeout_ms: Option<u64>,
+    /// The experiment readout [default: none].
+    #[serde(default)]
+    readout: Option<readout::ReadoutToml>,
+}
+
+/// A checked configuration file: the endpoints, and the readouts of those
+/// that have one.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub endpoints: Vec<Endpoint>,
+    pub readouts: Vec<ReadoutConfig>,
 }
 
 fn one() -> f64 {
@@ -169,19 +187,20 @@ pub enum Lookup {
 
 /// Reads and checks `path`; `known_aliases(model)` says what the registry
 /// knows of a model.
-pub fn load(path: &Path, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
+pub fn load(path: &Path, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse(&text, known_aliases).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Parses and checks a configuration text.
-pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<Endpoint>, String> {
+pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Config, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     let line =
         |span: std::ops::Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
     let mut names = HashSet::new();
     let mut endpoints = Vec::new();
+    let mut readouts = Vec::new();
     for spanned in file.endpoint {
         let at = line(spanned.span());
         let c = spanned.into_inner();
@@ -222,6 +241,9 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<E
             max_in_flight: s.max_in_flight,
         });
         check_traffic(&c.model, aliases.as_deref(), &arms, shadow.as_ref()).map_err(err)?;
+        if let Some(r) = c.readout {
+            readouts.push(r.check(&c.name, &arms).map_err(err)?);
+        }
         let sticky_key = c.sticky_key.map(|k| match k {
             StickyKeyConfig::Header(h) => StickyKey::Header(h.to_ascii_lowercase()),
             StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),
@@ -257,7 +279,10 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Vec<E
         };
         endpoints.push(endpoint);
     }
-    Ok(endpoints)
+    Ok(Config {
+        endpoints,
+        readouts,
+    })
 }
 
 #[cfg(test)]
@@ -286,7 +311,7 @@ sticky_key = { header = "X-User-Id" }
 arms = [{ alias = "champion", weight = 90 }, { alias = "challenger", weight = 10 }]
 shadow = { alias = "latest", fraction = 0.25 }
 "#;
-        let eps = parse(text, &aliases).unwrap();
+        let eps = parse(text, &aliases).unwrap().endpoints;
         assert_eq!(eps.len(), 1);
         let e = &eps[0];
         assert_eq!(
@@ -302,13 +327,68 @@ shadow = { alias = "latest", fraction = 0.25 }
     #[test]
     fn an_unreachable_registry_skips_the_alias_check_but_not_the_rest() {
         let text = "[[endpoint]]\nname = \"e\"\nmodel = \"offline\"\narms = [{ alias = \"champion\", weight = 1 }, { alias = \"canary\", weight = 1 }]\n";
-        let eps = parse(text, &aliases).unwrap();
+        let eps = parse(text, &aliases).unwrap().endpoints;
         assert_eq!(eps[0].model, "offline");
         assert_eq!(eps[0].arms.len(), 2);
         let bad = text.replace("weight = 1 }]", "weight = -1 }]");
         assert!(parse(&bad, &aliases)
             .unwrap_err()
             .contains("weights must be 0 or more"));
+    }
+
+    #[test]
+    fn a_readout_parses_with_its_defaults_and_strict_errors() {
+        let ab = "[[endpoint]]\nname = \"e\"\nmodel = \"fraud\"\narms = [{ alias = \"champion\", weight = 1 }, { alias = \"challenger\", weight = 1 }]\n[endpoint.readout]\n";
+        let config = parse(
+            &format!("{ab}metric = \"accuracy\"\nprediction_output = \"label\"\n"),
+            &aliases,
+        )
+        .unwrap();
+        assert_eq!(
+            config.readouts,
+            vec![ReadoutConfig {
+                endpoint: "e".into(),
+                metric: crate::experiments::Metric::Accuracy,
+                prediction_output: Some("label".into()),
+                baseline: "champion".into(),
+                min_samples: 200,
+                alpha: 0.05,
+            }]
+        );
+        let cases = [
+            (
+                "metric = \"accuracy\"",
+                "line 1: endpoint \"e\": readout: metric \"accuracy\" needs prediction_output",
+            ),
+            (
+                "metric = \"mean\"\nprediction_output = \"label\"",
+                "prediction_output is only used by metric \"accuracy\"",
+            ),
+            (
+                "metric = \"mean\"\nbaseline = \"prod\"",
+                "baseline \"prod\" is not one of the endpoint's arms (champion, challenger)",
+            ),
+            (
+                "metric = \"mean\"\nmin_samples = 1",
+                "min_samples 1 is too small",
+            ),
+            (
+                "metric = \"mean\"\nalpha = 0.5",
+                "alpha 0.5 is not between 0 and 0.5",
+            ),
+            (
+                "metric = \"ctr\"",
+                "unknown variant `ctr`, expected one of `accuracy`, `conversion`, `mean`",
+            ),
+            (
+                "metric = \"mean\"\nmin_sample = 5",
+                "unknown field `min_sample`",
+            ),
+        ];
+        for (body, want) in cases {
+            let err = parse(&format!("{ab}{body}\n"), &aliases).unwrap_err();
+            assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
     }
 
     #[test]

@@ -19,11 +19,13 @@
 //!                      (and each poll: loaded versions' files checked for drift)
 //!     inference_table: protocol-free rows, payload rendering handed in by api;
 //!                      open files journaled, replayed at start after a crash
+//!     experiments: per-arm readout of endpoints with one (calls, latency,
+//!                  feedback joined through a bounded ledger, statistics)
 //! ```
 //!
 //! Module arrows point one way: `api → serving → (routing, runtime,
-//! registry)`; `inference_table` and `routing` import none of `api`,
-//! `serving`. `listener` admits and times connections on both ports
+//! registry)`; `inference_table`, `experiments` and `routing` import none
+//! of `api`, `serving`. `listener` admits and times connections on both ports
 //! (header, idle and body timeouts, the connection limit, shutdown, TLS
 //! with certificate reload) before hyper and tonic see them. `auth` (API
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
@@ -37,6 +39,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod experiments;
 #[cfg(test)]
 mod fuzz;
 pub mod inference_table;

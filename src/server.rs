@@ -16,6 +16,7 @@ use crate::api::{AppState, OipJson};
 use crate::auth::{AdminTokens, ApiKeys, AuditLog};
 use crate::config::Lookup;
 use crate::error::Error;
+use crate::experiments::Experiments;
 use crate::inference_table::{InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
@@ -75,6 +76,8 @@ pub struct ServeOptions {
     pub max_model_bytes: u64,
     /// TLS on both listeners; None: plaintext.
     pub tls: Option<TlsOptions>,
+    /// Calls kept for experiment feedback to join, across endpoints.
+    pub readout_ledger_size: usize,
 }
 
 /// Shadow copies that may wait for a shadow thread; more are skipped.
@@ -113,6 +116,7 @@ impl ServeOptions {
             admin_register_dir: None,
             max_model_bytes: crate::registry::DEFAULT_MAX_MODEL_BYTES,
             tls: None,
+            readout_ledger_size: crate::experiments::DEFAULT_LEDGER_SIZE,
         }
     }
 }
@@ -157,8 +161,8 @@ pub async fn serve(
             )
         })?;
     }
-    let routes = match &opts.config {
-        None => RouteTable::default(),
+    let config = match &opts.config {
+        None => crate::config::Config::default(),
         Some(path) => {
             let (registry, path) = (Arc::clone(&registry), path.clone());
             let endpoints = tokio::task::spawn_blocking(move || {
@@ -174,7 +178,7 @@ pub async fn serve(
             })
             .await?
             .map_err(|e| anyhow!(e))?;
-            for e in &endpoints {
+            for e in &endpoints.endpoints {
                 let arms: Vec<String> = e
                     .arms
                     .iter()
@@ -182,9 +186,18 @@ pub async fn serve(
                     .collect();
                 tracing::info!("endpoint {} -> {} [{}]", e.name, e.model, arms.join(", "));
             }
-            RouteTable::new(endpoints)
+            endpoints
         }
     };
+    let experiments = Experiments::new(config.readouts, opts.readout_ledger_size).map(Arc::new);
+    if let Some(experiments) = &experiments {
+        tracing::info!(
+            "experiment readouts: {} (ledger of {} calls)",
+            experiments.names().join(", "),
+            opts.readout_ledger_size
+        );
+    }
+    let routes = RouteTable::new(config.endpoints);
     if let Some(name) = opts.default_endpoint.clone() {
         if !routes.endpoints.contains_key(&name) {
             let registry = Arc::clone(&registry);
@@ -286,6 +299,7 @@ pub async fn serve(
         table,
         registration,
         api_keys: api_keys.clone(),
+        experiments,
     });
     let table_state = Arc::clone(&state);
 

@@ -18,7 +18,9 @@ use super::keys::{Keys, RequestKeys};
 use super::AppState;
 use crate::auth::Requester;
 use crate::error::Error;
+use crate::experiments::{CallRecord, Prediction, Tracker};
 use crate::inference_table::{Entry, Protocol, UNKNOWN_ENDPOINT};
+use crate::registry::VersionSpec;
 use crate::request::{InferRequest, InferResponse, ShadowReceiver, Timing};
 use crate::routing::Route;
 use crate::runtime::LoadedModel;
@@ -59,6 +61,13 @@ pub struct Call<'a> {
     /// When the call must be answered by: the request's own timeout, else
     /// its endpoint's default, counted from the call's start.
     deadline: Option<Instant>,
+    /// The experiment readout of the endpoint called, when it has one and
+    /// the call is routed by arm (not to a version it names).
+    tracker: Option<Tracker<'a>>,
+    /// The client's request id, kept for the readout's ledger.
+    client_request_id: Option<String>,
+    /// Row 0 of the readout's prediction output, once answered.
+    prediction: Option<Prediction>,
 }
 
 /// What the response metadata says about a call that was answered.
@@ -111,6 +120,13 @@ impl<'a> Call<'a> {
             }
             Some(row)
         });
+        let tracker = state
+            .experiments
+            .as_deref()
+            .and_then(|experiments| experiments.tracker(name));
+        let client_request_id = client_request_id
+            .filter(|_| tracker.is_some())
+            .map(str::to_string);
         Call {
             state,
             protocol,
@@ -124,6 +140,9 @@ impl<'a> Call<'a> {
             answered: None,
             shadow: None,
             deadline: None,
+            tracker,
+            client_request_id,
+            prediction: None,
         }
     }
 
@@ -135,6 +154,9 @@ impl<'a> Call<'a> {
     pub fn client_request_id(&mut self, id: Option<&str>) {
         if let Some(row) = self.row.as_mut() {
             row.client_request_id(id);
+        }
+        if self.tracker.is_some() && self.client_request_id.is_none() {
+            self.client_request_id = id.map(str::to_string);
         }
     }
 
@@ -166,6 +188,10 @@ impl<'a> Call<'a> {
         if let Some(row) = self.row.as_mut() {
             row.routed(&route.arm, &route.model);
         }
+        if !matches!(route.spec, VersionSpec::Alias(_)) {
+            // A version named in the request is no arm of the experiment.
+            self.tracker = None;
+        }
         self.route = Some(route);
         Ok(())
     }
@@ -195,6 +221,9 @@ impl<'a> Call<'a> {
         drop(in_flight);
         self.shadow = inferred.shadow;
         let response = inferred.result?;
+        if let Some(output) = self.tracker.as_ref().and_then(|t| t.prediction_output()) {
+            self.prediction = Prediction::of(&response, output);
+        }
         if let Some(row) = self.row.as_mut() {
             row.answered(
                 &response.model_name,
@@ -254,8 +283,9 @@ impl<'a> Call<'a> {
 
     /// Ends the call: counts it, and queues its row with the status the
     /// client got (the row waits for the shadow's outcome, if one was sent).
-    pub fn finish(self, outcome: Outcome<'_>) {
+    pub fn finish(mut self, outcome: Outcome<'_>) {
         let protocol = self.protocol;
+        self.track(&outcome);
         if let Some(route) = &self.route {
             let arm = if self.resolved {
                 route.arm.as_str()
@@ -313,6 +343,34 @@ impl<'a> Call<'a> {
             }
         };
         table.submit(row, status, error, self.shadow);
+    }
+
+    /// Hands the call to its endpoint's readout: calls that reached an arm
+    /// (answered, or failed once routed to an alias that exists).
+    fn track(&mut self, outcome: &Outcome<'_>) {
+        let (Some(tracker), Some(route)) = (self.tracker.take(), &self.route) else {
+            return;
+        };
+        let ok = matches!(outcome, Outcome::Ok);
+        let unknown_arm = matches!(
+            outcome,
+            Outcome::Failed {
+                error: Error::NotFound(_),
+                ..
+            }
+        );
+        if !self.resolved && unknown_arm {
+            return;
+        }
+        tracker.record(CallRecord {
+            request_id: &self.request_id,
+            client_request_id: self.client_request_id.as_deref(),
+            arm: &route.arm,
+            version: self.answered.as_ref().map(|a| a.version),
+            ok,
+            latency: self.started.elapsed(),
+            prediction: self.prediction.take(),
+        });
     }
 
     fn routed(&self) -> Result<&Route, Error> {

@@ -33,4 +33,6 @@ pub struct AppState {
     pub registration: http::Registration,
     /// The API keys prediction calls need, when `--api-keys` is set.
     pub api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
+    /// The live readouts of endpoints with an experiment readout, if any.
+    pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
 }

@@ -105,6 +105,69 @@ pub struct TrafficRequest {
     pub shadow: Option<Option<ShadowShare>>,
 }
 
+/// `GET /admin/experiments/{endpoint}`: an endpoint's live readout.
+#[derive(Debug, Deserialize)]
+pub struct Readout {
+    pub endpoint: String,
+    pub experiment: String,
+    pub metric: String,
+    pub baseline: String,
+    pub alpha: f64,
+    pub min_samples: u64,
+    pub since: String,
+    pub arms: Vec<ReadoutArm>,
+    pub srm: ReadoutSrm,
+    pub comparisons: Vec<ReadoutComparison>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One arm of a [`Readout`].
+#[derive(Debug, Deserialize)]
+pub struct ReadoutArm {
+    pub arm: String,
+    pub version: Option<u64>,
+    pub weight: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: Option<f64>,
+    pub latency_ms: ReadoutLatency,
+    pub feedback: u64,
+    pub metric: ReadoutMetric,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadoutLatency {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadoutMetric {
+    pub value: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReadoutSrm {
+    pub p_value: f64,
+    pub ok: bool,
+}
+
+/// One arm against the baseline in a [`Readout`].
+#[derive(Debug, Deserialize)]
+pub struct ReadoutComparison {
+    pub arm: String,
+    pub diff: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub p_value: Option<f64>,
+    pub always_valid_p_value: f64,
+    pub decision: String,
+}
+
 #[derive(Deserialize)]
 struct EndpointsAnswer {
     endpoints: Vec<EndpointView>,
@@ -201,6 +264,19 @@ impl AdminClient {
         let path = format!("/admin/endpoints/{endpoint}/traffic");
         let answer: TrafficAnswer = self.call(self.request(Method::PUT, &path).json(change))?;
         Ok(answer.endpoint)
+    }
+
+    /// The live experiment readout of `endpoint`, and the answer's JSON as sent.
+    pub fn readout(&self, endpoint: &str) -> anyhow::Result<(Readout, serde_json::Value)> {
+        let path = format!("/admin/experiments/{endpoint}");
+        let json: serde_json::Value = self.call(self.request(Method::GET, &path))?;
+        let readout = serde_json::from_value(json.clone()).map_err(|e| {
+            anyhow::anyhow!(
+                "{} answered a readout the CLI cannot read (is it a Podium of another version?): {e}",
+                self.base
+            )
+        })?;
+        Ok((readout, json))
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {

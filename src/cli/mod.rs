@@ -2,11 +2,12 @@
 //!
 //! - [`registry`]: the global flags that choose the registry.
 //! - [`serve`]: `podium serve`, flags → [`crate::server::ServeOptions`].
-//! - [`models`], [`alias`], [`traffic`], [`table`]: the other commands.
+//! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
+//!   other commands.
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
 //! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
-//!   `alias ... --server` and `traffic`.
+//!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
 //!
 //! Results go to stdout, confirmations and errors to stderr.
@@ -15,6 +16,7 @@ pub mod admin_client;
 pub mod alias;
 pub mod batch;
 pub mod compare;
+pub mod experiment;
 pub mod keys;
 pub mod models;
 pub mod parse;
@@ -28,6 +30,7 @@ use clap::{Parser, Subcommand};
 use alias::AliasCommand;
 use batch::BatchArgs;
 use compare::CompareArgs;
+use experiment::ExperimentCommand;
 use keys::KeysCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
@@ -70,6 +73,9 @@ enum Command {
     /// Compare the champion and the challenger on a held-out file (metric,
     /// paired-bootstrap interval, decision); optionally promote the challenger.
     Compare(Box<CompareArgs>),
+    /// See an endpoint's live experiment readout on a running server.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
 }
 
 impl Cli {
@@ -89,6 +95,7 @@ impl Cli {
             Command::Keys(command) => command.run(),
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
+            Command::Experiment(command) => command.run(),
         }
     }
 }

@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// Address to listen on (use 0.0.0.0:8000 to accept other hosts).
     #[arg(long, env = "PODIUM_LISTEN", default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows
+    /// Endpoint configuration (TOML): traffic splits, sticky keys, shadows, experiment readouts
     /// [default: every model is an endpoint serving its champion].
     #[arg(long, env = "PODIUM_CONFIG")]
     config: Option<PathBuf>,
@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// MAX_REQUEST_SIZE_EXCEEDED / MAX_RESPONSE_SIZE_EXCEEDED in logging_error_codes.
     #[arg(long, env = "PODIUM_TABLE_MAX_PAYLOAD_BYTES", default_value = "1M", value_parser = parse_bytes)]
     table_max_payload_bytes: u64,
+    /// Calls kept (across endpoints with an experiment readout) so that feedback
+    /// arriving later can join them; the oldest are dropped first, counted in
+    /// podium_readout_ledger_evicted_total. About 150 bytes per call.
+    #[arg(long, env = "PODIUM_READOUT_LEDGER_SIZE", default_value_t = crate::experiments::DEFAULT_LEDGER_SIZE, value_parser = parse_ledger_size)]
+    readout_ledger_size: usize,
     /// Seconds a client has to send a complete request head (REST) or the
     /// HTTP/2 preface (gRPC) after connecting, or after the first byte of a
     /// later request on a kept-alive connection; then the connection is closed.
@@ -264,6 +269,7 @@ impl ServeArgs {
                 // clap requires both or neither.
                 _ => None,
             },
+            readout_ledger_size: self.readout_ledger_size,
         })
     }
 }
@@ -279,4 +285,14 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
         path.display()
     );
     Ok(token)
+}
+
+/// A ledger size: a whole number of calls, at least 1.
+fn parse_ledger_size(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of calls (1 or more, e.g. 1000000)"
+        )),
+    }
 }

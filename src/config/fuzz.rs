@@ -107,6 +107,7 @@ proptest! {
                 }
             }
             Ok(parsed) => {
+                let parsed = parsed.endpoints;
                 for (i, e) in parsed.iter().enumerate() {
                     prop_assert!(!parsed[..i].iter().any(|o| o.name == e.name), "{} twice", e.name);
                     prop_assert!(e.arms.iter().all(|a| a.weight.is_finite() && a.weight >= 0.0));

@@ -36,6 +36,9 @@ pub fn declare(known: &Declared<'_>) {
         );
     }
     zero(metrics::counter!("podium_registry_errors_total", "kind" => known.registry_kind));
+    for result in ["matched", "duplicate", "unmatched"] {
+        zero(metrics::counter!("podium_feedback_items_total", "result" => result));
+    }
     for &(endpoint, shadow) in &known.endpoints {
         zero(
             metrics::counter!("podium_deadline_exceeded_total", "endpoint" => endpoint.to_string()),
@@ -168,6 +171,15 @@ fn describe() {
     describe_counter!(
         "podium_accept_errors_total",
         "Failed accepts (e.g. out of file descriptors), by listener."
+    );
+    // Experiments.
+    describe_counter!(
+        "podium_feedback_items_total",
+        "Feedback items posted to /v2/feedback, by result (matched: the first label of a call in the ledger; duplicate; unmatched)."
+    );
+    describe_counter!(
+        "podium_readout_ledger_evicted_total",
+        "Calls of an experiment endpoint dropped from the feedback ledger (--readout-ledger-size, oldest first); feedback arriving for them later is unmatched."
     );
     // The inference table.
     describe_counter!(

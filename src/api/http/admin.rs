@@ -60,6 +60,11 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
         )
         .route("/admin/endpoints", get(endpoints))
         .route("/admin/endpoints/{name}/traffic", put(set_traffic))
+        .route("/admin/experiments", get(super::experiments::list))
+        .route(
+            "/admin/experiments/{endpoint}",
+            get(super::experiments::show),
+        )
         .layer(Extension(Arc::clone(&gate.audit)))
         .layer(axum::middleware::from_fn_with_state(gate, admit))
 }

@@ -5,6 +5,8 @@ pub mod auth;
 mod body;
 pub mod budget;
 pub mod codec;
+mod experiments;
+pub mod feedback;
 mod mlflow;
 mod oip;
 mod registration;
@@ -65,7 +67,10 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess, admin_client_cert: bool)
         .route(
             "/v2/models/{model}/versions/{version}/infer",
             post(oip::infer_version),
-        );
+        )
+        // Ground truth for earlier calls: the same keys and rates as the
+        // calls it labels (no endpoint in the path: any valid key).
+        .route("/v2/feedback", post(feedback::feedback));
     let default_endpoint = Router::new().route("/invocations", post(mlflow::invocations));
     Router::new()
         .merge(admin::routes(admin, admin_client_cert))
