@@ -463,7 +463,10 @@ async fn a_blocked_table_directory_drops_rows_not_requests() {
     let m = s.metrics().await;
     assert!(sample(&m, "podium_table_write_errors_total", &[]).unwrap() >= 1.0);
     // It exists from start-up at 0, so an alert on it works before any row.
-    assert_eq!(sample(&m, "podium_table_rows_written_total", &[]), Some(0.0));
+    assert_eq!(
+        sample(&m, "podium_table_rows_written_total", &[]),
+        Some(0.0)
+    );
 
     // Once the directory can be written again, rows flow again.
     std::fs::remove_file(&blocker).unwrap();
