@@ -43,6 +43,7 @@ pub mod experiments;
 #[cfg(test)]
 mod fuzz;
 pub mod inference_table;
+pub mod json_lines;
 pub mod listener;
 pub mod offline;
 pub mod registry;

@@ -7,13 +7,12 @@
 //! only grows; rotate it with a `copytruncate` rotation (it is opened for
 //! appending).
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+use crate::json_lines::{Durability, JsonLines};
 
 /// One admin call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,104 +56,37 @@ impl AuditEntry {
     }
 }
 
-/// An append-only JSON-lines file of [`AuditEntry`]s.
+/// The audit log file: appended line by line (written, not synced).
 pub struct AuditLog {
-    path: PathBuf,
-    file: Mutex<Option<File>>,
+    log: JsonLines,
 }
 
 impl AuditLog {
     pub fn new(path: impl Into<PathBuf>) -> AuditLog {
         AuditLog {
-            path: path.into(),
-            file: Mutex::new(None),
+            log: JsonLines::new(path, "audit log", Durability::Written),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.log.path()
     }
 
     /// Opens (creates) the file now, so a path that cannot be written stops start-up.
     pub fn open(&self) -> std::io::Result<()> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
-        Ok(())
+        self.log.open()
     }
 
     /// Appends `entry`. A log that cannot be written is reported in the
     /// server log (the call itself was already answered). Blocking.
     pub fn record(&self, entry: &AuditEntry) {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            match OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    tracing::error!("cannot open the audit log {}: {e}", self.path.display());
-                    return;
-                }
-            }
-        }
-        let Some(f) = file.as_mut() else { return };
-        let mut line = serde_json::to_vec(entry).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(e) = f.write_all(&line) {
-            tracing::error!("cannot write the audit log {}: {e}", self.path.display());
-            *file = None;
-        }
+        self.log.append(entry);
     }
 
     /// The newest `limit` entries, oldest first; reads only the end of the file.
     pub fn tail(&self, limit: usize) -> std::io::Result<Vec<AuditEntry>> {
-        let mut file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let text = last_lines(&mut file, limit)?;
-        let mut entries: Vec<AuditEntry> = text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        let skip = entries.len().saturating_sub(limit);
-        entries.drain(..skip);
-        Ok(entries)
+        self.log.tail(limit)
     }
-}
-
-/// The text of the last `n` lines of `file` (or a few more), read backwards
-/// in chunks so a long log costs no more than its end.
-fn last_lines(file: &mut File, n: usize) -> std::io::Result<String> {
-    const CHUNK: u64 = 64 << 10;
-    let end = file.seek(SeekFrom::End(0))?;
-    let mut start = end;
-    let mut newlines = 0;
-    let mut buf = Vec::new();
-    // One more newline than lines wanted: the one that ends the line before them.
-    while start > 0 && newlines <= n {
-        let from = start.saturating_sub(CHUNK);
-        let mut chunk = vec![0; (start - from) as usize];
-        file.seek(SeekFrom::Start(from))?;
-        file.read_exact(&mut chunk)?;
-        newlines += chunk.iter().filter(|&&b| b == b'\n').count();
-        chunk.extend_from_slice(&buf);
-        buf = chunk;
-        start = from;
-    }
-    let mut text = String::from_utf8_lossy(&buf).into_owned();
-    if start > 0 {
-        // The first line read is likely partial.
-        let cut = text.find('\n').map_or(text.len(), |i| i + 1);
-        text.drain(..cut);
-    }
-    Ok(text)
 }
 
 #[cfg(test)]

@@ -2,13 +2,12 @@
 //! one JSON line each to a file, so ops can answer "what served when, and
 //! who moved it" after the fact (`GET /admin/history`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::json_lines::{Durability, JsonLines};
 
 /// One entry of the history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -82,63 +81,32 @@ impl Event {
     }
 }
 
-/// An append-only JSON-lines file.
+/// The alias history file: appended and synced line by line.
 pub struct History {
-    path: PathBuf,
-    file: Mutex<Option<File>>,
+    log: JsonLines,
 }
 
 impl History {
     pub fn new(path: impl Into<PathBuf>) -> History {
         History {
-            path: path.into(),
-            file: Mutex::new(None),
+            log: JsonLines::new(path, "alias history", Durability::Synced),
         }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.log.path()
     }
 
     /// Appends `event` and flushes it to disk. A log that cannot be written
     /// is reported in the server log but never stops serving or swapping.
     pub fn record(&self, event: &Event) {
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            match OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-            {
-                Ok(f) => *file = Some(f),
-                Err(e) => {
-                    tracing::error!("cannot open alias history {}: {e}", self.path.display());
-                    return;
-                }
-            }
-        }
-        let Some(f) = file.as_mut() else { return };
-        let mut line = serde_json::to_vec(event).unwrap_or_default();
-        line.push(b'\n');
-        if let Err(e) = f.write_all(&line).and_then(|()| f.sync_data()) {
-            tracing::error!("cannot write alias history {}: {e}", self.path.display());
-            *file = None;
-        }
+        self.log.append(event);
     }
 
     /// The last `limit` events, oldest first, optionally of one model.
     pub fn tail(&self, limit: usize, model: Option<&str>) -> std::io::Result<Vec<Event>> {
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut events: Vec<Event> = BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str(&line).ok())
-            .filter(|e: &Event| model.is_none_or(|m| e.model == m))
-            .collect();
+        let mut events: Vec<Event> = self.log.read_all()?;
+        events.retain(|e| model.is_none_or(|m| e.model == m));
         let skip = events.len().saturating_sub(limit);
         events.drain(..skip);
         Ok(events)
