@@ -35,7 +35,11 @@ fn a_live_server_passes_and_a_wildcard_listen_address_is_probed_on_loopback() {
     let addr = s.base.trim_start_matches("http://");
     let out = health(addr, &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("/v2/health/live: 200"), "{}", text(&out));
+    assert!(
+        text(&out).contains("/v2/health/live: 200"),
+        "{}",
+        text(&out)
+    );
 
     // The image's default: the server listens on 0.0.0.0, the probe asks loopback.
     let port = addr.rsplit(':').next().unwrap();

@@ -60,10 +60,11 @@ impl HealthArgs {
             .user_agent(concat!("podium-health/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let response = agent
-            .get(&url)
-            .call()
-            .map_err(|e| anyhow::anyhow!("GET {url} failed: {e} (is `podium serve` running and listening on {addr}?)"))?;
+        let response = agent.get(&url).call().map_err(|e| {
+            anyhow::anyhow!(
+                "GET {url} failed: {e} (is `podium serve` running and listening on {addr}?)"
+            )
+        })?;
         let status = response.status().as_u16();
         anyhow::ensure!(status == 200, "GET {url} answered HTTP {status}");
         println!("GET {url}: 200");
