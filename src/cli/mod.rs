@@ -5,6 +5,8 @@
 //! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
 //!   other commands.
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
+//! - [`health`]: `podium health`, a probe of a running server (the
+//!   container's `HEALTHCHECK`).
 //! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server`, `traffic` and `experiment`.
@@ -17,6 +19,7 @@ pub mod alias;
 pub mod batch;
 pub mod compare;
 pub mod experiment;
+pub mod health;
 pub mod keys;
 pub mod models;
 pub mod parse;
@@ -31,6 +34,7 @@ use alias::AliasCommand;
 use batch::BatchArgs;
 use compare::CompareArgs;
 use experiment::ExperimentCommand;
+use health::HealthArgs;
 use keys::KeysCommand;
 use models::ModelsCommand;
 use registry::RegistryArgs;
@@ -76,23 +80,29 @@ enum Command {
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Ask a server on this machine whether it is live (--ready: ready);
+    /// exit status 0 when it answers 200. The container image's HEALTHCHECK.
+    Health(HealthArgs),
 }
 
 impl Cli {
     /// Runs the command; an error is for `main` to print as `error: ...`.
     pub fn run(self) -> anyhow::Result<()> {
-        if let Command::Keys(command) = self.command {
-            return command.run(); // needs no registry
-        }
+        // These need no registry.
+        let command = match self.command {
+            Command::Keys(command) => return command.run(),
+            Command::Health(args) => return args.run(),
+            command => command,
+        };
         let config = self.registry.config()?;
         let registry = config.open()?;
-        match self.command {
+        match command {
             Command::Serve(args) => args.run(config),
             Command::Models(command) => command.run(registry.as_ref()),
             Command::Alias(command) => command.run(registry.as_ref()),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
-            Command::Keys(command) => command.run(),
+            Command::Keys(_) | Command::Health(_) => unreachable!("run before the registry opens"),
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),
