@@ -6,7 +6,7 @@
 mod alias_state;
 mod commands;
 mod drift;
-mod history;
+pub mod history;
 mod loader;
 mod readiness;
 mod reconcile;

@@ -328,10 +328,10 @@ impl Pass<'_> {
                 })
             }
             Err(e) => {
-                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
+                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
                 let why = format!("version {target} was refused: {e}{}", still(&current));
                 tracing::error!("{model}@{alias}: {why}");
-                event.result = "failed".into();
+                event.result = super::history::outcome::REFUSED.into();
                 event.error = Some(e.to_string());
                 self.store.history.record(&event);
                 stay(AliasState::Refused {
