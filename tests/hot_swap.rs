@@ -391,7 +391,10 @@ async fn the_admin_api_needs_the_token_when_one_is_set() {
     // Without --server the CLI walks the same history (beside the
     // registry): the only move, 1 -> 2, was rolled back already.
     let (ok, _, stderr) = cli(&s.registry, &["alias", "rollback", "fraud", "champion"]);
-    assert!(!ok && stderr.contains("nothing further to roll back to"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("nothing further to roll back to"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

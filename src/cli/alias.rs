@@ -108,7 +108,14 @@ impl AliasCommand {
             Delete { model, alias, .. } => {
                 let from = registry.aliases(&model)?.get(&alias).copied();
                 registry.delete_alias(&model, &alias)?;
-                history.record_change(&model, Change::AliasDeleted { alias: &alias, from }, BY_CLI);
+                history.record_change(
+                    &model,
+                    Change::AliasDeleted {
+                        alias: &alias,
+                        from,
+                    },
+                    BY_CLI,
+                );
                 eprintln!("deleted {model}@{alias}");
             }
             Rollback { model, alias, .. } => {

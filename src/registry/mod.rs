@@ -215,15 +215,19 @@ pub enum VersionSpec {
 }
 
 impl VersionSpec {
-    /// Reads a URL segment or `model_version` field: digits are a version
-    /// number, anything else an alias; empty or absent means [`DEFAULT_ALIAS`].
+    /// Reads a URL segment or `model_version` field: digits, or digits
+    /// after `v` (`3`, `v3`), are a version number (the names alias rules
+    /// reserve), anything else an alias; empty or absent means [`DEFAULT_ALIAS`].
     pub fn parse(spec: Option<&str>) -> VersionSpec {
         match spec {
             None | Some("") => VersionSpec::Alias(DEFAULT_ALIAS.to_string()),
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => VersionSpec::Number(n),
-                _ => VersionSpec::Alias(s.to_string()),
-            },
+            Some(s) => {
+                let digits = s.strip_prefix(['v', 'V']).unwrap_or(s);
+                match digits.parse::<u64>() {
+                    Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => VersionSpec::Number(n),
+                    _ => VersionSpec::Alias(s.to_string()),
+                }
+            }
         }
     }
 }
@@ -351,6 +355,15 @@ mod tests {
             resolve("m", &VersionSpec::parse(Some("latest")), &v, &a).unwrap(),
             3
         );
+        for spec in ["v2", "V2"] {
+            assert_eq!(VersionSpec::parse(Some(spec)), VersionSpec::Number(2));
+        }
+        for alias in ["v", "vnext", "v+2", "v-2"] {
+            assert_eq!(
+                VersionSpec::parse(Some(alias)),
+                VersionSpec::Alias(alias.into())
+            );
+        }
         let err = resolve("m", &VersionSpec::parse(Some("7")), &v, &a).unwrap_err();
         assert!(
             matches!(err, Error::NotFound(ref m) if m.contains("1, 2, 3")),

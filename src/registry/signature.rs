@@ -150,15 +150,25 @@ mod tests {
 
     #[test]
     fn what_a_client_would_notice() {
-        let fraud = summary(&[("input", 1, &[-1, 30])], &[("label", 7, &[-1]), ("p", 1, &[-1, 2])]);
+        let fraud = summary(
+            &[("input", 1, &[-1, 30])],
+            &[("label", 7, &[-1]), ("p", 1, &[-1, 2])],
+        );
         assert!(differences(&fraud, &fraud).is_empty());
         // Another batch size is dynamic either way; a new output breaks nobody.
         let more = summary(
             &[("input", 1, &[8, 30])],
             &[("label", 7, &[-1]), ("p", 1, &[-1, 2]), ("extra", 1, &[-1])],
         );
-        assert!(differences(&fraud, &more).is_empty(), "{:?}", differences(&fraud, &more));
-        let mlp = summary(&[("input", 1, &[-1, 64]), ("mask", 9, &[-1])], &[("p", 11, &[-1, 2])]);
+        assert!(
+            differences(&fraud, &more).is_empty(),
+            "{:?}",
+            differences(&fraud, &more)
+        );
+        let mlp = summary(
+            &[("input", 1, &[-1, 64]), ("mask", 9, &[-1])],
+            &[("p", 11, &[-1, 2])],
+        );
         assert_eq!(
             differences(&fraud, &mlp),
             vec![

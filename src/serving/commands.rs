@@ -194,7 +194,9 @@ pub(super) fn delete_alias(
 ) -> Result<(), Error> {
     let from = store.registry.aliases(model)?.get(alias).copied();
     store.registry.delete_alias(model, alias)?;
-    store.history.record_change(model, Change::AliasDeleted { alias, from }, by);
+    store
+        .history
+        .record_change(model, Change::AliasDeleted { alias, from }, by);
     reconcile(store, by, None)
 }
 

@@ -210,9 +210,9 @@ impl Event {
 /// walks back two moves. None: nothing further to roll back to.
 pub fn rollback_target(events: &[Event], model: &str, alias: &str) -> Option<u64> {
     let mut stack: Vec<u64> = Vec::new();
-    let moves = events.iter().filter(|e| {
-        e.model == model && e.alias == alias && e.result == outcome::OK
-    });
+    let moves = events
+        .iter()
+        .filter(|e| e.model == model && e.alias == alias && e.result == outcome::OK);
     for e in moves {
         match e.action.as_str() {
             action::ALIAS_DELETED => stack.clear(),
@@ -308,14 +308,23 @@ mod tests {
         events.push(set("champion", Some(1), 4, false));
         assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
         // Deleting the alias forgets its past.
-        events.push(Change::AliasDeleted { alias: "champion", from: Some(4) }.event("m", "cli"));
+        events.push(
+            Change::AliasDeleted {
+                alias: "champion",
+                from: Some(4),
+            }
+            .event("m", "cli"),
+        );
         assert_eq!(rollback_target(&events, "m", "champion"), None);
     }
 
     #[test]
     fn changes_are_recorded_in_one_vocabulary() {
         let e = Change::Registered(3).event("fraud", "cli");
-        assert_eq!((e.action.as_str(), e.alias.as_str(), e.to_version), ("version_registered", "", Some(3)));
+        assert_eq!(
+            (e.action.as_str(), e.alias.as_str(), e.to_version),
+            ("version_registered", "", Some(3))
+        );
         let e = set("champion", Some(1), 2, true);
         let line = serde_json::to_value(&e).unwrap();
         assert_eq!(line["rollback"], true);

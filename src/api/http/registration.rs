@@ -67,7 +67,8 @@ struct RegisterPath {
 }
 
 /// How an API caller registers a version whose signature differs.
-const ALLOW_HINT: &str = "?allow_signature_change=true (\"allow_signature_change\": true in a JSON body)";
+const ALLOW_HINT: &str =
+    "?allow_signature_change=true (\"allow_signature_change\": true in a JSON body)";
 
 /// Registers a new version: the ONNX file as the body
 /// (`POST /admin/models?name=fraud`, `application/octet-stream`), or a file
@@ -87,9 +88,7 @@ pub(super) async fn register(
     // JSON names a file by path. Without a Content-Type, a body is JSON
     // unless the query names the model (an upload needs ?name=).
     let is_json = match headers.get(header::CONTENT_TYPE) {
-        Some(v) => v
-            .to_str()
-            .is_ok_and(|v| v.starts_with("application/json")),
+        Some(v) => v.to_str().is_ok_and(|v| v.starts_with("application/json")),
         None => q.name.is_none(),
     };
     let allow_in_query = q.allow_signature_change;

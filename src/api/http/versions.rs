@@ -26,7 +26,14 @@ pub(super) async fn delete(
     caller: Extension<AdminCaller>,
     Path((model, version)): Path<(String, u64)>,
 ) -> Result<Response, ApiError> {
-    retire(state, caller, model, version, Change::VersionDeleted(version)).await
+    retire(
+        state,
+        caller,
+        model,
+        version,
+        Change::VersionDeleted(version),
+    )
+    .await
 }
 
 /// `POST /admin/models/{model}/versions/{version}/archive`.

@@ -14,8 +14,8 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use super::{io_error, LocalRegistry, ARTIFACT};
-use crate::registry::Registry as _;
 use crate::error::Error;
+use crate::registry::Registry as _;
 
 /// The marker of an archived version, in its directory.
 pub(super) const ARCHIVED: &str = "ARCHIVED";
@@ -69,18 +69,31 @@ impl LocalRegistry {
                 )));
             }
         }
-        let step = |what, path: &Path, r: std::io::Result<()>| r.map_err(|e| io_error(what, path, e));
+        let step =
+            |what, path: &Path, r: std::io::Result<()>| r.map_err(|e| io_error(what, path, e));
         match how {
             Retire::Archive if archived => Ok(()),
-            Retire::Archive => step("create", &vdir.join(ARCHIVED), fs::write(vdir.join(ARCHIVED), b"")),
+            Retire::Archive => step(
+                "create",
+                &vdir.join(ARCHIVED),
+                fs::write(vdir.join(ARCHIVED), b""),
+            ),
             Retire::Unarchive if !archived => Err(Error::InvalidInput(format!(
                 "version {version} of \"{model}\" is not archived"
             ))),
-            Retire::Unarchive => step("remove", &vdir.join(ARCHIVED), fs::remove_file(vdir.join(ARCHIVED))),
+            Retire::Unarchive => step(
+                "remove",
+                &vdir.join(ARCHIVED),
+                fs::remove_file(vdir.join(ARCHIVED)),
+            ),
             Retire::Delete => {
                 // The marker first: a crash between the two leaves a version
                 // that is still listed, never a number given out twice.
-                step("create", &vdir.join(DELETED), fs::write(vdir.join(DELETED), b""))?;
+                step(
+                    "create",
+                    &vdir.join(DELETED),
+                    fs::write(vdir.join(DELETED), b""),
+                )?;
                 for entry in fs::read_dir(&vdir).map_err(|e| io_error("read", &vdir, e))? {
                     let path = entry.map_err(|e| io_error("read", &vdir, e))?.path();
                     if path.file_name().is_some_and(|n| n != DELETED) {
@@ -156,9 +169,19 @@ mod tests {
         assert_eq!(reg.archived_versions("fraud").unwrap(), vec![3]);
         let latest = VersionSpec::Alias("latest".into());
         let aliases = reg.aliases("fraud").unwrap();
-        assert_eq!(resolve("fraud", &latest, &reg.versions("fraud").unwrap(), &aliases).unwrap(), 2);
-        let err = reg.set_alias("fraud", "challenger", 3).unwrap_err().to_string();
-        assert!(err.contains("version 3 is archived") && err.contains("podium models unarchive fraud 3"), "{err}");
+        assert_eq!(
+            resolve("fraud", &latest, &reg.versions("fraud").unwrap(), &aliases).unwrap(),
+            2
+        );
+        let err = reg
+            .set_alias("fraud", "challenger", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("version 3 is archived")
+                && err.contains("podium models unarchive fraud 3"),
+            "{err}"
+        );
         // The next registration does not reuse its number.
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud/v1.onnx");
         assert_eq!(reg.register("fraud", &file).unwrap(), 4);
@@ -188,7 +211,10 @@ mod tests {
             reg.set_archived("fraud", 1, true).unwrap_err(),
         ] {
             assert!(matches!(err, Error::Refused(_)), "{err:?}");
-            assert!(err.to_string().contains("is what fraud@champion points at"), "{err}");
+            assert!(
+                err.to_string().contains("is what fraud@champion points at"),
+                "{err}"
+            );
         }
         assert_eq!(reg.versions("fraud").unwrap(), vec![1, 2, 3]);
     }
