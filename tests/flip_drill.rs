@@ -49,6 +49,11 @@ async fn alias_flips_under_load_fail_no_request() {
     // The champion starts at 2: the drill flips it between 1 and 2 and ends
     // on 1 (an even number of flips), then puts it back at 2.
     s.set_alias("fraud", "champion", 2);
+    common::eventually(Duration::from_secs(20), "the server to read it", || async {
+        let aliases = s.get_json("/admin/models/fraud/aliases").await;
+        (aliases["aliases"]["champion"] == 2).then_some(())
+    })
+    .await;
     let every = Duration::from_millis(30);
     let cfg = RunConfig {
         target: Target {

@@ -314,20 +314,16 @@ impl Flipper {
     pub async fn prepare(cfg: FlipConfig) -> Result<Flipper> {
         cfg.check()?;
         let address = resolve(&cfg.admin_url).await?;
-        let original = restore::current_version(
-            address.addr,
-            &address.authority,
-            &address.prefix,
-            &cfg,
-        )
-        .await
-        .map_err(|why| {
-            anyhow::anyhow!(
+        let original =
+            restore::current_version(address.addr, &address.authority, &address.prefix, &cfg)
+                .await
+                .map_err(|why| {
+                    anyhow::anyhow!(
                 "the flip drill could not read where {}@{} points before flipping it: {why}",
                 cfg.model,
                 cfg.alias
             )
-        })?;
+                })?;
         set_alias(
             address.addr,
             &address.authority,
