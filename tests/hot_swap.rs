@@ -123,7 +123,14 @@ async fn a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving()
     assert_eq!(
         cli_ok(
             &s.registry,
-            &["models", "register", "fraud", junk.to_str().unwrap()]
+            // Its signature differs too: allowed, so the load is what fails.
+            &[
+                "models",
+                "register",
+                "fraud",
+                junk.to_str().unwrap(),
+                "--allow-signature-change"
+            ]
         )
         .trim(),
         "3"
