@@ -205,24 +205,34 @@ impl Event {
 }
 
 /// The version `podium alias rollback` points `model@alias` back at: the
-/// alias changes in `events` (oldest first) are a stack, each move pushes
+/// alias's moves in `events` (oldest first) are a stack, each move pushes
 /// the version it left and each rollback pops it, so rolling back twice
-/// walks back two moves. None: nothing further to roll back to.
+/// walks back two moves. A move is an `alias_set`, or a `swap` to a version
+/// the history did not know the alias was at (a move made outside Podium,
+/// found by polling); the `swap` that follows an `alias_set` is the same
+/// move, not another. None: nothing further to roll back to.
 pub fn rollback_target(events: &[Event], model: &str, alias: &str) -> Option<u64> {
     let mut stack: Vec<u64> = Vec::new();
+    // Where the history says the alias points.
+    let mut at: Option<u64> = None;
     let moves = events
         .iter()
         .filter(|e| e.model == model && e.alias == alias && e.result == outcome::OK);
     for e in moves {
         match e.action.as_str() {
-            action::ALIAS_DELETED => stack.clear(),
+            action::ALIAS_DELETED | action::UNSERVED => {
+                stack.clear();
+                at = None;
+            }
             action::ALIAS_SET if e.rollback => {
                 stack.pop();
+                at = e.to_version;
             }
-            action::ALIAS_SET => {
-                if let Some(from) = e.from_version.filter(|&f| Some(f) != e.to_version) {
+            action::ALIAS_SET | action::SWAP if e.to_version != at => {
+                if let Some(from) = e.from_version.or(at).filter(|&f| Some(f) != e.to_version) {
                     stack.push(from);
                 }
+                at = e.to_version;
             }
             _ => {}
         }
@@ -306,6 +316,21 @@ mod tests {
         assert_eq!(rollback_target(&events, "other", "champion"), None);
         // A new move after rollbacks is undone first.
         events.push(set("champion", Some(1), 4, false));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        // The swap that follows it is the same move; a swap to a version the
+        // history did not know of (a move outside Podium) is another.
+        let swap = |from, to| {
+            let mut e = Event::new("m", "champion", action::SWAP, "registry");
+            e.from_version = Some(from);
+            e.to_version = Some(to);
+            e
+        };
+        events.push(swap(1, 4));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        events.push(swap(4, 5));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(4));
+        events.push(set("champion", Some(5), 4, true));
+        events.push(swap(5, 4));
         assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
         // Deleting the alias forgets its past.
         events.push(
