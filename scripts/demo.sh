@@ -3,7 +3,7 @@
 #   fraud@champion (v1, logistic regression), fraud@challenger (v2, gradient
 #   boosting), mlp@champion (v1), and the endpoint fraud-ab splitting fraud
 #   90/10 between them (models/demo-endpoints.toml), writing every call to
-#   the inference table in ./tables. Sets up ONNX Runtime and builds Podium in
+#   the inference table in ./tables (PODIUM_TABLE_DIR=off: no table). Sets up ONNX Runtime and builds Podium in
 #   release mode first; creates the registry in ./registry on the first run
 #   and reuses it afterwards. Extra arguments go to `podium serve`.
 set -euo pipefail
@@ -24,5 +24,10 @@ if [ ! -d "$PODIUM_REGISTRY/fraud" ]; then
   "$podium" alias set mlp champion 1
 fi
 "$podium" models list
+# PODIUM_TABLE_DIR=off serves without an inference table.
+table=(--table-dir "${PODIUM_TABLE_DIR:-tables}" --table-roll-secs 10)
+if [ "${PODIUM_TABLE_DIR:-}" = off ]; then
+  table=()
+fi
 exec "$podium" serve --config "${PODIUM_CONFIG:-models/demo-endpoints.toml}" \
-  --table-dir "${PODIUM_TABLE_DIR:-tables}" --table-roll-secs 10 "$@"
+  "${table[@]}" "$@"

@@ -46,6 +46,14 @@ async fn alias_flips_under_load_fail_no_request() {
             .flat_map(|f| f.to_le_bytes())
             .collect(),
     }];
+    // The champion starts at 2: the drill flips it between 1 and 2 and ends
+    // on 1 (an even number of flips), then puts it back at 2.
+    s.set_alias("fraud", "champion", 2);
+    common::eventually(Duration::from_secs(20), "the server to read it", || async {
+        let aliases = s.get_json("/admin/models/fraud/aliases").await;
+        (aliases["aliases"]["champion"] == 2).then_some(())
+    })
+    .await;
     let every = Duration::from_millis(30);
     let cfg = RunConfig {
         target: Target {
@@ -96,6 +104,19 @@ async fn alias_flips_under_load_fail_no_request() {
     assert_eq!(r.checks.inconsistent_total(), 0, "{problems}");
     assert_eq!(flips.failed_flips, 0, "{problems}");
     assert_eq!(flips.flips, FLIPS, "{problems}");
+    assert_eq!(
+        flips.restored,
+        "restored fraud@champion to version 2, where it was before the drill"
+    );
+    let aliases = s.get_json("/admin/models/fraud/aliases").await;
+    assert_eq!(
+        (
+            &aliases["aliases"]["champion"],
+            &aliases["serving"]["champion"]
+        ),
+        (&serde_json::json!(2), &serde_json::json!(2)),
+        "{aliases}"
+    );
     // The version in force was checked after every flip (the settle wait
     // guarantees CLIENTS answers each), so both versions answered often.
     assert!(

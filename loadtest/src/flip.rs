@@ -15,6 +15,10 @@
 //!
 //! A failed request (any error class) is a *failure*; a PUT that does not
 //! answer 200 is a failed flip.
+//!
+//! The drill leaves the alias where it found it ([`restore`]).
+
+mod restore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -233,6 +237,9 @@ pub struct FlipOutcome {
     /// Time of one PUT, request to answer.
     pub put_latency: Percentiles,
     pub failure_examples: Vec<String>,
+    /// What became of the alias at the end: restored to where it was before
+    /// the drill, or a warning saying where it was left and how to fix it.
+    pub restored: String,
 }
 
 /// One PUT to the admin API on a fresh connection: Ok(()) on 200.
@@ -297,6 +304,8 @@ pub struct Flipper {
     addr: SocketAddr,
     authority: String,
     prefix: String,
+    /// Where the alias pointed before the drill (None: it did not exist).
+    original: Option<u64>,
 }
 
 impl Flipper {
@@ -305,6 +314,16 @@ impl Flipper {
     pub async fn prepare(cfg: FlipConfig) -> Result<Flipper> {
         cfg.check()?;
         let address = resolve(&cfg.admin_url).await?;
+        let original =
+            restore::current_version(address.addr, &address.authority, &address.prefix, &cfg)
+                .await
+                .map_err(|why| {
+                    anyhow::anyhow!(
+                "the flip drill could not read where {}@{} points before flipping it: {why}",
+                cfg.model,
+                cfg.alias
+            )
+                })?;
         set_alias(
             address.addr,
             &address.authority,
@@ -320,7 +339,18 @@ impl Flipper {
             addr: address.addr,
             authority: address.authority,
             prefix: address.prefix,
+            original,
         })
+    }
+
+    /// Points the alias back where it was before the drill; the line says
+    /// what was done (or, loudly, what was not).
+    pub async fn restore(&self) -> String {
+        let result = match self.original {
+            Some(v) => set_alias(self.addr, &self.authority, &self.prefix, &self.cfg, v).await,
+            None => Ok(()),
+        };
+        restore::restored_line(&self.cfg, self.original, result)
     }
 
     pub fn config(&self) -> &FlipConfig {

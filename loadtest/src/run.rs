@@ -165,6 +165,22 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
     });
 
     let flip_stop = Arc::new(AtomicBool::new(false));
+    // With a drill, Ctrl-C ends the run as its time would (and the alias
+    // is restored); without one it stops the process as before.
+    let ctrl_c = flipper.as_ref().map(|_| {
+        let shared = Arc::clone(&shared);
+        let flip_stop = Arc::clone(&flip_stop);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupted: stopping the load and restoring the alias (Ctrl-C again to quit at once)");
+                shared.stop.store(true, Ordering::SeqCst);
+                flip_stop.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    });
     let flip_task = flipper.as_ref().map(|f| {
         let f = Arc::clone(f);
         let stop = Arc::clone(&flip_stop);
@@ -214,10 +230,17 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
     }
     shared.stop.store(true, Ordering::SeqCst);
     flip_stop.store(true, Ordering::SeqCst);
-    let flip = match flip_task {
+    let mut flip = match flip_task {
         Some(t) => t.await.ok(),
         None => None,
     };
+    if let (Some(flipper), Some(outcome)) = (&flipper, flip.as_mut()) {
+        outcome.restored = flipper.restore().await;
+        eprintln!("flip drill: {}", outcome.restored);
+    }
+    if let Some(ctrl_c) = ctrl_c {
+        ctrl_c.abort();
+    }
     if let Some(p) = progress {
         // Not waiting for its next tick: the run is over.
         p.abort();

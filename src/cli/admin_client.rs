@@ -304,7 +304,7 @@ impl AdminClient {
                 anyhow::bail!(
                     "{} answered {status}: {}",
                     self.base,
-                    detail.as_deref().unwrap_or("no detail")
+                    in_cli_words(status, detail.as_deref(), self.token.is_some())
                 );
             }
             serde_json::from_slice(&body).map_err(|e| {
@@ -315,6 +315,28 @@ impl AdminClient {
             })
         })
     }
+}
+
+/// The server's error `detail`, with the API's ways out named as the CLI's
+/// flags (`--allow-signature-change` for `"allow_signature_change": true`),
+/// and what to pass when the server wants a token.
+fn in_cli_words(status: reqwest::StatusCode, detail: Option<&str>, has_token: bool) -> String {
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return if has_token {
+            "the admin token was not accepted; pass the server's --admin-token (or a token of its --admin-tokens file) with --token TOKEN or PODIUM_ADMIN_TOKEN".into()
+        } else {
+            "this server's admin API needs a token; pass it with --token TOKEN or PODIUM_ADMIN_TOKEN".into()
+        };
+    }
+    let Some(detail) = detail else {
+        return "no detail".into();
+    };
+    detail
+        .replace(
+            "allow the change explicitly through the admin API with \"allow_signature_change\": true",
+            "allow the change with --allow-signature-change",
+        )
+        .replace("\"allow_signature_change\": true", "--allow-signature-change")
 }
 
 fn alias_path(model: &str, alias: &str) -> String {

@@ -1,10 +1,13 @@
 //! `podium alias`: point aliases at versions, in the registry directly or
-//! through a running server's admin API.
+//! through a running server's admin API. Either way each change is written
+//! to the alias history once, in the same words.
 
 use clap::Subcommand;
 
 use super::admin_client::{AdminClient, Remote, SetAliasRequest, SwapAnswer};
+use super::models::BY_CLI;
 use crate::registry::Registry;
+use crate::serving::history::{Change, History};
 
 #[derive(Subcommand)]
 pub enum AliasCommand {
@@ -13,7 +16,9 @@ pub enum AliasCommand {
         model: String,
         alias: String,
         version: u64,
-        /// With --server: accept a version whose inputs/outputs differ from what the alias serves.
+        /// With --server: accept a version whose inputs/outputs differ from what
+        /// the alias serves (without --server the server checks at its next
+        /// poll, and keeps serving the old version if they differ).
         #[arg(long)]
         allow_signature_change: bool,
         #[command(flatten)]
@@ -43,8 +48,10 @@ pub enum AliasCommand {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Point ALIAS back at the version it served before (needs --server: the
-    /// running server keeps that version warm).
+    /// Point ALIAS back at the version it pointed at before its last move, as
+    /// the alias history tells; again, one move further back each time.
+    /// With --server, the server's history is used and a version it kept
+    /// warm is swapped in at once.
     Rollback {
         model: String,
         alias: String,
@@ -56,7 +63,7 @@ pub enum AliasCommand {
 impl AliasCommand {
     /// Runs the command against `--server` when one is named, else against
     /// `registry`. Results go to stdout, confirmations to stderr.
-    pub fn run(self, registry: &dyn Registry) -> anyhow::Result<()> {
+    pub fn run(self, registry: &dyn Registry, history: &History) -> anyhow::Result<()> {
         use AliasCommand::*;
         let (Set { remote, .. }
         | Get { remote, .. }
@@ -65,11 +72,11 @@ impl AliasCommand {
         | Rollback { remote, .. }) = &self;
         match remote.client()? {
             Some(admin) => self.on_server(&admin),
-            None => self.in_registry(registry),
+            None => self.in_registry(registry, history),
         }
     }
 
-    fn in_registry(self, registry: &dyn Registry) -> anyhow::Result<()> {
+    fn in_registry(self, registry: &dyn Registry, history: &History) -> anyhow::Result<()> {
         use AliasCommand::*;
         match self {
             Set {
@@ -78,7 +85,15 @@ impl AliasCommand {
                 version,
                 ..
             } => {
+                let from = registry.aliases(&model)?.get(&alias).copied();
                 registry.set_alias(&model, &alias, version)?;
+                let change = Change::AliasSet {
+                    alias: &alias,
+                    from,
+                    to: version,
+                    rollback: false,
+                };
+                history.record_change(&model, change, BY_CLI);
                 eprintln!("{model}@{alias} -> version {version}");
             }
             Get { model, alias, .. } => match registry.aliases(&model)?.get(&alias) {
@@ -91,12 +106,39 @@ impl AliasCommand {
                 }
             }
             Delete { model, alias, .. } => {
+                let from = registry.aliases(&model)?.get(&alias).copied();
                 registry.delete_alias(&model, &alias)?;
+                history.record_change(
+                    &model,
+                    Change::AliasDeleted {
+                        alias: &alias,
+                        from,
+                    },
+                    BY_CLI,
+                );
                 eprintln!("deleted {model}@{alias}");
             }
-            Rollback { model, alias, .. } => anyhow::bail!(
-                "rollback of {model}@{alias} needs --server URL (or PODIUM_SERVER): the running server knows the version it served before and keeps it warm"
-            ),
+            Rollback { model, alias, .. } => {
+                let Some(to) = history.rollback_target(&model, &alias)? else {
+                    anyhow::bail!(
+                        "nothing further to roll back to: the alias history {} has no earlier move of {model}@{alias} that was not rolled back already; point it with `podium alias set {model} {alias} VERSION`",
+                        history.path().display()
+                    );
+                };
+                let from = registry.aliases(&model)?.get(&alias).copied();
+                registry.set_alias(&model, &alias, to)?;
+                let change = Change::AliasSet {
+                    alias: &alias,
+                    from,
+                    to,
+                    rollback: true,
+                };
+                history.record_change(&model, change, &format!("{BY_CLI}:rollback"));
+                eprintln!(
+                    "{model}@{alias} -> version {to} (rolled back{})",
+                    from.map(|v| format!(" from {v}")).unwrap_or_default()
+                );
+            }
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use super::batch::ScoringArgs;
 use crate::offline::compare::{CompareJob, Comparison, Decision, CONFIDENCE};
 use crate::offline::metrics::Metric;
 use crate::registry::{resolve, validate_model_name, Registry, RegistryConfig, VersionSpec};
+use crate::serving::history::{self, Change};
 use crate::serving::{ComparisonRecord, Event, History};
 
 #[derive(Args)]
@@ -146,7 +147,12 @@ impl CompareArgs {
     ) -> anyhow::Result<()> {
         let (model, alias) = (&self.model, &self.champion);
         let to = comparison.challenger.version;
-        let mut event = Event::new(model, alias, "compare", "compare");
+        let history = History::new(
+            self.history_file
+                .clone()
+                .unwrap_or_else(|| history::default_path(config.state_dir())),
+        );
+        let mut event = Event::new(model, alias, history::action::COMPARE, "compare");
         event.from_version = Some(comparison.champion.version);
         event.to_version = Some(to);
         let moved = if comparison.decision != Decision::Better {
@@ -170,7 +176,18 @@ impl CompareArgs {
                     .map(|swap| super::alias::swap_line(&swap)),
                 None => registry
                     .set_alias(model, alias, to)
-                    .map(|()| format!("{model}@{alias} -> version {to}"))
+                    .map(|()| {
+                        // Written as every alias move is (the admin API
+                        // writes its own when --server is named).
+                        let change = Change::AliasSet {
+                            alias,
+                            from: Some(comparison.champion.version),
+                            to,
+                            rollback: false,
+                        };
+                        history.record_change(model, change, "compare");
+                        format!("{model}@{alias} -> version {to}")
+                    })
                     .map_err(anyhow::Error::from),
             };
             change.map(|line| {
@@ -179,7 +196,7 @@ impl CompareArgs {
             })
         };
         if let Err(e) = &moved {
-            event.result = "failed".into();
+            event.result = history::outcome::FAILED.into();
             event.error = Some(format!("{e:#}"));
         }
         event.comparison = Some(ComparisonRecord {
@@ -194,11 +211,6 @@ impl CompareArgs {
             decision: comparison.decision.name().to_string(),
             promoted: comparison.promoted,
         });
-        let history = History::new(
-            self.history_file
-                .clone()
-                .unwrap_or_else(|| config.state_dir().join(".podium-history.jsonl")),
-        );
         history.record(&event);
         if registry.has_version_tags() {
             registry.set_version_tags(model, to, &self.tags(comparison))?;

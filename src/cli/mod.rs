@@ -30,6 +30,8 @@ pub mod traffic;
 
 use clap::{Parser, Subcommand};
 
+use crate::serving::history::{self, History};
+
 use alias::AliasCommand;
 use batch::BatchArgs;
 use compare::CompareArgs;
@@ -96,10 +98,18 @@ impl Cli {
         };
         let config = self.registry.config()?;
         let registry = config.open()?;
+        // The history every registry change is written to: the server's
+        // default file beside the registry, or PODIUM_HISTORY_FILE as `serve` reads it.
+        let history = History::new(
+            std::env::var_os("PODIUM_HISTORY_FILE")
+                .filter(|f| !f.is_empty())
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| history::default_path(config.state_dir())),
+        );
         match command {
             Command::Serve(args) => args.run(config),
-            Command::Models(command) => command.run(registry.as_ref()),
-            Command::Alias(command) => command.run(registry.as_ref()),
+            Command::Models(command) => command.run(registry.as_ref(), &history),
+            Command::Alias(command) => command.run(registry.as_ref(), &history),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
             Command::Keys(_) | Command::Health(_) => unreachable!("run before the registry opens"),

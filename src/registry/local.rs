@@ -4,6 +4,9 @@
 //! <root>/<model>/versions/<n>/model.onnx   one directory per version, n = 1, 2, …
 //! <root>/<model>/aliases.json              {"champion": 1, "challenger": 2}
 //! <root>/<model>/.lock                     serialises writers (register, alias changes)
+//! <root>/<model>/versions/<n>/ARCHIVED      an archived version: kept, not listed
+//! <root>/<model>/versions/<n>/DELETED       a deleted version (its file removed)
+//! <root>/.podium-history.jsonl              the alias history (crate::serving::history)
 //! ```
 //!
 //! Every write is atomic: a version directory is filled under a temporary
@@ -27,6 +30,10 @@ use super::{
     validate_alias_name, validate_model_name, ModelFile, Registry, DEFAULT_MAX_MODEL_BYTES,
 };
 use crate::error::Error;
+
+mod lifecycle;
+
+use lifecycle::Retire;
 
 const ARTIFACT: &str = "model.onnx";
 const ALIASES: &str = "aliases.json";
@@ -164,7 +171,11 @@ impl Registry for LocalRegistry {
             // and so are non-canonical numbers ("07"): `artifact` could not
             // find them, and "7" and "07" would list version 7 twice.
             if let Ok(v) = name.parse::<u64>() {
-                if v.to_string() == name && entry.path().join(ARTIFACT).is_file() {
+                let vdir = entry.path();
+                if v.to_string() == name
+                    && vdir.join(ARTIFACT).is_file()
+                    && !lifecycle::is_archived(&vdir)
+                {
                     versions.push(v);
                 }
             }
@@ -244,10 +255,11 @@ impl Registry for LocalRegistry {
         fs::create_dir_all(&versions_dir).map_err(|e| io_error("create", &versions_dir, e))?;
         let _lock = self.lock(&dir)?;
 
+        // Archived and deleted versions keep their numbers.
         let next = self
-            .versions(model)?
-            .last()
-            .copied()
+            .numbered(&versions_dir)?
+            .into_iter()
+            .max()
             .unwrap_or(0)
             .checked_add(1)
             .ok_or_else(|| {
@@ -272,14 +284,36 @@ impl Registry for LocalRegistry {
         let _lock = self.lock(&dir)?;
         let versions = self.versions(model)?;
         if !versions.contains(&version) {
+            let archived = if self.archived(model)?.contains(&version) {
+                format!(" (version {version} is archived: `podium models unarchive {model} {version}` lists it again)")
+            } else {
+                String::new()
+            };
             return Err(Error::NotFound(format!(
-                "model \"{model}\" has no version {version}; registered versions: {}",
+                "model \"{model}\" has no version {version}; registered versions: {}{archived}",
                 super::list_versions(&versions)
             )));
         }
         let mut aliases = self.aliases(model)?;
         aliases.insert(alias.to_string(), version);
         self.write_aliases(&dir, &aliases)
+    }
+
+    fn archived_versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+        self.archived(model)
+    }
+
+    fn delete_version(&self, model: &str, version: u64) -> Result<(), Error> {
+        self.retire(model, version, Retire::Delete)
+    }
+
+    fn set_archived(&self, model: &str, version: u64, archived: bool) -> Result<(), Error> {
+        let how = if archived {
+            Retire::Archive
+        } else {
+            Retire::Unarchive
+        };
+        self.retire(model, version, how)
     }
 
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {

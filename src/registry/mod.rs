@@ -10,9 +10,11 @@ pub mod local;
 pub mod mlflow;
 mod model_file;
 mod onnx;
+mod signature;
 
 pub use model_file::{ModelFile, RegisterDir, DEFAULT_MAX_MODEL_BYTES, MODEL_CAP_FLAG};
-pub use onnx::OnnxSummary;
+pub use onnx::{OnnxSummary, TensorType};
+pub use signature::check_against_champion;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,35 @@ pub trait Registry: Send + Sync {
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error>;
     /// Removes `alias`; an error if it does not exist.
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error>;
+
+    /// Versions of `model` that are archived: kept, but not listed by
+    /// [`Registry::versions`] (so `latest` skips them), ascending.
+    fn archived_versions(&self, model: &str) -> Result<Vec<u64>, Error> {
+        let _ = model;
+        Ok(Vec::new())
+    }
+    /// Deletes `model` version `version`; refused while an alias points at
+    /// it. Registries whose versions Podium does not manage refuse, as this
+    /// default does.
+    fn delete_version(&self, model: &str, version: u64) -> Result<(), Error> {
+        Err(self.versions_managed_elsewhere(model, version))
+    }
+    /// Archives (or unarchives) `model` version `version`; archiving is
+    /// refused while an alias points at it. Registries whose versions
+    /// Podium does not manage refuse, as this default does.
+    fn set_archived(&self, model: &str, version: u64, archived: bool) -> Result<(), Error> {
+        let _ = archived;
+        Err(self.versions_managed_elsewhere(model, version))
+    }
+    /// The refusal of [`Registry::delete_version`] and
+    /// [`Registry::set_archived`] by a registry that manages its versions itself.
+    fn versions_managed_elsewhere(&self, model: &str, version: u64) -> Error {
+        Error::Unsupported(format!(
+            "the {} registry manages its own versions; delete or archive version {version} of \"{model}\" there ({})",
+            self.kind(),
+            self.location()
+        ))
+    }
 
     /// Whether versions carry tags ([`Registry::set_version_tags`]).
     fn has_version_tags(&self) -> bool {
@@ -184,15 +215,19 @@ pub enum VersionSpec {
 }
 
 impl VersionSpec {
-    /// Reads a URL segment or `model_version` field: digits are a version
-    /// number, anything else an alias; empty or absent means [`DEFAULT_ALIAS`].
+    /// Reads a URL segment or `model_version` field: digits, or digits
+    /// after `v` (`3`, `v3`), are a version number (the names alias rules
+    /// reserve), anything else an alias; empty or absent means [`DEFAULT_ALIAS`].
     pub fn parse(spec: Option<&str>) -> VersionSpec {
         match spec {
             None | Some("") => VersionSpec::Alias(DEFAULT_ALIAS.to_string()),
-            Some(s) => match s.parse::<u64>() {
-                Ok(n) if s.bytes().all(|b| b.is_ascii_digit()) => VersionSpec::Number(n),
-                _ => VersionSpec::Alias(s.to_string()),
-            },
+            Some(s) => {
+                let digits = s.strip_prefix(['v', 'V']).unwrap_or(s);
+                match digits.parse::<u64>() {
+                    Ok(n) if digits.bytes().all(|b| b.is_ascii_digit()) => VersionSpec::Number(n),
+                    _ => VersionSpec::Alias(s.to_string()),
+                }
+            }
         }
     }
 }
@@ -320,6 +355,15 @@ mod tests {
             resolve("m", &VersionSpec::parse(Some("latest")), &v, &a).unwrap(),
             3
         );
+        for spec in ["v2", "V2"] {
+            assert_eq!(VersionSpec::parse(Some(spec)), VersionSpec::Number(2));
+        }
+        for alias in ["v", "vnext", "v+2", "v-2"] {
+            assert_eq!(
+                VersionSpec::parse(Some(alias)),
+                VersionSpec::Alias(alias.into())
+            );
+        }
         let err = resolve("m", &VersionSpec::parse(Some("7")), &v, &a).unwrap_err();
         assert!(
             matches!(err, Error::NotFound(ref m) if m.contains("1, 2, 3")),

@@ -5,7 +5,7 @@
 
 use tokio::sync::oneshot;
 
-use super::history::Event;
+use super::history::{Change, Event};
 use super::reconcile::{evict, reconcile};
 use super::status::{SwapOutcome, SwapTimings};
 use super::ModelStore;
@@ -23,6 +23,8 @@ pub struct AliasChange {
     pub allow_signature_change: bool,
     /// Who asks, as the alias history records it (`admin`, `admin:rollback`).
     pub by: String,
+    /// Made by a rollback: the history takes the move it undoes off its stack.
+    pub rollback: bool,
 }
 
 /// Where the reconciler sends its answer.
@@ -58,6 +60,7 @@ pub(super) fn set_alias(store: &ModelStore, change: &AliasChange) -> Result<Swap
         version,
         allow_signature_change,
         by,
+        rollback,
     } = change;
     let (model, alias, version) = (model.as_str(), alias.as_str(), *version);
     registry::validate_alias_name(alias)?;
@@ -104,12 +107,14 @@ pub(super) fn set_alias(store: &ModelStore, change: &AliasChange) -> Result<Swap
         Err(e @ Error::Registry(_)) => return Err(e),
         Err(e) => {
             metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
-            let mut event = Event::new(model, alias, "swap_refused", by);
-            event.from_version = from_version;
-            event.to_version = Some(version);
-            event.result = "failed".into();
-            event.error = Some(e.to_string());
-            store.history.record(&event);
+            store.history.record(&Event::refused(
+                model,
+                alias,
+                from_version,
+                version,
+                by,
+                &e.to_string(),
+            ));
             evict(store); // the refused version, if it loaded
             return Err(Error::Refused(format!(
                 "refused to point {model}@{alias} at version {version}: {e}; the alias is unchanged{}",
@@ -123,10 +128,16 @@ pub(super) fn set_alias(store: &ModelStore, change: &AliasChange) -> Result<Swap
             .set_alias(model, alias, version)
             .map(|()| aliases.get(alias).copied())
     })?;
-    let mut event = Event::new(model, alias, "alias_set", by);
-    event.from_version = registry_from;
-    event.to_version = Some(version);
-    store.history.record(&event);
+    store.history.record_change(
+        model,
+        Change::AliasSet {
+            alias,
+            from: registry_from,
+            to: version,
+            rollback: *rollback,
+        },
+        by,
+    );
     // Checked just now: the pass takes it even if it refused it before.
     reconcile(store, by, Some(change))?;
     let serving = store
@@ -151,16 +162,16 @@ pub(super) fn rollback(
     alias: &str,
     by: &str,
 ) -> Result<SwapOutcome, Error> {
-    let previous = store
-        .view
-        .load()
-        .models
-        .get(model)
-        .and_then(|mv| mv.aliases.get(alias))
-        .and_then(|a| a.previous.front().copied());
-    let Some(version) = previous else {
+    let target = store.history.rollback_target(model, alias).map_err(|e| {
+        Error::Internal(format!(
+            "cannot read the alias history {}: {e}",
+            store.history.path().display()
+        ))
+    })?;
+    let Some(version) = target else {
         return Err(Error::Refused(format!(
-            "no previous version of {model}@{alias} is kept on this server; set a version explicitly with PUT /admin/models/{model}/aliases/{alias}"
+            "nothing further to roll back to: the alias history {} has no earlier move of {model}@{alias} that was not rolled back already; set a version explicitly with PUT /admin/models/{model}/aliases/{alias} (podium alias set {model} {alias} VERSION)",
+            store.history.path().display()
         )));
     };
     let change = AliasChange {
@@ -169,6 +180,7 @@ pub(super) fn rollback(
         version,
         allow_signature_change: false,
         by: by.into(),
+        rollback: true,
     };
     set_alias(store, &change)
 }
@@ -180,10 +192,11 @@ pub(super) fn delete_alias(
     alias: &str,
     by: &str,
 ) -> Result<(), Error> {
+    let from = store.registry.aliases(model)?.get(alias).copied();
     store.registry.delete_alias(model, alias)?;
     store
         .history
-        .record(&Event::new(model, alias, "alias_deleted", by));
+        .record_change(model, Change::AliasDeleted { alias, from }, by);
     reconcile(store, by, None)
 }
 
@@ -205,10 +218,11 @@ mod tests {
             version: 2,
             allow_signature_change: false,
             by: "admin".into(),
+            rollback: false,
         };
         let err = set_alias(&fx.store, &change).unwrap_err();
         assert!(matches!(err, Error::Registry(_)), "502, not 409: {err:?}");
-        assert!(!fx.history().contains("swap_refused"), "{}", fx.history());
+        assert!(!fx.history().contains("\"refused\""), "{}", fx.history());
         assert_eq!(reg.inner.aliases("fraud").unwrap()["champion"], 1);
         // The same change goes through once the registry answers.
         reg.set(&reg.down, false);

@@ -1,6 +1,10 @@
-//! The alias history: every alias change and every swap attempt, appended as
-//! one JSON line each to a file, so ops can answer "what served when, and
-//! who moved it" after the fact (`GET /admin/history`).
+//! The alias history: every registry change (registrations, version and
+//! alias changes) and every swap attempt, appended as one JSON line each to
+//! a file, so ops can answer "what served when, and who moved it" after the
+//! fact (`GET /admin/history`). The CLI, the admin API, `podium compare` and
+//! the reconciler all write through [`History::record_change`] and
+//! [`Event`], with one vocabulary ([`action`], [`outcome`]); the history is
+//! also the stack that `podium alias rollback` walks back ([`rollback_target`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +13,107 @@ use serde::{Deserialize, Serialize};
 
 use crate::json_lines::{Durability, JsonLines};
 
+/// The file name of the history beside the registry (or the MLflow cache),
+/// where every command finds it by default.
+pub const FILE_NAME: &str = ".podium-history.jsonl";
+
+/// The default history file of a registry whose own folder is `state_dir`
+/// ([`crate::registry::RegistryConfig::state_dir`]).
+pub fn default_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE_NAME)
+}
+
+/// What an event records (its `action`).
+pub mod action {
+    /// A new version was registered (`to_version`; `alias` is empty).
+    pub const VERSION_REGISTERED: &str = "version_registered";
+    /// A version's files were deleted (`to_version`).
+    pub const VERSION_DELETED: &str = "version_deleted";
+    /// A version was archived: kept, but no longer listed (`to_version`).
+    pub const VERSION_ARCHIVED: &str = "version_archived";
+    /// An archived version was listed again (`to_version`).
+    pub const VERSION_UNARCHIVED: &str = "version_unarchived";
+    /// An alias was pointed at `to_version` (it pointed at `from_version`).
+    pub const ALIAS_SET: &str = "alias_set";
+    /// An alias was removed (it pointed at `from_version`).
+    pub const ALIAS_DELETED: &str = "alias_deleted";
+    /// A server tried to serve `to_version` under an alias in place of
+    /// `from_version`: `ok`, or `refused` with the reason.
+    pub const SWAP: &str = "swap";
+    /// A server stopped serving an alias that was removed.
+    pub const UNSERVED: &str = "unserved";
+    /// A served or kept version's files changed on disk (`failed`), or are
+    /// back as loaded (`ok`); `to_version` is that version.
+    pub const DRIFT: &str = "drift";
+    /// `podium compare` compared `to_version` with `from_version` (the
+    /// numbers in `comparison`).
+    pub const COMPARE: &str = "compare";
+}
+
+/// How it ended (its `result`).
+pub mod outcome {
+    /// Done.
+    pub const OK: &str = "ok";
+    /// A version was checked and turned down (it does not load, its
+    /// signature differs, it fails validation); nothing changed.
+    pub const REFUSED: &str = "refused";
+    /// Something broke on the way (a write, a file on disk).
+    pub const FAILED: &str = "failed";
+}
+
+/// A change made to the registry, as every path that makes one records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    Registered(u64),
+    VersionDeleted(u64),
+    Archived(u64),
+    Unarchived(u64),
+    AliasSet {
+        alias: &'a str,
+        from: Option<u64>,
+        to: u64,
+        /// Made by `podium alias rollback`: it takes the move it undoes off the stack.
+        rollback: bool,
+    },
+    AliasDeleted {
+        alias: &'a str,
+        from: Option<u64>,
+    },
+}
+
+impl Change<'_> {
+    /// The event of this change to `model`, made by `by`.
+    pub fn event(self, model: &str, by: &str) -> Event {
+        let version = |action: &str, alias: &str, v: u64| {
+            let mut e = Event::new(model, alias, action, by);
+            e.to_version = Some(v);
+            e
+        };
+        match self {
+            Change::Registered(v) => version(action::VERSION_REGISTERED, "", v),
+            Change::VersionDeleted(v) => version(action::VERSION_DELETED, "", v),
+            Change::Archived(v) => version(action::VERSION_ARCHIVED, "", v),
+            Change::Unarchived(v) => version(action::VERSION_UNARCHIVED, "", v),
+            Change::AliasSet {
+                alias,
+                from,
+                to,
+                rollback,
+            } => {
+                let mut e = version(action::ALIAS_SET, alias, to);
+                e.from_version = from;
+                e.rollback = rollback;
+                e
+            }
+            Change::AliasDeleted { alias, from } => {
+                let mut e = Event::new(model, alias, action::ALIAS_DELETED, by);
+                e.from_version = from;
+                e
+            }
+        }
+    }
+}
+
 /// One entry of the history.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -16,20 +121,18 @@ pub struct Event {
     pub unix_ms: u64,
     pub model: String,
     pub alias: String,
-    /// `alias_set`, `alias_deleted`, `swap`, `swap_refused`, `unserved`,
-    /// `drift` (a served or kept version's files changed on disk:
-    /// `failed` with the change as `error`; `ok` once they are back).
-    /// For `drift`, `to_version` is the version whose files changed.
-    /// `compare` (`podium compare --promote-if-better`; the numbers in `comparison`).
+    /// One of [`action`]'s names.
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<u64>,
-    /// Who asked: `registry` (a change found by polling), `admin` (the admin
-    /// API), `compare` (`podium compare`).
+    /// Who asked: `registry` (a change found by polling), `admin` or
+    /// `admin:NAME` (the admin API, by token name), `cli` (a `podium`
+    /// command without `--server`), `compare` (`podium compare`); a
+    /// rollback adds `:rollback`.
     pub by: String,
-    /// `ok` or `failed`.
+    /// One of [`outcome`]'s names.
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -43,6 +146,9 @@ pub struct Event {
     /// challenger) against `from_version` (what `alias` pointed at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<ComparisonRecord>,
+    /// An `alias_set` made by `podium alias rollback`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
 }
 
 /// The numbers of one `podium compare` run, as the history keeps them.
@@ -75,10 +181,63 @@ impl Event {
             alias: alias.into(),
             action: action.into(),
             by: by.into(),
-            result: "ok".into(),
+            result: outcome::OK.into(),
             ..Default::default()
         }
     }
+
+    /// A swap of `model@alias` from `from` to `to` that was turned down.
+    pub fn refused(
+        model: &str,
+        alias: &str,
+        from: Option<u64>,
+        to: u64,
+        by: &str,
+        why: &str,
+    ) -> Event {
+        let mut e = Event::new(model, alias, action::SWAP, by);
+        e.from_version = from;
+        e.to_version = Some(to);
+        e.result = outcome::REFUSED.into();
+        e.error = Some(why.into());
+        e
+    }
+}
+
+/// The version `podium alias rollback` points `model@alias` back at: the
+/// alias's moves in `events` (oldest first) are a stack, each move pushes
+/// the version it left and each rollback pops it, so rolling back twice
+/// walks back two moves. A move is an `alias_set`, or a `swap` to a version
+/// the history did not know the alias was at (a move made outside Podium,
+/// found by polling); the `swap` that follows an `alias_set` is the same
+/// move, not another. None: nothing further to roll back to.
+pub fn rollback_target(events: &[Event], model: &str, alias: &str) -> Option<u64> {
+    let mut stack: Vec<u64> = Vec::new();
+    // Where the history says the alias points.
+    let mut at: Option<u64> = None;
+    let moves = events
+        .iter()
+        .filter(|e| e.model == model && e.alias == alias && e.result == outcome::OK);
+    for e in moves {
+        match e.action.as_str() {
+            action::ALIAS_DELETED | action::UNSERVED => {
+                stack.clear();
+                at = None;
+            }
+            action::ALIAS_SET if e.rollback => {
+                stack.pop();
+                at = e.to_version;
+            }
+            action::ALIAS_SET | action::SWAP if e.to_version != at => {
+                if let Some(from) = e.from_version.or(at).filter(|&f| Some(f) != e.to_version) {
+                    stack.push(from);
+                }
+                at = e.to_version;
+            }
+            _ => {}
+        }
+    }
+    stack.pop()
 }
 
 /// The alias history file: appended and synced line by line.
@@ -103,6 +262,19 @@ impl History {
         self.log.append(event);
     }
 
+    /// Records `change` to `model`, made by `by`: the one writer of
+    /// registry changes, whichever path (CLI, admin API) made them.
+    pub fn record_change(&self, model: &str, change: Change<'_>, by: &str) {
+        self.record(&change.event(model, by));
+    }
+
+    /// Where `podium alias rollback` points `model@alias` back at
+    /// ([`rollback_target`]).
+    pub fn rollback_target(&self, model: &str, alias: &str) -> std::io::Result<Option<u64>> {
+        let events = self.tail(usize::MAX, Some(model))?;
+        Ok(rollback_target(&events, model, alias))
+    }
+
     /// The last `limit` events, oldest first, optionally of one model.
     pub fn tail(&self, limit: usize, model: Option<&str>) -> std::io::Result<Vec<Event>> {
         let mut events: Vec<Event> = self.log.read_all()?;
@@ -116,6 +288,77 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set(alias: &str, from: Option<u64>, to: u64, rollback: bool) -> Event {
+        Change::AliasSet {
+            alias,
+            from,
+            to,
+            rollback,
+        }
+        .event("m", "cli")
+    }
+
+    #[test]
+    fn rollback_walks_back_through_the_moves() {
+        // 1 -> 2 -> 3, then rollback, rollback, rollback.
+        let mut events = vec![set("champion", None, 1, false)];
+        events.push(set("champion", Some(1), 2, false));
+        events.push(set("champion", Some(2), 3, false));
+        // Other aliases, models and refusals do not count.
+        events.push(set("challenger", Some(3), 1, false));
+        events.push(Event::refused("m", "champion", Some(3), 9, "admin", "no"));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(2));
+        events.push(set("champion", Some(3), 2, true));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        events.push(set("champion", Some(2), 1, true));
+        assert_eq!(rollback_target(&events, "m", "champion"), None);
+        assert_eq!(rollback_target(&events, "other", "champion"), None);
+        // A new move after rollbacks is undone first.
+        events.push(set("champion", Some(1), 4, false));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        // The swap that follows it is the same move; a swap to a version the
+        // history did not know of (a move outside Podium) is another.
+        let swap = |from, to| {
+            let mut e = Event::new("m", "champion", action::SWAP, "registry");
+            e.from_version = Some(from);
+            e.to_version = Some(to);
+            e
+        };
+        events.push(swap(1, 4));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        events.push(swap(4, 5));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(4));
+        events.push(set("champion", Some(5), 4, true));
+        events.push(swap(5, 4));
+        assert_eq!(rollback_target(&events, "m", "champion"), Some(1));
+        // Deleting the alias forgets its past.
+        events.push(
+            Change::AliasDeleted {
+                alias: "champion",
+                from: Some(4),
+            }
+            .event("m", "cli"),
+        );
+        assert_eq!(rollback_target(&events, "m", "champion"), None);
+    }
+
+    #[test]
+    fn changes_are_recorded_in_one_vocabulary() {
+        let e = Change::Registered(3).event("fraud", "cli");
+        assert_eq!(
+            (e.action.as_str(), e.alias.as_str(), e.to_version),
+            ("version_registered", "", Some(3))
+        );
+        let e = set("champion", Some(1), 2, true);
+        let line = serde_json::to_value(&e).unwrap();
+        assert_eq!(line["rollback"], true);
+        assert_eq!(line["result"], "ok");
+        let line = serde_json::to_value(set("champion", Some(1), 2, false)).unwrap();
+        assert!(line.get("rollback").is_none(), "{line}");
+        let e = Event::refused("fraud", "champion", Some(1), 3, "registry", "signature");
+        assert_eq!((e.action.as_str(), e.result.as_str()), ("swap", "refused"));
+    }
 
     #[test]
     fn appends_and_reads_back_the_tail() {

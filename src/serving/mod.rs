@@ -6,7 +6,7 @@
 mod alias_state;
 mod commands;
 mod drift;
-mod history;
+pub mod history;
 mod loader;
 mod readiness;
 mod reconcile;
@@ -117,7 +117,25 @@ impl Core {
 
     /// The loaded model version that answers `route` now.
     pub async fn resolve(&self, route: &Route) -> Result<Arc<LoadedModel>, Error> {
-        self.models.get(&route.model, &route.spec).await
+        self.models
+            .get(&route.model, &route.spec)
+            .await
+            .map_err(|e| self.with_endpoints(&route.model, e))
+    }
+
+    /// An unknown name's error, with the configured endpoints named too
+    /// (they are as callable as the models).
+    fn with_endpoints(&self, name: &str, e: Error) -> Error {
+        let routes = self.routes.load();
+        match e {
+            Error::NotFound(why) if !routes.endpoints.is_empty() && !self.models.knows(name) => {
+                let mut endpoints: Vec<&str> =
+                    routes.endpoints.keys().map(String::as_str).collect();
+                endpoints.sort_unstable();
+                Error::NotFound(format!("{why}; endpoints: {}", endpoints.join(", ")))
+            }
+            e => e,
+        }
     }
 
     /// Runs `request` on `model` (resolved from `route`) and sends the

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::alias_state::AliasState;
 use super::commands::AliasChange;
-use super::history::Event;
+use super::history::{action, outcome, Event};
 use super::loader::{lock, DriftChange, Key};
 use super::readiness::{readiness, HealthSummary};
 use super::slots::{AliasSlot, ModelView, Unreadable, View};
@@ -78,7 +78,7 @@ pub(super) fn reconcile(
                 .filter(|(a, _)| !info.aliases.contains_key(*a))
             {
                 if let Some(gone) = &gone.serving {
-                    let mut event = Event::new(&model, alias, "unserved", by);
+                    let mut event = Event::new(&model, alias, action::UNSERVED, by);
                     event.from_version = Some(gone.version);
                     store.history.record(&event);
                 }
@@ -118,10 +118,10 @@ fn record_drift(
             if !serves && !slot.previous.contains(&change.version) {
                 continue;
             }
-            let mut event = Event::new(model, alias, "drift", "registry");
+            let mut event = Event::new(model, alias, action::DRIFT, "registry");
             event.to_version = Some(change.version);
             if let Some(drift) = &change.drift {
-                event.result = "failed".into();
+                event.result = outcome::FAILED.into();
                 event.error = Some(drift.clone());
             }
             store.history.record(&event);
@@ -271,7 +271,7 @@ impl Pass<'_> {
         }
         let allow = approval.is_some_and(|c| c.allow_signature_change);
         let from_version = current.as_ref().map(|c| c.version);
-        let mut event = Event::new(model, alias, "swap", self.by);
+        let mut event = Event::new(model, alias, action::SWAP, self.by);
         event.from_version = from_version;
         event.to_version = Some(target);
         let step = |state| publish_step(self.store, model, alias, state);
@@ -328,10 +328,10 @@ impl Pass<'_> {
                 })
             }
             Err(e) => {
-                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "failed").increment(1);
+                metrics::counter!("podium_swaps_total", "model" => model.to_string(), "alias" => alias.to_string(), "result" => "refused").increment(1);
                 let why = format!("version {target} was refused: {e}{}", still(&current));
                 tracing::error!("{model}@{alias}: {why}");
-                event.result = "failed".into();
+                event.result = outcome::REFUSED.into();
                 event.error = Some(e.to_string());
                 self.store.history.record(&event);
                 stay(AliasState::Refused {

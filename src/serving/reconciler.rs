@@ -264,7 +264,7 @@ mod tests {
         fx.store.readiness().unwrap();
         // Not tried again at the next polls…
         sleep(3 * POLL).await;
-        assert_eq!(swaps(&fx, 3, "failed"), 1);
+        assert_eq!(swaps(&fx, 3, "refused"), 1);
         assert_eq!(fx.slot("champion").state, "refused");
         // …until the alias moves away and back.
         fx.registry.inner.set_alias("fraud", "champion", 1).unwrap();
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!((champion.state, champion.last_error), ("serving", None));
         fx.registry.inner.set_alias("fraud", "champion", 3).unwrap();
         sleep(POLL).await;
-        assert_eq!(swaps(&fx, 3, "failed"), 2);
+        assert_eq!(swaps(&fx, 3, "refused"), 2);
         assert_eq!(fx.slot("champion").serving_version, Some(1));
     }
 
@@ -362,6 +362,7 @@ mod tests {
             version: 3,
             allow_signature_change: allow,
             by: "admin".into(),
+            rollback: false,
         };
         let refused = fx.store.set_alias(change(false)).await.unwrap_err();
         assert!(matches!(refused, Error::Refused(_)), "{refused:?}");

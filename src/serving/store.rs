@@ -96,8 +96,10 @@ impl ModelStore {
         self.ask(|reply| Command::SetAlias { change, reply }).await
     }
 
-    /// Points `alias` back at the version it served before its current one
-    /// (kept loaded for this), as [`ModelStore::set_alias`] would.
+    /// Points `alias` back at the version it pointed at before its last move
+    /// that was not rolled back already (the alias history is a stack, see
+    /// [`super::history::rollback_target`]), as [`ModelStore::set_alias`]
+    /// would; a version kept loaded for this is swapped in at once.
     pub async fn rollback(&self, model: &str, alias: &str, by: &str) -> Result<SwapOutcome, Error> {
         let (model, alias, by) = (model.to_string(), alias.to_string(), by.to_string());
         self.ask(|reply| Command::Rollback {

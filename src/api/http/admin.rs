@@ -49,6 +49,18 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
         .route("/admin/history", get(history))
         .route("/admin/audit", get(audit))
         .route("/admin/models", post(super::registration::register))
+        .route(
+            "/admin/models/{model}/versions/{version}",
+            axum::routing::delete(super::versions::delete),
+        )
+        .route(
+            "/admin/models/{model}/versions/{version}/archive",
+            post(super::versions::archive),
+        )
+        .route(
+            "/admin/models/{model}/versions/{version}/unarchive",
+            post(super::versions::unarchive),
+        )
         .route("/admin/models/{model}/aliases", get(aliases))
         .route(
             "/admin/models/{model}/aliases/{alias}",
@@ -261,6 +273,7 @@ async fn set_alias(
             version: req.version,
             allow_signature_change: req.allow_signature_change,
             by: caller.by(),
+            rollback: false,
         })
         .await?;
     Ok(Json(outcome).into_response())

@@ -11,6 +11,7 @@ mod mlflow;
 mod oip;
 mod registration;
 mod respond;
+mod versions;
 
 pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
 pub use registration::Registration;

@@ -1,8 +1,10 @@
 //! `POST /admin/models`: a new version, uploaded as the body (the normal
 //! way) or, when `--admin-register-dir` allows it, read from a file of the
 //! server inside that directory. Either way the model is refused unless it is
-//! within `--max-model-bytes` (413) and parses as ONNX (400), before anything
-//! is written to the registry.
+//! within `--max-model-bytes` (413), parses as ONNX (400) and has the
+//! signature of the version the model's champion points at (409, unless
+//! `allow_signature_change`), before anything is written to the registry.
+//! A JSON body is read as JSON with or without a `Content-Type`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,8 +25,10 @@ use crate::api::AppState;
 use crate::auth::AdminCaller;
 use crate::error::Error;
 use crate::registry::{
-    validate_model_name, ModelFile, RegisterDir, DEFAULT_MAX_MODEL_BYTES, MODEL_CAP_FLAG,
+    check_against_champion, validate_model_name, ModelFile, RegisterDir, DEFAULT_MAX_MODEL_BYTES,
+    MODEL_CAP_FLAG,
 };
+use crate::serving::history::Change;
 
 /// How the admin API takes new versions.
 #[derive(Debug, Clone)]
@@ -50,13 +54,21 @@ impl Default for Registration {
 pub(super) struct RegisterQuery {
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    allow_signature_change: bool,
 }
 
 #[derive(Deserialize)]
 struct RegisterPath {
     name: String,
     path: PathBuf,
+    #[serde(default)]
+    allow_signature_change: bool,
 }
+
+/// How an API caller registers a version whose signature differs.
+const ALLOW_HINT: &str =
+    "?allow_signature_change=true (\"allow_signature_change\": true in a JSON body)";
 
 /// Registers a new version: the ONNX file as the body
 /// (`POST /admin/models?name=fraud`, `application/octet-stream`), or a file
@@ -73,19 +85,27 @@ pub(super) async fn register(
     // and how to register instead, before any file is read.
     let named = q.name.as_deref().unwrap_or("the model");
     state.core.models().registry().takes_registrations(named)?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let (name, model, _permit) = if is_json {
+    // JSON names a file by path. Without a Content-Type, a body is JSON
+    // unless the query names the model (an upload needs ?name=).
+    let is_json = match headers.get(header::CONTENT_TYPE) {
+        Some(v) => v.to_str().is_ok_and(|v| v.starts_with("application/json")),
+        None => q.name.is_none(),
+    };
+    let allow_in_query = q.allow_signature_change;
+    let (name, model, allow, _permit) = if is_json {
         by_path(&state, &headers, body).await?
     } else {
         by_upload(&state, q, &headers, body).await?
     };
+    let allow = allow || allow_in_query;
     let models = Arc::clone(state.core.models());
     let n = name.clone();
     let (version, model) = blocking(move || {
-        let version = models.registry().register_model(&n, &model)?;
+        let registry = models.registry().as_ref();
+        if !allow {
+            check_against_champion(registry, &n, &model, "the new file", ALLOW_HINT)?;
+        }
+        let version = registry.register_model(&n, &model)?;
         Ok((version, model))
     })
     .await?;
@@ -96,9 +116,11 @@ pub(super) async fn register(
         summary.inputs.join(", "),
         summary.outputs.join(", ")
     );
-    let mut event = crate::serving::Event::new(&name, "", "version_registered", &caller.by());
-    event.to_version = Some(version);
-    state.core.models().history().record(&event);
+    state
+        .core
+        .models()
+        .history()
+        .record_change(&name, Change::Registered(version), &caller.by());
     Ok((
         StatusCode::CREATED,
         Json(json!({ "model": name, "version": version })),
@@ -112,12 +134,17 @@ async fn by_path(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(String, ModelFile, Option<BodyPermit>), ApiError> {
+) -> Result<(String, ModelFile, bool, Option<BodyPermit>), ApiError> {
     let (body, _permit) =
         read_body(headers, body, state.max_request_bytes, &state.body_budget).await?;
+    if body.is_empty() {
+        return Err(ApiError(Error::InvalidInput(
+            "name the model: POST /admin/models?name=MODEL with the ONNX file as the body (or a JSON body {\"name\": MODEL, \"path\": FILE} when --admin-register-dir allows it)".into(),
+        )));
+    }
     let req: RegisterPath = serde_json::from_slice(&body).map_err(|e| {
         ApiError(Error::InvalidInput(format!(
-            "expected {{\"name\": MODEL, \"path\": \"/path/on/the/server.onnx\"}}: {e}"
+            "expected {{\"name\": MODEL, \"path\": \"/path/on/the/server.onnx\"}} (or the ONNX file as the body of POST /admin/models?name=MODEL): {e}"
         )))
     })?;
     validate_model_name(&req.name)?;
@@ -127,8 +154,9 @@ async fn by_path(
         )));
     };
     let max = state.registration.max_model_bytes;
-    let model = blocking(move || dir.read(&req.path, max)).await?;
-    Ok((req.name, model, None))
+    let path = req.path;
+    let model = blocking(move || dir.read(&path, max)).await?;
+    Ok((req.name, model, req.allow_signature_change, None))
 }
 
 /// The body as the model, read up to the size cap and checked.
@@ -137,7 +165,7 @@ async fn by_upload(
     q: RegisterQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(String, ModelFile, Option<BodyPermit>), ApiError> {
+) -> Result<(String, ModelFile, bool, Option<BodyPermit>), ApiError> {
     let Some(name) = q.name else {
         return Err(ApiError(Error::InvalidInput(
             "name the model: POST /admin/models?name=MODEL with the ONNX file as the body".into(),
@@ -155,5 +183,5 @@ async fn by_upload(
         )));
     }
     let model = blocking(move || ModelFile::from_bytes(body, "the uploaded file", max)).await?;
-    Ok((name, model, Some(permit)))
+    Ok((name, model, false, Some(permit)))
 }

@@ -48,7 +48,8 @@ pub async fn version() -> String {
 }
 
 /// `POST /invocations`: the endpoint named by `--default-endpoint`, else the
-/// only endpoint configured, else the only model served.
+/// one thing this server serves when there is only one (an endpoint, or a
+/// model without one); with several it is refused, naming them.
 pub async fn invocations(
     state: S,
     requester: Option<Extension<Requester>>,
@@ -88,10 +89,21 @@ pub(super) fn default_endpoint(state: &AppState) -> Result<String, Error> {
     if let Some(name) = &state.default_endpoint {
         return Ok(name.clone());
     }
-    let mut names: Vec<String> = state.core.routes().endpoints.keys().cloned().collect();
-    if names.is_empty() {
-        names = state.core.models().model_names();
-    }
+    // The choices: every endpoint, and every model no endpoint of its own
+    // name covers (an endpoint named after its model is one choice).
+    let routes = state.core.routes();
+    let mut names: Vec<String> = routes.endpoints.keys().cloned().collect();
+    let models = state.core.models().model_names();
+    let covered: std::collections::HashSet<&str> = routes
+        .endpoints
+        .values()
+        .map(|e| e.model.as_str())
+        .collect();
+    let uncovered: Vec<String> = models
+        .into_iter()
+        .filter(|m| !covered.contains(m.as_str()) && !names.contains(m))
+        .collect();
+    names.extend(uncovered);
     names.sort();
     match names.as_slice() {
         [only] => Ok(only.clone()),
