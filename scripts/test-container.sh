@@ -34,8 +34,13 @@ die() { say "FAILED: $*"; exit 1; }
 
 if [ ! -x /usr/bin/docker ] || [ ! -x /usr/sbin/dockerd ] || ! command -v debootstrap >/dev/null; then
   say "installing docker.io and debootstrap (apt)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    docker.io debootstrap >/dev/null || die "apt-get install docker.io debootstrap failed"
+  # A fresh machine may have no package lists yet: update once and retry.
+  install() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      docker.io debootstrap >/dev/null
+  }
+  install || { apt-get update -q >/dev/null && install; } \
+    || die "apt-get install docker.io debootstrap failed"
 fi
 py=.venv-test/bin/python
 [ -x "$py" ] || die "no $py: run ./scripts/test.sh first (it makes the test virtualenv)"
