@@ -19,6 +19,7 @@ mod policy;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod timer;
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -87,6 +88,7 @@ struct Queue {
 pub struct Batcher {
     policy: BatchingPolicy,
     queue: Arc<Mutex<Queue>>,
+    timer: Arc<dyn timer::Timer>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -110,6 +112,17 @@ impl Batcher {
         Batcher {
             policy,
             queue: Arc::default(),
+            timer: timer::ClockThread::shared(),
+        }
+    }
+
+    /// A batcher whose delays run on tokio's clock, which tests pause.
+    #[cfg(test)]
+    fn on_tokio_clock(policy: BatchingPolicy) -> Batcher {
+        Batcher {
+            policy,
+            queue: Arc::default(),
+            timer: Arc::new(timer::TokioClock),
         }
     }
 
@@ -198,20 +211,21 @@ impl Batcher {
             hand_over.push(id);
         } else if opened {
             let runner = runner.clone();
-            let due = tokio::time::Instant::now() + self.policy.max_queue_delay;
             let key = key.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(due).await;
-                let waiting = lock(&runner.queue)
-                    .batches
-                    .get_mut(&key)
-                    .and_then(|bs| bs.iter_mut().find(|b| b.id == id && !b.handed_over))
-                    .map(|batch| batch.handed_over = true)
-                    .is_some();
-                if waiting {
-                    runner.hand_over(&key, id);
-                }
-            });
+            self.timer.after(
+                self.policy.max_queue_delay,
+                Box::new(move || {
+                    let waiting = lock(&runner.queue)
+                        .batches
+                        .get_mut(&key)
+                        .and_then(|bs| bs.iter_mut().find(|b| b.id == id && !b.handed_over))
+                        .map(|batch| batch.handed_over = true)
+                        .is_some();
+                    if waiting {
+                        runner.hand_over(&key, id);
+                    }
+                }),
+            );
         }
         drop(guard); // Handing over takes the lock again on failure.
         for id in hand_over {

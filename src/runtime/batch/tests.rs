@@ -138,7 +138,7 @@ fn request(tag: u8, rows: usize, k: usize) -> Vec<Tensor> {
 }
 
 fn policy(max: usize, delay_us: u64, preferred: Vec<usize>) -> Arc<Batcher> {
-    Arc::new(Batcher::new(
+    Arc::new(Batcher::on_tokio_clock(
         BatchingPolicy::new("stand", max, delay_us, preferred).unwrap(),
     ))
 }
@@ -150,6 +150,12 @@ fn send(
     inputs: Vec<Tensor>,
     outputs: Vec<usize>,
 ) -> JoinHandle<Answer> {
+    // As `Signature::check` resolves them: none asked for means all three.
+    let outputs = if outputs.is_empty() {
+        vec![0, 1, 2]
+    } else {
+        outputs
+    };
     let (batcher, model, executor) = (Arc::clone(batcher), Arc::clone(model), Arc::clone(executor));
     tokio::spawn(async move { batcher.run(model, executor, inputs, outputs, None).await })
 }
@@ -168,10 +174,10 @@ async fn answer(h: JoinHandle<Answer>) -> (Vec<Tensor>, Timing) {
 #[tokio::test(start_paused = true)]
 async fn a_lone_request_waits_exactly_the_delay_for_company() {
     let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = policy(8, 200, vec![]);
+    let batcher = policy(8, 2_000, vec![]);
     let h = send(&batcher, &model, &held, request(1, 1, 2), vec![0]);
     settle().await;
-    tokio::time::advance(Duration::from_micros(199)).await;
+    tokio::time::advance(Duration::from_micros(1_999)).await;
     settle().await;
     assert_eq!(held.queued(), 0, "handed over before its delay");
     tokio::time::advance(Duration::from_micros(1)).await;
@@ -186,15 +192,15 @@ async fn a_lone_request_waits_exactly_the_delay_for_company() {
 #[tokio::test(start_paused = true)]
 async fn the_clock_starts_with_the_first_request_of_a_batch() {
     let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = policy(8, 200, vec![]);
+    let batcher = policy(8, 2_000, vec![]);
     let first = send(&batcher, &model, &held, request(1, 1, 2), vec![]);
     settle().await;
-    tokio::time::advance(Duration::from_micros(150)).await;
+    tokio::time::advance(Duration::from_micros(1_500)).await;
     let second = send(&batcher, &model, &held, request(2, 1, 2), vec![]);
     settle().await;
-    tokio::time::advance(Duration::from_micros(50)).await;
+    tokio::time::advance(Duration::from_micros(500)).await;
     settle().await;
-    // The second request waited 50 µs, not its own 200: it goes with the first.
+    // The second request waited 0.5 ms, not its own 2 ms: it goes with the first.
     assert_eq!(held.queued(), 1);
     held.drain();
     assert_eq!(answer(first).await.1.batch_size, Some(2));
@@ -228,7 +234,7 @@ async fn a_preferred_size_goes_at_once_without_waiting_out_the_delay() {
 #[tokio::test(start_paused = true)]
 async fn each_caller_gets_exactly_its_rows_of_the_outputs_it_asked_for() {
     let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = policy(64, 100, vec![]);
+    let batcher = policy(64, 1_000, vec![]);
     // Requests that carry 1, 3 and 2 rows, asking for different outputs.
     let asks = [(1u8, 1usize, vec![1]), (2, 3, vec![2, 0]), (3, 2, vec![])];
     let hs: Vec<_> = asks
@@ -236,7 +242,7 @@ async fn each_caller_gets_exactly_its_rows_of_the_outputs_it_asked_for() {
         .map(|(t, rows, outs)| send(&batcher, &model, &held, request(*t, *rows, 4), outs.clone()))
         .collect();
     settle().await;
-    tokio::time::advance(Duration::from_micros(100)).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
     settle().await;
     held.drain();
     for ((t, rows, outs), h) in asks.into_iter().zip(hs) {
@@ -254,7 +260,7 @@ async fn each_caller_gets_exactly_its_rows_of_the_outputs_it_asked_for() {
 async fn versions_never_share_a_run() {
     let held = Held::new(8);
     let (v1, v2) = (Stand::new(1.0), Stand::new(2.0));
-    let (b1, b2) = (policy(8, 100, vec![]), policy(8, 100, vec![]));
+    let (b1, b2) = (policy(8, 1_000, vec![]), policy(8, 1_000, vec![]));
     let hs: Vec<_> = (0..4)
         .map(|t| {
             let (b, m) = if t % 2 == 0 { (&b1, &v1) } else { (&b2, &v2) };
@@ -262,7 +268,7 @@ async fn versions_never_share_a_run() {
         })
         .collect();
     settle().await;
-    tokio::time::advance(Duration::from_micros(100)).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
     settle().await;
     assert_eq!(held.queued(), 2);
     held.drain();
@@ -277,12 +283,12 @@ async fn versions_never_share_a_run() {
 #[tokio::test(start_paused = true)]
 async fn requests_of_other_shapes_run_in_their_own_batch_and_never_fail() {
     let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = policy(8, 100, vec![]);
+    let batcher = policy(8, 1_000, vec![]);
     let narrow = send(&batcher, &model, &held, request(1, 1, 2), vec![]);
     let wide = send(&batcher, &model, &held, request(2, 2, 5), vec![]);
     let narrow2 = send(&batcher, &model, &held, request(3, 1, 2), vec![]);
     settle().await;
-    tokio::time::advance(Duration::from_micros(100)).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
     settle().await;
     held.drain();
     assert_eq!(answer(narrow).await.1.batch_size, Some(2));
