@@ -285,7 +285,8 @@ async fn a_model_with_a_fixed_batch_dimension_is_refused_with_the_reason() {
     let reason = eventually(Duration::from_secs(60), "fixed refused", || async {
         let status = s.admin_status().await;
         let fixed = slot(&status, "fixed", "champion");
-        (fixed["state"] == "refused").then(|| fixed["reason"].as_str().unwrap_or("").to_string())
+        (fixed["state"] == "refused")
+            .then(|| fixed["last_error"].as_str().unwrap_or("").to_string())
     })
     .await;
     assert!(
