@@ -157,6 +157,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
             keep_previous: 1,
             memory_limit: None,
             watch: None,
+            batching: Default::default(),
         },
         History::new(dir.join(".history.jsonl")),
     ));

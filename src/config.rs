@@ -17,12 +17,18 @@
 //! [endpoint.readout]                  # the live experiment readout (see `readout`)
 //! metric = "accuracy"
 //! prediction_output = "label"
+//!
+//!
+//! [model.mlp.batching]               # dynamic batching of a model's requests
+//! max_batch_size = 64                 # (see `batching`)
+//! max_queue_delay_us = 200
+//! preferred_batch_sizes = [8, 16, 32, 64]
 //! ```
 //!
 //! Without a file, every model is an endpoint of the same name with one arm,
 //! `champion`. Errors name the file, the line and the fix.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -31,7 +37,9 @@ use toml::Spanned;
 use crate::experiments::ReadoutConfig;
 use crate::registry::{validate_alias_name, LATEST};
 use crate::routing::{Arm, Endpoint, LogPolicy, Shadow, StickyKey};
+use crate::runtime::batch::BatchingPolicy;
 
+mod batching;
 mod readout;
 
 #[derive(Deserialize)]
@@ -39,6 +47,9 @@ mod readout;
 struct File {
     #[serde(default)]
     endpoint: Vec<Spanned<EndpointConfig>>,
+    /// Settings per model name.
+    #[serde(default)]
+    model: BTreeMap<String, Spanned<batching::ModelToml>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +84,8 @@ struct EndpointConfig {
 pub struct Config {
     pub endpoints: Vec<Endpoint>,
     pub readouts: Vec<ReadoutConfig>,
+    /// Dynamic batching per model name.
+    pub batching: HashMap<String, BatchingPolicy>,
 }
 
 fn one() -> f64 {
@@ -279,9 +292,23 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         };
         endpoints.push(endpoint);
     }
+    let mut batching = HashMap::new();
+    for (model, spanned) in file.model {
+        let at = line(spanned.span());
+        let err = |why: String| format!("line {at}: {why}");
+        if known_aliases(&model) == Lookup::Unknown {
+            return Err(err(format!(
+                "[model.{model}]: model \"{model}\" is not in the registry; register it first or fix the name"
+            )));
+        }
+        if let Some(policy) = spanned.into_inner().batching(&model).map_err(err)? {
+            batching.insert(model, policy);
+        }
+    }
     Ok(Config {
         endpoints,
         readouts,
+        batching,
     })
 }
 
@@ -389,6 +416,38 @@ shadow = { alias = "latest", fraction = 0.25 }
             let err = parse(&format!("{ab}{body}\n"), &aliases).unwrap_err();
             assert!(err.contains(want), "{err:?} does not contain {want:?}");
         }
+    }
+
+    #[test]
+    fn a_model_batching_section_parses_strictly() {
+        let text = "[model.fraud.batching]\nmax_batch_size = 64\nmax_queue_delay_us = 200\npreferred_batch_sizes = [32, 8, 16, 64]\n";
+        let config = parse(text, &aliases).unwrap();
+        let p = &config.batching["fraud"];
+        assert_eq!(p.max_batch_size, 64);
+        assert_eq!(p.max_queue_delay, std::time::Duration::from_micros(200));
+        assert_eq!(p.preferred_batch_sizes, vec![8, 16, 32, 64]);
+        let defaults = parse("[model.fraud.batching]\nmax_batch_size = 8\n", &aliases).unwrap();
+        assert_eq!(
+            defaults.batching["fraud"].max_queue_delay,
+            std::time::Duration::ZERO
+        );
+        assert!(defaults.batching["fraud"].preferred_batch_sizes.is_empty());
+        let cases = [
+            ("\n[model.nope.batching]\nmax_batch_size = 8\n", "line 2: [model.nope]: model \"nope\" is not in the registry"),
+            ("[model.fraud.batching]\nmax_batch_size = 1\n", "line 1: [model.fraud.batching]: max_batch_size 1 is not between 2 and 4096"),
+            ("[model.fraud.batching]\nmax_batch_size = 8\npreferred_batch_sizes = [16]\n", "preferred batch size 16 is not between 1 and max_batch_size 8"),
+            ("[model.fraud.batching]\nmax_batch_size = 8\nmax_delay_us = 5\n", "unknown field `max_delay_us`, expected one of `max_batch_size`, `max_queue_delay_us`, `preferred_batch_sizes`"),
+            ("[model.fraud.batching]\nmax_queue_delay_us = 5\n", "missing field `max_batch_size`"),
+            ("[model.fraud]\nbatch = true\n", "unknown field `batch`"),
+            ("[model.fraud.batching]\nmax_batch_size = -4\n", "max_batch_size"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text, &aliases).unwrap_err();
+            assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
+        // An unreachable registry: checked once it answers (at load).
+        let offline = parse("[model.offline.batching]\nmax_batch_size = 8\n", &aliases).unwrap();
+        assert!(offline.batching.contains_key("offline"));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!     serving::Core: routing (plain values in, arm out) ▸ slot ▸ runtime
 //!                                   │
 //!                                   ▼
-//!     runtime: bounded queue ▸ ONNX Runtime on Podium's inference threads
+//!     runtime: (dynamic batch) ▸ bounded queue ▸ ONNX Runtime on Podium's
+//!              inference threads
 //!
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
 //!                      (and each poll: loaded versions' files checked for drift)

@@ -35,6 +35,10 @@ pub struct Timing {
     pub queue: Duration,
     /// Running the model (including tensor conversion in and out).
     pub inference: Duration,
+    /// The rows of the run the request was part of, for a model with
+    /// dynamic batching (its own rows when it ran alone); `None` for a
+    /// model that does not batch.
+    pub batch_size: Option<usize>,
 }
 
 /// What became of a shadow copy of a request.

@@ -259,6 +259,7 @@ pub async fn serve(
         keep_previous: opts.keep_previous,
         memory_limit: opts.memory_limit,
         watch: opts.watch.clone(),
+        batching: config.batching.clone(),
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
     // The first registry read (and the loads) happen in the background: a

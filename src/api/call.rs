@@ -277,6 +277,9 @@ impl<'a> Call<'a> {
                 ("x-podium-inference-us", us(answered.timing.inference)),
                 ("x-podium-total-us", us(self.started.elapsed())),
             ]);
+            if let Some(rows) = answered.timing.batch_size {
+                out.push(("x-podium-batch-size", rows.to_string()));
+            }
         }
         out
     }

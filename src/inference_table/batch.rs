@@ -61,6 +61,7 @@ pub(super) fn batch(
     let mut execution = Float64Builder::with_capacity(n);
     let mut total = Float64Builder::with_capacity(n);
     let mut queue = Float64Builder::with_capacity(n);
+    let mut batch_size = Int64Builder::with_capacity(n);
     let mut sampling = Float64Builder::with_capacity(n);
     let mut request = StringBuilder::new();
     let mut response = StringBuilder::new();
@@ -89,6 +90,7 @@ pub(super) fn batch(
         execution.append_option(r.execution.map(ms));
         total.append_value(ms(r.total));
         queue.append_option(r.queue.map(ms));
+        batch_size.append_option(r.batch_size.map(|n| n as i64));
         sampling.append_value(r.sampling_fraction);
         request.append_option(render(&r.request, renderer));
         response.append_option(render(&r.response, renderer));
@@ -127,6 +129,7 @@ pub(super) fn batch(
         Arc::new(execution.finish()),
         Arc::new(total.finish()),
         Arc::new(queue.finish()),
+        Arc::new(batch_size.finish()),
         Arc::new(sampling.finish()),
         Arc::new(request.finish()),
         Arc::new(response.finish()),

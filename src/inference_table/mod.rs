@@ -164,6 +164,7 @@ impl InferenceTable {
                 execution: None,
                 total: Duration::ZERO,
                 queue: None,
+                batch_size: None,
                 sampling_fraction: sample_fraction,
                 request: Payload::Absent,
                 response: Payload::Absent,
@@ -382,6 +383,7 @@ impl Entry {
         self.record.model_version = Some(version);
         self.record.execution = Some(timing.inference);
         self.record.queue = Some(timing.queue);
+        self.record.batch_size = timing.batch_size;
     }
 
     /// The name of the API key the call was accepted with.

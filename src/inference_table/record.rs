@@ -90,6 +90,8 @@ pub struct Record {
     pub execution: Option<Duration>,
     pub total: Duration,
     pub queue: Option<Duration>,
+    /// The rows of the run the request was part of (dynamic batching).
+    pub batch_size: Option<usize>,
     pub sampling_fraction: f64,
     pub request: Payload,
     pub response: Payload,
@@ -140,6 +142,7 @@ pub fn schema() -> Arc<Schema> {
         Field::new("execution_duration_ms", Float64, true),
         Field::new("total_duration_ms", Float64, false),
         Field::new("queue_duration_ms", Float64, true),
+        Field::new("batch_size", Int64, true),
         Field::new("sampling_fraction", Float64, false),
         text("request", true),
         text("response", true),

@@ -34,6 +34,7 @@ pub(super) fn record(body: usize) -> Record {
         execution: None,
         total: Duration::from_millis(1),
         queue: None,
+        batch_size: None,
         sampling_fraction: 1.0,
         // Letters that do not compress, like real payloads.
         request: Payload::Text(bytes::Bytes::from(

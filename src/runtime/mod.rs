@@ -1,6 +1,7 @@
 //! Model execution: a loaded model version, its signature, and the pool of
 //! inference threads that runs it off the async runtime.
 
+pub mod batch;
 pub mod ort;
 pub mod pool;
 mod signature;
@@ -14,6 +15,7 @@ pub use signature::{Signature, TensorSpec};
 
 use crate::error::Error;
 use crate::tensor::Tensor;
+use batch::{BatchModel, Batcher, BatchingPolicy};
 
 /// One ONNX model version, ready to run: its signature and one ONNX Runtime
 /// session per inference worker, so concurrent requests never wait on each
@@ -33,6 +35,9 @@ pub struct LoadedModel {
     /// Set once every session has run the warm-up.
     warm: AtomicBool,
     sessions: Vec<Mutex<::ort::session::Session>>,
+    /// Present when the model's requests are batched; dropped with this
+    /// version, so a batch never mixes versions.
+    batcher: Option<Batcher>,
 }
 
 /// Counts one request on a model version for as long as it lives.
@@ -48,6 +53,25 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl BatchModel for LoadedModel {
+    fn run(
+        &self,
+        worker: usize,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+    ) -> Result<Vec<Tensor>, Error> {
+        LoadedModel::run(self, worker, inputs, outputs)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn label(&self) -> String {
+        LoadedModel::label(self)
     }
 }
 
@@ -89,7 +113,24 @@ impl LoadedModel {
             in_flight: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
             sessions,
+            batcher: None,
         })
+    }
+
+    /// Batches this version's requests with `policy`; refused (with the
+    /// reason and the fix) unless every input and output has a dynamic
+    /// first dimension.
+    pub fn enable_batching(&mut self, policy: BatchingPolicy) -> Result<(), Error> {
+        policy
+            .check(&self.name, &self.label(), &self.signature)
+            .map_err(Error::Refused)?;
+        self.batcher = Some(Batcher::new(policy));
+        Ok(())
+    }
+
+    /// The dynamic batcher, when this model batches its requests.
+    pub fn batcher(&self) -> Option<&Batcher> {
+        self.batcher.as_ref()
     }
 
     /// Whether [`LoadedModel::warm_up`] has succeeded.

@@ -17,7 +17,20 @@ use crate::request::Timing;
 use crate::tensor::Tensor;
 
 /// Work for one inference thread; receives the worker's index.
-type Task = Box<dyn FnOnce(usize) + Send>;
+pub type Task = Box<dyn FnOnce(usize) + Send>;
+
+/// Where work for the inference threads goes: the pool, or in tests a
+/// stand-in. Never waits: a full queue is an immediate error.
+pub trait Executor: Send + Sync + 'static {
+    /// Queues `task`; [`Error::Overloaded`] when the queue is full.
+    fn submit(&self, task: Task) -> Result<(), Error>;
+}
+
+impl Executor for InferencePool {
+    fn submit(&self, task: Task) -> Result<(), Error> {
+        InferencePool::submit(self, task)
+    }
+}
 
 /// A pool of inference threads; worker `i` uses session `i` of each model.
 pub struct InferencePool {
@@ -118,6 +131,7 @@ impl InferencePool {
             let timing = Timing {
                 queue,
                 inference: started.elapsed(),
+                batch_size: None,
             };
             let _ = reply.send(result.map(|out| (out, timing)));
         }))?;
@@ -132,7 +146,7 @@ impl InferencePool {
     }
 }
 
-fn past_deadline(waited: std::time::Duration) -> Error {
+pub(crate) fn past_deadline(waited: std::time::Duration) -> Error {
     Error::DeadlineExceeded(format!(
         "the request's deadline passed after {:.1} ms in the inference queue and model; raise its timeout (x-podium-timeout-ms, grpc-timeout, the OIP timeout parameter or the endpoint's timeout_ms), or add inference threads",
         waited.as_secs_f64() * 1000.0

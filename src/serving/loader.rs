@@ -12,6 +12,7 @@ use super::status::{ResidentStatus, SwapTimings};
 use super::StoreOptions;
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::LoadedModel;
 
 /// A version of a model.
@@ -28,6 +29,8 @@ pub(super) struct Loader {
     registry: Arc<dyn Registry>,
     workers: usize,
     memory_limit: Option<u64>,
+    /// Dynamic batching per model name.
+    batching: HashMap<String, BatchingPolicy>,
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions that failed to load, and why.
     failed: RwLock<HashMap<Key, String>>,
@@ -66,6 +69,7 @@ impl Loader {
             registry,
             workers: options.workers,
             memory_limit: options.memory_limit,
+            batching: options.batching.clone(),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
             fetch_failed: RwLock::new(HashMap::new()),
@@ -350,7 +354,14 @@ impl Loader {
             }
         }
         let started = Instant::now();
-        match LoadedModel::load(model, version, &path, self.workers) {
+        let loaded =
+            LoadedModel::load(model, version, &path, self.workers).and_then(|mut loaded| {
+                if let Some(policy) = self.batching.get(model) {
+                    loaded.enable_batching(policy.clone())?;
+                }
+                Ok(loaded)
+            });
+        match loaded {
             Ok(loaded) => {
                 let loaded = Arc::new(loaded);
                 tracing::info!(

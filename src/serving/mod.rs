@@ -38,7 +38,8 @@ use crate::error::Error;
 use crate::registry::VersionSpec;
 use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver};
 use crate::routing::{Endpoint, Route, RouteKeys, RouteTable, ShadowDecision};
-use crate::runtime::pool::InferencePool;
+use crate::runtime::batch::BatchModel;
+use crate::runtime::pool::{Executor, InferencePool};
 use crate::runtime::{InFlight, LoadedModel};
 
 /// Everything a request needs: the endpoints' traffic policy, the loaded
@@ -166,13 +167,13 @@ impl Core {
                     "skipped: {max_in_flight} shadow calls of this endpoint were already running (its max_in_flight)"
                 )));
                 return Inferred {
-                    result: run(&self.pool, model, request, deadline).await,
+                    result: run(&self.pool, model, request, deadline, true).await,
                     shadow: Some((alias, rx)),
                 };
             }
             _ => None,
         };
-        let result = run(&self.pool, model, request, deadline).await;
+        let result = run(&self.pool, model, request, deadline, true).await;
         let shadow = shadow.map(|(alias, permit, copy, pool)| {
             let (tx, rx) = oneshot::channel();
             let models = Arc::clone(&self.models);
@@ -183,7 +184,9 @@ impl Core {
                 let _permit = permit;
                 let started = Instant::now();
                 let result = match models.get(&model, &spec).await {
-                    Ok(loaded) => run(&pool, loaded, copy, None).await,
+                    // Shadow copies run alone, on their own threads, and
+                    // never take room in a batch of requests.
+                    Ok(loaded) => run(&pool, loaded, copy, None, false).await,
                     Err(e) => Err(e),
                 };
                 let outcome = match &result {
@@ -212,20 +215,32 @@ impl Core {
 }
 
 /// Checks the request against `loaded`'s signature and runs it on the
-/// inference pool, unless `deadline` passes first.
+/// inference pool (in a batch, when the model batches and `batch` allows),
+/// unless `deadline` passes first.
 async fn run(
-    pool: &InferencePool,
+    pool: &Arc<InferencePool>,
     loaded: Arc<LoadedModel>,
     mut request: InferRequest,
     deadline: Option<Instant>,
+    batch: bool,
 ) -> Result<InferResponse, Error> {
     let started = Instant::now();
     let _in_flight = InFlight::new(Arc::clone(&loaded));
     let outputs = loaded.signature.check(&loaded.label(), &mut request)?;
     let inputs = std::mem::take(&mut request.inputs);
-    let (outputs, mut timing) = pool
-        .run(Arc::clone(&loaded), inputs, outputs, deadline)
-        .await?;
+    let (outputs, mut timing) = match loaded.batcher().filter(|_| batch) {
+        Some(batcher) => {
+            let executor: Arc<dyn Executor> = Arc::clone(pool) as _;
+            let model: Arc<dyn BatchModel> = Arc::clone(&loaded) as _;
+            batcher
+                .run(model, executor, inputs, outputs, deadline)
+                .await?
+        }
+        None => {
+            pool.run(Arc::clone(&loaded), inputs, outputs, deadline)
+                .await?
+        }
+    };
     // Inference time as the caller sees it also covers the hop back.
     timing.inference = started
         .elapsed()

@@ -1,6 +1,7 @@
 //! The model store: the slots requests read, the loaded versions, and the
 //! door to the reconciler task that keeps them in step with the registry.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -15,6 +16,7 @@ use super::slots::View;
 use super::status::SwapOutcome;
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::runtime::batch::BatchingPolicy;
 
 /// How the store loads and keeps versions.
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct StoreOptions {
     pub memory_limit: Option<u64>,
     /// Serve only these models; None: every model of the registry.
     pub watch: Option<Vec<String>>,
+    /// Dynamic batching per model name (`[model.<name>.batching]`); a
+    /// version of a model named here that cannot batch is refused.
+    pub batching: HashMap<String, BatchingPolicy>,
 }
 
 /// Admin commands waiting for the reconciler; more wait for room.

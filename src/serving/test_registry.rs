@@ -121,6 +121,7 @@ impl Fixture {
             keep_previous: 1,
             memory_limit: None,
             watch: None,
+            batching: Default::default(),
         };
         let history = History::new(tmp.path().join("history.jsonl"));
         let store = Arc::new(ModelStore::new(registry.clone(), options, history));

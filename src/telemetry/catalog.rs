@@ -103,6 +103,11 @@ fn describe() {
         "Shadow copies by endpoint and result (ok, error, skipped when the shadow queue is full)."
     );
     describe_histogram!(
+        "podium_batch_size",
+        Unit::Count,
+        "Rows per model run of a model with dynamic batching ([model.<name>.batching]), by model."
+    );
+    describe_histogram!(
         "podium_shadow_seconds",
         Unit::Seconds,
         "Time of a shadow copy in its model."

@@ -25,12 +25,24 @@ pub const SECONDS_BUCKETS: [f64; 18] = [
     1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Buckets of `podium_batch_size`: powers of two up to the largest
+/// `max_batch_size` accepted.
+pub const BATCH_SIZE_BUCKETS: [f64; 13] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
 /// Installs the Prometheus recorder (once per process; later calls reuse it).
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("podium_batch_size".into()),
+                        &BATCH_SIZE_BUCKETS,
+                    )
+                })
                 .map_err(|e| tracing::warn!("metrics histograms fall back to summaries: {e}"))
                 .unwrap_or_else(|()| PrometheusBuilder::new())
                 // Gauges of versions that were unloaded stop being refreshed;
