@@ -71,8 +71,14 @@ fn row(width: usize) -> Vec<f32> {
 }
 
 fn json_body(width: usize) -> Vec<u8> {
+    json_rows(width, 1)
+}
+
+/// `rows` rows as nested ("natural") JSON data.
+fn json_rows(width: usize, rows: usize) -> Vec<u8> {
+    let data: Vec<Vec<f32>> = (0..rows).map(|_| row(width)).collect();
     serde_json::to_vec(&json!({
-        "inputs": [{"name": "input", "shape": [1, width], "datatype": "FP32", "data": row(width)}]
+        "inputs": [{"name": "input", "shape": [rows, width], "datatype": "FP32", "data": data}]
     }))
     .unwrap()
 }
@@ -111,6 +117,13 @@ fn codec(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("decode json", m.name), |b| {
             b.iter(|| decode(std::hint::black_box(&json), None).unwrap())
         });
+        // The first step of the decoder before issue 16 (the whole body
+        // into serde_json::Value), a lower bound of what it cost.
+        g.bench_function(BenchmarkId::new("json to Value only", m.name), |b| {
+            b.iter(|| {
+                serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&json)).unwrap()
+            })
+        });
         g.bench_function(BenchmarkId::new("decode binary", m.name), |b| {
             b.iter(|| decode(std::hint::black_box(&binary), Some(&n_text)).unwrap())
         });
@@ -133,6 +146,23 @@ fn codec(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("encode binary", m.name), |b| {
             b.iter(|| encode(std::hint::black_box(&response), &as_binary))
+        });
+    }
+    g.finish();
+
+    // A large body (1000 rows), per byte: the typed decoder against parsing
+    // into serde_json::Value alone.
+    let mut g = c.benchmark_group("codec 1000 rows");
+    for m in &MODELS {
+        let json = json_rows(m.width, 1000);
+        g.throughput(Throughput::Bytes(json.len() as u64));
+        g.bench_function(BenchmarkId::new("decode json", m.name), |b| {
+            b.iter(|| decode(std::hint::black_box(&json), None).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("json to Value only", m.name), |b| {
+            b.iter(|| {
+                serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&json)).unwrap()
+            })
         });
     }
     g.finish();

@@ -10,7 +10,9 @@
 //!
 //! Prints one JSON line per thread count: `{"threads", "calls", "seconds",
 //! "calls_per_s", "p50_us", "p99_us"}` (latency of one call on one thread).
-//! `loadtest/bench.sh` uses it for the ratio Podium / raw ORT.
+//! `loadtest/bench.sh` uses it for the ratio Podium / raw ORT. It finds
+//! ONNX Runtime as `podium` does ([`podium::runtime::ort::init`]):
+//! `ORT_DYLIB_PATH` if set, else `.ort/` of the checkout or beside the binary.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -428,6 +428,44 @@ fn a_missing_onnx_runtime_names_the_fix() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+/// `examples/ort_ceiling` finds the library the way `podium` does: a bad
+/// `ORT_DYLIB_PATH` gets the same message naming the path and the fix.
+#[test]
+fn the_ort_ceiling_example_reads_ort_dylib_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::model_file("fraud/v1.onnx");
+    let run = |lib: &std::path::Path| {
+        let out = std::process::Command::new(common::example("ort_ceiling"))
+            .arg(&model)
+            .args(["30", "0.1", "1"])
+            .env("ORT_DYLIB_PATH", lib)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = dir.path().join("missing/libonnxruntime.so");
+    let stderr = run(&missing);
+    assert!(
+        stderr.contains(&format!("ONNX Runtime library {} ", missing.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("./scripts/setup-ort.sh"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let fake = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake, b"not a library").unwrap();
+    let stderr = run(&fake);
+    assert!(
+        stderr.contains(&format!(
+            "could not load ONNX Runtime from {}",
+            fake.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn cli_manages_versions_and_aliases() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_request_bytes: usize,
     /// Bytes of REST request bodies being read and decoded at once, across all
-    /// requests; beyond it 503 with Retry-After (JSON takes tens of times its size while decoded).
+    /// requests; beyond it 503 with Retry-After (a body takes a few times its size while decoded, MLflow JSON tens of times).
     #[arg(long, env = "PODIUM_MAX_INFLIGHT_BODY_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_inflight_body_bytes: usize,
     /// How often to re-read the registry for new versions and alias moves, in

@@ -3,7 +3,9 @@
 //! The shared library comes from the `onnxruntime` wheel on PyPI, unpacked by
 //! `scripts/setup-ort.sh` into `.ort/` of the checkout. [`init`] finds it
 //! without any environment variable and, when it cannot, says where it
-//! looked and the command that fixes it.
+//! looked and the command that fixes it. It is the one way every binary,
+//! example and bench finds the library, so `--ort-lib` / `ORT_DYLIB_PATH`
+//! mean the same everywhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -45,15 +47,22 @@ pub fn library_candidates() -> Vec<PathBuf> {
     out
 }
 
-/// Loads ONNX Runtime once per process: from `explicit` (a flag or
-/// `ORT_DYLIB_PATH`) if given, else from the first of [`library_candidates`]
-/// that exists. Returns the path it loaded.
+/// The environment variable that names the library (as ort's own loader
+/// reads it); an empty value counts as unset.
+pub const ENV_VAR: &str = "ORT_DYLIB_PATH";
+
+/// Loads ONNX Runtime once per process: from `explicit` (a flag such as
+/// `--ort-lib`) if given, else from `ORT_DYLIB_PATH` if set, else from the
+/// first of [`library_candidates`] that exists. Returns the path it loaded.
 pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
     static LOADED: OnceLock<PathBuf> = OnceLock::new();
     if let Some(path) = LOADED.get() {
         return Ok(path.clone());
     }
-    let path = match explicit {
+    let from_env = std::env::var_os(ENV_VAR)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let path = match explicit.or(from_env.as_deref()) {
         Some(p) if p.is_file() => p.to_path_buf(),
         Some(p) => {
             return Err(format!(

@@ -29,6 +29,28 @@ pub fn model_file(rel: &str) -> PathBuf {
     repo().join("models").join(rel)
 }
 
+/// The example `name`, built from the current sources into the target
+/// directory of this test's own binary (`target/<profile>/examples/NAME`).
+/// Built here every time: a narrower run (`cargo test --test NAME`) does not
+/// build examples, and one left from an older build would test old code.
+pub fn example(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binaries live in target/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--example", name, "--target-dir"])
+        .arg(target_dir)
+        .current_dir(repo())
+        .status()
+        .expect("run cargo build --example");
+    assert!(status.success(), "cargo build --example {name} failed");
+    profile_dir.join("examples").join(name)
+}
+
 /// Runs `podium --registry REG ARGS…`, returning (success, stdout, stderr).
 pub fn cli(registry: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)

@@ -20,8 +20,9 @@ pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a 
 const BLOCKING_BYTES: usize = 256 * 1024;
 
 /// Runs `work` here when `size` is small, else on the blocking pool, at most
-/// one per core at a time: JSON trees take tens of times the body's size in
-/// memory, so a burst of huge bodies must not all expand at once.
+/// one per core at a time: a decoded body takes a few times its size in
+/// memory (MLflow JSON trees tens of times), so a burst of huge bodies must
+/// not all expand at once.
 pub(crate) async fn off_runtime<T: Send + 'static>(
     size: usize,
     work: impl FnOnce() -> T + Send + 'static,

@@ -1,7 +1,8 @@
 //! The memory budget of request bodies: the bytes of every REST body being
 //! read and decoded at once, across all requests (`--max-inflight-body-bytes`).
-//! A JSON body takes tens of times its size while it is decoded, so without a
-//! global bound a handful of big concurrent bodies could exhaust the host.
+//! A body takes a few times its size while it is decoded (an MLflow JSON body
+//! tens of times), so without a global bound a handful of big concurrent
+//! bodies could exhaust the host.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

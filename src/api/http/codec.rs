@@ -3,6 +3,7 @@
 //! `Inference-Header-Content-Length` bytes followed by raw tensors in order.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::Error;
@@ -12,26 +13,30 @@ use crate::tensor::{DataType, Tensor, TensorData};
 /// The header that splits a binary body into JSON and tensor bytes.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
+/// The request's JSON. Each input's `data` is kept as its text (borrowed
+/// from the body, no copy) until the whole request has parsed: fields come
+/// in any order, and only then is the datatype known for typed decoding.
 #[derive(Deserialize)]
-struct RestRequest {
+struct RestRequest<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
-    inputs: Vec<RestInput>,
+    #[serde(borrow)]
+    inputs: Vec<RestInput<'a>>,
     #[serde(default)]
     outputs: Option<Vec<RestOutput>>,
 }
 
 #[derive(Deserialize)]
-struct RestInput {
+struct RestInput<'a> {
     name: String,
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
     parameters: Option<Map<String, Value>>,
-    #[serde(default)]
-    data: Option<Value>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -131,7 +136,7 @@ pub fn decode(body: &[u8], header_length: Option<&str>) -> Result<Decoded, Error
                     Error::InvalidInput(format!("input \"{}\" binary data: {e}", input.name))
                 })?
             }
-            (None, Some(value)) => from_json(&input.name, datatype, value)?,
+            (None, Some(text)) => decode_data(&input.name, datatype, &input.shape, text)?,
             (None, None) => {
                 return Err(Error::InvalidInput(format!(
                     "input \"{}\" has no \"data\" (and no parameters.binary_data_size)",
@@ -171,6 +176,26 @@ pub fn decode(body: &[u8], header_length: Option<&str>) -> Result<Decoded, Error
     })
 }
 
+/// Decodes one input's JSON `data` text straight into its typed buffer.
+fn decode_data(
+    name: &str,
+    datatype: DataType,
+    shape: &[i64],
+    text: &RawValue,
+) -> Result<TensorData, Error> {
+    let text = text.get();
+    // Room for the elements the shape declares, but never more than the
+    // text could hold (each element takes at least two characters, "0,"),
+    // so a lying shape cannot make a small body allocate much.
+    let declared = crate::tensor::element_count(shape).unwrap_or(0);
+    let capacity = declared.min(text.len() as u64 / 2 + 1) as usize;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let data = data::decode(name, datatype, capacity, &mut de)?;
+    de.end()
+        .map_err(|e| Error::InvalidInput(format!("input \"{name}\" data: {e}")))?;
+    Ok(data)
+}
+
 fn param<'a>(params: &'a Option<Map<String, Value>>, key: &str) -> Option<&'a Value> {
     params.as_ref().and_then(|p| p.get(key))
 }
@@ -185,168 +210,14 @@ fn bool_param(params: &Option<Map<String, Value>>, key: &str) -> Result<bool, Er
     }
 }
 
-/// Reads JSON `data`, nested ("natural") or flat, row-major.
+/// Reads an already parsed JSON `data`, nested ("natural") or flat,
+/// row-major (MLflow's frames, reshaped before they become tensors).
 pub(super) fn from_json(
     name: &str,
     datatype: DataType,
     value: &Value,
 ) -> Result<TensorData, Error> {
-    let mut leaves = Vec::new();
-    flatten(value, &nesting(value), &mut Vec::new(), &mut leaves)
-        .map_err(|why| Error::InvalidInput(format!("input \"{name}\" data is ragged: {why}")))?;
-    let bad = |i: usize, v: &Value| {
-        Error::InvalidInput(format!(
-            "input \"{name}\" element {i} is {v}, which is not a valid {datatype}"
-        ))
-    };
-    // A finite number too large for the type would silently become infinity.
-    let out_of_range = |i: usize, v: &Value| {
-        Error::InvalidInput(format!(
-            "input \"{name}\" element {i} is {v}, which is out of range for {datatype}"
-        ))
-    };
-    macro_rules! ints {
-        ($variant:ident, $t:ty) => {
-            TensorData::$variant(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        v.as_i64()
-                            .and_then(|x| <$t>::try_from(x).ok())
-                            .or_else(|| v.as_u64().and_then(|x| <$t>::try_from(x).ok()))
-                            .ok_or_else(|| bad(i, v))
-                    })
-                    .collect::<Result<_, _>>()?,
-            )
-        };
-    }
-    macro_rules! floats {
-        ($variant:ident, $conv:expr) => {
-            TensorData::$variant(
-                leaves
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| {
-                        let x = float_of(v).ok_or_else(|| bad(i, v))?;
-                        let y = $conv(x);
-                        if x.is_finite() && !y.is_finite() {
-                            return Err(out_of_range(i, v));
-                        }
-                        Ok(y)
-                    })
-                    .collect::<Result<_, _>>()?,
-            )
-        };
-    }
-    Ok(match datatype {
-        DataType::Bool => TensorData::Bool(
-            leaves
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v.as_bool().ok_or_else(|| bad(i, v)))
-                .collect::<Result<_, _>>()?,
-        ),
-        DataType::Uint8 => ints!(Uint8, u8),
-        DataType::Uint16 => ints!(Uint16, u16),
-        DataType::Uint32 => ints!(Uint32, u32),
-        DataType::Uint64 => ints!(Uint64, u64),
-        DataType::Int8 => ints!(Int8, i8),
-        DataType::Int16 => ints!(Int16, i16),
-        DataType::Int32 => ints!(Int32, i32),
-        DataType::Int64 => ints!(Int64, i64),
-        DataType::Fp16 => floats!(Fp16, half::f16::from_f64),
-        DataType::Bf16 => floats!(Bf16, half::bf16::from_f64),
-        DataType::Fp32 => floats!(Fp32, |x: f64| x as f32),
-        DataType::Fp64 => floats!(Fp64, |x: f64| x),
-        DataType::Bytes => TensorData::Bytes(
-            leaves
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    v.as_str()
-                        .map(|s| s.as_bytes().to_vec())
-                        .ok_or_else(|| bad(i, v))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-    })
-}
-
-/// A JSON number, or the strings "NaN", "Infinity", "-Infinity" (JSON has
-/// no tokens for them; MLflow's and pandas' writers emit these names).
-fn float_of(v: &Value) -> Option<f64> {
-    match v {
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f64::NAN),
-            "Infinity" | "inf" => Some(f64::INFINITY),
-            "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
-            _ => None,
-        },
-        v => v.as_f64(),
-    }
-}
-
-/// The length of `value`'s lists at each depth, read along first elements:
-/// `[[1,2,3],[4,5,6]]` is `[2, 3]`, a scalar `[]`.
-fn nesting(value: &Value) -> Vec<usize> {
-    let mut dims = Vec::new();
-    let mut v = value;
-    while let Value::Array(items) = v {
-        dims.push(items.len());
-        match items.first() {
-            Some(first) => v = first,
-            None => break,
-        }
-    }
-    dims
-}
-
-/// Collects the leaves of `value` row-major, checking that every list at a
-/// depth has the length `dims` says (no ragged rows, no list beside a value);
-/// the error names the first element that breaks the pattern.
-fn flatten<'a>(
-    value: &'a Value,
-    dims: &[usize],
-    path: &mut Vec<usize>,
-    out: &mut Vec<&'a Value>,
-) -> Result<(), String> {
-    let at =
-        |path: &[usize]| -> String { path.iter().map(|i| format!("[{i}]")).collect::<String>() };
-    match (value, dims.get(path.len())) {
-        (Value::Array(items), Some(&len)) => {
-            if items.len() != len {
-                let mut first = path.clone();
-                if let Some(last) = first.last_mut() {
-                    *last = 0;
-                }
-                return Err(format!(
-                    "data{} has {} elements but data{} has {len}; nested lists must be rectangular",
-                    at(path),
-                    items.len(),
-                    at(&first)
-                ));
-            }
-            for (i, item) in items.iter().enumerate() {
-                path.push(i);
-                flatten(item, dims, path, out)?;
-                path.pop();
-            }
-            Ok(())
-        }
-        (Value::Array(_), None) => Err(format!(
-            "data{} is a list where the other elements at its depth are values; nested lists must be rectangular",
-            at(path)
-        )),
-        (_, Some(_)) => Err(format!(
-            "data{} is a value where the other elements at its depth are lists; nested lists must be rectangular",
-            at(path)
-        )),
-        (leaf, None) => {
-            out.push(leaf);
-            Ok(())
-        }
-    }
+    data::decode_value(name, datatype, value)
 }
 
 #[derive(Serialize)]
@@ -489,6 +360,7 @@ pub fn encode(response: &InferResponse, encoding: &OutputEncoding) -> Encoded {
     }
 }
 
+mod data;
 #[cfg(test)]
 mod fuzz;
 
@@ -586,6 +458,44 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(err.contains("data[1] is a value where"), "{err}");
+    }
+
+    #[test]
+    fn data_may_come_before_the_datatype() {
+        let body =
+            br#"{"inputs":[{"data":[[1.5,2],[3,4]],"shape":[2,2],"name":"x","datatype":"FP64"}]}"#;
+        let r = decode(body, None).unwrap().request;
+        assert_eq!(r.inputs[0].data, TensorData::Fp64(vec![1.5, 2.0, 3.0, 4.0]));
+    }
+
+    #[test]
+    fn rows_too_long_and_non_values_are_named() {
+        let err = |data: &str, datatype: &str| {
+            let body = format!(
+                r#"{{"inputs":[{{"name":"x","shape":[4],"datatype":"{datatype}","data":{data}}}]}}"#
+            );
+            decode(body.as_bytes(), None).err().unwrap().to_string()
+        };
+        assert_eq!(
+            err("[[1,2],[3,4,5]]", "INT32"),
+            "input \"x\" data is ragged: data[1] has 3 elements but data[0] has 2; nested lists must be rectangular"
+        );
+        assert_eq!(
+            err(r#"[1,{"a":[2]},3,4]"#, "FP32"),
+            "input \"x\" element 1 is {\"a\":[2]}, which is not a valid FP32"
+        );
+        assert_eq!(
+            err(r#"[1,2,"three",null]"#, "INT64"),
+            "input \"x\" element 2 is \"three\", which is not a valid INT64"
+        );
+        assert_eq!(
+            err("[true,false,null,true]", "BOOL"),
+            "input \"x\" element 2 is null, which is not a valid BOOL"
+        );
+        assert_eq!(
+            err("[1.5,2,3,4]", "UINT8"),
+            "input \"x\" element 0 is 1.5, which is not a valid UINT8"
+        );
     }
 
     #[test]

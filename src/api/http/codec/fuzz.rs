@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use super::{decode, JsonData};
+use super::{data, decode, JsonData};
 use crate::fuzz::{self, assert_names, same, tensor};
 use crate::tensor::{DataType, TensorData};
 
@@ -163,6 +163,24 @@ proptest! {
         let body = serde_json::to_vec(&request).expect("serialises");
         let decoded = decode(&body, None).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(same(&decoded.request.inputs[0].data, &data));
+    }
+
+    /// Decoding `data` straight from the request text and from a parsed
+    /// `Value` (MLflow's path) give the same tensor or the same error.
+    #[test]
+    fn streaming_and_parsed_data_agree(
+        text in fuzz::json_text(3),
+        datatype in proptest::sample::select(DataType::ALL.to_vec()),
+    ) {
+        let value = parse_or_null(text);
+        let text = value.to_string();
+        let mut de = serde_json::Deserializer::from_str(&text);
+        let streamed = data::decode("x", datatype, 0, &mut de).map_err(|e| e.to_string());
+        let parsed = data::decode_value("x", datatype, &value).map_err(|e| e.to_string());
+        match (&streamed, &parsed) {
+            (Ok(a), Ok(b)) => prop_assert!(same(a, b), "{:?} vs {:?}", a, b),
+            _ => prop_assert_eq!(streamed, parsed),
+        }
     }
 
     /// Nested data whose rows differ in length is refused even when the
