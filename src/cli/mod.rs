@@ -5,7 +5,7 @@
 //! - [`models`], [`alias`], [`traffic`], [`table`], [`experiment`]: the
 //!   other commands.
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
-//! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
+//! - [`batch`], [`compare`], [`monitor`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -19,6 +19,7 @@ pub mod compare;
 pub mod experiment;
 pub mod keys;
 pub mod models;
+pub mod monitor;
 pub mod parse;
 pub mod registry;
 pub mod serve;
@@ -33,6 +34,7 @@ use compare::CompareArgs;
 use experiment::ExperimentCommand;
 use keys::KeysCommand;
 use models::ModelsCommand;
+use monitor::MonitorArgs;
 use registry::RegistryArgs;
 use serve::ServeArgs;
 use table::TableCommand;
@@ -73,6 +75,10 @@ enum Command {
     /// Compare the champion and the challenger on a held-out file (metric,
     /// paired-bootstrap interval, decision); optionally promote the challenger.
     Compare(Box<CompareArgs>),
+    /// Profile an endpoint's inference table and measure its drift from a
+    /// baseline (PSI, Kolmogorov–Smirnov, Jensen–Shannon), per window and arm;
+    /// post breaches to a webhook.
+    Monitor(Box<MonitorArgs>),
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -81,8 +87,11 @@ enum Command {
 impl Cli {
     /// Runs the command; an error is for `main` to print as `error: ...`.
     pub fn run(self) -> anyhow::Result<()> {
-        if let Command::Keys(command) = self.command {
-            return command.run(); // needs no registry
+        match self.command {
+            // These need no registry.
+            Command::Keys(command) => return command.run(),
+            Command::Monitor(args) => return args.run(),
+            _ => {}
         }
         let config = self.registry.config()?;
         let registry = config.open()?;
@@ -93,6 +102,7 @@ impl Cli {
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
             Command::Keys(command) => command.run(),
+            Command::Monitor(args) => args.run(),
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),
