@@ -150,14 +150,18 @@ impl MonitorArgs {
             .build()?;
         runtime.block_on(async move {
             let mut stop = std::pin::pin!(shutdown());
+            // The first run names bad input at once; later failures (a file
+            // that went away between listing and reading, a full disk) are
+            // reported and tried again.
+            print(&monitor.run()?, &self.out);
             loop {
-                if monitor.has_new_files()? {
-                    match monitor.run() {
-                        Ok(report) => print(&report, &self.out),
-                        // A table still filling up, or a file that went away
-                        // between listing and reading: try again next time.
-                        Err(e) => eprintln!("monitor: {e:#}; trying again in {poll:?}"),
-                    }
+                match monitor
+                    .has_new_files()
+                    .and_then(|new| new.then(|| monitor.run()).transpose())
+                {
+                    Ok(Some(report)) => print(&report, &self.out),
+                    Ok(None) => {}
+                    Err(e) => eprintln!("monitor: {e:#}; trying again in {poll:?}"),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}

@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::drift::Breach;
 
-/// How long one attempt may take.
+/// How long one attempt may take (less when the budget has less left).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and for how long to deliver.
@@ -35,12 +35,18 @@ impl Webhook {
         let deadline = Instant::now() + self.budget;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(ATTEMPT_TIMEOUT))
             .user_agent(concat!("podium/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
         let mut delivery = Delivery::default();
         for (i, breach) in breaches.iter().enumerate() {
+            if Instant::now() >= deadline {
+                delivery.failed.push(format!(
+                    "{} of {}/{}: not sent, --webhook-budget-secs spent",
+                    breach.metric, breach.arm, breach.column
+                ));
+                continue;
+            }
             match self.post(&agent, breach, deadline) {
                 Ok(()) => delivery.delivered.push(i),
                 Err(why) => delivery.failed.push(format!(
@@ -61,9 +67,13 @@ impl Webhook {
             .without_max_times()
             .build();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             let why = match agent
                 .post(&self.url)
                 .header("Content-Type", "application/json")
+                .config()
+                .timeout_global(Some(ATTEMPT_TIMEOUT.min(left)))
+                .build()
                 .send(&body[..])
             {
                 Ok(r) if r.status().is_success() => return Ok(()),
@@ -84,5 +94,48 @@ impl Webhook {
             }
             std::thread::sleep(wait);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offline::monitor::drift::WindowSpan;
+
+    #[test]
+    fn a_dead_receiver_costs_the_budget_and_every_breach_is_reported() {
+        // A port nothing listens on: bind, note the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let hook = Webhook {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            budget: Duration::from_millis(300),
+        };
+        let breach = Breach {
+            endpoint: "fraud".into(),
+            arm: "champion".into(),
+            column: "x[3]".into(),
+            metric: "psi",
+            value: 0.5,
+            threshold: 0.2,
+            window: WindowSpan {
+                start: "2026-11-27T00:00:00Z".into(),
+                end: "2026-11-28T00:00:00Z".into(),
+            },
+        };
+        let delivery = hook.deliver(&[&breach, &breach]);
+        assert!(delivery.delivered.is_empty());
+        assert_eq!(delivery.failed.len(), 2, "{:?}", delivery.failed);
+        assert!(
+            delivery
+                .failed
+                .iter()
+                .all(|f| f.contains("--webhook-budget-secs")),
+            "{:?}",
+            delivery.failed
+        );
     }
 }
