@@ -4,7 +4,7 @@
 //! ground truth (when feedback has some) scored, and, with
 //! `--baseline-window`, the rows of that range pooled as the baseline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -106,11 +106,14 @@ pub struct Observed {
     /// Successful calls whose payloads could not be read as OIP JSON
     /// (not logged, too large, or MLflow `/invocations` bodies).
     pub undecoded: u64,
+    /// The names in `columns`, for a quick check.
+    known: HashSet<String>,
 }
 
 impl Observed {
     fn note_column(&mut self, name: &str, role: Role) {
-        if !self.columns.iter().any(|(n, _)| n == name) {
+        if !self.known.contains(name) {
+            self.known.insert(name.to_string());
             self.columns.push((name.to_string(), role));
         }
     }
