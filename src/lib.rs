@@ -31,7 +31,8 @@
 //! with certificate reload) before hyper and tonic see them. `auth` (API
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
 //! a call reaches the pipeline. `offline` scores files (`podium batch`,
-//! `podium compare`) with the same registry and runtime as serving. `cli` is the `podium` command line (the binary is a thin
+//! `podium compare`) with the same registry and runtime as serving, and
+//! monitors drift and quality over the inference table (`podium monitor`). `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 

@@ -7,7 +7,7 @@
 //! - [`keys`]: `podium keys new`, API keys and admin tokens.
 //! - [`health`]: `podium health`, a probe of a running server (the
 //!   container's `HEALTHCHECK`).
-//! - [`batch`], [`compare`]: the offline side ([`crate::offline`]).
+//! - [`batch`], [`compare`], [`monitor`]: the offline side ([`crate::offline`]).
 //! - [`admin_client`]: a typed client of a running server's admin API, for
 //!   `alias ... --server`, `traffic` and `experiment`.
 //! - [`parse`]: sizes, seconds and `ALIAS=NUMBER` values.
@@ -22,6 +22,7 @@ pub mod experiment;
 pub mod health;
 pub mod keys;
 pub mod models;
+pub mod monitor;
 pub mod parse;
 pub mod registry;
 pub mod serve;
@@ -39,6 +40,7 @@ use experiment::ExperimentCommand;
 use health::HealthArgs;
 use keys::KeysCommand;
 use models::ModelsCommand;
+use monitor::MonitorArgs;
 use registry::RegistryArgs;
 use serve::ServeArgs;
 use table::TableCommand;
@@ -79,6 +81,10 @@ enum Command {
     /// Compare the champion and the challenger on a held-out file (metric,
     /// paired-bootstrap interval, decision); optionally promote the challenger.
     Compare(Box<CompareArgs>),
+    /// Profile an endpoint's inference table and measure its drift from a
+    /// baseline (PSI, Kolmogorov–Smirnov, Jensen–Shannon), per window and arm;
+    /// post breaches to a webhook.
+    Monitor(Box<MonitorArgs>),
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -94,6 +100,7 @@ impl Cli {
         let command = match self.command {
             Command::Keys(command) => return command.run(),
             Command::Health(args) => return args.run(),
+            Command::Monitor(args) => return args.run(),
             command => command,
         };
         let config = self.registry.config()?;
@@ -112,7 +119,7 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref(), &history),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
-            Command::Keys(_) | Command::Health(_) => unreachable!("run before the registry opens"),
+            Command::Keys(_) | Command::Health(_) | Command::Monitor(_) => unreachable!("run before the registry opens"),
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),

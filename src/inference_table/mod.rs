@@ -16,6 +16,7 @@
 mod batch;
 mod failures;
 pub mod journal;
+pub mod reader;
 pub mod record;
 mod recovery;
 pub mod summary;

@@ -381,7 +381,7 @@ impl Writer {
 
 /// `endpoint=<e>` with every byte outside `[A-Za-z0-9_.-]` percent-encoded,
 /// as Hive does: with the prefix and `/` encoded, a name never leaves the table.
-fn partition_dir(endpoint: &str) -> String {
+pub(super) fn partition_dir(endpoint: &str) -> String {
     const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
     format!("endpoint={}", utf8_percent_encode(endpoint, KEEP))
 }

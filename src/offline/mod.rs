@@ -16,7 +16,9 @@
 //! - [`outputs`]: model outputs as columns, and how clashing names are renamed.
 //! - [`scorer`]: runs a model over the batches on several threads, in order.
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
-//! - [`batch`], [`compare`]: the two jobs; [`predictions`], [`metrics`] and [`bootstrap`]
+//! - [`monitor`]: profile and drift tables over an inference table (it
+//!   scores nothing: it reads what serving logged).
+//! - [`batch`], [`compare`]: the two scoring jobs; [`predictions`], [`metrics`] and [`bootstrap`]
 //!   are compare's arithmetic.
 
 pub mod batch;
@@ -24,6 +26,7 @@ pub mod bootstrap;
 pub mod compare;
 pub mod features;
 pub mod metrics;
+pub mod monitor;
 pub mod outputs;
 pub mod predictions;
 pub mod progress;
