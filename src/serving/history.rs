@@ -21,13 +21,17 @@ pub struct Event {
     /// `failed` with the change as `error`; `ok` once they are back).
     /// For `drift`, `to_version` is the version whose files changed.
     /// `compare` (`podium compare --promote-if-better`; the numbers in `comparison`).
+    /// `traffic_set` (an endpoint's weights changed; `alias` names the arms
+    /// whose weight changed) and `promote` (an experiment's challenger became
+    /// the baseline; the readout's numbers in `comparison` and `why`).
     pub action: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<u64>,
     /// Who asked: `registry` (a change found by polling), `admin` (the admin
-    /// API), `compare` (`podium compare`).
+    /// API), `compare` (`podium compare`), `guardrail`, `rollout`,
+    /// `experiment` (the experiment loop).
     pub by: String,
     /// `ok` or `failed`.
     pub result: String,
@@ -43,6 +47,17 @@ pub struct Event {
     /// challenger) against `from_version` (what `alias` pointed at).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<ComparisonRecord>,
+    /// For `traffic_set` (an endpoint's weights changed) and `promote` (an
+    /// experiment moved the baseline alias): the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// For `traffic_set`: the weights after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arms: Option<Vec<crate::routing::Arm>>,
+    /// Why, in words with the numbers (a guardrail trip, a rollout step, a
+    /// promotion's readout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// The numbers of one `podium compare` run, as the history keeps them.

@@ -15,6 +15,7 @@ mod registry_health;
 mod slots;
 mod status;
 mod store;
+mod traffic;
 #[cfg(test)]
 pub(crate) mod test_registry;
 
@@ -33,6 +34,7 @@ pub use reconciler::Reconciler;
 pub use registry_health::RegistryStatus;
 pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
 pub use store::{ModelStore, StoreOptions};
+pub use traffic::TrafficChange;
 
 use crate::error::Error;
 use crate::registry::VersionSpec;
