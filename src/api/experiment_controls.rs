@@ -25,13 +25,24 @@ pub const BY_EXPERIMENT: &str = "experiment";
 
 /// Applies `change` (blocking work off the runtime) and tells the
 /// endpoint's readout; answers the endpoint's new policy.
-pub async fn change_traffic(state: &Arc<AppState>, change: TrafficChange) -> Result<Arc<Endpoint>, Error> {
+pub async fn change_traffic(
+    state: &Arc<AppState>,
+    change: TrafficChange,
+) -> Result<Arc<Endpoint>, Error> {
     let st = Arc::clone(state);
     let (before, after) = tokio::task::spawn_blocking(move || st.core.set_traffic(change))
         .await
         .map_err(|e| Error::Internal(format!("traffic change task failed: {e}")))??;
-    if let Some(readout) = state.experiments.as_deref().and_then(|e| e.endpoint(&after.name)) {
-        let old: Vec<(String, f64)> = before.arms.iter().map(|a| (a.alias.clone(), a.weight)).collect();
+    if let Some(readout) = state
+        .experiments
+        .as_deref()
+        .and_then(|e| e.endpoint(&after.name))
+    {
+        let old: Vec<(String, f64)> = before
+            .arms
+            .iter()
+            .map(|a| (a.alias.clone(), a.weight))
+            .collect();
         readout.traffic_changed(&old);
         for arm in after.arms.iter().filter(|a| a.weight > 0.0) {
             readout.control().restarted(&arm.alias);
@@ -63,7 +74,11 @@ pub async fn readout_view(state: &AppState, name: &str) -> Result<ReadoutView, E
         .endpoints
         .get(name)
         .cloned()
-        .ok_or_else(|| Error::Internal(format!("endpoint \"{name}\" has a readout but no traffic policy")))?;
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "endpoint \"{name}\" has a readout but no traffic policy"
+            ))
+        })?;
     let mut policy = Vec::with_capacity(endpoint.arms.len());
     for arm in &endpoint.arms {
         let spec = VersionSpec::Alias(arm.alias.clone());
@@ -82,7 +97,10 @@ pub async fn readout_view(state: &AppState, name: &str) -> Result<ReadoutView, E
 #[derive(Debug)]
 pub enum NotPromoted {
     /// The readout does not allow it: its decision, and the reason.
-    Condition { decision: Decision, reason: String },
+    Condition {
+        decision: Decision,
+        reason: String,
+    },
     Failed(Error),
 }
 
@@ -201,7 +219,10 @@ pub async fn promote(
     let models = Arc::clone(state.core.models());
     let tags = vec![
         ("podium.experiment".to_string(), view.experiment.clone()),
-        ("podium.decision".to_string(), decision_name(comparison.decision).to_string()),
+        (
+            "podium.decision".to_string(),
+            decision_name(comparison.decision).to_string(),
+        ),
         ("podium.metric".to_string(), view.metric.to_string()),
         ("podium.diff".to_string(), opt(comparison.diff)),
         ("podium.p_value".to_string(), opt(comparison.p_value)),
@@ -248,7 +269,11 @@ pub async fn promote(
     if let Err(e) = change_traffic(state, change).await {
         warnings.push(format!("the traffic was not moved to \"{baseline}\": {e}"));
     }
-    if let Some(readout) = state.experiments.as_deref().and_then(|e| e.endpoint(endpoint)) {
+    if let Some(readout) = state
+        .experiments
+        .as_deref()
+        .and_then(|e| e.endpoint(endpoint))
+    {
         readout.control().send(LoopCommand::Promoted);
     }
     Ok(Promotion {
@@ -285,7 +310,12 @@ impl Controls for EndpointControls {
             .map(|e| e.arms.clone())
     }
 
-    async fn set_traffic(&self, arms: Vec<Arm>, by: &'static str, why: String) -> Result<(), String> {
+    async fn set_traffic(
+        &self,
+        arms: Vec<Arm>,
+        by: &'static str,
+        why: String,
+    ) -> Result<(), String> {
         let change = TrafficChange {
             endpoint: self.endpoint.clone(),
             arms,
@@ -300,18 +330,29 @@ impl Controls for EndpointControls {
     }
 
     async fn promote(&self, arm: &str, condition: PromoteIf) -> Result<(), PromoteError> {
-        promote(&self.state, &self.endpoint, Some(arm), condition, BY_EXPERIMENT)
-            .await
-            .map(drop)
-            .map_err(|e| match e {
-                NotPromoted::Condition { decision, reason } => PromoteError::NotYet { decision, reason },
-                NotPromoted::Failed(e) => PromoteError::Failed(e.to_string()),
-            })
+        promote(
+            &self.state,
+            &self.endpoint,
+            Some(arm),
+            condition,
+            BY_EXPERIMENT,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            NotPromoted::Condition { decision, reason } => {
+                PromoteError::NotYet { decision, reason }
+            }
+            NotPromoted::Failed(e) => PromoteError::Failed(e.to_string()),
+        })
     }
 }
 
 /// Starts the experiment loop of each of `loops`; abort the handles to stop them.
-pub fn spawn_loops(state: &Arc<AppState>, loops: Vec<LoopConfig>) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_loops(
+    state: &Arc<AppState>,
+    loops: Vec<LoopConfig>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let Some(experiments) = state.experiments.clone() else {
         return Vec::new();
     };

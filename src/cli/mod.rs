@@ -20,6 +20,7 @@ pub mod experiment;
 pub mod keys;
 pub mod models;
 pub mod parse;
+pub mod promote;
 pub mod registry;
 pub mod serve;
 pub mod table;
@@ -33,6 +34,7 @@ use compare::CompareArgs;
 use experiment::ExperimentCommand;
 use keys::KeysCommand;
 use models::ModelsCommand;
+use promote::PromoteArgs;
 use registry::RegistryArgs;
 use serve::ServeArgs;
 use table::TableCommand;
@@ -76,6 +78,9 @@ enum Command {
     /// See an endpoint's live experiment readout on a running server.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
+    /// Promote an experiment endpoint's challenger on a running server: its
+    /// version becomes the baseline alias's, when the readout's decision allows.
+    Promote(PromoteArgs),
 }
 
 impl Cli {
@@ -96,6 +101,7 @@ impl Cli {
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),
+            Command::Promote(args) => args.run(),
         }
     }
 }

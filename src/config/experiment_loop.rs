@@ -102,8 +102,11 @@ impl GuardrailToml {
         }
         let window = seconds("guardrail: window_secs", self.window_secs, DEFAULT_WINDOW)?;
         if let Some(url) = &self.webhook {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| format!("guardrail: webhook \"{url}\" is not a URL ({e}); use http://host:port/path"))?;
+            let parsed = reqwest::Url::parse(url).map_err(|e| {
+                format!(
+                    "guardrail: webhook \"{url}\" is not a URL ({e}); use http://host:port/path"
+                )
+            })?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 return Err(format!(
                     "guardrail: webhook \"{url}\" is not an http:// or https:// URL"

@@ -27,9 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::guardrail::{ArmCounts, Breach, GuardrailConfig, Snapshot, Window, TICKS_PER_WINDOW};
-use super::rollout::{
-    rfc3339, PromoteIf, RolloutConfig, RolloutState, RolloutView, StoppedArm,
-};
+use super::rollout::{rfc3339, PromoteIf, RolloutConfig, RolloutState, RolloutView, StoppedArm};
 use super::view::Decision;
 use super::{webhook, EndpointReadout, Experiments};
 use crate::routing::Arm;
@@ -115,6 +113,8 @@ pub struct ExperimentLoop<C> {
     controls: C,
     window: Window,
     phase: Phase,
+    /// Why the last step could not be taken, until one is.
+    blocked: Option<String>,
     commands: mpsc::UnboundedReceiver<LoopCommand>,
 }
 
@@ -138,6 +138,7 @@ impl<C: Controls> ExperimentLoop<C> {
             controls,
             window: Window::default(),
             phase,
+            blocked: None,
             commands,
         })
     }
@@ -221,7 +222,10 @@ impl<C: Controls> ExperimentLoop<C> {
             .set_traffic(arms, BY_GUARDRAIL, breach.why.clone())
             .await;
         if let Err(e) = &applied {
-            tracing::error!("endpoint {endpoint}: the guardrail could not stop arm \"{}\": {e}", breach.arm);
+            tracing::error!(
+                "endpoint {endpoint}: the guardrail could not stop arm \"{}\": {e}",
+                breach.arm
+            );
         }
         metrics::counter!(
             "podium_guardrail_trips_total",
@@ -262,7 +266,10 @@ impl<C: Controls> ExperimentLoop<C> {
     }
 
     fn stop(&mut self, index: Option<usize>, reason: String) {
-        tracing::warn!("endpoint {}: rollout stopped: {reason}", self.config.endpoint);
+        tracing::warn!(
+            "endpoint {}: rollout stopped: {reason}",
+            self.config.endpoint
+        );
         self.phase = Phase::Stopped { index, reason };
     }
 
@@ -343,9 +350,10 @@ impl<C: Controls> ExperimentLoop<C> {
                             reason: Some(reason),
                         }
                     }
-                    Err(PromoteError::Failed(e)) => {
-                        self.stop(Some(rollout.steps.len() - 1), format!("promotion failed: {e}"))
-                    }
+                    Err(PromoteError::Failed(e)) => self.stop(
+                        Some(rollout.steps.len() - 1),
+                        format!("promotion failed: {e}"),
+                    ),
                 }
             }
             Phase::Guarding | Phase::Completed | Phase::Promoted | Phase::Stopped { .. } => {}
@@ -385,11 +393,16 @@ impl<C: Controls> ExperimentLoop<C> {
                     since: Instant::now(),
                 }
             }
-            Err(e) => self.stop(
-                index.checked_sub(1),
-                format!("the traffic change of step {} failed: {e}", index + 1),
-            ),
+            // Serving cannot take the change now (the registry not read
+            // yet, an alias missing): the step is tried again next tick.
+            Err(e) => {
+                let why = format!("the traffic change of step {} failed: {e}", index + 1);
+                tracing::warn!("endpoint {}: {why}; trying again", self.config.endpoint);
+                self.blocked = Some(why);
+                return;
+            }
         }
+        self.blocked = None;
     }
 
     async fn command(&mut self, command: LoopCommand) {
@@ -415,9 +428,10 @@ impl<C: Controls> ExperimentLoop<C> {
                     self.apply_step(&rollout, &arm, i).await;
                 }
             }
-            (LoopCommand::Promoted, Phase::Stepping { .. } | Phase::AwaitingDecision { .. } | Phase::Stopped { .. }) => {
-                self.phase = Phase::Promoted
-            }
+            (
+                LoopCommand::Promoted,
+                Phase::Stepping { .. } | Phase::AwaitingDecision { .. } | Phase::Stopped { .. },
+            ) => self.phase = Phase::Promoted,
             _ => {}
         }
         self.publish();
@@ -439,7 +453,9 @@ impl<C: Controls> ExperimentLoop<C> {
                     RolloutState::Stepping,
                     *index,
                     index.map(|_| rfc3339(SystemTime::now() + due)),
-                    index.and_then(|_| self.samples_wanting(&arm)),
+                    self.blocked
+                        .clone()
+                        .or_else(|| index.and_then(|_| self.samples_wanting(&arm))),
                     None,
                 )
             }
@@ -450,11 +466,27 @@ impl<C: Controls> ExperimentLoop<C> {
                 reason.clone(),
                 None,
             ),
-            Phase::Completed => (RolloutState::Completed, Some(rollout.steps.len() - 1), None, None, None),
-            Phase::Promoted => (RolloutState::Promoted, Some(rollout.steps.len() - 1), None, None, None),
-            Phase::Stopped { index, reason } => {
-                (RolloutState::Stopped, *index, None, None, Some(reason.clone()))
-            }
+            Phase::Completed => (
+                RolloutState::Completed,
+                Some(rollout.steps.len() - 1),
+                None,
+                None,
+                None,
+            ),
+            Phase::Promoted => (
+                RolloutState::Promoted,
+                Some(rollout.steps.len() - 1),
+                None,
+                None,
+                None,
+            ),
+            Phase::Stopped { index, reason } => (
+                RolloutState::Stopped,
+                *index,
+                None,
+                None,
+                Some(reason.clone()),
+            ),
         };
         self.readout().control().set_rollout(RolloutView {
             state,

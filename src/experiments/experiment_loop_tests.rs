@@ -21,7 +21,12 @@ impl Controls for Arc<Fake> {
         Some(self.arms.lock().unwrap().clone())
     }
 
-    async fn set_traffic(&self, arms: Vec<Arm>, by: &'static str, why: String) -> Result<(), String> {
+    async fn set_traffic(
+        &self,
+        arms: Vec<Arm>,
+        by: &'static str,
+        why: String,
+    ) -> Result<(), String> {
         *self.arms.lock().unwrap() = arms;
         self.changes.lock().unwrap().push((by, why));
         Ok(())
@@ -34,7 +39,13 @@ impl Controls for Arc<Fake> {
 
 impl Fake {
     fn weight(&self, alias: &str) -> f64 {
-        self.arms.lock().unwrap().iter().find(|a| a.alias == alias).unwrap().weight
+        self.arms
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| a.alias == alias)
+            .unwrap()
+            .weight
     }
     fn changes(&self) -> Vec<(&'static str, String)> {
         self.changes.lock().unwrap().clone()
@@ -56,8 +67,14 @@ fn setup(
     let experiments = Arc::new(Experiments::new(vec![readout], 100).unwrap());
     let fake = Arc::new(Fake {
         arms: Mutex::new(vec![
-            Arm { alias: "champion".into(), weight: 50.0 },
-            Arm { alias: "challenger".into(), weight: 50.0 },
+            Arm {
+                alias: "champion".into(),
+                weight: 50.0,
+            },
+            Arm {
+                alias: "challenger".into(),
+                weight: 50.0,
+            },
         ]),
         changes: Mutex::new(Vec::new()),
         promote: Mutex::new(Ok(())),
@@ -93,7 +110,9 @@ fn rollout() -> RolloutConfig {
 fn calls(e: &Experiments, alias: &str, n: usize, ok: bool, ms: u64) {
     let readout = e.endpoint("e").unwrap();
     for _ in 0..n {
-        readout.with_arm(alias, |_, arm| arm.record_call(ok, Some(1), Duration::from_millis(ms)));
+        readout.with_arm(alias, |_, arm| {
+            arm.record_call(ok, Some(1), Duration::from_millis(ms))
+        });
     }
 }
 
@@ -115,16 +134,30 @@ async fn a_failing_arm_is_stopped_once_and_shown_with_the_numbers() {
     calls(&e, "champion", 20, true, 2);
     calls(&e, "challenger", 9, false, 2);
     task.step().await;
-    assert_eq!(fake.weight("challenger"), 50.0, "9 calls: below min_requests");
+    assert_eq!(
+        fake.weight("challenger"),
+        50.0,
+        "9 calls: below min_requests"
+    );
     calls(&e, "challenger", 11, true, 2);
     task.step().await;
-    assert_eq!((fake.weight("challenger"), fake.weight("champion")), (0.0, 50.0));
+    assert_eq!(
+        (fake.weight("challenger"), fake.weight("champion")),
+        (0.0, 50.0)
+    );
     let changes = fake.changes();
     assert_eq!(changes.len(), 1);
     assert_eq!(changes[0].0, "guardrail");
-    assert!(changes[0].1.contains("failed 9 of 20 calls (45.00%)"), "{}", changes[0].1);
+    assert!(
+        changes[0].1.contains("failed 9 of 20 calls (45.00%)"),
+        "{}",
+        changes[0].1
+    );
     let stopped = &view(&e).stopped_arms;
-    assert_eq!((stopped[0].arm.as_str(), stopped[0].rule), ("challenger", Rule::ErrorRate));
+    assert_eq!(
+        (stopped[0].arm.as_str(), stopped[0].rule),
+        ("challenger", Rule::ErrorRate)
+    );
     // Stopped arms are not judged again.
     tokio::time::advance(Duration::from_secs(30)).await;
     task.step().await;
@@ -145,9 +178,15 @@ async fn a_slow_arm_is_stopped_by_the_p99_ratio() {
 async fn a_rollout_walks_its_steps_then_promotes() {
     let (e, fake, mut task) = setup(Some(guardrail()), Some(rollout()));
     task.step().await;
-    assert_eq!((fake.weight("challenger"), fake.weight("champion")), (10.0, 90.0));
+    assert_eq!(
+        (fake.weight("challenger"), fake.weight("champion")),
+        (10.0, 90.0)
+    );
     let r = view(&e).rollout.unwrap();
-    assert_eq!((r.state, r.step, r.weight), (RolloutState::Stepping, Some(0), Some(10.0)));
+    assert_eq!(
+        (r.state, r.step, r.weight),
+        (RolloutState::Stepping, Some(0), Some(10.0))
+    );
     assert!(r.next_step_at.is_some());
 
     // Not before step_secs, and not before min_samples labels on both arms.
@@ -158,12 +197,22 @@ async fn a_rollout_walks_its_steps_then_promotes() {
     task.step().await;
     assert_eq!(fake.weight("challenger"), 10.0);
     let waiting = view(&e).rollout.unwrap().waiting_for.unwrap();
-    assert!(waiting.contains("\"challenger\" has 0 of 2 labels"), "{waiting}");
+    assert!(
+        waiting.contains("\"challenger\" has 0 of 2 labels"),
+        "{waiting}"
+    );
     labels(&e, "challenger", 2);
     labels(&e, "champion", 2);
     task.step().await;
-    assert_eq!((fake.weight("challenger"), fake.weight("champion")), (50.0, 50.0));
-    assert!(fake.changes()[1].1.starts_with("rollout step 2 of 2"), "{:?}", fake.changes());
+    assert_eq!(
+        (fake.weight("challenger"), fake.weight("champion")),
+        (50.0, 50.0)
+    );
+    assert!(
+        fake.changes()[1].1.starts_with("rollout step 2 of 2"),
+        "{:?}",
+        fake.changes()
+    );
 
     // After the last step: waits for the decision, then promotes.
     *fake.promote.lock().unwrap() = Err(PromoteError::NotYet {
@@ -191,17 +240,33 @@ async fn a_breach_stops_the_rollout_until_an_operator_resumes_it() {
     assert_eq!(fake.weight("challenger"), 0.0);
     let r = view(&e).rollout.unwrap();
     assert_eq!(r.state, RolloutState::Stopped);
-    assert!(r.stopped_reason.unwrap().starts_with("guardrail: arm \"challenger\" failed 20 of 20"));
+    assert!(r
+        .stopped_reason
+        .unwrap()
+        .starts_with("guardrail: arm \"challenger\" failed 20 of 20"));
     labels(&e, "challenger", 2);
     labels(&e, "champion", 2);
     tokio::time::advance(Duration::from_secs(600)).await;
     task.step().await;
-    assert_eq!(fake.weight("challenger"), 0.0, "a stopped rollout takes no step");
+    assert_eq!(
+        fake.weight("challenger"),
+        0.0,
+        "a stopped rollout takes no step"
+    );
 
-    task.command(LoopCommand::ResumeRollout { by: "admin".into() }).await;
-    assert_eq!(fake.weight("challenger"), 10.0, "resumed on the step it stopped on");
+    task.command(LoopCommand::ResumeRollout { by: "admin".into() })
+        .await;
+    assert_eq!(
+        fake.weight("challenger"),
+        10.0,
+        "resumed on the step it stopped on"
+    );
     task.step().await;
-    assert_eq!(fake.weight("challenger"), 10.0, "the old failures are out of the window");
+    assert_eq!(
+        fake.weight("challenger"),
+        10.0,
+        "the old failures are out of the window"
+    );
     assert_eq!(view(&e).rollout.unwrap().state, RolloutState::Stepping);
 }
 
@@ -225,6 +290,9 @@ async fn a_worse_challenger_is_retired_after_the_last_step() {
     task.step().await;
     assert_eq!(fake.weight("challenger"), 0.0);
     let r = view(&e).rollout.unwrap();
-    assert_eq!((r.state, r.stopped_reason.as_deref()), (RolloutState::Stopped, Some("the challenger is worse")));
+    assert_eq!(
+        (r.state, r.stopped_reason.as_deref()),
+        (RolloutState::Stopped, Some("the challenger is worse"))
+    );
     assert_eq!(fake.changes().last().unwrap().0, "rollout");
 }

@@ -174,7 +174,9 @@ impl GuardrailConfig {
                 continue;
             };
             let rate = arm.errors as f64 / arm.requests as f64;
-            let base_p99 = base.filter(|b| b.requests >= min.max(1)).and_then(ArmCounts::p99_ms);
+            let base_p99 = base
+                .filter(|b| b.requests >= min.max(1))
+                .and_then(ArmCounts::p99_ms);
             let breach = |rule, value: f64, limit: f64, why: String| Breach {
                 arm: alias.clone(),
                 rule,
@@ -267,8 +269,15 @@ mod tests {
         let w = window.slide(snapshot(&[&base, &challenger]));
         let breaches = config().judge(&w, "champion", &judged);
         assert_eq!(breaches.len(), 1, "{breaches:?}");
-        assert_eq!((breaches[0].rule, breaches[0].requests), (Rule::ErrorRate, 15));
-        assert!(breaches[0].why.contains("failed 5 of 15 calls (33.33%)"), "{}", breaches[0].why);
+        assert_eq!(
+            (breaches[0].rule, breaches[0].requests),
+            (Rule::ErrorRate, 15)
+        );
+        assert!(
+            breaches[0].why.contains("failed 5 of 15 calls (33.33%)"),
+            "{}",
+            breaches[0].why
+        );
         // A window later, the 5 failures have slid out.
         for _ in 0..TICKS_PER_WINDOW {
             for _ in 0..10 {
@@ -287,7 +296,11 @@ mod tests {
         let slow = arm("challenger", &[(true, 500); 10]);
         let judged = vec!["challenger".to_string()];
         let w = Window::default().slide(snapshot(&[&base, &slow]));
-        assert_eq!(config().judge(&w, "champion", &judged), vec![], "baseline below min");
+        assert_eq!(
+            config().judge(&w, "champion", &judged),
+            vec![],
+            "baseline below min"
+        );
         base.record_call(true, Some(1), Duration::from_millis(2));
         let w = Window::default().slide(snapshot(&[&base, &slow]));
         let breaches = config().judge(&w, "champion", &judged);

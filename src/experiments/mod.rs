@@ -34,9 +34,9 @@ pub use arm::ArmState;
 pub use control::Control;
 pub use experiment_loop::{Controls, ExperimentLoop, LoopCommand, LoopConfig, PromoteError};
 pub use guardrail::{GuardrailConfig, Rule};
-pub use rollout::{PromoteIf, RolloutConfig};
 pub use label::{Label, Metric, Prediction};
 pub use ledger::{Joined, Key};
+pub use rollout::{PromoteIf, RolloutConfig};
 pub use view::{ArmPolicy, ComparisonView, Decision, ReadoutView};
 
 use ledger::{Entry, Ledger};
@@ -127,7 +127,8 @@ impl EndpointReadout {
         let total: f64 = old.iter().map(|(_, w)| w.max(0.0)).sum();
         if total > 0.0 {
             for (alias, w) in old {
-                *split.expected.entry(alias.clone()).or_default() += calls as f64 * w.max(0.0) / total;
+                *split.expected.entry(alias.clone()).or_default() +=
+                    calls as f64 * w.max(0.0) / total;
             }
         }
         split.counts_then = now;
@@ -153,7 +154,11 @@ impl EndpointReadout {
         let total: f64 = arms.iter().map(|(_, w)| w.max(0.0)).sum();
         arms.iter()
             .map(|(alias, w)| {
-                let now = if total > 0.0 { calls as f64 * w.max(0.0) / total } else { 0.0 };
+                let now = if total > 0.0 {
+                    calls as f64 * w.max(0.0) / total
+                } else {
+                    0.0
+                };
                 split.expected.get(alias).copied().unwrap_or(0.0) + now
             })
             .collect()

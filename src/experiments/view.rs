@@ -163,14 +163,17 @@ impl EndpointReadout {
             .iter()
             .map(|(alias, weight, version)| {
                 let mut view = arm_view(config, find(alias), alias, *weight, *version);
-                view.stopped = control.stopped_arms.iter().find(|s| s.arm == *alias).cloned();
+                view.stopped = control
+                    .stopped_arms
+                    .iter()
+                    .find(|s| s.arm == *alias)
+                    .cloned();
                 view
             })
             .collect();
 
         let observed: Vec<u64> = arms.iter().map(|a| a.requests).collect();
-        let weighted: Vec<(String, f64)> =
-            arms.iter().map(|a| (a.arm.clone(), a.weight)).collect();
+        let weighted: Vec<(String, f64)> = arms.iter().map(|a| (a.arm.clone(), a.weight)).collect();
         let weights = self.srm_weights(&weighted);
         let (chi_square, p_value) = stats::chi_square_fit(&observed, &weights);
         let srm = SrmView {

@@ -28,7 +28,9 @@ pub fn post(url: String, body: serde_json::Value) {
                 Err(e) => e.to_string(),
             };
             if attempt == ATTEMPTS {
-                tracing::error!("guardrail webhook {url}: gave up after {ATTEMPTS} attempts: {why}");
+                tracing::error!(
+                    "guardrail webhook {url}: gave up after {ATTEMPTS} attempts: {why}"
+                );
                 return;
             }
             tracing::warn!("guardrail webhook {url}: attempt {attempt} failed ({why}); retrying in {backoff:?}");

@@ -15,9 +15,9 @@ mod registry_health;
 mod slots;
 mod status;
 mod store;
-mod traffic;
 #[cfg(test)]
 pub(crate) mod test_registry;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -26,7 +26,10 @@ impl Core {
     /// Checks `change` against the registry's aliases and applies it: the
     /// next request uses the new policy, and no request sees half of it.
     /// Answers the endpoint before and after. Blocking (asks the registry).
-    pub fn set_traffic(&self, change: TrafficChange) -> Result<(Arc<Endpoint>, Arc<Endpoint>), Error> {
+    pub fn set_traffic(
+        &self,
+        change: TrafficChange,
+    ) -> Result<(Arc<Endpoint>, Arc<Endpoint>), Error> {
         let TrafficChange {
             endpoint: name,
             arms,
@@ -44,16 +47,27 @@ impl Core {
         };
         drop(routes);
         let shadow = shadow.unwrap_or_else(|| current.shadow.clone());
-        let aliases: Vec<String> = self.models().info(&current.model)?.aliases.into_keys().collect();
-        let updated = crate::config::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
-            .and_then(|()| current.with_traffic(arms, shadow))
-            .map_err(|why| Error::InvalidInput(format!("endpoint \"{name}\": {why}")))?;
+        let aliases: Vec<String> = self
+            .models()
+            .info(&current.model)?
+            .aliases
+            .into_keys()
+            .collect();
+        let updated =
+            crate::config::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
+                .and_then(|()| current.with_traffic(arms, shadow))
+                .map_err(|why| Error::InvalidInput(format!("endpoint \"{name}\": {why}")))?;
         let updated = Arc::new(updated);
         self.replace_endpoint(Arc::clone(&updated));
         let changed: Vec<&str> = updated
             .arms
             .iter()
-            .filter(|a| !current.arms.iter().any(|b| b.alias == a.alias && b.weight == a.weight))
+            .filter(|a| {
+                !current
+                    .arms
+                    .iter()
+                    .any(|b| b.alias == a.alias && b.weight == a.weight)
+            })
             .map(|a| a.alias.as_str())
             .collect();
         let weights: Vec<String> = updated
@@ -61,7 +75,10 @@ impl Core {
             .iter()
             .map(|a| format!("{}={}", a.alias, a.weight))
             .collect();
-        tracing::info!("endpoint {name}: traffic set to {} by {by}", weights.join(", "));
+        tracing::info!(
+            "endpoint {name}: traffic set to {} by {by}",
+            weights.join(", ")
+        );
         let mut event = Event::new(&updated.model, &changed.join(","), "traffic_set", &by);
         event.endpoint = Some(name);
         event.arms = Some(updated.arms.clone());

@@ -58,7 +58,8 @@ pub async fn promote(
         )))
     })?;
     let by = caller.by();
-    match experiment_controls::promote(&state, &name, req.arm.as_deref(), req.condition, &by).await {
+    match experiment_controls::promote(&state, &name, req.arm.as_deref(), req.condition, &by).await
+    {
         Ok(promotion) => Ok(Json(promotion).into_response()),
         Err(NotPromoted::Condition { reason, .. }) => Err(ApiError(Error::Refused(reason))),
         Err(NotPromoted::Failed(e)) => Err(ApiError(e)),
