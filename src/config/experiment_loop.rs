@@ -167,3 +167,114 @@ impl RolloutToml {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Lookup};
+    use super::*;
+
+    fn aliases(_: &str) -> Lookup {
+        Lookup::Aliases(vec!["champion".into(), "challenger".into(), "other".into()])
+    }
+
+    const AB: &str = "[[endpoint]]\nname = \"e\"\nmodel = \"fraud\"\narms = [{ alias = \"champion\", weight = 90 }, { alias = \"challenger\", weight = 10 }]\n[endpoint.readout]\nmetric = \"mean\"\n";
+
+    fn error(extra: &str) -> String {
+        parse(&format!("{AB}{extra}"), &aliases).unwrap_err()
+    }
+
+    #[test]
+    fn guardrail_and_rollout_parse_with_their_defaults() {
+        let text = format!("{AB}[endpoint.guardrail]\nmax_error_rate = 0.02\nwindow_secs = 0.5\n[endpoint.rollout]\nsteps = [1, 5, 25, 50]\npromote = true\n");
+        let config = parse(&text, &aliases).unwrap();
+        let l = &config.loops[0];
+        assert_eq!(l.endpoint, "e");
+        let g = l.guardrail.as_ref().unwrap();
+        assert_eq!(
+            (g.max_error_rate, g.max_p99_ratio, g.min_requests),
+            (Some(0.02), None, 100)
+        );
+        assert_eq!(g.window, Duration::from_millis(500));
+        let r = l.rollout.as_ref().unwrap();
+        assert_eq!(r.steps, vec![1.0, 5.0, 25.0, 50.0]);
+        assert_eq!(
+            (r.step, r.promote, r.promote_if),
+            (DEFAULT_STEP, true, PromoteIf::Better)
+        );
+        assert!(parse(AB, &aliases).unwrap().loops.is_empty());
+    }
+
+    #[test]
+    fn bad_tables_are_refused_naming_the_endpoint_and_the_fix() {
+        let cases = [
+            (
+                "[endpoint.guardrail]\nmax_error_rate = 0.02\nwindow = 60\n",
+                "unknown field `window`",
+            ),
+            (
+                "[endpoint.guardrail]\nmin_requests = 5\n",
+                "endpoint \"e\": guardrail: sets no limit; add max_error_rate",
+            ),
+            (
+                "[endpoint.guardrail]\nmax_error_rate = 1.5\n",
+                "max_error_rate 1.5 is not a share",
+            ),
+            (
+                "[endpoint.guardrail]\nmax_p99_ratio = 0.5\n",
+                "max_p99_ratio 0.5 is below 1",
+            ),
+            (
+                "[endpoint.guardrail]\nmax_error_rate = 0.1\nwindow_secs = 0\n",
+                "window_secs 0 is not more than 0",
+            ),
+            (
+                "[endpoint.guardrail]\nmax_error_rate = 0.1\naction = \"alert\"\n",
+                "unknown variant `alert`, expected `stop`",
+            ),
+            (
+                "[endpoint.guardrail]\nmax_error_rate = 0.1\nwebhook = \"ftp://x\"\n",
+                "not an http:// or https:// URL",
+            ),
+            (
+                "[endpoint.rollout]\nsteps = [5, 5]\n",
+                "steps must increase strictly, but 5 follows 5",
+            ),
+            (
+                "[endpoint.rollout]\nsteps = [5, 101]\n",
+                "step 101 is not a weight in % from 0 to 100",
+            ),
+            ("[endpoint.rollout]\nsteps = []\n", "steps is empty"),
+            (
+                "[endpoint.rollout]\nsteps = [5]\npromote_if = \"better\"\n",
+                "promote_if has no effect without promote = true",
+            ),
+            (
+                "[endpoint.rollout]\nsteps = [5]\npromote = true\npromote_if = \"maybe\"\n",
+                "unknown variant `maybe`",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let e = error(extra);
+            assert!(e.contains(expected), "{extra}: {e}");
+        }
+        let no_readout = "[[endpoint]]\nname = \"e\"\nmodel = \"fraud\"\narms = [{ alias = \"champion\", weight = 90 }, { alias = \"challenger\", weight = 10 }]\n[endpoint.rollout]\nsteps = [5]\n";
+        let e = parse(no_readout, &aliases).unwrap_err();
+        assert!(
+            e.contains("endpoint \"e\": rollout: needs an [endpoint.readout] table"),
+            "{e}"
+        );
+        let three = AB.replace(
+            "weight = 10 }]",
+            "weight = 10 }, { alias = \"other\", weight = 1 }]",
+        );
+        let e = parse(
+            &format!("{three}[endpoint.rollout]\nsteps = [5]\n"),
+            &aliases,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("the endpoint has 3 arms; give it exactly two"),
+            "{e}"
+        );
+    }
+}
