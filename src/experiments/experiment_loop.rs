@@ -222,10 +222,12 @@ impl<C: Controls> ExperimentLoop<C> {
             .set_traffic(arms, BY_GUARDRAIL, breach.why.clone())
             .await;
         if let Err(e) = &applied {
+            // Judged again next tick, and stopped once serving takes the change.
             tracing::error!(
-                "endpoint {endpoint}: the guardrail could not stop arm \"{}\": {e}",
+                "endpoint {endpoint}: the guardrail could not stop arm \"{}\": {e}; trying again",
                 breach.arm
             );
+            return;
         }
         metrics::counter!(
             "podium_guardrail_trips_total",
@@ -249,7 +251,6 @@ impl<C: Controls> ExperimentLoop<C> {
                     "endpoint": endpoint,
                     "at": rfc3339(at),
                     "action": "stop",
-                    "weight_set_to_zero": applied.is_ok(),
                     "breach": breach,
                 }),
             );
