@@ -18,6 +18,8 @@ Outputs (relative to this script's directory, not the cwd):
     fixtures/fixed_shape.onnx  y = x * 2, fixed shape [2, 3]
     fixtures/slow_fraud.onnx   fraud's signature, deliberately slow (a Loop of
                                100,000 MatMuls): a call takes ~0.5 s
+    fixtures/flaky_fraud.onnx  fraud's signature; a call fails (a Gather out of
+                               bounds) when a row's first feature is > 0
 
 Regenerate with:
     python3 -m venv .venv-models
@@ -369,6 +371,62 @@ def build_slow_fraud():
     return save(make_model(graph), "fixtures", "slow_fraud.onnx")
 
 
+def build_flaky_fraud():
+    """Same inputs/outputs as fraud v1/v2, but the call fails at run time
+    when any row's first feature is > 0: that row's index into a 2-element
+    table becomes 7, and Gather refuses it. A challenger that fails on part
+    of the inputs, for the guardrail's tests."""
+    w = numpy_helper.from_array(np.full((30, 2), 0.01, dtype=np.float32), "w")
+    table = numpy_helper.from_array(np.zeros(2, dtype=np.float32), "table")
+    nodes = [
+        helper.make_node("Gather", ["input", "zero"], ["first"], axis=1),
+        helper.make_node("Greater", ["first", "threshold"], ["positive"]),
+        helper.make_node("Cast", ["positive"], ["positive_i"], to=TensorProto.INT64),
+        helper.make_node("Mul", ["positive_i", "seven"], ["index"]),
+        helper.make_node("Gather", ["table", "index"], ["picked"], axis=0),
+        helper.make_node("Unsqueeze", ["picked", "axis1"], ["bias"]),
+        helper.make_node("MatMul", ["input", "w"], ["mm"]),
+        helper.make_node("Add", ["mm", "bias"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "flaky_fraud",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 30])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+        initializer=[
+            w,
+            table,
+            numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+            numpy_helper.from_array(np.array(0.0, dtype=np.float32), "threshold"),
+            numpy_helper.from_array(np.array(7, dtype=np.int64), "seven"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        ],
+    )
+    return save(make_model(graph), "fixtures", "flaky_fraud.onnx")
+
+
+def verify_flaky(path, X):
+    sess = session(path)
+    describe(path, sess)
+    ok = X[:1].astype(np.float32).copy()
+    ok[0, 0] = -1.0
+    label, probs = sess.run(["label", "probabilities"], {"input": ok})
+    assert label.shape == (1,) and probs.shape == (1, 2)
+    bad = ok.copy()
+    bad[0, 0] = 1.0
+    try:
+        sess.run(["label"], {"input": bad})
+    except Exception as e:  # onnxruntime raises its own error types
+        print(f"  first feature > 0 fails as intended: {str(e).splitlines()[0][:100]}")
+    else:
+        raise AssertionError("flaky_fraud answered a row it must refuse")
+
+
 # --------------------------------------------------------------------------
 # verification with onnxruntime
 # --------------------------------------------------------------------------
@@ -490,6 +548,7 @@ def main():
     paths = (v1, v2, build_mlp(), build_alltypes(), build_typed(), build_fixed_shape(), build_slow_fraud())
     verify(paths, X, y)
     verify_mlp_large(build_mlp_large())
+    verify_flaky(build_flaky_fraud(), X)
     print("\nall models written and verified")
     return 0
 

@@ -18,6 +18,11 @@
 //! metric = "accuracy"
 //! prediction_output = "label"
 //!
+//! [endpoint.guardrail]                # limits of the challenger arms (see `experiment_loop`)
+//! max_error_rate = 0.02
+//!
+//! [endpoint.rollout]                  # the challenger's weight steps and promotion
+//! steps = [1, 5, 25, 50]
 //!
 //! [model.mlp.batching]               # dynamic batching of a model's requests
 //! max_batch_size = 64                 # (see `batching`)
@@ -34,12 +39,13 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::experiments::ReadoutConfig;
+use crate::experiments::{LoopConfig, ReadoutConfig};
 use crate::registry::{validate_alias_name, LATEST};
 use crate::routing::{Arm, Endpoint, LogPolicy, Shadow, StickyKey};
 use crate::runtime::batch::BatchingPolicy;
 
 mod batching;
+mod experiment_loop;
 mod readout;
 
 #[derive(Deserialize)]
@@ -76,6 +82,12 @@ struct EndpointConfig {
     /// The experiment readout [default: none].
     #[serde(default)]
     readout: Option<readout::ReadoutToml>,
+    /// The challenger arms' limits [default: none].
+    #[serde(default)]
+    guardrail: Option<experiment_loop::GuardrailToml>,
+    /// The challenger's gradual rollout [default: none].
+    #[serde(default)]
+    rollout: Option<experiment_loop::RolloutToml>,
 }
 
 /// A checked configuration file: the endpoints, and the readouts of those
@@ -86,6 +98,8 @@ pub struct Config {
     pub readouts: Vec<ReadoutConfig>,
     /// Dynamic batching per model name.
     pub batching: HashMap<String, BatchingPolicy>,
+    /// The experiment loops of endpoints with a guardrail or a rollout.
+    pub loops: Vec<LoopConfig>,
 }
 
 fn one() -> f64 {
@@ -214,6 +228,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
     let mut names = HashSet::new();
     let mut endpoints = Vec::new();
     let mut readouts = Vec::new();
+    let mut loops = Vec::new();
     for spanned in file.endpoint {
         let at = line(spanned.span());
         let c = spanned.into_inner();
@@ -254,9 +269,29 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
             max_in_flight: s.max_in_flight,
         });
         check_traffic(&c.model, aliases.as_deref(), &arms, shadow.as_ref()).map_err(err)?;
-        if let Some(r) = c.readout {
-            readouts.push(r.check(&c.name, &arms).map_err(err)?);
+        let readout = c
+            .readout
+            .map(|r| r.check(&c.name, &arms))
+            .transpose()
+            .map_err(err)?;
+        let guardrail = c
+            .guardrail
+            .map(|g| g.check(readout.as_ref()))
+            .transpose()
+            .map_err(err)?;
+        let rollout = c
+            .rollout
+            .map(|r| r.check(readout.as_ref(), &arms))
+            .transpose()
+            .map_err(err)?;
+        if guardrail.is_some() || rollout.is_some() {
+            loops.push(LoopConfig {
+                endpoint: c.name.clone(),
+                guardrail,
+                rollout,
+            });
         }
+        readouts.extend(readout);
         let sticky_key = c.sticky_key.map(|k| match k {
             StickyKeyConfig::Header(h) => StickyKey::Header(h.to_ascii_lowercase()),
             StickyKeyConfig::Cookie(c) => StickyKey::Cookie(c),
@@ -309,6 +344,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         endpoints,
         readouts,
         batching,
+        loops,
     })
 }
 

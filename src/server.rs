@@ -303,6 +303,7 @@ pub async fn serve(
         experiments,
     });
     let table_state = Arc::clone(&state);
+    let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -446,6 +447,9 @@ pub async fn serve(
     };
     reconciler.stop();
     health_task.abort();
+    for task in loops {
+        task.abort();
+    }
     for reload in reloads {
         reload.abort();
     }

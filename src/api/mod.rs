@@ -6,6 +6,7 @@
 pub mod call;
 pub mod deadline;
 pub mod error;
+pub mod experiment_controls;
 pub mod grpc;
 pub mod http;
 pub mod keys;

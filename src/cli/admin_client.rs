@@ -279,6 +279,14 @@ impl AdminClient {
         Ok((readout, json))
     }
 
+    /// Promotes `endpoint`'s challenger when the readout's decision meets
+    /// `condition` (`better`, `not_worse`); answers the server's JSON.
+    pub fn promote(&self, endpoint: &str, condition: &str) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/admin/experiments/{endpoint}/promote");
+        let body = serde_json::json!({ "condition": condition });
+        self.call(self.request(Method::POST, &path).json(&body))
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {

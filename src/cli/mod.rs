@@ -24,6 +24,7 @@ pub mod keys;
 pub mod models;
 pub mod monitor;
 pub mod parse;
+pub mod promote;
 pub mod registry;
 pub mod serve;
 pub mod table;
@@ -41,6 +42,7 @@ use health::HealthArgs;
 use keys::KeysCommand;
 use models::ModelsCommand;
 use monitor::MonitorArgs;
+use promote::PromoteArgs;
 use registry::RegistryArgs;
 use serve::ServeArgs;
 use table::TableCommand;
@@ -91,6 +93,9 @@ enum Command {
     /// Ask a server on this machine whether it is live (--ready: ready);
     /// exit status 0 when it answers 200. The container image's HEALTHCHECK.
     Health(HealthArgs),
+    /// Promote an experiment endpoint's challenger on a running server: its
+    /// version becomes the baseline alias's, when the readout's decision allows.
+    Promote(PromoteArgs),
 }
 
 impl Cli {
@@ -101,6 +106,7 @@ impl Cli {
             Command::Keys(command) => return command.run(),
             Command::Health(args) => return args.run(),
             Command::Monitor(args) => return args.run(),
+            Command::Promote(args) => return args.run(),
             command => command,
         };
         let config = self.registry.config()?;
@@ -119,7 +125,9 @@ impl Cli {
             Command::Alias(command) => command.run(registry.as_ref(), &history),
             Command::Traffic(command) => command.run(),
             Command::Table(command) => command.run(),
-            Command::Keys(_) | Command::Health(_) | Command::Monitor(_) => unreachable!("run before the registry opens"),
+            Command::Keys(_) | Command::Health(_) | Command::Monitor(_) | Command::Promote(_) => {
+                unreachable!("run before the registry opens")
+            }
             Command::Batch(args) => args.run(registry.as_ref()),
             Command::Compare(args) => args.run(&config, registry.as_ref()),
             Command::Experiment(command) => command.run(),

@@ -108,10 +108,7 @@ impl ArmState {
 
     /// p50/p95/p99 over every call so far; None before the first.
     pub fn latency(&self) -> Option<Latency> {
-        let mut all = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 2).ok()?;
-        for shard in self.latency.iter() {
-            all.add(&*lock(shard)).ok()?;
-        }
+        let all = self.latency_histogram()?;
         if all.is_empty() {
             return None;
         }
@@ -121,6 +118,15 @@ impl ArmState {
             p95: ms(0.95),
             p99: ms(0.99),
         })
+    }
+
+    /// Every call's latency so far, in microseconds (the shards merged).
+    pub fn latency_histogram(&self) -> Option<Histogram<u64>> {
+        let mut all = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 2).ok()?;
+        for shard in self.latency.iter() {
+            all.add(&*lock(shard)).ok()?;
+        }
+        Some(all)
     }
 
     pub fn always_valid_p(&self) -> f64 {

@@ -13,10 +13,15 @@
 //! server started; the feedback table keeps the history.
 
 mod arm;
+mod control;
+pub mod experiment_loop;
+pub mod guardrail;
 pub mod label;
 pub mod ledger;
+pub mod rollout;
 pub mod stats;
 mod view;
+mod webhook;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,9 +31,13 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 pub use arm::ArmState;
+pub use control::Control;
+pub use experiment_loop::{Controls, ExperimentLoop, LoopCommand, LoopConfig, PromoteError};
+pub use guardrail::{GuardrailConfig, Rule};
 pub use label::{Label, Metric, Prediction};
 pub use ledger::{Joined, Key};
-pub use view::{ArmPolicy, Decision, ReadoutView};
+pub use rollout::{PromoteIf, RolloutConfig};
+pub use view::{ArmPolicy, ComparisonView, Decision, ReadoutView};
 
 use ledger::{Entry, Ledger};
 
@@ -65,6 +74,18 @@ pub struct EndpointReadout {
     adding: Mutex<()>,
     evicted: metrics::Counter,
     started: SystemTime,
+    control: Control,
+    split: Mutex<Split>,
+}
+
+/// The traffic split over time, for the SRM check: the calls each arm was
+/// expected to get under earlier weights, and the arms' call counts when
+/// the weights in force now took effect.
+#[derive(Default)]
+struct Split {
+    expected: HashMap<String, f64>,
+    counts_then: HashMap<String, u64>,
+    changed: bool,
 }
 
 impl EndpointReadout {
@@ -80,7 +101,67 @@ impl EndpointReadout {
             adding: Mutex::new(()),
             evicted,
             started: SystemTime::now(),
+            control: Control::default(),
+            split: Mutex::new(Split::default()),
         }
+    }
+
+    /// The experiment loop's shared state (stopped arms, the rollout).
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// Tells the readout the weights changed; `old` are the weights in
+    /// force until now, so the SRM check expects each period's split.
+    pub fn traffic_changed(&self, old: &[(String, f64)]) {
+        let arms = self.arms();
+        let mut split = self.split.lock().unwrap_or_else(|p| p.into_inner());
+        let now: HashMap<String, u64> = arms
+            .iter()
+            .map(|a| (a.alias.clone(), a.requests()))
+            .collect();
+        let calls: u64 = now
+            .iter()
+            .map(|(alias, n)| n - split.counts_then.get(alias).copied().unwrap_or(0).min(*n))
+            .sum();
+        let total: f64 = old.iter().map(|(_, w)| w.max(0.0)).sum();
+        if total > 0.0 {
+            for (alias, w) in old {
+                *split.expected.entry(alias.clone()).or_default() +=
+                    calls as f64 * w.max(0.0) / total;
+            }
+        }
+        split.counts_then = now;
+        split.changed = true;
+    }
+
+    /// The weights the SRM check compares `arms`' call counts with: their
+    /// weights as configured, or, once traffic changed, the calls expected
+    /// under each period's weights.
+    pub(crate) fn srm_weights(&self, arms: &[(String, f64)]) -> Vec<f64> {
+        let split = self.split.lock().unwrap_or_else(|p| p.into_inner());
+        if !split.changed {
+            return arms.iter().map(|(_, w)| *w).collect();
+        }
+        let tracked = self.arms();
+        let calls: u64 = tracked
+            .iter()
+            .map(|a| {
+                let n = a.requests();
+                n - split.counts_then.get(&a.alias).copied().unwrap_or(0).min(n)
+            })
+            .sum();
+        let total: f64 = arms.iter().map(|(_, w)| w.max(0.0)).sum();
+        arms.iter()
+            .map(|(alias, w)| {
+                let now = if total > 0.0 {
+                    calls as f64 * w.max(0.0) / total
+                } else {
+                    0.0
+                };
+                split.expected.get(alias).copied().unwrap_or(0.0) + now
+            })
+            .collect()
     }
 
     /// Runs `f` on the arm of `alias` (created on its first call) and its index.

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::rollout::{ControlView, StoppedArm};
 use super::stats::{self, Difference, Moments, Proportion};
 use super::{EndpointReadout, Metric, ReadoutConfig};
 
@@ -39,6 +40,9 @@ pub struct ReadoutView {
     pub comparisons: Vec<ComparisonView>,
     /// What makes the numbers less trustworthy, with the fix.
     pub warnings: Vec<String>,
+    /// The arms the guardrail stopped, and the rollout (when configured).
+    #[serde(flatten)]
+    pub control: ControlView,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +60,9 @@ pub struct ArmView {
     /// Labels joined to this arm's calls.
     pub feedback: u64,
     pub metric: MetricView,
+    /// Set when the guardrail stopped this arm: why and when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StoppedArm>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -151,13 +158,23 @@ impl EndpointReadout {
             }
         }
         let find = |alias: &str| tracked.iter().find(|a| a.alias == alias);
+        let control = self.control().view();
         let arms: Vec<ArmView> = listed
             .iter()
-            .map(|(alias, weight, version)| arm_view(config, find(alias), alias, *weight, *version))
+            .map(|(alias, weight, version)| {
+                let mut view = arm_view(config, find(alias), alias, *weight, *version);
+                view.stopped = control
+                    .stopped_arms
+                    .iter()
+                    .find(|s| s.arm == *alias)
+                    .cloned();
+                view
+            })
             .collect();
 
         let observed: Vec<u64> = arms.iter().map(|a| a.requests).collect();
-        let weights: Vec<f64> = arms.iter().map(|a| a.weight).collect();
+        let weighted: Vec<(String, f64)> = arms.iter().map(|a| (a.arm.clone(), a.weight)).collect();
+        let weights = self.srm_weights(&weighted);
         let (chi_square, p_value) = stats::chi_square_fit(&observed, &weights);
         let srm = SrmView {
             p_value,
@@ -195,6 +212,7 @@ impl EndpointReadout {
             arms,
             srm,
             comparisons,
+            control,
         }
     }
 }
@@ -239,6 +257,7 @@ fn arm_view(
             ci_low: interval.map(|i| i.low),
             ci_high: interval.map(|i| i.high),
         },
+        stopped: None,
     }
 }
 

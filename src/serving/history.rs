@@ -48,6 +48,12 @@ pub mod action {
     /// `podium compare` compared `to_version` with `from_version` (the
     /// numbers in `comparison`).
     pub const COMPARE: &str = "compare";
+    /// An endpoint's weights changed (`endpoint`, the new `arms`; `alias`
+    /// names the arms whose weight changed; `why` for a guardrail or rollout).
+    pub const TRAFFIC_SET: &str = "traffic_set";
+    /// An experiment's challenger became the baseline (the readout's numbers
+    /// in `comparison` and `why`).
+    pub const PROMOTE: &str = "promote";
 }
 
 /// How it ended (its `result`).
@@ -129,8 +135,8 @@ pub struct Event {
     pub to_version: Option<u64>,
     /// Who asked: `registry` (a change found by polling), `admin` or
     /// `admin:NAME` (the admin API, by token name), `cli` (a `podium`
-    /// command without `--server`), `compare` (`podium compare`); a
-    /// rollback adds `:rollback`.
+    /// command without `--server`), `compare` (`podium compare`), `guardrail`,
+    /// `rollout`, `experiment` (the experiment loop); a rollback adds `:rollback`.
     pub by: String,
     /// One of [`outcome`]'s names.
     pub result: String,
@@ -149,6 +155,17 @@ pub struct Event {
     /// An `alias_set` made by `podium alias rollback`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
+    /// For `traffic_set` (an endpoint's weights changed) and `promote` (an
+    /// experiment moved the baseline alias): the endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// For `traffic_set`: the weights after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arms: Option<Vec<crate::routing::Arm>>,
+    /// Why, in words with the numbers (a guardrail trip, a rollout step, a
+    /// promotion's readout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// The numbers of one `podium compare` run, as the history keeps them.

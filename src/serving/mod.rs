@@ -17,6 +17,7 @@ mod status;
 mod store;
 #[cfg(test)]
 pub(crate) mod test_registry;
+mod traffic;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,7 @@ pub use reconciler::Reconciler;
 pub use registry_health::RegistryStatus;
 pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
 pub use store::{ModelStore, StoreOptions};
+pub use traffic::TrafficChange;
 
 use crate::error::Error;
 use crate::registry::VersionSpec;

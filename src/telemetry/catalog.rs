@@ -186,6 +186,10 @@ fn describe() {
         "podium_readout_ledger_evicted_total",
         "Calls of an experiment endpoint dropped from the feedback ledger (--readout-ledger-size, oldest first); feedback arriving for them later is unmatched."
     );
+    describe_counter!(
+        "podium_guardrail_trips_total",
+        "Guardrail trips of an experiment endpoint, by arm and rule (error_rate, p99_ratio): the arm's weight was set to 0 (see /admin/history, who = guardrail)."
+    );
     // The inference table.
     describe_counter!(
         "podium_table_rows_written_total",

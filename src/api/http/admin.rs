@@ -23,7 +23,7 @@ use crate::api::AppState;
 use crate::auth::{presented, AdminCaller, AdminTokens, AuditEntry, AuditLog};
 use crate::error::Error;
 use crate::listener::ClientCert;
-use crate::serving::AliasChange;
+use crate::serving::{AliasChange, TrafficChange};
 
 type S = State<Arc<AppState>>;
 
@@ -76,6 +76,14 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
         .route(
             "/admin/experiments/{endpoint}",
             get(super::experiments::show),
+        )
+        .route(
+            "/admin/experiments/{endpoint}/promote",
+            post(super::experiments::promote),
+        )
+        .route(
+            "/admin/experiments/{endpoint}/rollout/{action}",
+            post(super::experiments::rollout),
         )
         .layer(Extension(Arc::clone(&gate.audit)))
         .layer(axum::middleware::from_fn_with_state(gate, admit))
@@ -355,9 +363,10 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Replaces an endpoint's weights (and shadow) in one atomic store: the next
 /// request uses the new policy, and no request sees half of it. Not written
-/// back to the config file.
+/// back to the config file; recorded in the alias history.
 async fn set_traffic(
     State(state): S,
+    Extension(caller): Extension<AdminCaller>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -366,41 +375,13 @@ async fn set_traffic(
             "expected {{\"arms\": [{{\"alias\": \"champion\", \"weight\": 90}}, ...], \"shadow\": {{\"alias\": ..., \"fraction\": 0.1, \"max_in_flight\": 16}} or null}}: {e}"
         )))
     })?;
-    let routes = state.core.routes();
-    let Some(current) = routes.endpoints.get(&name) else {
-        let configured: Vec<&str> = routes.endpoints.keys().map(String::as_str).collect();
-        return Err(ApiError(Error::NotFound(format!(
-            "no endpoint \"{name}\" is configured (configured: {}); endpoints are defined in the --config file",
-            if configured.is_empty() { "none".into() } else { configured.join(", ") }
-        ))));
+    let change = TrafficChange {
+        endpoint: name,
+        arms: traffic.arms,
+        shadow: traffic.shadow,
+        by: caller.by(),
+        why: None,
     };
-    let shadow = match traffic.shadow {
-        None => current.shadow.clone(),
-        Some(shadow) => shadow,
-    };
-    let aliases: Vec<String> = state
-        .core
-        .models()
-        .info(&current.model)?
-        .aliases
-        .into_keys()
-        .collect();
-    let aliases = Some(aliases.as_slice());
-    crate::config::check_traffic(&current.model, aliases, &traffic.arms, shadow.as_ref())
-        .and_then(|()| current.with_traffic(traffic.arms, shadow))
-        .map_err(|why| ApiError(Error::InvalidInput(format!("endpoint \"{name}\": {why}"))))
-        .map(|updated| {
-            let updated = Arc::new(updated);
-            state.core.replace_endpoint(Arc::clone(&updated));
-            let arms: Vec<String> = updated
-                .arms
-                .iter()
-                .map(|a| format!("{}={}", a.alias, a.weight))
-                .collect();
-            tracing::info!(
-                "endpoint {name}: traffic set to {} by the admin API",
-                arms.join(", ")
-            );
-            Json(json!({ "endpoint": &*updated })).into_response()
-        })
+    let updated = crate::api::experiment_controls::change_traffic(&state, change).await?;
+    Ok(Json(json!({ "endpoint": &*updated })).into_response())
 }

@@ -1,19 +1,23 @@
-//! The admin API's experiment readouts: `GET /admin/experiments` (the
-//! endpoints with one) and `GET /admin/experiments/{endpoint}` (its
-//! readout, live since the server started).
+//! The admin API's experiments: `GET /admin/experiments` (the endpoints
+//! with a readout), `GET /admin/experiments/{endpoint}` (its readout, live
+//! since the server started, with the guardrail's stopped arms and the
+//! rollout), `POST /admin/experiments/{endpoint}/promote` and
+//! `POST /admin/experiments/{endpoint}/rollout/{stop|resume}`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::error::ApiError;
+use crate::api::experiment_controls::{self, NotPromoted};
 use crate::api::AppState;
+use crate::auth::AdminCaller;
 use crate::error::Error;
-use crate::experiments::ArmPolicy;
-use crate::registry::VersionSpec;
+use crate::experiments::{LoopCommand, PromoteIf};
 
 type S = State<Arc<AppState>>;
 
@@ -27,43 +31,71 @@ pub async fn list(State(state): S) -> Json<serde_json::Value> {
 }
 
 pub async fn show(State(state): S, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let view = experiment_controls::readout_view(&state, &name).await?;
+    Ok(Json(view).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteRequest {
+    condition: PromoteIf,
+    /// The arm to promote [default: the one arm besides the baseline].
+    #[serde(default)]
+    arm: Option<String>,
+}
+
+/// Promotes the endpoint's challenger when the readout's decision meets
+/// `condition`; 409 with the readout's reason when it does not.
+pub async fn promote(
+    State(state): S,
+    Extension(caller): Extension<AdminCaller>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let req: PromoteRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(Error::InvalidInput(format!(
+            "expected a JSON body like {{\"condition\": \"better\"}} (or \"not_worse\"; optionally \"arm\": \"challenger\"): {e}"
+        )))
+    })?;
+    let by = caller.by();
+    match experiment_controls::promote(&state, &name, req.arm.as_deref(), req.condition, &by).await
+    {
+        Ok(promotion) => Ok(Json(promotion).into_response()),
+        Err(NotPromoted::Condition { reason, .. }) => Err(ApiError(Error::Refused(reason))),
+        Err(NotPromoted::Failed(e)) => Err(ApiError(e)),
+    }
+}
+
+/// Stops or resumes the endpoint's rollout.
+pub async fn rollout(
+    State(state): S,
+    Extension(caller): Extension<AdminCaller>,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let readout = state
         .experiments
         .as_deref()
         .and_then(|e| e.endpoint(&name))
+        .filter(|r| r.control().has_rollout())
         .ok_or_else(|| {
-            let names = state
-                .experiments
-                .as_deref()
-                .map(|e| e.names().join(", "))
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "none".into());
             ApiError(Error::NotFound(format!(
-                "endpoint \"{name}\" has no experiment readout (endpoints with one: {names}); add an [endpoint.readout] table to its entry in the --config file"
+                "endpoint \"{name}\" has no rollout; add an [endpoint.rollout] table to its entry in the --config file"
             )))
         })?;
-    let endpoint = state
-        .core
-        .routes()
-        .endpoints
-        .get(&name)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError(Error::Internal(format!(
-                "endpoint \"{name}\" has a readout but no traffic policy"
-            )))
-        })?;
-    let mut policy = Vec::with_capacity(endpoint.arms.len());
-    for arm in &endpoint.arms {
-        let spec = VersionSpec::Alias(arm.alias.clone());
-        let serving = state.core.models().get(&endpoint.model, &spec).await.ok();
-        policy.push(ArmPolicy {
-            alias: arm.alias.clone(),
-            weight: arm.weight,
-            version: serving.as_ref().map(|m| m.version),
-            outputs: serving.map(|m| m.signature.outputs.iter().map(|o| o.name.clone()).collect()),
-        });
+    let by = caller.by();
+    let command = match action.as_str() {
+        "stop" => LoopCommand::StopRollout { by },
+        "resume" => LoopCommand::ResumeRollout { by },
+        other => {
+            return Err(ApiError(Error::NotFound(format!(
+                "no rollout action \"{other}\"; use POST /admin/experiments/{name}/rollout/stop or .../resume"
+            ))))
+        }
+    };
+    if !readout.control().send(command) {
+        return Err(ApiError(Error::Unavailable(format!(
+            "the experiment loop of endpoint \"{name}\" is not running"
+        ))));
     }
-    let view = readout.view(&endpoint.experiment, &endpoint.model, &policy);
-    Ok(Json(view).into_response())
+    Ok(Json(json!({ "endpoint": name, "rollout": action, "accepted": true })).into_response())
 }
