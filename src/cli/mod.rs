@@ -17,6 +17,7 @@ pub mod alias;
 pub mod batch;
 pub mod compare;
 pub mod experiment;
+pub mod experiment_report;
 pub mod keys;
 pub mod models;
 pub mod parse;

@@ -16,6 +16,8 @@
 //! - [`outputs`]: model outputs as columns, and how clashing names are renamed.
 //! - [`scorer`]: runs a model over the batches on several threads, in order.
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
+//! - [`report`]: `podium experiment report`, an experiment's readout from the
+//!   inference and feedback tables (no model runs).
 //! - [`batch`], [`compare`]: the two jobs; [`predictions`], [`metrics`] and [`bootstrap`]
 //!   are compare's arithmetic.
 
@@ -27,6 +29,7 @@ pub mod metrics;
 pub mod outputs;
 pub mod predictions;
 pub mod progress;
+pub mod report;
 pub mod scorer;
 pub mod source;
 
