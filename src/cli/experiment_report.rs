@@ -110,8 +110,16 @@ impl ReportArgs {
         let endpoint = &self.endpoint;
         let (mut readout, mut arms, experiment) = match &self.config {
             Some(path) => {
-                let offline = |_: &str| Lookup::Unreachable("offline report".into());
-                let config = config::load(path, &offline).map_err(anyhow::Error::msg)?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                // No registry offline: every alias the file names is taken as known.
+                let mut aliases = Vec::new();
+                if let Ok(value) = toml::from_str::<toml::Value>(&text) {
+                    collect_aliases(&value, &mut aliases);
+                }
+                let known = |_: &str| Lookup::Aliases(aliases.clone());
+                let config = config::parse(&text, &known)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 let e = config
                     .endpoints
                     .iter()
@@ -199,6 +207,22 @@ impl ReportArgs {
             since: self.since.map(|t| t.timestamp_micros()),
             until: self.until.map(|t| t.timestamp_micros()),
         })
+    }
+}
+
+/// Every string under an `alias` key of the configuration file.
+fn collect_aliases(value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table {
+                match (key.as_str(), v) {
+                    ("alias", toml::Value::String(alias)) => out.push(alias.clone()),
+                    _ => collect_aliases(v, out),
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter().for_each(|v| collect_aliases(v, out)),
+        _ => {}
     }
 }
 

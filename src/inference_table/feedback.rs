@@ -33,6 +33,11 @@ use super::TableOptions;
 /// The feedback table's folder inside the inference table's.
 pub const FEEDBACK_DIR: &str = "_feedback";
 
+/// How long a feedback request waits for its rows to be journaled before it
+/// is answered "not written" (the writer normally takes one 20 ms tick;
+/// this only ends waits on a writer that hangs on its disk or has died).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One feedback item as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedbackRow {
@@ -167,11 +172,13 @@ impl FeedbackTable {
                 TrySendError::Disconnected(_) => NotWritten::Closed,
             }));
         }
-        match written.await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(refused(NotWritten::WriteFailed)),
+        match tokio::time::timeout(WRITE_TIMEOUT, written).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(refused(NotWritten::WriteFailed)),
             // The writer ended without answering: closed, or it died.
-            Err(_) => Err(refused(NotWritten::Closed)),
+            Ok(Err(_)) => Err(refused(NotWritten::Closed)),
+            // It may still write them: a retry may add a row twice, never lose one.
+            Err(_) => Err(refused(NotWritten::WriteFailed)),
         }
     }
 
@@ -219,6 +226,31 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_at_once_and_a_gone_writer_is_never_taken_for_written() {
+        let mut options = TableOptions::new("/nonexistent");
+        options.queue_rows = 1;
+        let (table, rx) = Table::<Feedback>::detached(options);
+        let table = Arc::new(FeedbackTable { table });
+        let first = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.write(vec![row("a")]).await }
+        });
+        // The first batch fills the queue (the writer is stuck).
+        while rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            table.write(vec![row("b")]).await,
+            Err(NotWritten::QueueFull)
+        );
+        // The writer goes away without answering: not written (after the
+        // wait's bound, as the queued batch is never taken).
+        drop(rx);
+        assert_eq!(first.await.unwrap(), Err(NotWritten::WriteFailed));
+        assert_eq!(table.write(vec![row("c")]).await, Err(NotWritten::Closed));
     }
 
     #[test]

@@ -69,6 +69,22 @@ impl<K: RowKind> Table<K> {
         })
     }
 
+    /// A table with no writer: the test holds the other end of its queue.
+    #[cfg(test)]
+    pub fn detached(
+        options: TableOptions,
+    ) -> (Table<K>, crossbeam_channel::Receiver<Message<K::Row>>) {
+        let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
+        let table = Table {
+            tx,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            options,
+            writer: Mutex::new(None),
+            closing: Arc::new(AtomicBool::new(false)),
+        };
+        (table, rx)
+    }
+
     /// Has the writer flush and close every file, and waits (up to
     /// `timeout`, at least 5 s) for it to finish. Rows sent afterwards are
     /// refused.

@@ -85,12 +85,16 @@ pub fn page(view: &ReadoutView, timeline: &Timeline, range: &str) -> String {
                 .collect(),
         })
         .collect();
-    let (lo, hi) = bounds(metric_lines.iter().flat_map(|l| {
+    let (mut lo, mut hi) = bounds(metric_lines.iter().flat_map(|l| {
         l.band
             .iter()
             .flatten()
             .flat_map(|&(_, low, high)| [low, high])
     }));
+    if view.metric != "mean" {
+        // A proportion's axis stays within [0, 1].
+        (lo, hi) = (lo.max(0.0), hi.min(1.0));
+    }
     let _ = writeln!(
         out,
         "<h2>{} over time</h2><p>Cumulative over the labelled calls up to each time, with its {}% interval (shaded).</p>",
