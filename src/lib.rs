@@ -18,7 +18,8 @@
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
 //!                      (and each poll: loaded versions' files checked for drift)
 //!     inference_table: protocol-free rows, payload rendering handed in by api;
-//!                      open files journaled, replayed at start after a crash
+//!                      open files journaled, replayed at start after a crash;
+//!                      the feedback table (_feedback) through the same writer
 //!     experiments: per-arm readout of endpoints with one (calls, latency,
 //!                  feedback joined through a bounded ledger, statistics)
 //! ```
@@ -30,7 +31,8 @@
 //! with certificate reload) before hyper and tonic see them. `auth` (API
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
 //! a call reaches the pipeline. `offline` scores files (`podium batch`,
-//! `podium compare`) with the same registry and runtime as serving. `cli` is the `podium` command line (the binary is a thin
+//! `podium compare`) with the same registry and runtime as serving, and
+//! reports an experiment from the tables (`podium experiment report`). `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 

@@ -120,7 +120,7 @@ impl RowKind for Feedback {
 pub enum NotWritten {
     #[error("the feedback table's queue is full (--table-queue-rows batches, --table-queue-bytes bytes); retry in a moment")]
     QueueFull,
-    #[error("the feedback table could not write the batch (see the server log and podium_feedback_table_write_errors_total); retry in a moment")]
+    #[error("the feedback table could not write the batch or its journal (see the server log, podium_feedback_table_write_errors_total and podium_feedback_table_journal_errors_total); retry in a moment")]
     WriteFailed,
     #[error("the feedback table is closed: the server is shutting down; send the feedback to another replica or after the restart")]
     Closed,

@@ -55,11 +55,12 @@ pub(super) struct Writer<K: RowKind> {
     kind: K,
     failures: Failures,
     last_gauges: Instant,
-    /// Senders waiting for their rows to be written, with [`Writer::lost`]
-    /// when their rows arrived.
+    /// Senders waiting for their rows to be written, with
+    /// [`Writer::unconfirmed`] when their rows arrived.
     acks: Vec<(Ack, u64)>,
-    /// Rows dropped by failed writes since start.
-    lost: u64,
+    /// Rows since start that were dropped by a failed write, or written to
+    /// a file whose journal failed (a crash would lose them).
+    unconfirmed: u64,
 }
 
 /// A partition: its folder relative to the table (`endpoint=<e>/request_date=<d>`).
@@ -116,7 +117,7 @@ impl<K: RowKind> Writer<K> {
             kind,
             last_gauges: Instant::now(),
             acks: Vec::new(),
-            lost: 0,
+            unconfirmed: 0,
         }
     }
 
@@ -187,19 +188,20 @@ impl<K: RowKind> Writer<K> {
                 for row in rows {
                     self.add(row);
                 }
-                self.acks.push((ack, self.lost));
+                self.acks.push((ack, self.unconfirmed));
             }
             Message::Close => {}
         }
     }
 
     /// Tells each waiting sender whether its rows were written: every row
-    /// taken so far is in a file and its journal, or was dropped. Any drop
-    /// since a sender's rows arrived answers it "not written" (its rows may
-    /// be among them; a retry at worst writes a row twice, never loses one).
+    /// taken so far is in a file and its journal, or was not. Any row not
+    /// confirmed since a sender's rows arrived answers it "not written" (its
+    /// rows may be among them; a retry at worst writes a row twice, never
+    /// loses one).
     fn answer_acks(&mut self) {
-        for (ack, lost_before) in self.acks.drain(..) {
-            let _ = ack.send(self.lost == lost_before);
+        for (ack, before) in self.acks.drain(..) {
+            let _ = ack.send(self.unconfirmed == before);
         }
     }
 
@@ -318,6 +320,8 @@ impl<K: RowKind> Writer<K> {
                 if file.journal.is_some() {
                     metrics::counter!(format!("{}_rows_journaled_total", K::METRICS))
                         .increment(n as u64);
+                } else {
+                    self.unconfirmed += n as u64;
                 }
                 Ok(())
             }))
@@ -371,7 +375,7 @@ impl<K: RowKind> Writer<K> {
             Err(e) => {
                 let _ = std::fs::remove_file(&file.tmp);
                 self.partitions.remove(key);
-                self.lost += rows as u64;
+                self.unconfirmed += rows as u64;
                 self.failures.dropped(rows, &e);
             }
         }
@@ -387,7 +391,7 @@ impl<K: RowKind> Writer<K> {
                 let _ = std::fs::remove_file(&file.tmp);
             }
         }
-        self.lost += rows as u64;
+        self.unconfirmed += rows as u64;
         self.failures.dropped(rows, &e);
     }
 
