@@ -203,6 +203,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         body_budget: podium::api::http::budget::BodyBudget::new(256 << 20),
         default_endpoint: None,
         table: None,
+        feedback_table: None,
         registration: Default::default(),
         experiments: None,
         api_keys: None,

@@ -19,7 +19,8 @@
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
 //!                      (and each poll: loaded versions' files checked for drift)
 //!     inference_table: protocol-free rows, payload rendering handed in by api;
-//!                      open files journaled, replayed at start after a crash
+//!                      open files journaled, replayed at start after a crash;
+//!                      the feedback table (_feedback) through the same writer
 //!     experiments: per-arm readout of endpoints with one (calls, latency,
 //!                  feedback joined through a bounded ledger, statistics)
 //! ```
@@ -32,7 +33,8 @@
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
 //! a call reaches the pipeline. `offline` scores files (`podium batch`,
 //! `podium compare`) with the same registry and runtime as serving, and
-//! monitors drift and quality over the inference table (`podium monitor`). `cli` is the `podium` command line (the binary is a thin
+//! monitors drift and quality over the inference table (`podium monitor`), and
+//! reports an experiment from the tables (`podium experiment report`). `cli` is the `podium` command line (the binary is a thin
 //! `main` over it): serve flags → [`server::ServeOptions`], registry
 //! commands, and a typed client of the admin API.
 

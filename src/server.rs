@@ -17,7 +17,7 @@ use crate::auth::{AdminTokens, ApiKeys, AuditLog};
 use crate::config::Lookup;
 use crate::error::Error;
 use crate::experiments::Experiments;
-use crate::inference_table::{InferenceTable, TableOptions};
+use crate::inference_table::{FeedbackTable, InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
 use crate::routing::RouteTable;
@@ -274,6 +274,7 @@ pub async fn serve(
         .clone()
         .map(|options| InferenceTable::start(options, Arc::new(OipJson)))
         .transpose()?;
+    let feedback_table = opts.table.as_ref().map(FeedbackTable::start).transpose()?;
     let health_watch = models.watch_health();
     let registration = Registration {
         dir: opts
@@ -298,6 +299,7 @@ pub async fn serve(
         body_budget: crate::api::http::budget::BodyBudget::new(opts.max_inflight_body_bytes),
         default_endpoint: opts.default_endpoint.clone(),
         table,
+        feedback_table,
         registration,
         api_keys: api_keys.clone(),
         experiments,
@@ -459,6 +461,9 @@ pub async fn serve(
     // Every answered request has handed over its row by now; write them all.
     if let Some(table) = &table_state.table {
         table.close(drain_timeout).await;
+    }
+    if let Some(feedback) = &table_state.feedback_table {
+        feedback.close(drain_timeout).await;
     }
     rest?;
     grpc?;

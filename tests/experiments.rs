@@ -316,6 +316,86 @@ async fn feedback_needs_an_api_key_like_the_calls_it_labels() {
     assert_eq!(body["unmatched"], 1);
 }
 
+#[tokio::test]
+async fn a_key_limited_to_some_endpoints_labels_only_their_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let (all, fraud_only) = (
+        podium::auth::file::sha256_hex("pk_all"),
+        podium::auth::file::sha256_hex("pk_fraud"),
+    );
+    std::fs::write(
+        &keys,
+        format!(
+            "[[key]]\nname = \"ops\"\nsha256 = \"{all}\"\n\n[[key]]\nname = \"fraud-team\"\nsha256 = \"{fraud_only}\"\nendpoints = [\"fraud\"]\n"
+        ),
+    )
+    .unwrap();
+    let s = start(dir.path(), AB, &["--api-keys", keys.to_str().unwrap()]);
+    let resp = client()
+        .post(s.url("/v2/models/fraud-ab/infer"))
+        .bearer_auth("pk_all")
+        .json(&fraud_request(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let post = |key: &'static str, items: Value| {
+        client()
+            .post(s.url("/v2/feedback"))
+            .bearer_auth(key)
+            .json(&json!({ "feedback": items }))
+            .send()
+    };
+    // The call was to fraud-ab, which the key may not call: the whole batch
+    // is refused, naming the key, the item and the endpoint.
+    let other = uuid_like();
+    let resp = post(
+        "pk_fraud",
+        json!([{"request_id": other, "label": 0}, {"request_id": id, "label": 0}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "feedback item 1: API key \"fraud-team\" may not post feedback for calls to \"fraud-ab\"; it may call fraud"
+    );
+    assert_eq!(
+        arm(&readout(&s).await, "champion")["feedback"]
+            .as_u64()
+            .unwrap()
+            + arm(&readout(&s).await, "challenger")["feedback"]
+                .as_u64()
+                .unwrap(),
+        0,
+        "nothing applied"
+    );
+    // A call the server does not know cannot be checked: unmatched.
+    let body: Value = post("pk_fraud", json!([{"request_id": other, "label": 0}]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["unmatched"], 1);
+    // A key that may call fraud-ab labels it.
+    let body: Value = post("pk_all", json!([{"request_id": id, "label": 0}]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["matched"], 1);
+}
+
+/// A well-formed request id no call has.
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".to_string()
+}
+
 #[test]
 fn a_readout_that_cannot_work_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@ mod payload;
 pub use call::{CLIENT_REQUEST_ID, REQUEST_ID};
 pub use payload::OipJson;
 
-use crate::inference_table::InferenceTable;
+use crate::inference_table::{FeedbackTable, InferenceTable};
 use crate::serving::Core;
 
 /// Shared by every handler of every protocol.
@@ -29,6 +29,8 @@ pub struct AppState {
     pub default_endpoint: Option<String>,
     /// Where each request's row goes, when `--table-dir` is set.
     pub table: Option<InferenceTable>,
+    /// Where accepted feedback goes (`<table-dir>/_feedback`), when `--table-dir` is set.
+    pub feedback_table: Option<FeedbackTable>,
     /// How the admin API takes new versions: uploads, and paths inside
     /// `--admin-register-dir`, up to `--max-model-bytes`.
     pub registration: http::Registration,

@@ -177,6 +177,25 @@ impl ApiKeys {
         Ok(key.name.clone())
     }
 
+    /// Whether the key `presented` may post feedback for calls to
+    /// `endpoint`: the same endpoints it may call (403 otherwise). Spends
+    /// no rate: the feedback request was already [`ApiKeys::check`]ed.
+    pub fn permits_feedback(&self, presented: Option<&str>, endpoint: &str) -> Result<(), Error> {
+        let key = self.find(presented)?;
+        match &key.endpoints {
+            Some(allowed) if !allowed.contains(endpoint) => {
+                let mut allowed: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                allowed.sort_unstable();
+                Err(Error::Forbidden(format!(
+                    "API key \"{}\" may not post feedback for calls to \"{endpoint}\"; it may call {}",
+                    key.name.as_str(),
+                    allowed.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn find(&self, presented: Option<&str>) -> Result<Arc<ApiKey>, Error> {
         let Some(presented) = presented else {
             metrics::counter!("podium_auth_failures_total", "reason" => "missing").increment(1);

@@ -20,15 +20,22 @@ pub enum ExperimentCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The same readout from files, after the fact: the inference table's
+    /// calls joined with the feedback table's labels on request_id; text,
+    /// --json, and a self-contained --html page with charts.
+    Report(Box<super::experiment_report::ReportArgs>),
 }
 
 impl ExperimentCommand {
     pub fn run(self) -> anyhow::Result<()> {
-        let ExperimentCommand::Show {
-            endpoint,
-            json,
-            remote,
-        } = self;
+        let (endpoint, json, remote) = match self {
+            ExperimentCommand::Show {
+                endpoint,
+                json,
+                remote,
+            } => (endpoint, json, remote),
+            ExperimentCommand::Report(args) => return args.run(),
+        };
         let Some(admin) = remote.client()? else {
             anyhow::bail!(
                 "the readout lives in a running server: add --server http://HOST:PORT (or PODIUM_SERVER)"

@@ -20,6 +20,7 @@ pub mod batch;
 pub mod compare;
 pub mod experiment;
 pub mod health;
+pub mod experiment_report;
 pub mod keys;
 pub mod models;
 pub mod monitor;

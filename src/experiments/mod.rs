@@ -19,6 +19,7 @@ pub mod guardrail;
 pub mod label;
 pub mod ledger;
 pub mod rollout;
+mod replay;
 pub mod stats;
 mod view;
 mod webhook;
@@ -376,6 +377,12 @@ impl Experiments {
             self.endpoints[endpoint as usize].evaluate();
         }
         Ok(outcome)
+    }
+
+    /// The endpoint of the call `key` names, while the ledger holds it.
+    pub fn endpoint_of_call(&self, key: &Key) -> Option<&str> {
+        let endpoint = self.ledger.endpoint_of(key)?;
+        Some(self.endpoints[endpoint as usize].config.endpoint.as_str())
     }
 
     /// Calls the ledger holds now, and its bound.

@@ -1,7 +1,9 @@
-//! One Arrow record batch of rows: each row's payloads rendered to text and
-//! its fields laid out in [`record::schema`]'s column order.
+//! The inference table's kind of row ([`Requests`]): its partition folder,
+//! and one Arrow record batch of rows with each row's payloads rendered to
+//! text and its fields laid out in [`record::schema`]'s column order.
 
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -10,9 +12,57 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::kind::RowKind;
 use super::record::{self, Payload, Record};
 use super::RenderPayload;
+
+/// The inference table's rows: one per request, partitioned by endpoint
+/// and day, payloads rendered by the API layer's [`RenderPayload`].
+pub(super) struct Requests {
+    pub render: Arc<dyn RenderPayload>,
+}
+
+impl RowKind for Requests {
+    type Row = Record;
+    const NAME: &'static str = "inference table";
+    const METRICS: &'static str = "podium_table";
+    const PARTITION: &'static [&'static str] = &["endpoint", "request_date"];
+    const UNIQUE_TEXT: &'static [&'static str] = &[
+        "request_id",
+        "client_request_id",
+        "request",
+        "response",
+        "shadow_response",
+    ];
+
+    fn schema(&self) -> SchemaRef {
+        record::schema()
+    }
+
+    fn partition(&self, row: &Record) -> PathBuf {
+        Path::new(&partition_dir(&row.endpoint)).join(format!(
+            "request_date={}",
+            record::date(row.received).format("%Y-%m-%d")
+        ))
+    }
+
+    fn size(row: &Record) -> usize {
+        row.size()
+    }
+
+    fn batch(&self, schema: &SchemaRef, rows: Vec<Record>) -> anyhow::Result<RecordBatch> {
+        batch(schema, rows, self.render.as_ref())
+    }
+}
+
+/// `endpoint=<e>` with every byte outside `[A-Za-z0-9_.-]` percent-encoded,
+/// as Hive does: with the prefix and `/` encoded, a name never leaves the table.
+pub(super) fn partition_dir(endpoint: &str) -> String {
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
+    format!("endpoint={}", utf8_percent_encode(endpoint, KEEP))
+}
 
 /// Renders a payload to the text stored in the table (bodies that are
 /// already UTF-8 text are not copied).
@@ -41,7 +91,7 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 /// One Arrow record batch of `rows`, in [`record::schema`]'s column order.
-pub(super) fn batch(
+fn batch(
     schema: &SchemaRef,
     rows: Vec<Record>,
     renderer: &dyn RenderPayload,
@@ -141,4 +191,17 @@ pub(super) fn batch(
         Arc::new(codes.finish()),
     ];
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_cannot_leave_the_table() {
+        assert_eq!(partition_dir("fraud-ab_2.x"), "endpoint=fraud-ab_2.x");
+        assert_eq!(partition_dir("../etc"), "endpoint=..%2Fetc");
+        assert_eq!(partition_dir("a/b=c d"), "endpoint=a%2Fb%3Dc%20d");
+        assert_eq!(partition_dir("é"), "endpoint=%C3%A9");
+    }
 }

@@ -21,6 +21,9 @@ struct Untold {
 /// The writer's failure log.
 pub(super) struct Failures {
     dir: PathBuf,
+    /// The table's name in log lines, and its metrics' prefix.
+    table: &'static str,
+    metrics: &'static str,
     last_line: Option<Instant>,
     drops: Untold,
     last_journal_line: Option<Instant>,
@@ -28,9 +31,11 @@ pub(super) struct Failures {
 }
 
 impl Failures {
-    pub fn new(dir: PathBuf) -> Failures {
+    pub fn new(dir: PathBuf, table: &'static str, metrics: &'static str) -> Failures {
         Failures {
             dir,
+            table,
+            metrics,
             last_line: None,
             drops: Untold::default(),
             last_journal_line: None,
@@ -40,8 +45,8 @@ impl Failures {
 
     /// A write under the table failed and `rows` rows were dropped.
     pub fn dropped(&mut self, rows: usize, e: &anyhow::Error) {
-        metrics::counter!("podium_table_write_errors_total").increment(1);
-        metrics::counter!("podium_table_rows_dropped_total", "reason" => "write_error")
+        metrics::counter!(format!("{}_write_errors_total", self.metrics)).increment(1);
+        metrics::counter!(format!("{}_rows_dropped_total", self.metrics), "reason" => "write_error")
             .increment(rows as u64);
         self.drops.rows += rows as u64;
         self.drops.failures += 1;
@@ -52,7 +57,7 @@ impl Failures {
     /// A journal could not be written: its file goes on without one, so a
     /// crash before the file is closed would lose its rows.
     pub fn journal_failed(&mut self, e: &anyhow::Error) {
-        metrics::counter!("podium_table_journal_errors_total").increment(1);
+        metrics::counter!(format!("{}_journal_errors_total", self.metrics)).increment(1);
         self.journal.failures += 1;
         self.journal.latest = format!("{e:#}");
         self.tell_due();
@@ -70,7 +75,8 @@ impl Failures {
                 latest,
             } = std::mem::take(&mut self.drops);
             tracing::error!(
-                "inference table: dropped {rows} rows in {failures} failed writes under {} since the last message; the latest failure: {latest}",
+                "{}: dropped {rows} rows in {failures} failed writes under {} since the last message; the latest failure: {latest}",
+                self.table,
                 self.dir.display()
             );
         }
@@ -80,7 +86,8 @@ impl Failures {
                 failures, latest, ..
             } = std::mem::take(&mut self.journal);
             tracing::warn!(
-                "inference table: {failures} journal writes failed since the last message (their files go on without a journal: a crash before they close loses their rows); the latest failure: {latest}"
+                "{}: {failures} journal writes failed since the last message (their files go on without a journal: a crash before they close loses their rows); the latest failure: {latest}",
+                self.table
             );
         }
     }
@@ -102,7 +109,7 @@ mod tests {
 
     #[test]
     fn every_dropped_row_is_told_once() {
-        let mut failures = Failures::new(PathBuf::from("/t"));
+        let mut failures = Failures::new(PathBuf::from("/t"), "inference table", "podium_table");
         let e = anyhow::anyhow!("disk full");
         // The first failure is told at once…
         failures.dropped(3, &e);

@@ -12,27 +12,38 @@
 //! Rows are protocol-free: how a decoded request or response becomes the
 //! text of the `request`/`response` columns is a [`RenderPayload`] handed in
 //! at start-up by the API layer, so this module imports no protocol code.
+//!
+//! The [`feedback`] table (`<table>/_feedback/`) is the second kind of row
+//! ([`kind::RowKind`]) through the same writer, journal and recovery; its
+//! sender waits until its rows are journaled.
 
 mod batch;
 mod failures;
+pub mod feedback;
 pub mod journal;
 pub mod reader;
+mod kind;
 pub mod record;
 mod recovery;
 pub mod summary;
+mod table;
 #[cfg(test)]
 mod test_rows;
 mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 
+pub use feedback::{FeedbackRow, FeedbackTable, FEEDBACK_DIR};
 pub use record::{Payload, Protocol, Record, ShadowRecord};
+
+use batch::Requests;
+use table::{Message, Table};
 
 use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver, Timing};
 
@@ -78,60 +89,28 @@ impl TableOptions {
     }
 }
 
-enum Message {
-    Row(Box<Record>),
-    /// Flush and close every file, then stop.
-    Close,
-}
-
 /// The handle the request path writes through; cheap to share.
 pub struct InferenceTable {
-    tx: Sender<Message>,
-    queued_bytes: Arc<AtomicUsize>,
-    options: TableOptions,
+    table: Table<Requests>,
     /// Rows waiting for their shadow's outcome before they are queued.
     waiting: Arc<AtomicUsize>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Set by `close`: from then on a gone writer is expected.
-    closing: Arc<AtomicBool>,
 }
 
 impl InferenceTable {
-    /// Creates the directory and starts the writer thread.
+    /// Creates the directory, recovers what a crash left, and starts the
+    /// writer thread.
     pub fn start(
         options: TableOptions,
         render: Arc<dyn RenderPayload>,
     ) -> anyhow::Result<InferenceTable> {
-        std::fs::create_dir_all(&options.dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot create the inference table directory {}: {e}; pick another with --table-dir",
-                options.dir.display()
-            )
-        })?;
-        let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
-        let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let writer = writer::Writer::new(options.clone(), Arc::clone(&queued_bytes), render);
-        // Before the first row: what a crash left is put right first.
-        let recovered = writer.recover();
-        if recovered.rows > 0 {
-            metrics::counter!("podium_table_rows_recovered_total").increment(recovered.rows as u64);
-        }
-        let handle = std::thread::Builder::new()
-            .name("podium-table".into())
-            .spawn(move || writer.run(rx))?;
-        tracing::info!("inference table: {}", options.dir.display());
         Ok(InferenceTable {
-            tx,
-            queued_bytes,
-            options,
+            table: Table::start(options, Requests { render }, "podium-table")?,
             waiting: Arc::new(AtomicUsize::new(0)),
-            writer: Mutex::new(Some(handle)),
-            closing: Arc::new(AtomicBool::new(false)),
         })
     }
 
     pub fn options(&self) -> &TableOptions {
-        &self.options
+        &self.table.options
     }
 
     /// Starts the row of one request to `endpoint` (None: a name that is
@@ -149,7 +128,7 @@ impl InferenceTable {
         Entry {
             started: Instant::now(),
             payloads,
-            max_payload: self.options.max_payload_bytes,
+            max_payload: self.table.options.max_payload_bytes,
             record: Record {
                 request_id,
                 client_request_id: None,
@@ -211,11 +190,11 @@ impl InferenceTable {
 
     fn sender(&self) -> Enqueue {
         Enqueue {
-            closing: Arc::clone(&self.closing),
-            tx: self.tx.clone(),
-            queued_bytes: Arc::clone(&self.queued_bytes),
-            queue_bytes: self.options.queue_bytes,
-            max_payload: self.options.max_payload_bytes,
+            closing: Arc::clone(&self.table.closing),
+            tx: self.table.tx.clone(),
+            queued_bytes: Arc::clone(&self.table.queued_bytes),
+            queue_bytes: self.table.options.queue_bytes,
+            max_payload: self.table.options.max_payload_bytes,
         }
     }
 
@@ -231,27 +210,7 @@ impl InferenceTable {
         while self.waiting.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.closing.store(true, Ordering::Release);
-        let tx = self.tx.clone();
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
-        let closed = tokio::task::spawn_blocking(move || {
-            // Blocks only while the queue is full; the writer is draining it.
-            let _ = tx.send(Message::Close);
-            if let Some(h) = handle {
-                if h.join().is_err() {
-                    tracing::error!("the inference table writer panicked");
-                }
-            }
-        });
-        // A disk that never answers (a dead network mount) must not keep
-        // the process from exiting.
-        match tokio::time::timeout(timeout.max(Duration::from_secs(5)), closed).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("closing the inference table failed: {e}"),
-            Err(_) => tracing::error!(
-                "the inference table writer did not finish closing its files; exiting without it (files not closed stay hidden as .inprogress)"
-            ),
-        }
+        self.table.close(timeout).await;
     }
 }
 
@@ -275,7 +234,7 @@ impl Drop for Waiting {
 /// What a row needs to be queued from any thread.
 struct Enqueue {
     closing: Arc<AtomicBool>,
-    tx: Sender<Message>,
+    tx: Sender<Message<Record>>,
     queued_bytes: Arc<AtomicUsize>,
     queue_bytes: usize,
     max_payload: usize,

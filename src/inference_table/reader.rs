@@ -90,7 +90,7 @@ pub fn endpoint_files(dir: &Path, endpoint: &str) -> Result<Vec<PathBuf>> {
         );
     }
     let mut out = Vec::new();
-    let partition = dir.join(super::writer::partition_dir(endpoint));
+    let partition = dir.join(super::batch::partition_dir(endpoint));
     for date_dir in subdirs(&partition)? {
         parquet_files(&date_dir, &mut out)?;
     }

@@ -7,6 +7,10 @@
 //! between the rename and the journal's deletion) is only deleted, so every
 //! row ends up in the table exactly once. A journal or `.inprogress` file
 //! locked by another running Podium on the same directory is left alone.
+//!
+//! Recovery of one table never looks into folders whose name starts with
+//! `_` (`_journal`, and the feedback table `_feedback` inside the inference
+//! table's folder): each table recovers its own.
 
 use std::fs::{self, File};
 use std::io::BufReader;
@@ -31,15 +35,19 @@ pub(super) struct Recovered {
     pub removed: usize,
 }
 
-/// Recovers the table in `table`: stale `.inprogress` files first (they can
+/// Recovers the table in `table` (called `name` in the log, partitioned by
+/// the Hive levels `partition`): stale `.inprogress` files first (they can
 /// be half written and are never readable), then the journals.
 pub(super) fn recover(
     table: &Path,
+    name: &str,
+    partition: &[&str],
     schema: &SchemaRef,
     properties: &WriterProperties,
 ) -> Recovered {
     let mut done = Recovered::default();
-    for path in files(table, 2, &|name| name.ends_with(".inprogress")) {
+    let depth = partition.len();
+    for path in files(table, depth, &|name| name.ends_with(".inprogress")) {
         let Some(_claimed) = claim(&path) else {
             continue;
         };
@@ -48,18 +56,18 @@ pub(super) fn recover(
             Ok(()) => {
                 done.removed += 1;
                 tracing::warn!(
-                    "inference table: removed {} ({bytes} bytes), a file a crash left unfinished; its rows are recovered from its journal if it had one",
+                    "{name}: removed {} ({bytes} bytes), a file a crash left unfinished; its rows are recovered from its journal if it had one",
                     path.display()
                 );
             }
             Err(e) => tracing::warn!(
-                "inference table: cannot remove the unfinished file {}: {e}",
+                "{name}: cannot remove the unfinished file {}: {e}",
                 path.display()
             ),
         }
     }
     let journals = table.join(JOURNAL_DIR);
-    for path in files(&journals, 2, &|name| {
+    for path in files(&journals, depth, &|name| {
         name.ends_with(&format!(".{EXTENSION}"))
     }) {
         // Held until the journal is deleted: a Podium starting at the same
@@ -67,7 +75,7 @@ pub(super) fn recover(
         let Some(_claimed) = claim(&path) else {
             continue;
         };
-        match replay(table, &journals, &path, schema, properties) {
+        match replay(table, &journals, &path, partition, schema, properties) {
             Ok(Some(rows)) => {
                 done.files += 1;
                 done.rows += rows;
@@ -76,14 +84,14 @@ pub(super) fn recover(
             Ok(None) => journal::remove(&path),
             // Kept for the next start (a full disk may have room then).
             Err(e) => tracing::error!(
-                "inference table: cannot recover the journal {}: {e:#}; it is kept and tried again at the next start",
+                "{name}: cannot recover the journal {}: {e:#}; it is kept and tried again at the next start",
                 path.display()
             ),
         }
     }
     if done.files > 0 {
         tracing::warn!(
-            "inference table: recovered {} rows into {} files from the journals of files a crash left open",
+            "{name}: recovered {} rows into {} files from the journals of files a crash left open",
             done.rows,
             done.files
         );
@@ -98,6 +106,7 @@ fn replay(
     table: &Path,
     journals: &Path,
     path: &Path,
+    levels: &[&str],
     schema: &SchemaRef,
     properties: &WriterProperties,
 ) -> anyhow::Result<Option<usize>> {
@@ -105,14 +114,16 @@ fn replay(
     let partition = relative
         .parent()
         .filter(|p| {
-            let mut parts = p.iter().map(|c| c.to_string_lossy());
-            matches!(
-                (parts.next(), parts.next(), parts.next()),
-                (Some(e), Some(d), None) if e.starts_with("endpoint=") && d.starts_with("request_date=")
-            )
+            let parts: Vec<_> = p.iter().map(|c| c.to_string_lossy()).collect();
+            parts.len() == levels.len()
+                && parts
+                    .iter()
+                    .zip(levels)
+                    .all(|(part, level)| part.starts_with(&format!("{level}=")))
         })
         .ok_or_else(|| {
-            anyhow::anyhow!("it is not under endpoint=<e>/request_date=<d>/ of {JOURNAL_DIR}")
+            let shape: Vec<String> = levels.iter().map(|l| format!("{l}=<{l}>")).collect();
+            anyhow::anyhow!("it is not under {}/ of {JOURNAL_DIR}", shape.join("/"))
         })?;
     let stem = path
         .file_stem()
@@ -196,7 +207,8 @@ fn files(dir: &Path, depth: usize, keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> 
         };
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if depth > 0 && kind.is_dir() && name != JOURNAL_DIR {
+        // `_journal` and other tables (`_feedback`) are not partitions.
+        if depth > 0 && kind.is_dir() && !name.starts_with('_') {
             out.extend(files(&entry.path(), depth - 1, keep));
         } else if depth == 0 && kind.is_file() && keep(&name) {
             out.push(entry.path());
@@ -213,7 +225,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::inference_table::test_rows::{record, Plain};
+    use crate::inference_table::test_rows::{record, requests};
     use crate::inference_table::writer::Writer;
     use crate::inference_table::TableOptions;
 
@@ -221,7 +233,7 @@ mod tests {
     /// journal and then dies without closing anything, as under `kill -9`.
     fn crash_after(dir: &Path, n: usize) {
         let options = TableOptions::new(dir);
-        let mut writer = Writer::new(options, Arc::new(AtomicUsize::new(0)), Arc::new(Plain));
+        let mut writer = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
         for _ in 0..n {
             writer.add(record(100));
         }
@@ -267,7 +279,7 @@ mod tests {
         let writer = Writer::new(
             TableOptions::new(dir),
             Arc::new(AtomicUsize::new(0)),
-            Arc::new(Plain),
+            requests(),
         );
         writer.recover()
     }
@@ -321,7 +333,7 @@ mod tests {
     fn a_torn_last_batch_costs_only_itself() {
         let dir = tempfile::tempdir().unwrap();
         let options = TableOptions::new(dir.path());
-        let mut writer = Writer::new(options, Arc::new(AtomicUsize::new(0)), Arc::new(Plain));
+        let mut writer = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
         for batch in [4, 5] {
             for _ in 0..batch {
                 writer.add(record(100));
@@ -345,7 +357,7 @@ mod tests {
     fn files_a_live_writer_holds_are_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let options = TableOptions::new(dir.path());
-        let mut live = Writer::new(options, Arc::new(AtomicUsize::new(0)), Arc::new(Plain));
+        let mut live = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
         live.add(record(100));
         live.write_all_pending();
         // Another Podium starting on the same directory.

@@ -82,9 +82,7 @@ pub fn summarize(dir: &Path) -> anyhow::Result<Summary> {
             dir.display()
         );
     }
-    let mut files = Vec::new();
-    find_files(dir, &mut files)?;
-    files.sort();
+    let files = files(dir)?;
     let mut summary = Summary::default();
     for path in &files {
         read_file(path, &mut summary)
@@ -98,12 +96,23 @@ pub fn summarize(dir: &Path) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
+/// The complete Parquet files of the table at `dir`, sorted: hidden files
+/// being written (`.part-….inprogress`) and folders starting with `_` (the
+/// journals, the feedback table) are not the table's. Also lists the
+/// feedback table when `dir` is its `_feedback` folder.
+pub fn files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    find_files(dir, &mut files)?;
+    files.sort();
+    Ok(files)
+}
+
 fn find_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') {
+        if name.starts_with('.') || name.starts_with('_') {
             continue;
         }
         let path = entry.path();
@@ -117,7 +126,7 @@ fn find_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// The endpoint of a file: its `endpoint=<e>` directory, percent-decoded.
-fn endpoint_of(path: &Path) -> String {
+pub fn endpoint_of(path: &Path) -> String {
     let Some(value) = path.components().rev().find_map(|c| {
         c.as_os_str()
             .to_str()

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use super::batch::Requests;
 use super::{Payload, Protocol, Record, RenderPayload};
 use crate::request::{InferRequest, InferResponse};
 
@@ -14,6 +17,13 @@ impl RenderPayload for Plain {
     }
     fn response(&self, _: &InferResponse) -> Vec<u8> {
         b"response".to_vec()
+    }
+}
+
+/// The inference table's kind of row, with [`Plain`] payloads.
+pub(super) fn requests() -> Requests {
+    Requests {
+        render: Arc::new(Plain),
     }
 }
 

@@ -1,13 +1,17 @@
-//! The writer thread: renders rows, batches them per partition
-//! (`endpoint=<e>/request_date=<d>`) into Arrow record batches, and rolls
-//! Parquet files by rows, bytes and age.
+//! The writer thread of a table of any [`RowKind`]: renders rows, batches
+//! them per partition (`endpoint=<e>/request_date=<d>` for the inference
+//! table) into Arrow record batches, and rolls Parquet files by rows, bytes
+//! and age.
 //!
 //! A file is written under a hidden temporary name (`.part-….inprogress`)
 //! and renamed when complete, so readers only ever see whole files. Rows
 //! reach the open file and its [`journal`](super::journal) within one tick
 //! of arriving, so a crash loses at most a tick of them (recovered at the
 //! next start). A write error drops the rows of that file (counted) and the
-//! next rows start a new file; requests never notice.
+//! next rows start a new file; requests never notice. Rows sent with an
+//! acknowledgement ([`Message::Acked`]) are answered once they are in the
+//! open file and its journal (or were dropped), so the sender can promise a
+//! client they survive a crash.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,19 +21,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
-use chrono::NaiveDate;
 use crossbeam_channel::{Receiver, TryRecvError};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::batch::batch;
 use super::failures::Failures;
 use super::journal::Journal;
-use super::record::{self, Record};
-use super::{Message, RenderPayload, TableOptions};
+use super::kind::RowKind;
+use super::table::{Ack, Message};
+use super::TableOptions;
 
 /// Rows rendered and handed to the Parquet writer at a time...
 const BATCH_ROWS: usize = 1024;
@@ -44,33 +46,29 @@ const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// absorbs bursts of up to 500,000 rows a second.
 const TICK: Duration = Duration::from_millis(20);
 
-/// Columns of mostly unique long text: dictionary encoding and statistics
-/// would cost time and space for nothing.
-const UNIQUE_TEXT: [&str; 5] = [
-    "request_id",
-    "client_request_id",
-    "request",
-    "response",
-    "shadow_response",
-];
-
-pub(super) struct Writer {
+pub(super) struct Writer<K: RowKind> {
     options: TableOptions,
     queued_bytes: Arc<AtomicUsize>,
     schema: SchemaRef,
     properties: WriterProperties,
-    partitions: HashMap<PartitionKey, Partition>,
-    render: Arc<dyn RenderPayload>,
+    partitions: HashMap<PartitionKey, Partition<K::Row>>,
+    kind: K,
     failures: Failures,
     last_gauges: Instant,
+    /// Senders waiting for their rows to be written, with
+    /// [`Writer::unconfirmed`] when their rows arrived.
+    acks: Vec<(Ack, u64)>,
+    /// Rows since start that were dropped by a failed write, or written to
+    /// a file whose journal failed (a crash would lose them).
+    unconfirmed: u64,
 }
 
-/// A partition: its `endpoint=<e>` directory and its `request_date`.
-type PartitionKey = (String, NaiveDate);
+/// A partition: its folder relative to the table (`endpoint=<e>/request_date=<d>`).
+type PartitionKey = PathBuf;
 
-/// The rows of one endpoint and day not yet in a closed file.
-struct Partition {
-    pending: Vec<Record>,
+/// The rows of one partition not yet in a closed file.
+struct Partition<R> {
+    pending: Vec<R>,
     /// Payload bytes of `pending`.
     pending_bytes: usize,
     file: Option<OpenFile>,
@@ -96,57 +94,59 @@ impl OpenFile {
     }
 }
 
-impl Writer {
-    pub(super) fn new(
-        options: TableOptions,
-        queued_bytes: Arc<AtomicUsize>,
-        render: Arc<dyn RenderPayload>,
-    ) -> Writer {
+impl<K: RowKind> Writer<K> {
+    pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>, kind: K) -> Writer<K> {
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(64 * 1024))
             .set_created_by(format!("podium {}", env!("CARGO_PKG_VERSION")));
-        for column in UNIQUE_TEXT {
-            let path = ColumnPath::from(column);
+        for column in K::UNIQUE_TEXT {
+            let path = ColumnPath::from(*column);
             properties = properties
                 .set_column_dictionary_enabled(path.clone(), false)
                 .set_column_statistics_enabled(path, EnabledStatistics::None);
         }
         let properties = properties.build();
         Writer {
-            failures: Failures::new(options.dir.clone()),
+            failures: Failures::new(options.dir.clone(), K::NAME, K::METRICS),
             options,
             queued_bytes,
-            schema: record::schema(),
+            schema: kind.schema(),
             properties,
             partitions: HashMap::new(),
-            render,
+            kind,
             last_gauges: Instant::now(),
+            acks: Vec::new(),
+            unconfirmed: 0,
         }
     }
 
     /// Recovers what a crash left in the table directory (see
     /// [`super::recovery`]); before the writer starts.
     pub(super) fn recover(&self) -> super::recovery::Recovered {
-        super::recovery::recover(&self.options.dir, &self.schema, &self.properties)
+        super::recovery::recover(
+            &self.options.dir,
+            K::NAME,
+            K::PARTITION,
+            &self.schema,
+            &self.properties,
+        )
     }
 
-    pub(super) fn run(mut self, rx: Receiver<Message>) {
+    pub(super) fn run(mut self, rx: Receiver<Message<K::Row>>) {
         // The thread wakes on a timer and drains what arrived, rather than
         // being woken for every row: a wake-up per row would put a futex
         // call (and, on an idle core, tens of microseconds) on every request.
         'serving: loop {
             loop {
                 match rx.try_recv() {
-                    Ok(Message::Row(record)) => {
-                        self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
-                        self.add(*record);
-                    }
                     Ok(Message::Close) | Err(TryRecvError::Disconnected) => break 'serving,
+                    Ok(message) => self.take(message),
                     Err(TryRecvError::Empty) => break,
                 }
             }
             self.write_all_pending();
+            self.answer_acks();
             self.roll_due();
             if self.last_gauges.elapsed() >= Duration::from_millis(200) {
                 self.gauges(rx.len());
@@ -159,22 +159,50 @@ impl Writer {
         // is gone are counted as dropped (`closed`) by the sender.
         loop {
             while let Ok(message) = rx.try_recv() {
-                if let Message::Row(record) = message {
-                    self.queued_bytes.fetch_sub(record.size(), Ordering::AcqRel);
-                    self.add(*record);
-                }
+                self.take(message);
             }
             let keys: Vec<_> = self.partitions.keys().cloned().collect();
             for key in keys {
                 self.close_file(&key);
             }
+            self.answer_acks();
             if rx.is_empty() {
                 break;
             }
         }
         self.gauges(0);
         self.failures.tell_due();
-        tracing::info!("inference table closed");
+        tracing::info!("{} closed", K::NAME);
+    }
+
+    /// Adds the rows of one message (a close is handled by the caller).
+    fn take(&mut self, message: Message<K::Row>) {
+        match message {
+            Message::Row(row) => {
+                self.queued_bytes.fetch_sub(K::size(&row), Ordering::AcqRel);
+                self.add(*row);
+            }
+            Message::Acked(rows, ack) => {
+                let size: usize = rows.iter().map(K::size).sum();
+                self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                for row in rows {
+                    self.add(row);
+                }
+                self.acks.push((ack, self.unconfirmed));
+            }
+            Message::Close => {}
+        }
+    }
+
+    /// Tells each waiting sender whether its rows were written: every row
+    /// taken so far is in a file and its journal, or was not. Any row not
+    /// confirmed since a sender's rows arrived answers it "not written" (its
+    /// rows may be among them; a retry at worst writes a row twice, never
+    /// loses one).
+    fn answer_acks(&mut self) {
+        for (ack, before) in self.acks.drain(..) {
+            let _ = ack.send(self.unconfirmed == before);
+        }
     }
 
     /// Writes every partition's pending rows to its open file and journal,
@@ -200,11 +228,8 @@ impl Writer {
         }
     }
 
-    pub(super) fn add(&mut self, record: Record) {
-        let key = (
-            partition_dir(&record.endpoint),
-            record::date(record.received),
-        );
+    pub(super) fn add(&mut self, record: K::Row) {
+        let key = self.kind.partition(&record);
         let p = self.partitions.entry(key.clone()).or_insert(Partition {
             pending: Vec::new(),
             pending_bytes: 0,
@@ -212,7 +237,7 @@ impl Writer {
             oldest: None,
         });
         p.oldest.get_or_insert_with(Instant::now);
-        p.pending_bytes += record.size();
+        p.pending_bytes += K::size(&record);
         p.pending.push(record);
         if p.pending.len() >= BATCH_ROWS || p.pending_bytes >= BATCH_BYTES {
             self.write_pending(&key);
@@ -275,7 +300,7 @@ impl Writer {
         // this file's rows, counted like a write error, not the writer thread.
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
-                let batch = batch(&self.schema, rows, self.render.as_ref())?;
+                let batch = self.kind.batch(&self.schema, rows)?;
                 if p.file.is_none() {
                     p.file = Some(open_file(
                         &self.options.dir,
@@ -293,7 +318,10 @@ impl Writer {
                     self.failures.journal_failed(&e);
                 }
                 if file.journal.is_some() {
-                    metrics::counter!("podium_table_rows_journaled_total").increment(n as u64);
+                    metrics::counter!(format!("{}_rows_journaled_total", K::METRICS))
+                        .increment(n as u64);
+                } else {
+                    self.unconfirmed += n as u64;
                 }
                 Ok(())
             }))
@@ -337,15 +365,17 @@ impl Writer {
         file.forget_journal();
         match result {
             Ok(bytes) => {
-                metrics::counter!("podium_table_rows_written_total").increment(rows as u64);
-                metrics::counter!("podium_table_files_total").increment(1);
-                metrics::counter!("podium_table_bytes_total").increment(bytes);
-                tracing::debug!("inference table: {} ({rows} rows)", file.path.display());
+                let name = |what: &str| format!("{}_{what}", K::METRICS);
+                metrics::counter!(name("rows_written_total")).increment(rows as u64);
+                metrics::counter!(name("files_total")).increment(1);
+                metrics::counter!(name("bytes_total")).increment(bytes);
+                tracing::debug!("{}: {} ({rows} rows)", K::NAME, file.path.display());
                 self.partitions.remove(key);
             }
             Err(e) => {
                 let _ = std::fs::remove_file(&file.tmp);
                 self.partitions.remove(key);
+                self.unconfirmed += rows as u64;
                 self.failures.dropped(rows, &e);
             }
         }
@@ -361,41 +391,34 @@ impl Writer {
                 let _ = std::fs::remove_file(&file.tmp);
             }
         }
+        self.unconfirmed += rows as u64;
         self.failures.dropped(rows, &e);
     }
 
     fn gauges(&mut self, queued: usize) {
         self.last_gauges = Instant::now();
-        metrics::gauge!("podium_table_queue_rows").set(queued as f64);
-        metrics::gauge!("podium_table_queue_bytes")
-            .set(self.queued_bytes.load(Ordering::Acquire) as f64);
+        let name = |what: &str| format!("{}_{what}", K::METRICS);
+        metrics::gauge!(name("queue_rows")).set(queued as f64);
+        metrics::gauge!(name("queue_bytes")).set(self.queued_bytes.load(Ordering::Acquire) as f64);
         let oldest = self
             .partitions
             .values()
             .filter_map(|p| p.oldest)
             .map(|t| t.elapsed().as_secs_f64())
             .fold(0.0, f64::max);
-        metrics::gauge!("podium_table_oldest_unflushed_seconds").set(oldest);
+        metrics::gauge!(name("oldest_unflushed_seconds")).set(oldest);
     }
 }
 
-/// `endpoint=<e>` with every byte outside `[A-Za-z0-9_.-]` percent-encoded,
-/// as Hive does: with the prefix and `/` encoded, a name never leaves the table.
-pub(super) fn partition_dir(endpoint: &str) -> String {
-    const KEEP: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'-').remove(b'.');
-    format!("endpoint={}", utf8_percent_encode(endpoint, KEEP))
-}
-
-/// Starts a file of the partition `endpoint`/`date` and its journal.
+/// Starts a file of `partition` (relative to the table's root) and its journal.
 fn open_file(
     root: &Path,
-    (endpoint, date): &(String, NaiveDate),
+    partition: &Path,
     schema: &SchemaRef,
     properties: WriterProperties,
     failures: &mut Failures,
 ) -> anyhow::Result<OpenFile> {
-    let partition = Path::new(endpoint).join(format!("request_date={}", date.format("%Y-%m-%d")));
-    let dir = root.join(&partition);
+    let dir = root.join(partition);
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
@@ -409,7 +432,7 @@ fn open_file(
         File::create(&tmp).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
     super::journal::lock(&file);
     let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(properties))?;
-    let journal = Journal::create(root, &partition, &name, schema)
+    let journal = Journal::create(root, partition, &name, schema)
         .inspect_err(|e| failures.journal_failed(e))
         .ok();
     Ok(OpenFile {
@@ -424,7 +447,7 @@ fn open_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference_table::test_rows::{record, Plain};
+    use crate::inference_table::test_rows::{record, requests};
     use crate::inference_table::TableOptions;
 
     #[test]
@@ -432,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut options = TableOptions::new(dir.path());
         options.roll_bytes = 10 * 1024 * 1024;
-        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), Arc::new(Plain));
+        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
         // Four 1 MiB bodies fill a batch long before 1024 rows.
         for _ in 0..4 {
             w.add(record(1024 * 1024));
@@ -455,13 +478,5 @@ mod tests {
             .filter(|n| n.ends_with(".parquet"))
             .collect();
         assert_eq!(visible.len(), 1, "{visible:?}");
-    }
-
-    #[test]
-    fn partition_names_cannot_leave_the_table() {
-        assert_eq!(partition_dir("fraud-ab_2.x"), "endpoint=fraud-ab_2.x");
-        assert_eq!(partition_dir("../etc"), "endpoint=..%2Fetc");
-        assert_eq!(partition_dir("a/b=c d"), "endpoint=a%2Fb%3Dc%20d");
-        assert_eq!(partition_dir("é"), "endpoint=%C3%A9");
     }
 }

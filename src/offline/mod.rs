@@ -18,7 +18,9 @@
 //! - [`progress`]: a progress bar on a terminal, plain lines otherwise.
 //! - [`monitor`]: profile and drift tables over an inference table (it
 //!   scores nothing: it reads what serving logged).
-//! - [`batch`], [`compare`]: the two scoring jobs; [`predictions`], [`metrics`] and [`bootstrap`]
+//! - [`report`]: `podium experiment report`, an experiment's readout from the
+//!   inference and feedback tables (no model runs).
+//! - [`batch`], [`compare`]: the two jobs; [`predictions`], [`metrics`] and [`bootstrap`]
 //!   are compare's arithmetic.
 
 pub mod batch;
@@ -30,6 +32,7 @@ pub mod monitor;
 pub mod outputs;
 pub mod predictions;
 pub mod progress;
+pub mod report;
 pub mod scorer;
 pub mod source;
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
 pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
 pub use server::Server;
-pub use table::{by_id, read_table, walk};
+pub use table::{by_id, read_feedback_table, read_table, walk};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_podium");
 

@@ -14,13 +14,27 @@ use serde_json::{json, Value};
 
 /// Every row of every complete file under `dir`, by column name; the
 /// partition columns `endpoint` and `request_date` come from the path.
+/// Folders starting with `_` (the journals, the feedback table) are not
+/// the table's, as for Hive-partitioned readers.
 pub fn read_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
+    read_rows(dir, &["endpoint", "request_date"])
+}
+
+/// Every row of the feedback table of the inference table at `dir`
+/// (`dir/_feedback`), with its `request_date` from the path.
+pub fn read_feedback_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
+    read_rows(&dir.join("_feedback"), &["request_date"])
+}
+
+fn read_rows(dir: &Path, partitions: &[&str]) -> Vec<BTreeMap<String, Value>> {
     fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
             let name = e.file_name().to_string_lossy().into_owned();
             if e.file_type().unwrap().is_dir() {
-                files(&e.path(), out);
+                if !name.starts_with('_') {
+                    files(&e.path(), out);
+                }
             } else if name.ends_with(".parquet") && !name.starts_with('.') {
                 out.push(e.path());
             }
@@ -43,7 +57,7 @@ pub fn read_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
                 })
                 .unwrap_or_else(|| panic!("{} has no {key}= directory", path.display()))
         };
-        let (endpoint, date) = (partition("endpoint"), partition("request_date"));
+        let values: Vec<(&str, String)> = partitions.iter().map(|&p| (p, partition(p))).collect();
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap())
             .unwrap()
             .build()
@@ -52,8 +66,9 @@ pub fn read_table(dir: &Path) -> Vec<BTreeMap<String, Value>> {
             let batch = batch.unwrap();
             for i in 0..batch.num_rows() {
                 let mut row = BTreeMap::new();
-                row.insert("endpoint".to_string(), json!(endpoint));
-                row.insert("request_date".to_string(), json!(date));
+                for (key, value) in &values {
+                    row.insert(key.to_string(), json!(value));
+                }
                 for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
                     let v = if col.is_null(i) {
                         Value::Null

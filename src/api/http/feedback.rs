@@ -11,8 +11,20 @@
 //! `{"accepted": N, "matched": M, "duplicates": D, "unmatched": U}`. A
 //! malformed item refuses the whole request (400 naming the item), so
 //! nothing is applied twice when the client fixes it and sends it again.
+//!
+//! With `--api-keys`, a key limited to some endpoints may label only calls
+//! to those: an item naming a call the server knows was to another endpoint
+//! refuses the whole request with 403 naming the key and the endpoint.
+//! (Calls the server no longer knows cannot be checked; they are accepted
+//! and counted as unmatched.)
+//!
+//! With `--table-dir`, every accepted item is written to the feedback table
+//! and the answer comes only once it is journaled; when it cannot be (queue
+//! full, write failure) the answer is 503 with `Retry-After`, and a retry
+//! is safe (labels already counted count as duplicates).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -24,8 +36,11 @@ use serde_json::{json, Map, Value};
 use super::body::{off_runtime, read_body};
 use crate::api::error::ApiError;
 use crate::api::AppState;
+use crate::auth::presented;
 use crate::error::Error;
 use crate::experiments::{FeedbackItem, FeedbackOutcome, Key, Label};
+use crate::inference_table::feedback::NotWritten;
+use crate::inference_table::FeedbackRow;
 
 /// Items one request may carry.
 pub const MAX_FEEDBACK_ITEMS: usize = 10_000;
@@ -66,6 +81,19 @@ pub async fn feedback(
     let decoded = off_runtime(body.len(), move || decode(&body)).await??;
     drop(permit);
     let items: Vec<FeedbackItem> = decoded.iter().map(Decoded::item).collect();
+    if let (Some(keys), Some(experiments)) = (&state.api_keys, &state.experiments) {
+        let key = presented(|name| headers.get(name)?.to_str().ok());
+        for (index, item) in items.iter().enumerate() {
+            if let Some(endpoint) = experiments.endpoint_of_call(&item.key) {
+                keys.permits_feedback(key, endpoint).map_err(|e| match e {
+                    Error::Forbidden(why) => {
+                        Error::Forbidden(format!("feedback item {index}: {why}"))
+                    }
+                    other => other,
+                })?;
+            }
+        }
+    }
     let outcome = match &state.experiments {
         Some(experiments) => experiments
             .apply(&items)
@@ -85,6 +113,25 @@ pub async fn feedback(
             metrics::counter!("podium_feedback_items_total", "result" => result)
                 .increment(n as u64);
         }
+    }
+    if let Some(table) = &state.feedback_table {
+        let received = SystemTime::now();
+        let rows = decoded
+            .into_iter()
+            .zip(&outcome.request_ids)
+            .map(|(d, known)| FeedbackRow {
+                request_id: known
+                    .map(|id| uuid::Uuid::from_u128(id).to_string())
+                    .or(d.request_id),
+                client_request_id: d.client_request_id,
+                label: d.label_json,
+                received,
+            })
+            .collect();
+        table.write(rows).await.map_err(|e| match e {
+            NotWritten::Closed => Error::Unavailable(e.to_string()),
+            NotWritten::QueueFull | NotWritten::WriteFailed => Error::Overloaded(e.to_string()),
+        })?;
     }
     Ok(Json(json!({
         "accepted": items.len(),
