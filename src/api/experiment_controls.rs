@@ -182,6 +182,7 @@ pub async fn promote(
             version,
             allow_signature_change: false,
             by: by.to_string(),
+            rollback: false,
         })
         .await?;
     let why = format!(
@@ -198,7 +199,12 @@ pub async fn promote(
         condition.name()
     );
     tracing::info!("{why}");
-    let mut event = Event::new(&view.model, &baseline, crate::serving::history::action::PROMOTE, by);
+    let mut event = Event::new(
+        &view.model,
+        &baseline,
+        crate::serving::history::action::PROMOTE,
+        by,
+    );
     event.from_version = swap.from_version;
     event.to_version = Some(version);
     event.endpoint = Some(endpoint.to_string());

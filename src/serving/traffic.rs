@@ -79,7 +79,12 @@ impl Core {
             "endpoint {name}: traffic set to {} by {by}",
             weights.join(", ")
         );
-        let mut event = Event::new(&updated.model, &changed.join(","), super::history::action::TRAFFIC_SET, &by);
+        let mut event = Event::new(
+            &updated.model,
+            &changed.join(","),
+            super::history::action::TRAFFIC_SET,
+            &by,
+        );
         event.endpoint = Some(name);
         event.arms = Some(updated.arms.clone());
         event.why = why;
