@@ -6,7 +6,7 @@
 //! <root>/<model>/.lock                     serialises writers (register, alias changes)
 //! <root>/<model>/versions/<n>/ARCHIVED      an archived version: kept, not listed
 //! <root>/<model>/versions/<n>/DELETED       a deleted version (its file removed)
-//! <root>/.podium-history.jsonl              the alias history (crate::serving::history)
+//! <root>/.podium-history.jsonl              the alias history (written by the server and the CLI)
 //! ```
 //!
 //! Every write is atomic: a version directory is filled under a temporary

@@ -8,7 +8,10 @@
 //! Routing sees plain values ([`RouteKeys`]): reading them from headers,
 //! cookies, gRPC metadata or request parameters is the API layer's work.
 
+mod check;
 pub mod split;
+
+pub use check::{check_traffic, DEFAULT_SHADOW_IN_FLIGHT};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -54,7 +54,7 @@ impl Core {
             .into_keys()
             .collect();
         let updated =
-            crate::config::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
+            crate::routing::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
                 .and_then(|()| current.with_traffic(arms, shadow))
                 .map_err(|why| Error::InvalidInput(format!("endpoint \"{name}\": {why}")))?;
         let updated = Arc::new(updated);
