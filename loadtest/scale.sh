@@ -18,7 +18,7 @@
 #   loadtest/scale.sh .bench/bin /tmp/scale      # then read /tmp/scale/summary.md
 #
 # Knobs: SERVER_CPUS (0-7), LOAD_CPUS (8-15), ROUNDS (2), DURATION (3s),
-# WARMUP (1s), PLAN (all of: c1 protocols table ceiling batching; default
+# WARMUP (1s), PLAN (all of: c1 protocols table ceiling batching readout; default
 # "c1 protocols table ceiling"). Everything listens on 127.0.0.1 and every
 # cell is bounded by DURATION; the script stops its servers on exit.
 set -euo pipefail
@@ -58,6 +58,9 @@ for m in fraud mlp mlp_large; do
   "$bin/podium" models register "$m" "models/$m/v1.onnx" >/dev/null
   "$bin/podium" alias set "$m" champion 1 >/dev/null
 done
+# fraud's challenger, for the readout cells' 50/50 split.
+"$bin/podium" models register fraud models/fraud/v2.onnx >/dev/null
+"$bin/podium" alias set fraud challenger 2 >/dev/null
 
 port=18400
 # ready PORT: the server answers 200 on /v2/health/ready (bash only: no curl needed).
@@ -145,6 +148,15 @@ for round in $(seq 1 "$ROUNDS"); do
         start_server "batching-$mode"
       fi
       cell "$round" "batching-$mode" mlp_large rest-binary 64
+    done
+  fi
+  if [[ " $PLAN " == *" readout "* ]]; then
+    # One server, two endpoints with the same split: plain, and with an
+    # experiment readout + guardrails (models/readout-endpoints.toml).
+    start_server readout --config models/readout-endpoints.toml
+    for pc in rest-binary:1 rest-binary:64 rest-json:256; do
+      cell "$round" readout-off fraud-plain "${pc%%:*}" "${pc##*:}"
+      cell "$round" readout-on fraud-exp "${pc%%:*}" "${pc##*:}"
     done
   fi
   stop_server

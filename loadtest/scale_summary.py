@@ -89,15 +89,20 @@ def main():
                       f"| {fmt(med(stat(key, 'p99_us').values()))} | {fmt(ratio(rps, base), 2)} |")
         print()
 
-    for what, label in (("Inference table", "table"), ("Dynamic batching", "batching")):
-        keys = sorted({(k[1], k[2], k[3]) for k in by if k[0].startswith(label + "-")})
+    # The readout cells compare two endpoints of one server (fraud-plain off,
+    # fraud-exp on); the others one model on two servers.
+    pairs = {"readout": ("fraud-plain", "fraud-exp")}
+    for what, label in (("Inference table", "table"), ("Dynamic batching", "batching"),
+                        ("Experiment readout + guardrails", "readout")):
+        keys = sorted({(k[1], k[2], k[3]) for k in by if k[0] == label + "-on"})
         if not keys:
             continue
         print(f"## {what}: off vs on\n")
         print("| model | protocol | c | req/s off | req/s on | on ÷ off | p99 µs off | p99 µs on |")
         print("|---|---|---|---|---|---|---|---|")
         for model, protocol, c in keys:
-            off = (f"{label}-off", model, protocol, c)
+            off_model = pairs[label][0] if label in pairs else model
+            off = (f"{label}-off", off_model, protocol, c)
             on = (f"{label}-on", model, protocol, c)
             print(f"| {model} | {protocol} | {c} | {fmt(med(stat(off, 'rps').values()))} "
                   f"| {fmt(med(stat(on, 'rps').values()))} | {fmt(ratio(stat(on, 'rps'), stat(off, 'rps')), 3)} "
