@@ -344,7 +344,17 @@ fn write_error(e: WriteError) -> Error {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Internal(format!("registry: cannot {what} {}: {e}", path.display()))
+    use std::io::ErrorKind::{PermissionDenied, ReadOnlyFilesystem};
+    match e.kind() {
+        // Not a fault: a registry baked into an image, or mounted read-only.
+        ReadOnlyFilesystem | PermissionDenied => Error::Refused(format!(
+            "registry: cannot {what} {}: {e}; this registry directory cannot be written here \
+             (a read-only image or volume): point --registry / PODIUM_REGISTRY at a writable \
+             directory, or use an MLflow registry",
+            path.display()
+        )),
+        _ => Error::Internal(format!("registry: cannot {what} {}: {e}", path.display())),
+    }
 }
 
 #[cfg(test)]
@@ -353,6 +363,24 @@ mod fuzz;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_only_registry_refuses_writes_and_names_the_fix() {
+        let path = Path::new("/opt/podium/models/fraud");
+        for kind in [
+            std::io::ErrorKind::ReadOnlyFilesystem,
+            std::io::ErrorKind::PermissionDenied,
+        ] {
+            let err = io_error("open the registry lock", path, kind.into());
+            let Error::Refused(message) = err else {
+                panic!("{kind:?} should refuse, got {err:?}");
+            };
+            assert!(message.contains("/opt/podium/models/fraud"), "{message}");
+            assert!(message.contains("PODIUM_REGISTRY"), "{message}");
+        }
+        let other = io_error("lock", path, std::io::ErrorKind::Other.into());
+        assert!(matches!(other, Error::Internal(_)), "{other:?}");
+    }
 
     fn registry_with_file() -> (tempfile::TempDir, LocalRegistry, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
