@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 const TOKEN: &str = "s3cret";
 
 /// `fraud-ab`: a rollout that stays on its first step (an hour per step);
-/// `fraud-done`: a one-step rollout that completes as soon as each arm has a
-/// label; `fraud-plain`: a readout without a rollout.
+/// `fraud-done`: a one-step rollout that completes as soon as each arm has
+/// two labels; `fraud-plain`: a readout without a rollout.
 const CONFIG: &str = r#"
 [[endpoint]]
 name = "fraud-ab"
@@ -35,7 +35,7 @@ arms = [{ alias = "champion", weight = 50 }, { alias = "challenger", weight = 50
 [endpoint.readout]
 metric = "accuracy"
 prediction_output = "label"
-min_samples = 1
+min_samples = 2
 [endpoint.rollout]
 steps = [50]
 step_secs = 0.1
@@ -239,7 +239,7 @@ async fn an_operator_stops_and_resumes_a_rollout() {
 async fn a_finished_rollout_cannot_be_stopped_or_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = start(dir.path());
-    // One label per arm (and a step of 0.1 s) completes the one-step rollout.
+    // Two labels per arm (and a step of 0.1 s) complete the one-step rollout.
     let done = eventually(Duration::from_secs(60), "the rollout to complete", || {
         let s = &s;
         async move {
