@@ -9,7 +9,7 @@
 //!            ▼                                   rollout Stopped
 //!   Stepping ──step_secs + min_samples──▶ next step … ──last──▶ AwaitingDecision
 //!            ▲                                                    │ readout decision
-//!   Stopped ─▶ Resuming ─┘ resume (operator)  Promoted ◀── holds ─┤
+//!  Resuming ─┘ ◀─ resume ─ Stopped            Promoted ◀── holds ─┤
 //!                                             Stopped  ◀── worse ─┘ (challenger → 0)
 //! ```
 //!

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::error::ApiError;
-use crate::api::experiment_controls::{self, NotPromoted, RolloutAction};
+use crate::api::experiment_controls::{self, NotPromoted};
+use crate::api::rollout_controls::{self, RolloutAction};
 use crate::api::AppState;
 use crate::auth::AdminCaller;
 use crate::error::Error;
@@ -74,6 +75,6 @@ pub async fn rollout(
     Path((name, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let action = RolloutAction::parse(&name, &action)?;
-    let rollout = experiment_controls::rollout_command(&state, &name, action, &caller.by()).await?;
+    let rollout = rollout_controls::rollout_command(&state, &name, action, &caller.by()).await?;
     Ok(Json(json!({ "endpoint": name, "rollout": rollout })).into_response())
 }
