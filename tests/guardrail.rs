@@ -12,18 +12,8 @@ use common::{client, eventually, fraud_request, Server, FRAUD_ROW};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A registry with fraud v1 as `champion` and `challenger_file` as version 2,
-/// `challenger`; the endpoint file `config`; a server over both.
 fn start(dir: &Path, challenger_file: &str, config: &str) -> (Server, PathBuf) {
-    let reg = dir.join("registry");
-    assert_eq!(common::register(&reg, "fraud", "fraud/v1.onnx"), 1);
-    assert_eq!(common::register(&reg, "fraud", challenger_file), 2);
-    common::set_alias(&reg, "fraud", "champion", 1);
-    common::set_alias(&reg, "fraud", "challenger", 2);
-    let path = dir.join("podium.toml");
-    std::fs::write(&path, config).unwrap();
-    let server = Server::start(&reg, &["--config", path.to_str().unwrap()]);
-    (server, reg)
+    Server::fraud_ab(dir, challenger_file, config, &[])
 }
 
 /// One call to `fraud-ab` with the demo row, its first feature set to

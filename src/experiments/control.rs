@@ -4,17 +4,17 @@
 
 use std::sync::Mutex;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::experiment_loop::LoopCommand;
-use super::rollout::{ControlView, RolloutView, StoppedArm};
+use super::experiment_loop::{LoopCommand, LoopEnvelope};
+use super::rollout::{ControlView, RolloutState, RolloutView, StoppedArm};
 
 /// See the module doc. Written by the loop a few times per window; read by
 /// `GET /admin/experiments/{endpoint}`. Never touched by a prediction call.
 #[derive(Default)]
 pub struct Control {
     view: Mutex<ControlView>,
-    commands: Mutex<Option<mpsc::UnboundedSender<LoopCommand>>>,
+    commands: Mutex<Option<mpsc::UnboundedSender<LoopEnvelope>>>,
 }
 
 impl Control {
@@ -22,7 +22,7 @@ impl Control {
         lock(&self.view).clone()
     }
 
-    pub(super) fn set_commands(&self, tx: mpsc::UnboundedSender<LoopCommand>) {
+    pub(super) fn set_commands(&self, tx: mpsc::UnboundedSender<LoopEnvelope>) {
         *lock(&self.commands) = Some(tx);
     }
 
@@ -43,14 +43,46 @@ impl Control {
 
     /// Hands `command` to the endpoint's loop; false when it has none.
     pub fn send(&self, command: LoopCommand) -> bool {
+        self.post(LoopEnvelope {
+            command,
+            reply: None,
+        })
+    }
+
+    /// Hands `command` to the endpoint's loop and waits for its answer:
+    /// None when it has no running loop; else Ok, or why the rollout's
+    /// state does not allow the command.
+    pub async fn ask(&self, command: LoopCommand) -> Option<Result<(), String>> {
+        let (reply, answer) = oneshot::channel();
+        if !self.post(LoopEnvelope {
+            command,
+            reply: Some(reply),
+        }) {
+            return None;
+        }
+        answer.await.ok()
+    }
+
+    fn post(&self, envelope: LoopEnvelope) -> bool {
         lock(&self.commands)
             .as_ref()
-            .is_some_and(|tx| tx.send(command).is_ok())
+            .is_some_and(|tx| tx.send(envelope).is_ok())
     }
 
     /// Whether the endpoint has a rollout.
     pub fn has_rollout(&self) -> bool {
         lock(&self.view).rollout.is_some()
+    }
+
+    /// The rollout, while it sets the endpoint's weights (stepping or
+    /// awaiting its decision).
+    pub fn running_rollout(&self) -> Option<RolloutView> {
+        lock(&self.view).rollout.clone().filter(|r| {
+            matches!(
+                r.state,
+                RolloutState::Stepping | RolloutState::AwaitingDecision
+            )
+        })
     }
 }
 

@@ -9,7 +9,7 @@
 //!            ▼                                   rollout Stopped
 //!   Stepping ──step_secs + min_samples──▶ next step … ──last──▶ AwaitingDecision
 //!            ▲                                                    │ readout decision
-//!   Stopped ─┘ resume (operator)              Promoted ◀── holds ─┤
+//!  Resuming ─┘ ◀─ resume ─ Stopped            Promoted ◀── holds ─┤
 //!                                             Stopped  ◀── worse ─┘ (challenger → 0)
 //! ```
 //!
@@ -26,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::loop_commands::Envelope;
 use super::guardrail::{ArmCounts, Breach, GuardrailConfig, Snapshot, Window, TICKS_PER_WINDOW};
 use super::rollout::{rfc3339, PromoteIf, RolloutConfig, RolloutState, RolloutView, StoppedArm};
 use super::view::Decision;
@@ -74,17 +75,6 @@ pub trait Controls: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), PromoteError>> + Send;
 }
 
-/// What an operator asks of a running loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LoopCommand {
-    /// Stop the rollout where it is (its weights stay).
-    StopRollout { by: String },
-    /// Resume a stopped rollout at the step it stopped on.
-    ResumeRollout { by: String },
-    /// The challenger was promoted from outside the loop.
-    Promoted,
-}
-
 /// The named states of the rollout.
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
@@ -97,6 +87,11 @@ enum Phase {
     },
     AwaitingDecision {
         reason: Option<String>,
+    },
+    /// An operator resumed a stopped rollout: `steps[index]` is applied
+    /// again, every tick until the traffic change succeeds.
+    Resuming {
+        index: usize,
     },
     Completed,
     Promoted,
@@ -115,7 +110,7 @@ pub struct ExperimentLoop<C> {
     phase: Phase,
     /// Why the last step could not be taken, until one is.
     blocked: Option<String>,
-    commands: mpsc::UnboundedReceiver<LoopCommand>,
+    commands: mpsc::UnboundedReceiver<Envelope>,
 }
 
 impl<C: Controls> ExperimentLoop<C> {
@@ -163,7 +158,13 @@ impl<C: Controls> ExperimentLoop<C> {
         loop {
             tokio::select! {
                 _ = ticks.tick() => self.step().await,
-                Some(command) = self.commands.recv() => self.command(command).await,
+                Some(Envelope { command, reply }) = self.commands.recv() => {
+                    let answer = self.command(command).await;
+                    if let Some(reply) = reply {
+                        // The asker may have given up waiting; nothing to tell then.
+                        let _ = reply.send(answer);
+                    }
+                }
             }
         }
     }
@@ -259,6 +260,8 @@ impl<C: Controls> ExperimentLoop<C> {
         if rollout_arm.as_deref() == Some(breach.arm.as_str()) {
             if let Phase::Stepping { index, .. } = self.phase {
                 self.stop(index, format!("guardrail: {}", breach.why));
+            } else if let Phase::Resuming { index } = self.phase {
+                self.stop(Some(index), format!("guardrail: {}", breach.why));
             } else if matches!(self.phase, Phase::AwaitingDecision { .. }) {
                 let index = self.config.rollout.as_ref().map(|r| r.steps.len() - 1);
                 self.stop(index, format!("guardrail: {}", breach.why));
@@ -357,6 +360,7 @@ impl<C: Controls> ExperimentLoop<C> {
                     ),
                 }
             }
+            Phase::Resuming { index } => self.apply_step(&rollout, &arm, index).await,
             Phase::Guarding | Phase::Completed | Phase::Promoted | Phase::Stopped { .. } => {}
         }
     }
@@ -406,38 +410,6 @@ impl<C: Controls> ExperimentLoop<C> {
         self.blocked = None;
     }
 
-    async fn command(&mut self, command: LoopCommand) {
-        match (command, self.phase.clone()) {
-            (LoopCommand::StopRollout { by }, Phase::Stepping { index, .. }) => {
-                self.stop(index, format!("stopped by {by}"))
-            }
-            (LoopCommand::StopRollout { by }, Phase::AwaitingDecision { .. }) => {
-                let last = self.config.rollout.as_ref().map(|r| r.steps.len() - 1);
-                self.stop(last, format!("stopped by {by}"))
-            }
-            (LoopCommand::ResumeRollout { by }, Phase::Stopped { index, .. }) => {
-                tracing::info!("endpoint {}: rollout resumed by {by}", self.config.endpoint);
-                // Judge the resumed split on its own calls.
-                self.window.reset(self.snapshot());
-                self.phase = Phase::Stepping {
-                    index: None,
-                    since: Instant::now(),
-                };
-                if let (Some(rollout), Some(arm), Some(i)) =
-                    (self.config.rollout.clone(), self.rollout_arm(), index)
-                {
-                    self.apply_step(&rollout, &arm, i).await;
-                }
-            }
-            (
-                LoopCommand::Promoted,
-                Phase::Stepping { .. } | Phase::AwaitingDecision { .. } | Phase::Stopped { .. },
-            ) => self.phase = Phase::Promoted,
-            _ => {}
-        }
-        self.publish();
-    }
-
     /// Writes the rollout's state where the readout shows it.
     fn publish(&self) {
         let Some(rollout) = &self.config.rollout else {
@@ -460,6 +432,15 @@ impl<C: Controls> ExperimentLoop<C> {
                     None,
                 )
             }
+            // Shown as stepping on the step being resumed; `waiting_for`
+            // says why its traffic change has not been taken yet.
+            Phase::Resuming { index } => (
+                RolloutState::Stepping,
+                Some(*index),
+                None,
+                self.blocked.clone(),
+                None,
+            ),
             Phase::AwaitingDecision { reason } => (
                 RolloutState::AwaitingDecision,
                 Some(rollout.steps.len() - 1),
@@ -514,6 +495,11 @@ fn with_weight(arms: Vec<Arm>, alias: &str, weight: f64) -> Vec<Arm> {
         })
         .collect()
 }
+
+#[path = "loop_commands.rs"]
+mod loop_commands;
+pub(super) use loop_commands::Envelope as LoopEnvelope;
+pub use loop_commands::LoopCommand;
 
 #[cfg(test)]
 #[path = "experiment_loop_tests.rs"]

@@ -14,6 +14,8 @@ struct Fake {
     arms: Mutex<Vec<Arm>>,
     changes: Mutex<Vec<(&'static str, String)>>,
     promote: Mutex<Result<(), PromoteError>>,
+    /// Some: every traffic change fails with this error.
+    fail: Mutex<Option<String>>,
 }
 
 impl Controls for Arc<Fake> {
@@ -27,6 +29,9 @@ impl Controls for Arc<Fake> {
         by: &'static str,
         why: String,
     ) -> Result<(), String> {
+        if let Some(e) = self.fail.lock().unwrap().clone() {
+            return Err(e);
+        }
         *self.arms.lock().unwrap() = arms;
         self.changes.lock().unwrap().push((by, why));
         Ok(())
@@ -78,6 +83,7 @@ fn setup(
         ]),
         changes: Mutex::new(Vec::new()),
         promote: Mutex::new(Ok(())),
+        fail: Mutex::new(None),
     });
     let config = LoopConfig {
         endpoint: "e".into(),
@@ -255,7 +261,8 @@ async fn a_breach_stops_the_rollout_until_an_operator_resumes_it() {
     );
 
     task.command(LoopCommand::ResumeRollout { by: "admin".into() })
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         fake.weight("challenger"),
         10.0,
@@ -295,4 +302,99 @@ async fn a_worse_challenger_is_retired_after_the_last_step() {
         (RolloutState::Stopped, Some("the challenger is worse"))
     );
     assert_eq!(fake.changes().last().unwrap().0, "rollout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_whose_traffic_change_fails_retries_the_step_it_stopped_on() {
+    let (e, fake, mut task) = setup(Some(guardrail()), Some(rollout()));
+    task.step().await;
+    labels(&e, "challenger", 2);
+    labels(&e, "champion", 2);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    task.step().await;
+    assert_eq!(fake.weight("challenger"), 50.0, "on step 2 of 2");
+    task.command(LoopCommand::StopRollout { by: "admin".into() })
+        .await
+        .unwrap();
+    // The operator takes the challenger out while the rollout is stopped.
+    *fake.arms.lock().unwrap() = vec![
+        Arm {
+            alias: "champion".into(),
+            weight: 100.0,
+        },
+        Arm {
+            alias: "challenger".into(),
+            weight: 0.0,
+        },
+    ];
+
+    *fake.fail.lock().unwrap() = Some("the registry is not read yet".into());
+    task.command(LoopCommand::ResumeRollout { by: "admin".into() })
+        .await
+        .unwrap();
+    assert_eq!(fake.weight("challenger"), 0.0);
+    let r = view(&e).rollout.unwrap();
+    assert_eq!((r.state, r.step), (RolloutState::Stepping, Some(1)));
+    assert_eq!(
+        r.waiting_for.as_deref(),
+        Some("the traffic change of step 2 failed: the registry is not read yet")
+    );
+    // Still failing: the loop keeps trying the same step, never step 1.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    task.step().await;
+    assert_eq!(fake.weight("challenger"), 0.0);
+    let r = view(&e).rollout.unwrap();
+    assert_eq!((r.state, r.step), (RolloutState::Stepping, Some(1)));
+    assert_eq!(fake.changes().len(), 2, "only steps 1 and 2 so far");
+
+    *fake.fail.lock().unwrap() = None;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    task.step().await;
+    assert_eq!(
+        (fake.weight("challenger"), fake.weight("champion")),
+        (50.0, 50.0),
+        "resumed on step 2, where it stopped"
+    );
+    let last = fake.changes().last().unwrap().clone();
+    assert_eq!(last.0, "rollout");
+    assert!(last.1.starts_with("rollout step 2 of 2"), "{}", last.1);
+    let r = view(&e).rollout.unwrap();
+    assert_eq!(
+        (r.state, r.step, r.waiting_for),
+        (RolloutState::Stepping, Some(1), None)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_the_rollout_state_does_not_allow_are_refused_with_the_fix() {
+    let (_e, _fake, mut task) = setup(None, Some(rollout()));
+    task.step().await;
+    let resume = task
+        .command(LoopCommand::ResumeRollout { by: "admin".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        resume,
+        "the rollout of endpoint \"e\" is running, not stopped; only a stopped rollout can be resumed (stop it with POST /admin/experiments/e/rollout/stop)"
+    );
+    task.command(LoopCommand::StopRollout { by: "admin".into() })
+        .await
+        .unwrap();
+    let stop = task
+        .command(LoopCommand::StopRollout { by: "admin".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stop,
+        "the rollout of endpoint \"e\" is already stopped (stopped by admin); resume it with POST /admin/experiments/e/rollout/resume"
+    );
+    task.command(LoopCommand::Promoted).await.unwrap();
+    let finished = task
+        .command(LoopCommand::ResumeRollout { by: "admin".into() })
+        .await
+        .unwrap_err();
+    assert!(
+        finished.contains("is already finished (promoted"),
+        "{finished}"
+    );
 }

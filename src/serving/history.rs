@@ -54,6 +54,12 @@ pub mod action {
     /// An experiment's challenger became the baseline (the readout's numbers
     /// in `comparison` and `why`).
     pub const PROMOTE: &str = "promote";
+    /// An operator stopped an endpoint's rollout (`endpoint`; `alias` is the
+    /// rollout's arm; `why` names the step it stopped on).
+    pub const ROLLOUT_STOP: &str = "rollout_stop";
+    /// An operator resumed an endpoint's stopped rollout on the step it
+    /// stopped on (`endpoint`, `alias`, `why`).
+    pub const ROLLOUT_RESUME: &str = "rollout_resume";
 }
 
 /// How it ended (its `result`).

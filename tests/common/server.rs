@@ -32,6 +32,27 @@ impl Server {
         server
     }
 
+    /// Serves a registry in `dir` with fraud v1 as `champion` and
+    /// `challenger_file` as version 2, `challenger`, with the endpoint file
+    /// `config` and extra `serve` flags; answers the registry's path too.
+    pub fn fraud_ab(
+        dir: &Path,
+        challenger_file: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> (Server, PathBuf) {
+        let reg = dir.join("registry");
+        assert_eq!(registry::register(&reg, "fraud", "fraud/v1.onnx"), 1);
+        assert_eq!(registry::register(&reg, "fraud", challenger_file), 2);
+        registry::set_alias(&reg, "fraud", "champion", 1);
+        registry::set_alias(&reg, "fraud", "challenger", 2);
+        let path = dir.join("podium.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        (Server::start(&reg, &args), reg)
+    }
+
     /// Serves `registry`, waiting for the "listening" line (60 s at most).
     pub fn start(registry: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)

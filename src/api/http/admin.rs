@@ -375,6 +375,7 @@ async fn set_traffic(
             "expected {{\"arms\": [{{\"alias\": \"champion\", \"weight\": 90}}, ...], \"shadow\": {{\"alias\": ..., \"fraction\": 0.1, \"max_in_flight\": 16}} or null}}: {e}"
         )))
     })?;
+    crate::api::rollout_controls::check_manual_traffic(&state, &name, &traffic.arms)?;
     let change = TrafficChange {
         endpoint: name,
         arms: traffic.arms,

@@ -14,10 +14,11 @@ use serde_json::json;
 
 use crate::api::error::ApiError;
 use crate::api::experiment_controls::{self, NotPromoted};
+use crate::api::rollout_controls::{self, RolloutAction};
 use crate::api::AppState;
 use crate::auth::AdminCaller;
 use crate::error::Error;
-use crate::experiments::{LoopCommand, PromoteIf};
+use crate::experiments::PromoteIf;
 
 type S = State<Arc<AppState>>;
 
@@ -66,36 +67,14 @@ pub async fn promote(
     }
 }
 
-/// Stops or resumes the endpoint's rollout.
+/// Stops or resumes the endpoint's rollout; answers the rollout as it is
+/// then (404 without one, 409 when its state does not allow the action).
 pub async fn rollout(
     State(state): S,
     Extension(caller): Extension<AdminCaller>,
     Path((name, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let readout = state
-        .experiments
-        .as_deref()
-        .and_then(|e| e.endpoint(&name))
-        .filter(|r| r.control().has_rollout())
-        .ok_or_else(|| {
-            ApiError(Error::NotFound(format!(
-                "endpoint \"{name}\" has no rollout; add an [endpoint.rollout] table to its entry in the --config file"
-            )))
-        })?;
-    let by = caller.by();
-    let command = match action.as_str() {
-        "stop" => LoopCommand::StopRollout { by },
-        "resume" => LoopCommand::ResumeRollout { by },
-        other => {
-            return Err(ApiError(Error::NotFound(format!(
-                "no rollout action \"{other}\"; use POST /admin/experiments/{name}/rollout/stop or .../resume"
-            ))))
-        }
-    };
-    if !readout.control().send(command) {
-        return Err(ApiError(Error::Unavailable(format!(
-            "the experiment loop of endpoint \"{name}\" is not running"
-        ))));
-    }
-    Ok(Json(json!({ "endpoint": name, "rollout": action, "accepted": true })).into_response())
+    let action = RolloutAction::parse(&name, &action)?;
+    let rollout = rollout_controls::rollout_command(&state, &name, action, &caller.by()).await?;
+    Ok(Json(json!({ "endpoint": name, "rollout": rollout })).into_response())
 }
