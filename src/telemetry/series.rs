@@ -27,8 +27,11 @@ const LATENCY_GROWTH: f64 = 1.25;
 /// Every arm's recent traffic. Recording takes one short lock of its arm.
 #[derive(Default)]
 pub struct ArmSeries {
-    arms: RwLock<HashMap<(String, String), Arc<Mutex<Ring>>>>,
+    arms: RwLock<ByEndpoint>,
 }
+
+/// Rings by endpoint, then arm (looked up by `&str`: no allocation per call).
+type ByEndpoint = HashMap<String, HashMap<String, Arc<Mutex<Ring>>>>;
 
 /// One arm's chart data in [`ArmSeries::snapshot`].
 #[derive(Debug, Serialize)]
@@ -105,20 +108,29 @@ impl ArmSeries {
     }
 
     fn ring(&self, endpoint: &str, arm: &str) -> Option<Arc<Mutex<Ring>>> {
-        let key = (endpoint.to_string(), arm.to_string());
-        if let Some(ring) = self
+        let found = self
             .arms
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+            .get(endpoint)
+            .and_then(|arms| arms.get(arm))
+            .map(Arc::clone);
+        if found.is_some() {
+            return found;
+        }
+        let mut endpoints = self.arms.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(ring) = endpoints.get(endpoint).and_then(|arms| arms.get(arm)) {
             return Some(Arc::clone(ring));
         }
-        let mut arms = self.arms.write().unwrap_or_else(|p| p.into_inner());
-        if arms.len() >= MAX_ARMS && !arms.contains_key(&key) {
+        if endpoints.values().map(HashMap::len).sum::<usize>() >= MAX_ARMS {
             return None;
         }
-        Some(Arc::clone(arms.entry(key).or_default()))
+        let ring = Arc::new(Mutex::new(Ring::default()));
+        endpoints
+            .entry(endpoint.to_string())
+            .or_default()
+            .insert(arm.to_string(), Arc::clone(&ring));
+        Some(ring)
     }
 
     /// Every arm's last [`WINDOW_BUCKETS`] buckets (empty ones included),
@@ -133,7 +145,8 @@ impl ArmSeries {
         let arms = self.arms.read().unwrap_or_else(|p| p.into_inner());
         let mut traces: Vec<ArmTrace> = arms
             .iter()
-            .map(|((endpoint, arm), ring)| {
+            .flat_map(|(endpoint, arms)| arms.iter().map(move |(arm, ring)| (endpoint, arm, ring)))
+            .map(|(endpoint, arm, ring)| {
                 let ring = ring.lock().unwrap_or_else(|p| p.into_inner());
                 let points = (first..=current)
                     .map(|index| {

@@ -27,7 +27,7 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Json<serde_json::Va
         .unwrap_or_default();
     let mut experiments = serde_json::Map::new();
     for name in names {
-        let view = match readout_view(&state, &name).await {
+        let view = match readout_view(&state, name).await {
             Ok(view) => serde_json::to_value(view).unwrap_or_default(),
             Err(e) => json!({ "error": e.to_string() }),
         };
