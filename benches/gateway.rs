@@ -207,6 +207,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         registration: Default::default(),
         experiments: None,
         api_keys: None,
+        series: Default::default(),
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled, false)

@@ -31,7 +31,9 @@
 //! (header, idle and body timeouts, the connection limit, shutdown, TLS
 //! with certificate reload) before hyper and tonic see them. `auth` (API
 //! keys, admin tokens, the audit log) is protocol-free; `api` asks it before
-//! a call reaches the pipeline. `offline` scores files (`podium batch`,
+//! a call reaches the pipeline. `api::console` is the web console at `/ui`:
+//! static files compiled in, reading and acting through the admin API like
+//! any client. `offline` scores files (`podium batch`,
 //! `podium compare`) with the same registry and runtime as serving, and
 //! monitors drift and quality over the inference table (`podium monitor`), and
 //! reports an experiment from the tables (`podium experiment report`). `cli` is the `podium` command line (the binary is a thin

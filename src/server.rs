@@ -303,6 +303,7 @@ pub async fn serve(
         registration,
         api_keys: api_keys.clone(),
         experiments,
+        series: Arc::new(crate::telemetry::ArmSeries::new()),
     });
     let table_state = Arc::clone(&state);
     let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);

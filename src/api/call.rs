@@ -317,8 +317,11 @@ impl<'a> Call<'a> {
                 &[&labels[..], &[("result", result.to_string())]].concat()
             )
             .increment(1);
-            metrics::histogram!("podium_request_seconds", &labels)
-                .record(self.started.elapsed().as_secs_f64());
+            let elapsed = self.started.elapsed();
+            metrics::histogram!("podium_request_seconds", &labels).record(elapsed.as_secs_f64());
+            self.state
+                .series
+                .record(&self.endpoint_label, arm, result == "ok", elapsed);
             if let Some(answered) = &self.answered {
                 metrics::histogram!("podium_model_seconds", &labels)
                     .record(answered.timing.inference.as_secs_f64());

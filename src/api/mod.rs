@@ -4,6 +4,7 @@
 //! pipeline in [`call`].
 
 pub mod call;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod experiment_controls;
@@ -39,4 +40,7 @@ pub struct AppState {
     pub api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
     /// The live readouts of endpoints with an experiment readout, if any.
     pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
+    /// Each arm's calls, errors and latency over the last minutes (the
+    /// console's charts, `GET /admin/overview`).
+    pub series: std::sync::Arc<crate::telemetry::ArmSeries>,
 }

@@ -3,8 +3,10 @@
 //! ([`catalog`]), and gauges of the serving core refreshed at every scrape.
 
 mod catalog;
+mod series;
 
 pub use catalog::{declare, Declared};
+pub use series::{ArmSeries, ArmTrace, Point, BUCKET_SECS, WINDOW_BUCKETS};
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -46,6 +46,7 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
     };
     Router::new()
         .route("/admin/status", get(status))
+        .route("/admin/overview", get(super::overview::overview))
         .route("/admin/history", get(history))
         .route("/admin/audit", get(audit))
         .route("/admin/models", post(super::registration::register))

@@ -9,6 +9,7 @@ mod experiments;
 pub mod feedback;
 mod mlflow;
 mod oip;
+mod overview;
 mod registration;
 mod respond;
 mod versions;
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess, admin_client_cert: bool)
     let default_endpoint = Router::new().route("/invocations", post(mlflow::invocations));
     Router::new()
         .merge(admin::routes(admin, admin_client_cert))
+        .merge(crate::api::console::routes())
         .merge(auth::guard(models, &state, auth::Endpoint::InPath))
         .merge(auth::guard(
             default_endpoint,
