@@ -207,6 +207,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         registration: Default::default(),
         experiments: None,
         api_keys: None,
+        replica: "bench".parse().expect("a valid replica id"),
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled, false)

@@ -51,6 +51,7 @@ pub mod json_lines;
 pub mod listener;
 pub mod offline;
 pub mod registry;
+pub mod replica;
 pub mod request;
 pub mod routing;
 pub mod runtime;

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 mod payload;
+pub mod trace_context;
 
 pub use call::{CLIENT_REQUEST_ID, REQUEST_ID};
 pub use payload::OipJson;
@@ -38,4 +39,6 @@ pub struct AppState {
     pub api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
     /// The live readouts of endpoints with an experiment readout, if any.
     pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
+    /// This replica's name, shown in `GET /admin/status`.
+    pub replica: crate::replica::ReplicaId,
 }

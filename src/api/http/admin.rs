@@ -191,7 +191,11 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 async fn status(State(state): S) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(state.core.models().status()).unwrap_or_default())
+    let mut status = serde_json::to_value(state.core.models().status()).unwrap_or_default();
+    if let Some(fields) = status.as_object_mut() {
+        fields.insert("replica".into(), json!(state.replica.as_str()));
+    }
+    Json(status)
 }
 
 #[derive(Deserialize)]
