@@ -318,6 +318,8 @@ pub async fn serve(
     });
     let table_state = Arc::clone(&state);
     let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);
+    let traffic_follower =
+        crate::api::experiment_controls::spawn_traffic_follower(&state, opts.poll_interval);
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -461,6 +463,7 @@ pub async fn serve(
     };
     reconciler.stop();
     health_task.abort();
+    traffic_follower.abort();
     for task in loops {
         task.abort();
     }

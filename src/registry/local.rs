@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/<model>/versions/<n>/model.onnx   one directory per version, n = 1, 2, …
 //! <root>/<model>/aliases.json              {"champion": 1, "challenger": 2}
+//! <root>/<model>/traffic.json              {"<endpoint>": {"arms": [...], ...}}: stored traffic
 //! <root>/<model>/.lock                     serialises writers (register, alias changes)
 //! <root>/<model>/versions/<n>/ARCHIVED      an archived version: kept, not listed
 //! <root>/<model>/versions/<n>/DELETED       a deleted version (its file removed)
@@ -32,6 +33,7 @@ use super::{
 use crate::error::Error;
 
 mod lifecycle;
+mod traffic;
 
 use lifecycle::Retire;
 
@@ -314,6 +316,19 @@ impl Registry for LocalRegistry {
             Retire::Unarchive
         };
         self.retire(model, version, how)
+    }
+
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.read_traffic(model)
+    }
+
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+    ) -> Result<(), Error> {
+        self.write_traffic(model, endpoint, update)
     }
 
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {

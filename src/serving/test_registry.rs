@@ -77,6 +77,17 @@ impl Registry for Flaky {
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
         self.inner.set_alias(model, alias, version)
     }
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.inner.stored_traffic(model)
+    }
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+    ) -> Result<(), Error> {
+        self.inner.update_traffic(model, endpoint, update)
+    }
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
         self.inner.delete_alias(model, alias)
     }
