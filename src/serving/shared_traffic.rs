@@ -163,3 +163,98 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::Registry as _;
+    use crate::runtime::pool::InferencePool;
+    use crate::serving::test_registry::Fixture;
+    use crate::serving::{Reconciler, TrafficChange};
+
+    /// One replica's core: its own routes over the shared registry.
+    fn replica(fx: &Fixture) -> Core {
+        let arms = vec![arm("champion", 90.0), arm("challenger", 10.0)];
+        let ab = Endpoint::new("ab".into(), "fraud".into(), "exp".into(), arms, None, None);
+        let pool = InferencePool::start(1, 4).unwrap();
+        Core::new(
+            Arc::clone(&fx.store),
+            pool,
+            None,
+            RouteTable::new(vec![ab.unwrap()]),
+        )
+    }
+
+    fn arm(alias: &str, weight: f64) -> Arm {
+        Arm {
+            alias: alias.into(),
+            weight,
+        }
+    }
+
+    fn step(challenger: f64) -> TrafficChange {
+        TrafficChange {
+            endpoint: "ab".into(),
+            arms: vec![
+                arm("champion", 100.0 - challenger),
+                arm("challenger", challenger),
+            ],
+            shadow: None,
+            by: "rollout".into(),
+            why: None,
+            if_unchanged: true,
+        }
+    }
+
+    fn challenger_weight(core: &Core) -> f64 {
+        core.routes().endpoints["ab"].arms[1].weight
+    }
+
+    #[tokio::test]
+    async fn only_the_loop_that_saw_the_stored_split_steps_and_the_others_follow() {
+        let fx = Fixture::fraud(0);
+        fx.registry
+            .inner
+            .set_alias("fraud", "challenger", 2)
+            .unwrap();
+        let _reconciler = Reconciler::spawn(Arc::clone(&fx.store), Duration::from_secs(60));
+        fx.store.refresh().await.unwrap();
+        let (a, b) = (replica(&fx), replica(&fx));
+
+        // Both loops decide to step at once: A's write lands first…
+        a.set_traffic(step(50.0)).unwrap();
+        // …so B's, made against the split it still serves, is refused.
+        let refused = b.set_traffic(step(50.0)).unwrap_err();
+        assert!(matches!(refused, Error::Refused(_)), "{refused}");
+        assert!(
+            refused.to_string().contains("changed meanwhile"),
+            "{refused}"
+        );
+        assert_eq!(challenger_weight(&b), 10.0);
+
+        // B follows the stored split (A has nothing to follow)…
+        assert!(a.follow_stored_traffic().is_empty());
+        let followed = b.follow_stored_traffic();
+        assert_eq!(followed.len(), 1);
+        assert_eq!(challenger_weight(&b), 50.0);
+        // …and its next step goes through; A follows it.
+        b.set_traffic(step(100.0)).unwrap();
+        a.follow_stored_traffic();
+        assert_eq!(challenger_weight(&a), 100.0);
+        let history = fx.history();
+        assert_eq!(history.matches("\"action\":\"traffic_set\"").count(), 2);
+
+        // A reset removes the stored split: both are back on the config's.
+        a.reset_traffic("ab", "admin").unwrap();
+        assert!(fx
+            .registry
+            .inner
+            .stored_traffic("fraud")
+            .unwrap()
+            .is_empty());
+        b.follow_stored_traffic();
+        assert_eq!((challenger_weight(&a), challenger_weight(&b)), (10.0, 10.0));
+    }
+}
