@@ -239,6 +239,8 @@ mod tests {
         let followed = b.follow_stored_traffic();
         assert_eq!(followed.len(), 1);
         assert_eq!(challenger_weight(&b), 50.0);
+        // Its loop taking that step again changes and audits nothing…
+        b.set_traffic(step(50.0)).unwrap();
         // …and its next step goes through; A follows it.
         b.set_traffic(step(100.0)).unwrap();
         a.follow_stored_traffic();

@@ -66,6 +66,11 @@ impl Core {
             crate::routing::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
                 .and_then(|()| current.with_traffic(arms, shadow))
                 .map_err(|why| Error::InvalidInput(format!("endpoint \"{name}\": {why}")))?;
+        if if_unchanged && same_policy(&updated.arms, updated.shadow.as_ref(), &current) {
+            // A loop repeating a step this replica already follows (another
+            // replica's loop took it first): nothing to store or audit.
+            return Ok((Arc::clone(&current), current));
+        }
         let stored = StoredPolicy::new(&updated, &by).to_json()?;
         self.store_traffic(&current, Some(stored), if_unchanged)?;
         Ok(self.apply(current, updated, &by, why))
