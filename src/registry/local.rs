@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex};
 
 use super::atomic::{self, StagingDir, WriteError};
 use super::{
-    validate_alias_name, validate_model_name, ModelFile, Registry, DEFAULT_MAX_MODEL_BYTES,
+    validate_alias_name, validate_model_name, ModelFile, Registry, TrafficUpdate,
+    DEFAULT_MAX_MODEL_BYTES,
 };
 use crate::error::Error;
 
@@ -326,7 +327,7 @@ impl Registry for LocalRegistry {
         &self,
         model: &str,
         endpoint: &str,
-        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+        update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         self.write_traffic(model, endpoint, update)
     }

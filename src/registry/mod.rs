@@ -160,7 +160,7 @@ pub trait Registry: Send + Sync {
         &self,
         model: &str,
         endpoint: &str,
-        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+        update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         let _ = update;
         Err(Error::Unsupported(format!(
@@ -189,6 +189,11 @@ pub trait Registry: Send + Sync {
             .collect())
     }
 }
+
+/// What [`Registry::update_traffic`] asks about an endpoint's stored
+/// policy (None: none stored): the policy to store instead (None: remove it),
+/// or an error that leaves it as it is.
+pub type TrafficUpdate<'a> = dyn FnMut(Option<&str>) -> Result<Option<String>, Error> + 'a;
 
 /// Which registry to open, as named on the command line.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{History, ModelStore, StoreOptions};
 use crate::error::Error;
 use crate::registry::local::LocalRegistry;
-use crate::registry::Registry;
+use crate::registry::{Registry, TrafficUpdate};
 
 /// A directory registry that can fail the way a remote one does.
 pub struct Flaky {
@@ -84,7 +84,7 @@ impl Registry for Flaky {
         &self,
         model: &str,
         endpoint: &str,
-        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+        update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         self.inner.update_traffic(model, endpoint, update)
     }

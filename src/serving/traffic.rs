@@ -176,7 +176,7 @@ impl Core {
             &updated.model,
             &changed.join(","),
             super::history::action::TRAFFIC_SET,
-            &by,
+            by,
         );
         event.endpoint = Some(name);
         event.arms = Some(updated.arms.clone());

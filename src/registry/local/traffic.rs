@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::{io_error, write_error, LocalRegistry};
 use crate::error::Error;
 use crate::registry::atomic;
+use crate::registry::TrafficUpdate;
 
 const TRAFFIC: &str = "traffic.json";
 
@@ -31,7 +32,7 @@ impl LocalRegistry {
         &self,
         model: &str,
         endpoint: &str,
-        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+        update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         let dir = self.existing_model_dir(model)?;
         let _lock = self.lock(&dir)?;

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::uri::{is_mlflow_uri, redact_uri};
-use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot};
+use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot, TrafficUpdate};
 use crate::error::Error;
 use api::AliasesByModel;
 use cache::ArtifactCache;
@@ -275,7 +275,7 @@ impl Registry for MlflowRegistry {
         &self,
         model: &str,
         endpoint: &str,
-        update: &mut dyn FnMut(Option<&str>) -> Result<Option<String>, Error>,
+        update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         let key = format!("{TRAFFIC_TAG}{endpoint}");
         let current = self.client.registered_model_tags(model)?.remove(&key);
