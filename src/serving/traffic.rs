@@ -136,7 +136,11 @@ impl Core {
             },
         );
         match written {
-            Ok(()) | Err(Error::Unsupported(_)) => Ok(()),
+            Ok(()) => Ok(()),
+            Err(Error::Unsupported(why)) => {
+                tracing::warn!("endpoint {name}: the change applies to this replica only: {why}");
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

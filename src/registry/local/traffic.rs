@@ -35,6 +35,24 @@ impl LocalRegistry {
         update: &mut TrafficUpdate,
     ) -> Result<(), Error> {
         let dir = self.existing_model_dir(model)?;
+        // A registry baked into an image or mounted read-only keeps no
+        // traffic: the change is then the serving replica's only.
+        let writable = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"));
+        if let Err(e) = writable {
+            if matches!(
+                e.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+            ) {
+                return Err(Error::Unsupported(format!(
+                    "the registry directory {} cannot be written ({e}), so traffic changes are not shared with other replicas",
+                    dir.display()
+                )));
+            }
+        }
         let _lock = self.lock(&dir)?;
         let path = dir.join(TRAFFIC);
         let mut stored = read(&path)?;
