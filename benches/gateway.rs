@@ -208,6 +208,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         experiments: None,
         api_keys: None,
         series: Default::default(),
+        replica: "bench".parse().expect("a valid replica id"),
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled, false)

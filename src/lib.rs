@@ -25,6 +25,10 @@
 //!                  feedback joined through a bounded ledger, statistics)
 //! ```
 //!
+//! Several replicas on one registry agree: traffic changes are stored in
+//! the registry and followed like aliases (`serving::Core::follow_stored_traffic`);
+//! [`replica::ReplicaId`] names each replica's table files and rows.
+//!
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table`, `experiments` and `routing` import none
 //! of `api`, `serving`. `listener` admits and times connections on both ports
@@ -53,6 +57,7 @@ pub mod json_lines;
 pub mod listener;
 pub mod offline;
 pub mod registry;
+pub mod replica;
 pub mod request;
 pub mod routing;
 pub mod runtime;

@@ -20,6 +20,7 @@ use crate::experiments::Experiments;
 use crate::inference_table::{FeedbackTable, InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
+use crate::replica::ReplicaId;
 use crate::routing::RouteTable;
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
@@ -65,7 +66,10 @@ pub struct ServeOptions {
     /// Threads for shadow copies; None: one when the config defines
     /// endpoints (only they can have shadows), else none.
     pub shadow_threads: Option<usize>,
-    /// The inference table; None: no table is written.
+    /// This replica's name (status, the table's file names and `replica` column).
+    pub replica: ReplicaId,
+    /// The inference table; None: no table is written (its `replica` is
+    /// replaced by [`ServeOptions::replica`]).
     pub table: Option<TableOptions>,
     /// Timeouts and limits of both listeners' connections.
     pub connections: ConnectionLimits,
@@ -111,6 +115,7 @@ impl ServeOptions {
             api_keys: None,
             drain_timeout: Duration::from_secs(30),
             shadow_threads: None,
+            replica: ReplicaId::detect(),
             table: None,
             connections: ConnectionLimits::default(),
             admin_register_dir: None,
@@ -269,12 +274,18 @@ pub async fn serve(
     let reconciler = Reconciler::spawn(Arc::clone(&models), opts.poll_interval)?;
     let mut health_summary = models.watch_health();
 
-    let table = opts
-        .table
+    let table_options = opts.table.clone().map(|options| TableOptions {
+        replica: opts.replica.clone(),
+        ..options
+    });
+    let table = table_options
         .clone()
         .map(|options| InferenceTable::start(options, Arc::new(OipJson)))
         .transpose()?;
-    let feedback_table = opts.table.as_ref().map(FeedbackTable::start).transpose()?;
+    let feedback_table = table_options
+        .as_ref()
+        .map(FeedbackTable::start)
+        .transpose()?;
     let health_watch = models.watch_health();
     let registration = Registration {
         dir: opts
@@ -304,9 +315,12 @@ pub async fn serve(
         api_keys: api_keys.clone(),
         experiments,
         series: Arc::new(crate::telemetry::ArmSeries::new()),
+        replica: opts.replica.clone(),
     });
     let table_state = Arc::clone(&state);
     let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);
+    let traffic_follower =
+        crate::api::experiment_controls::spawn_traffic_follower(&state, opts.poll_interval);
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -450,6 +464,7 @@ pub async fn serve(
     };
     reconciler.stop();
     health_task.abort();
+    traffic_follower.abort();
     for task in loops {
         task.abort();
     }

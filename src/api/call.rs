@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::deadline::requested_timeout;
 use super::error::classify;
 use super::keys::{Keys, RequestKeys};
+use super::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 use super::AppState;
 use crate::auth::Requester;
 use crate::error::Error;
@@ -68,6 +69,10 @@ pub struct Call<'a> {
     client_request_id: Option<String>,
     /// Row 0 of the readout's prediction output, once answered.
     prediction: Option<Prediction>,
+    /// The caller's W3C trace, when it sent a valid `traceparent`.
+    trace: Option<TraceContext>,
+    /// The call's log span: its request id, and trace id when traced.
+    span: tracing::Span,
 }
 
 /// What the response metadata says about a call that was answered.
@@ -127,6 +132,11 @@ impl<'a> Call<'a> {
         let client_request_id = client_request_id
             .filter(|_| tracker.is_some())
             .map(str::to_string);
+        let span = tracing::info_span!(
+            "call",
+            request_id = %request_id,
+            trace_id = tracing::field::Empty
+        );
         Call {
             state,
             protocol,
@@ -143,7 +153,31 @@ impl<'a> Call<'a> {
             tracker,
             client_request_id,
             prediction: None,
+            trace: None,
+            span,
         }
+    }
+
+    /// Joins the caller's trace from its `traceparent` and `tracestate`
+    /// (header or metadata values); a missing or malformed one leaves the
+    /// call untraced.
+    pub fn trace(&mut self, traceparent: Option<&str>, tracestate: Option<&str>) {
+        let Some(trace) = TraceContext::read(traceparent, tracestate) else {
+            if traceparent.is_some() {
+                tracing::debug!(parent: &self.span, "ignoring a malformed traceparent");
+            }
+            return;
+        };
+        self.span.record("trace_id", trace.trace_id.as_str());
+        if let Some(row) = self.row.as_mut() {
+            row.trace_id(&trace.trace_id);
+        }
+        self.trace = Some(trace);
+    }
+
+    /// The call's log span, for the protocol to run its work in.
+    pub fn span(&self) -> tracing::Span {
+        self.span.clone()
     }
 
     pub fn request_id(&self) -> &str {
@@ -261,12 +295,19 @@ impl<'a> Call<'a> {
     }
 
     /// The metadata every protocol returns with an answer, in one place:
-    /// the request id always; the endpoint, arm, version and timings once
+    /// the request id always; `traceparent` (Podium's span) and
+    /// `tracestate` when the call is traced; the endpoint, arm, version and timings once
     /// the call was answered. Every value is a valid header value: names
     /// from a registry (an MLflow alias may be any Unicode `\w`) are
     /// percent-encoded outside printable ASCII.
     pub fn metadata(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![(REQUEST_ID, header_safe(&self.request_id))];
+        if let Some(trace) = &self.trace {
+            out.push((TRACEPARENT, trace.traceparent()));
+            if let Some(state) = &trace.tracestate {
+                out.push((TRACESTATE, state.clone()));
+            }
+        }
         if let (Some(route), Some(answered)) = (&self.route, &self.answered) {
             let us = |d: Duration| d.as_micros().to_string();
             out.extend([

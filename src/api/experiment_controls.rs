@@ -33,6 +33,29 @@ pub async fn change_traffic(
     let (before, after) = tokio::task::spawn_blocking(move || st.core.set_traffic(change))
         .await
         .map_err(|e| Error::Internal(format!("traffic change task failed: {e}")))??;
+    traffic_changed(state, &before, &after);
+    Ok(after)
+}
+
+/// Puts `endpoint` back on the `--config` file's policy on every replica
+/// (the stored policy removed), and tells its readout.
+pub async fn reset_traffic(
+    state: &Arc<AppState>,
+    endpoint: String,
+    by: String,
+) -> Result<Arc<Endpoint>, Error> {
+    let st = Arc::clone(state);
+    let (before, after) =
+        tokio::task::spawn_blocking(move || st.core.reset_traffic(&endpoint, &by))
+            .await
+            .map_err(|e| Error::Internal(format!("traffic reset task failed: {e}")))??;
+    traffic_changed(state, &before, &after);
+    Ok(after)
+}
+
+/// Tells the endpoint's readout (if it has one) that its split changed
+/// from `before` to `after`: here, or on another replica and followed.
+pub fn traffic_changed(state: &AppState, before: &Endpoint, after: &Endpoint) {
     if let Some(readout) = state
         .experiments
         .as_deref()
@@ -48,7 +71,32 @@ pub async fn change_traffic(
             readout.control().restarted(&arm.alias);
         }
     }
-    Ok(after)
+}
+
+/// Follows the traffic other replicas store in the registry, every
+/// `interval` (the registry's poll interval) from now on.
+pub fn spawn_traffic_follower(
+    state: &Arc<AppState>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let st = Arc::clone(&state);
+            let followed = tokio::task::spawn_blocking(move || st.core.follow_stored_traffic());
+            match followed.await {
+                Ok(changes) => {
+                    for (before, after) in changes {
+                        traffic_changed(&state, &before, &after);
+                    }
+                }
+                Err(e) => tracing::error!("traffic follower task failed: {e}"),
+            }
+        }
+    })
 }
 
 /// The readout of `endpoint` now, with what serves each arm.
@@ -271,6 +319,8 @@ pub async fn promote(
             "arm \"{}\" promoted: \"{baseline}\" now serves its version {version}",
             comparison.arm
         )),
+        // Every replica promoting moves the split to the same place.
+        if_unchanged: false,
     };
     if let Err(e) = change_traffic(state, change).await {
         warnings.push(format!("the traffic was not moved to \"{baseline}\": {e}"));
@@ -328,6 +378,9 @@ impl Controls for EndpointControls {
             shadow: None,
             by: by.to_string(),
             why: Some(why),
+            // Two replicas' loops never both step: the one that finds the
+            // registry changed retries once it follows the change.
+            if_unchanged: true,
         };
         change_traffic(&self.state, change)
             .await

@@ -13,6 +13,7 @@ pub mod http;
 pub mod keys;
 mod payload;
 pub mod rollout_controls;
+pub mod trace_context;
 
 pub use call::{CLIENT_REQUEST_ID, REQUEST_ID};
 pub use payload::OipJson;
@@ -43,4 +44,6 @@ pub struct AppState {
     /// Each arm's calls, errors and latency over the last minutes (the
     /// console's charts, `GET /admin/overview`).
     pub series: std::sync::Arc<crate::telemetry::ArmSeries>,
+    /// This replica's name, shown in `GET /admin/status`.
+    pub replica: crate::replica::ReplicaId,
 }

@@ -266,6 +266,14 @@ impl AdminClient {
         Ok(answer.endpoint)
     }
 
+    /// Puts an endpoint back on the server's `--config` policy (on every
+    /// replica of its registry); answers the policy now in force.
+    pub fn reset_traffic(&self, endpoint: &str) -> anyhow::Result<EndpointView> {
+        let path = format!("/admin/endpoints/{endpoint}/traffic");
+        let answer: TrafficAnswer = self.call(self.request(Method::DELETE, &path))?;
+        Ok(answer.endpoint)
+    }
+
     /// The live experiment readout of `endpoint`, and the answer's JSON as sent.
     pub fn readout(&self, endpoint: &str) -> anyhow::Result<(Readout, serde_json::Value)> {
         let path = format!("/admin/experiments/{endpoint}");

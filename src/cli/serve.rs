@@ -10,6 +10,7 @@ use super::parse::{parse_bytes, parse_seconds};
 use crate::inference_table::TableOptions;
 use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
+use crate::replica::ReplicaId;
 use crate::server::{serve, shutdown_signal, ServeOptions};
 
 #[derive(Args)]
@@ -46,6 +47,11 @@ pub struct ServeArgs {
     /// milliseconds [default: 1000 for a directory, 2000 for MLflow].
     #[arg(long, env = "PODIUM_POLL_INTERVAL_MS")]
     poll_interval_ms: Option<u64>,
+    /// This replica's name when several serve one registry: in the inference
+    /// table's file names and `replica` column, and in /admin/status
+    /// [default: the host name (a pod's name), else a random 8-hex-digit id].
+    #[arg(long, env = "PODIUM_REPLICA_ID")]
+    replica_id: Option<ReplicaId>,
     /// Serve only these models (comma-separated) [default: every model of the registry].
     #[arg(long, env = "PODIUM_MODELS", value_delimiter = ',')]
     models: Vec<String>,
@@ -210,6 +216,7 @@ impl ServeArgs {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        let replica = self.replica_id.unwrap_or_else(ReplicaId::detect);
         Ok(ServeOptions {
             listen: self.listen,
             grpc_listen: self.grpc_listen,
@@ -239,6 +246,7 @@ impl ServeArgs {
             api_keys: self.api_keys,
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             shadow_threads: self.shadow_threads,
+            replica: replica.clone(),
             table: self.table_dir.map(|dir| TableOptions {
                 dir,
                 roll_interval: Duration::from_secs_f64(self.table_roll_secs),
@@ -247,6 +255,7 @@ impl ServeArgs {
                 queue_rows: self.table_queue_rows.max(1),
                 queue_bytes: self.table_queue_bytes as usize,
                 max_payload_bytes: self.table_max_payload_bytes as usize,
+                replica,
             }),
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs_f64(self.header_read_timeout_secs),

@@ -13,7 +13,8 @@ pub enum TrafficCommand {
         remote: Remote,
     },
     /// Set an endpoint's weights, e.g. `podium traffic set fraud champion=50 challenger=50`.
-    /// Applies at once, atomically; not written to the --config file.
+    /// Applies at once, atomically; not written to the --config file, but stored
+    /// in the registry so that every replica serving from it follows.
     Set {
         endpoint: String,
         /// ALIAS=WEIGHT for every arm.
@@ -28,12 +29,21 @@ pub enum TrafficCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Put an endpoint back on the --config file's policy, on every replica:
+    /// the split stored in the registry by `set` (or the experiment loop) is removed.
+    Reset {
+        endpoint: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 impl TrafficCommand {
     /// Runs the command against `--server`; prints one line per endpoint shown.
     pub fn run(self) -> anyhow::Result<()> {
-        let (TrafficCommand::Show { remote } | TrafficCommand::Set { remote, .. }) = &self;
+        let (TrafficCommand::Show { remote }
+        | TrafficCommand::Set { remote, .. }
+        | TrafficCommand::Reset { remote, .. }) = &self;
         let Some(admin) = remote.client()? else {
             anyhow::bail!(
                 "traffic commands act on a running server: add --server http://HOST:PORT (or PODIUM_SERVER); to change a split for good, edit the --config file"
@@ -54,6 +64,9 @@ impl TrafficCommand {
             } => {
                 let change = traffic_request(&arms, shadow.as_deref(), no_shadow)?;
                 println!("{}", endpoint_line(&admin.set_traffic(&endpoint, &change)?));
+            }
+            TrafficCommand::Reset { endpoint, .. } => {
+                println!("{}", endpoint_line(&admin.reset_traffic(&endpoint)?));
             }
         }
         Ok(())

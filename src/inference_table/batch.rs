@@ -10,7 +10,7 @@ use arrow_array::builder::{
     Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::SchemaRef;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -22,6 +22,8 @@ use super::RenderPayload;
 /// and day, payloads rendered by the API layer's [`RenderPayload`].
 pub(super) struct Requests {
     pub render: Arc<dyn RenderPayload>,
+    /// The `replica` column of every row this process writes.
+    pub replica: String,
 }
 
 impl RowKind for Requests {
@@ -53,7 +55,7 @@ impl RowKind for Requests {
     }
 
     fn batch(&self, schema: &SchemaRef, rows: Vec<Record>) -> anyhow::Result<RecordBatch> {
-        batch(schema, rows, self.render.as_ref())
+        batch(schema, rows, self.render.as_ref(), &self.replica)
     }
 }
 
@@ -95,6 +97,7 @@ fn batch(
     schema: &SchemaRef,
     rows: Vec<Record>,
     renderer: &dyn RenderPayload,
+    replica: &str,
 ) -> anyhow::Result<RecordBatch> {
     let n = rows.len();
     let mut request_id = StringBuilder::with_capacity(n, n * 36);
@@ -121,6 +124,7 @@ fn batch(
     let mut shadow_error = StringBuilder::new();
     let mut requester = StringBuilder::new();
     let mut codes = ListBuilder::new(StringBuilder::new());
+    let mut trace_id = StringBuilder::new();
     for r in rows {
         let us = record::micros(r.received);
         request_id.append_value(&r.request_id);
@@ -163,6 +167,7 @@ fn batch(
             codes.values().append_value(code);
         }
         codes.append(true);
+        trace_id.append_option(r.trace_id.as_deref());
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(request_id.finish()),
@@ -189,6 +194,8 @@ fn batch(
         Arc::new(shadow_error.finish()),
         Arc::new(requester.finish()),
         Arc::new(codes.finish()),
+        Arc::new(StringArray::from(vec![replica; n])),
+        Arc::new(trace_id.finish()),
     ];
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }

@@ -3,7 +3,7 @@
 //! `request_id`.
 //!
 //! ```text
-//! <table>/_feedback/request_date=<YYYY-MM-DD>/part-<stamp>-<uuid>.parquet
+//! <table>/_feedback/request_date=<YYYY-MM-DD>/part-<stamp>-<replica>-<uuid>.parquet
 //! ```
 //!
 //! Same writer, journal and start-up recovery as the inference table (a

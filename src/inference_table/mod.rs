@@ -45,6 +45,7 @@ pub use record::{Payload, Protocol, Record, ShadowRecord};
 use batch::Requests;
 use table::{Message, Table};
 
+use crate::replica::ReplicaId;
 use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver, Timing};
 
 /// Renders decoded requests and responses to the JSON text the `request`
@@ -72,6 +73,9 @@ pub struct TableOptions {
     /// A request or response body over this is stored as null, with
     /// `MAX_REQUEST_SIZE_EXCEEDED` / `MAX_RESPONSE_SIZE_EXCEEDED`.
     pub max_payload_bytes: usize,
+    /// This replica: part of every file name (replicas writing one table
+    /// directory never collide) and the `replica` column.
+    pub replica: ReplicaId,
 }
 
 impl TableOptions {
@@ -85,6 +89,7 @@ impl TableOptions {
             queue_rows: 10_000,
             queue_bytes: 64 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,
+            replica: ReplicaId::detect(),
         }
     }
 }
@@ -104,7 +109,14 @@ impl InferenceTable {
         render: Arc<dyn RenderPayload>,
     ) -> anyhow::Result<InferenceTable> {
         Ok(InferenceTable {
-            table: Table::start(options, Requests { render }, "podium-table")?,
+            table: Table::start(
+                options.clone(),
+                Requests {
+                    render,
+                    replica: options.replica.to_string(),
+                },
+                "podium-table",
+            )?,
             waiting: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -150,6 +162,7 @@ impl InferenceTable {
                 response: Payload::Absent,
                 shadow: None,
                 requester: None,
+                trace_id: None,
                 logging_error_codes: Vec::new(),
             },
         }
@@ -347,6 +360,11 @@ impl Entry {
     }
 
     /// The name of the API key the call was accepted with.
+    /// The W3C trace id of the request (the `trace_id` column).
+    pub fn trace_id(&mut self, trace_id: &str) {
+        self.record.trace_id = Some(trace_id.to_string());
+    }
+
     pub fn requester(&mut self, name: &str) {
         self.record.requester = Some(name.to_string());
     }

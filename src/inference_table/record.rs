@@ -98,6 +98,9 @@ pub struct Record {
     pub shadow: Option<ShadowRecord>,
     pub requester: Option<String>,
     pub logging_error_codes: Vec<&'static str>,
+    /// The W3C trace id of the request's `traceparent` (32 lowercase hex
+    /// digits), when it came with a valid one.
+    pub trace_id: Option<String>,
 }
 
 impl Record {
@@ -119,7 +122,9 @@ impl Record {
 /// (`client_request_id`, `status_code`, `sampling_fraction`,
 /// `execution_duration_ms`, `request`, `response`, `served_entity_id`,
 /// `requester`, `logging_error_codes`); durations are fractional
-/// milliseconds, because Podium's are often below one.
+/// milliseconds, because Podium's are often below one. `replica` names the
+/// process that wrote the row and `trace_id` is the W3C trace of the
+/// request; both came later, so readers accept files without them.
 pub fn schema() -> Arc<Schema> {
     use DataType::*;
     let text = |name: &str, nullable: bool| Field::new(name, Utf8, nullable);
@@ -156,6 +161,8 @@ pub fn schema() -> Arc<Schema> {
             List(Arc::new(Field::new("item", Utf8, true))),
             false,
         ),
+        text("replica", false),
+        text("trace_id", true),
     ]))
 }
 

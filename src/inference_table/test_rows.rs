@@ -24,6 +24,7 @@ impl RenderPayload for Plain {
 pub(super) fn requests() -> Requests {
     Requests {
         render: Arc::new(Plain),
+        replica: "test".into(),
     }
 }
 
@@ -55,6 +56,7 @@ pub(super) fn record(body: usize) -> Record {
         response: Payload::Absent,
         shadow: None,
         requester: None,
+        trace_id: None,
         logging_error_codes: Vec::new(),
     }
 }

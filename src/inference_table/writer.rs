@@ -32,6 +32,7 @@ use super::journal::Journal;
 use super::kind::RowKind;
 use super::table::{Ack, Message};
 use super::TableOptions;
+use crate::replica::ReplicaId;
 
 /// Rows rendered and handed to the Parquet writer at a time...
 const BATCH_ROWS: usize = 1024;
@@ -304,6 +305,7 @@ impl<K: RowKind> Writer<K> {
                 if p.file.is_none() {
                     p.file = Some(open_file(
                         &self.options.dir,
+                        &self.options.replica,
                         key,
                         &self.schema,
                         self.properties.clone(),
@@ -413,6 +415,7 @@ impl<K: RowKind> Writer<K> {
 /// Starts a file of `partition` (relative to the table's root) and its journal.
 fn open_file(
     root: &Path,
+    replica: &ReplicaId,
     partition: &Path,
     schema: &SchemaRef,
     properties: WriterProperties,
@@ -423,7 +426,7 @@ fn open_file(
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
     let name = format!(
-        "part-{stamp}Z-{}.parquet",
+        "part-{stamp}Z-{replica}-{}.parquet",
         uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
     );
     let path = dir.join(&name);

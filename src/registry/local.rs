@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/<model>/versions/<n>/model.onnx   one directory per version, n = 1, 2, …
 //! <root>/<model>/aliases.json              {"champion": 1, "challenger": 2}
+//! <root>/<model>/traffic.json              {"<endpoint>": {"arms": [...], ...}}: stored traffic
 //! <root>/<model>/.lock                     serialises writers (register, alias changes)
 //! <root>/<model>/versions/<n>/ARCHIVED      an archived version: kept, not listed
 //! <root>/<model>/versions/<n>/DELETED       a deleted version (its file removed)
@@ -27,11 +28,13 @@ use std::sync::{Arc, Mutex};
 
 use super::atomic::{self, StagingDir, WriteError};
 use super::{
-    validate_alias_name, validate_model_name, ModelFile, Registry, DEFAULT_MAX_MODEL_BYTES,
+    validate_alias_name, validate_model_name, ModelFile, Registry, TrafficUpdate,
+    DEFAULT_MAX_MODEL_BYTES,
 };
 use crate::error::Error;
 
 mod lifecycle;
+mod traffic;
 
 use lifecycle::Retire;
 
@@ -314,6 +317,19 @@ impl Registry for LocalRegistry {
             Retire::Unarchive
         };
         self.retire(model, version, how)
+    }
+
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.read_traffic(model)
+    }
+
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut TrafficUpdate,
+    ) -> Result<(), Error> {
+        self.write_traffic(model, endpoint, update)
     }
 
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {

@@ -141,6 +141,34 @@ pub trait Registry: Send + Sync {
         )))
     }
 
+    /// The traffic policies stored for endpoints of `model` (endpoint →
+    /// the JSON text [`Registry::update_traffic`] stored), so that every
+    /// replica serving from this registry routes the same split; empty when
+    /// none is stored, or when the registry keeps none.
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        let _ = model;
+        Ok(BTreeMap::new())
+    }
+    /// Replaces the stored policy of `endpoint` (served from `model`) with
+    /// what `update` answers for the stored one (None: none stored;
+    /// answering None clears it). An error from `update` is returned and
+    /// nothing is written. Registries that can lock run `update` under the
+    /// model's lock, so a conditional change is atomic across replicas.
+    /// Registries that keep no traffic refuse with `Unsupported`, as this
+    /// default does.
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut TrafficUpdate,
+    ) -> Result<(), Error> {
+        let _ = update;
+        Err(Error::Unsupported(format!(
+            "the {} registry keeps no traffic policies (endpoint \"{endpoint}\" of model \"{model}\")",
+            self.kind()
+        )))
+    }
+
     /// Versions and aliases of `only` these models, or of every registered
     /// model, in as few calls as the registry allows. The outer error means
     /// the registry could not be read at all.
@@ -161,6 +189,11 @@ pub trait Registry: Send + Sync {
             .collect())
     }
 }
+
+/// What [`Registry::update_traffic`] asks about an endpoint's stored
+/// policy (None: none stored): the policy to store instead (None: remove it),
+/// or an error that leaves it as it is.
+pub type TrafficUpdate<'a> = dyn FnMut(Option<&str>) -> Result<Option<String>, Error> + 'a;
 
 /// Which registry to open, as named on the command line.
 #[derive(Debug, Clone)]

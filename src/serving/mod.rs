@@ -12,6 +12,7 @@ mod readiness;
 mod reconcile;
 mod reconciler;
 mod registry_health;
+mod shared_traffic;
 mod slots;
 mod status;
 mod store;
@@ -32,6 +33,7 @@ pub use history::{ComparisonRecord, Event, History};
 pub use readiness::HealthSummary;
 pub use reconciler::Reconciler;
 pub use registry_health::RegistryStatus;
+pub use shared_traffic::StoredPolicy;
 pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
 pub use store::{ModelStore, StoreOptions};
 pub use traffic::TrafficChange;
@@ -54,6 +56,8 @@ pub struct Core {
     shadow_pool: Option<Arc<InferencePool>>,
     /// Replaced whole by a traffic change, so no request sees half a policy.
     routes: ArcSwap<RouteTable>,
+    /// The configured policies, and what following the stored ones reported.
+    shared: shared_traffic::SharedTraffic,
 }
 
 /// The answer of one call, and the shadow copy it sent, if any.
@@ -74,6 +78,7 @@ impl Core {
             models,
             pool: Arc::new(pool),
             shadow_pool: shadow_pool.map(Arc::new),
+            shared: shared_traffic::SharedTraffic::new(&routes),
             routes: ArcSwap::from_pointee(routes),
         }
     }

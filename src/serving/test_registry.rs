@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{History, ModelStore, StoreOptions};
 use crate::error::Error;
 use crate::registry::local::LocalRegistry;
-use crate::registry::Registry;
+use crate::registry::{Registry, TrafficUpdate};
 
 /// A directory registry that can fail the way a remote one does.
 pub struct Flaky {
@@ -76,6 +76,17 @@ impl Registry for Flaky {
     }
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
         self.inner.set_alias(model, alias, version)
+    }
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        self.inner.stored_traffic(model)
+    }
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut TrafficUpdate,
+    ) -> Result<(), Error> {
+        self.inner.update_traffic(model, endpoint, update)
     }
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {
         self.inner.delete_alias(model, alias)

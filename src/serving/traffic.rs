@@ -1,10 +1,14 @@
 //! Traffic changes: an endpoint's weights (and shadow) replaced in one
-//! atomic store, checked like the configuration file and written to the
-//! alias history. The admin API's `PUT /admin/endpoints/{name}/traffic` and
-//! the experiment loop (guardrail trips, rollout steps) both come here.
+//! atomic store, checked like the configuration file, stored in the
+//! registry for the other replicas to follow ([`super::shared_traffic`])
+//! and written to the alias history. The admin API's
+//! `PUT /admin/endpoints/{name}/traffic` (and its `DELETE`, back to the
+//! configuration file's policy) and the experiment loop (guardrail trips,
+//! rollout steps) all come here.
 
 use std::sync::Arc;
 
+use super::shared_traffic::{same_policy, StoredPolicy};
 use super::{Core, Event};
 use crate::error::Error;
 use crate::routing::{Arm, Endpoint, Shadow};
@@ -20,6 +24,10 @@ pub struct TrafficChange {
     pub by: String,
     /// Why, with the numbers, when the change was not an operator's.
     pub why: Option<String>,
+    /// Apply only if the registry holds the policy this replica serves now
+    /// (another replica did not change it first); the experiment loop's
+    /// changes are conditional, so two replicas' loops never both step.
+    pub if_unchanged: bool,
 }
 
 impl Core {
@@ -36,6 +44,7 @@ impl Core {
             shadow,
             by,
             why,
+            if_unchanged,
         } = change;
         let routes = self.routes();
         let Some(current) = routes.endpoints.get(&name).cloned() else {
@@ -57,6 +66,94 @@ impl Core {
             crate::routing::check_traffic(&current.model, Some(&aliases), &arms, shadow.as_ref())
                 .and_then(|()| current.with_traffic(arms, shadow))
                 .map_err(|why| Error::InvalidInput(format!("endpoint \"{name}\": {why}")))?;
+        if if_unchanged && same_policy(&updated.arms, updated.shadow.as_ref(), &current) {
+            // A loop repeating a step this replica already follows (another
+            // replica's loop took it first): nothing to store or audit.
+            return Ok((Arc::clone(&current), current));
+        }
+        let stored = StoredPolicy::new(&updated, &by).to_json()?;
+        self.store_traffic(&current, Some(stored), if_unchanged)?;
+        Ok(self.apply(current, updated, &by, why))
+    }
+
+    /// Puts `endpoint` back on the `--config` file's policy and removes the
+    /// stored one, so every replica goes back to its file. Blocking.
+    pub fn reset_traffic(
+        &self,
+        name: &str,
+        by: &str,
+    ) -> Result<(Arc<Endpoint>, Arc<Endpoint>), Error> {
+        let current = self.routes().endpoints.get(name).cloned();
+        let configured = self.shared.configured(name);
+        let (Some(current), Some(configured)) = (current, configured) else {
+            return Err(Error::NotFound(format!(
+                "no endpoint \"{name}\" is configured; endpoints are defined in the --config file"
+            )));
+        };
+        let updated = current
+            .with_traffic(configured.arms.clone(), configured.shadow.clone())
+            .map_err(|why| Error::Internal(format!("endpoint \"{name}\": {why}")))?;
+        self.store_traffic(&current, None, false)?;
+        Ok(self.apply(
+            current,
+            updated,
+            by,
+            Some("reset to the --config file's policy".into()),
+        ))
+    }
+
+    /// Writes `stored` (None: removes it) as `current`'s policy in the
+    /// registry; `if_unchanged` refuses when the registry holds another
+    /// policy than `current`'s. A registry that keeps no traffic is no
+    /// error: the change is then this replica's only.
+    fn store_traffic(
+        &self,
+        current: &Endpoint,
+        stored: Option<String>,
+        if_unchanged: bool,
+    ) -> Result<(), Error> {
+        let name = current.name.as_str();
+        let configured = self.shared.configured(name);
+        let written = self.models().registry().update_traffic(
+            &current.model,
+            name,
+            &mut |seen: Option<&str>| {
+                if if_unchanged {
+                    let held = match seen {
+                        Some(text) => StoredPolicy::parse(text).map(|p| (p.arms, p.shadow)),
+                        None => configured.as_ref().map(|c| (c.arms.clone(), c.shadow.clone())),
+                    };
+                    let unchanged = held.is_some_and(|(arms, shadow)| {
+                        same_policy(&arms, shadow.as_ref(), current)
+                    });
+                    if !unchanged {
+                        return Err(Error::Refused(format!(
+                            "endpoint \"{name}\": its traffic was changed meanwhile (by another replica: the registry holds a policy this replica does not serve yet); the change is tried again once this replica follows it"
+                        )));
+                    }
+                }
+                Ok(stored.clone())
+            },
+        );
+        match written {
+            Ok(()) => Ok(()),
+            Err(Error::Unsupported(why)) => {
+                tracing::warn!("endpoint {name}: the change applies to this replica only: {why}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Serves `updated` from the next request on, logs and audits it.
+    fn apply(
+        &self,
+        current: Arc<Endpoint>,
+        updated: Endpoint,
+        by: &str,
+        why: Option<String>,
+    ) -> (Arc<Endpoint>, Arc<Endpoint>) {
+        let name = updated.name.clone();
         let updated = Arc::new(updated);
         self.replace_endpoint(Arc::clone(&updated));
         let changed: Vec<&str> = updated
@@ -83,12 +180,12 @@ impl Core {
             &updated.model,
             &changed.join(","),
             super::history::action::TRAFFIC_SET,
-            &by,
+            by,
         );
         event.endpoint = Some(name);
         event.arms = Some(updated.arms.clone());
         event.why = why;
         self.models().history().record(&event);
-        Ok((current, updated))
+        (current, updated)
     }
 }

@@ -11,6 +11,7 @@ pub mod proto {
 
 use std::pin::Pin;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use futures_util::{Stream, StreamExt};
 use percent_encoding::percent_decode_str;
@@ -26,6 +27,7 @@ use proto::*;
 use crate::api::call::{Call, Outcome, CLIENT_REQUEST_ID};
 use crate::api::error::grpc_status;
 use crate::api::keys::RequestKeys;
+use crate::api::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::api::AppState;
 use crate::auth::{presented, Requester};
 use crate::error::Error;
@@ -222,12 +224,15 @@ async fn infer(
         .get(CLIENT_REQUEST_ID)
         .and_then(|v| v.to_str().ok());
     let mut call = Call::start(state, Protocol::Grpc, &name, client_id, requester.as_ref());
+    let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+    call.trace(text(TRACEPARENT), text(TRACESTATE));
     let result = if name.is_empty() {
         Err(Error::InvalidInput(
             "model_name is empty; name the model to run".into(),
         ))
     } else {
-        answer(&mut call, metadata, msg).await
+        let span = call.span();
+        answer(&mut call, metadata, msg).instrument(span).await
     };
     let call_metadata = call.metadata();
     call.finish(match &result {

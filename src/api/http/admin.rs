@@ -72,7 +72,10 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
             post(rollback),
         )
         .route("/admin/endpoints", get(endpoints))
-        .route("/admin/endpoints/{name}/traffic", put(set_traffic))
+        .route(
+            "/admin/endpoints/{name}/traffic",
+            put(set_traffic).delete(reset_traffic),
+        )
         .route("/admin/experiments", get(super::experiments::list))
         .route(
             "/admin/experiments/{endpoint}",
@@ -192,7 +195,11 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 async fn status(State(state): S) -> Json<serde_json::Value> {
-    Json(serde_json::to_value(state.core.models().status()).unwrap_or_default())
+    let mut status = serde_json::to_value(state.core.models().status()).unwrap_or_default();
+    if let Some(fields) = status.as_object_mut() {
+        fields.insert("replica".into(), json!(state.replica.as_str()));
+    }
+    Json(status)
 }
 
 #[derive(Deserialize)]
@@ -364,7 +371,8 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Replaces an endpoint's weights (and shadow) in one atomic store: the next
 /// request uses the new policy, and no request sees half of it. Not written
-/// back to the config file; recorded in the alias history.
+/// back to the config file; stored in the registry (every replica follows
+/// it) and recorded in the alias history.
 async fn set_traffic(
     State(state): S,
     Extension(caller): Extension<AdminCaller>,
@@ -383,7 +391,19 @@ async fn set_traffic(
         shadow: traffic.shadow,
         by: caller.by(),
         why: None,
+        if_unchanged: false,
     };
     let updated = crate::api::experiment_controls::change_traffic(&state, change).await?;
+    Ok(Json(json!({ "endpoint": &*updated })).into_response())
+}
+
+/// Puts an endpoint back on the `--config` file's policy, on every replica
+/// of the registry: the policy stored by traffic changes is removed.
+async fn reset_traffic(
+    State(state): S,
+    Extension(caller): Extension<AdminCaller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let updated = crate::api::experiment_controls::reset_traffic(&state, name, caller.by()).await?;
     Ok(Json(json!({ "endpoint": &*updated })).into_response())
 }

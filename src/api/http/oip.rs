@@ -2,6 +2,7 @@
 //! around the call pipeline ([`Call`]).
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -16,6 +17,7 @@ use super::respond::{oip_error, respond};
 use crate::api::call::Call;
 use crate::api::error::ApiError;
 use crate::api::keys::RequestKeys;
+use crate::api::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::api::{AppState, CLIENT_REQUEST_ID};
 use crate::auth::Requester;
 use crate::error::Error;
@@ -160,6 +162,11 @@ async fn run_infer(
         header_text(&headers, CLIENT_REQUEST_ID),
         requester.as_ref(),
     );
+    call.trace(
+        header_text(&headers, TRACEPARENT),
+        header_text(&headers, TRACESTATE),
+    );
+    let span = call.span();
     let result = answer(
         &mut call,
         &state,
@@ -168,6 +175,7 @@ async fn run_infer(
         body,
         binary,
     )
+    .instrument(span)
     .await;
     respond(call, result, oip_error)
 }

@@ -52,6 +52,17 @@ struct RegisteredModel {
     name: Option<String>,
     #[serde(default)]
     aliases: Vec<Alias>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+/// A registered model's tag.
+#[derive(Debug, Deserialize)]
+struct Tag {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +160,21 @@ struct SetVersionTag<'a> {
     value: &'a str,
 }
 
+/// `POST registered-models/set-tag`.
+#[derive(Debug, Serialize)]
+struct SetModelTag<'a> {
+    name: &'a str,
+    key: &'a str,
+    value: &'a str,
+}
+
+/// `DELETE registered-models/delete-tag`.
+#[derive(Debug, Serialize)]
+struct DeleteModelTag<'a> {
+    name: &'a str,
+    key: &'a str,
+}
+
 /// `DELETE registered-models/alias`.
 #[derive(Debug, Serialize)]
 struct DeleteAlias<'a> {
@@ -183,6 +209,35 @@ impl Client {
     pub fn registered_model_aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
         let answer: GetRegisteredModel = self.get("registered-models/get", &[("name", model)])?;
         Ok(aliases(&answer.registered_model.aliases))
+    }
+
+    /// The tags of one registered model (key → value); `NotFound` if there is none.
+    pub fn registered_model_tags(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        let answer: GetRegisteredModel = self.get("registered-models/get", &[("name", model)])?;
+        Ok(answer
+            .registered_model
+            .tags
+            .into_iter()
+            .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+            .collect())
+    }
+
+    /// Sets the tag `key` of registered model `model` to `value`.
+    pub fn set_model_tag(&self, model: &str, key: &str, value: &str) -> Result<(), Error> {
+        let body = SetModelTag {
+            name: model,
+            key,
+            value,
+        };
+        self.send_json::<IgnoredAny>(Method::Post, "registered-models/set-tag", &body)
+            .map(drop)
+    }
+
+    /// Removes the tag `key` of registered model `model`.
+    pub fn delete_model_tag(&self, model: &str, key: &str) -> Result<(), Error> {
+        let body = DeleteModelTag { name: model, key };
+        self.send_json::<IgnoredAny>(Method::Delete, "registered-models/delete-tag", &body)
+            .map(drop)
     }
 
     /// The versions of `model` that finished registering (all pages), ascending.

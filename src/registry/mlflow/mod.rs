@@ -6,7 +6,9 @@
 //! - artifacts: `model-versions/get-download-uri`, then the model's `MLmodel`
 //!   names the ONNX file (the `onnx` flavor's `data`); fetched through the
 //!   artifact proxy (`mlflow-artifacts:/…`) or read from a local path;
-//! - alias changes write through to MLflow: Podium keeps no second copy.
+//! - alias changes write through to MLflow: Podium keeps no second copy;
+//! - endpoint traffic shared by replicas: the registered-model tag
+//!   `podium.traffic.<endpoint>` (JSON), read with `registered-models/get`.
 //!
 //! Downloaded artifacts are cached on disk by model and version (see
 //! [`cache`]); calls time out and are retried with back-off (see [`client`]);
@@ -33,11 +35,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::uri::{is_mlflow_uri, redact_uri};
-use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot};
+use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot, TrafficUpdate};
 use crate::error::Error;
 use api::AliasesByModel;
 use cache::ArtifactCache;
 use client::Client;
+
+/// The registered-model tag prefix of an endpoint's stored traffic policy.
+pub const TRAFFIC_TAG: &str = "podium.traffic.";
 
 /// How Podium talks to MLflow.
 #[derive(Clone)]
@@ -252,6 +257,34 @@ impl Registry for MlflowRegistry {
                 })?;
         }
         Ok(())
+    }
+
+    fn stored_traffic(&self, model: &str) -> Result<BTreeMap<String, String>, Error> {
+        Ok(self
+            .client
+            .registered_model_tags(model)?
+            .into_iter()
+            .filter_map(|(key, value)| Some((key.strip_prefix(TRAFFIC_TAG)?.to_string(), value)))
+            .collect())
+    }
+
+    /// MLflow has no conditional write: the tag is read, `update` asked and
+    /// the tag written in three calls, so two replicas changing one
+    /// endpoint within those calls both succeed (the later write wins).
+    fn update_traffic(
+        &self,
+        model: &str,
+        endpoint: &str,
+        update: &mut TrafficUpdate,
+    ) -> Result<(), Error> {
+        let key = format!("{TRAFFIC_TAG}{endpoint}");
+        let current = self.client.registered_model_tags(model)?.remove(&key);
+        let next = update(current.as_deref())?;
+        match next {
+            _ if next == current => Ok(()),
+            Some(value) => self.client.set_model_tag(model, &key, &value),
+            None => self.client.delete_model_tag(model, &key),
+        }
     }
 
     fn delete_alias(&self, model: &str, alias: &str) -> Result<(), Error> {

@@ -18,6 +18,7 @@ mod json;
 mod predictions;
 
 use std::sync::Arc;
+use tracing::Instrument;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -30,6 +31,7 @@ use super::body::{header_text, off_runtime, read_body};
 use super::respond::respond;
 use crate::api::call::{Call, CLIENT_REQUEST_ID};
 use crate::api::keys::RequestKeys;
+use crate::api::trace_context::{TRACEPARENT, TRACESTATE};
 use crate::api::AppState;
 use crate::auth::Requester;
 use crate::error::Error;
@@ -61,12 +63,16 @@ pub async fn invocations(
         Ok(name) => invoke(state, name, requester, headers, body).await,
         // Still one row, under the `_unknown` endpoint.
         Err(e) => {
-            let call = Call::start(
+            let mut call = Call::start(
                 &state,
                 Protocol::Invocations,
                 "",
                 header_text(&headers, CLIENT_REQUEST_ID),
                 requester.as_ref(),
+            );
+            call.trace(
+                header_text(&headers, TRACEPARENT),
+                header_text(&headers, TRACESTATE),
             );
             respond(call, Err(e), mlflow_error)
         }
@@ -130,7 +136,14 @@ async fn invoke(
         header_text(&headers, CLIENT_REQUEST_ID),
         requester.as_ref(),
     );
-    let result = answer(&mut call, &state, &headers, body).await;
+    call.trace(
+        header_text(&headers, TRACEPARENT),
+        header_text(&headers, TRACESTATE),
+    );
+    let span = call.span();
+    let result = answer(&mut call, &state, &headers, body)
+        .instrument(span)
+        .await;
     respond(call, result, mlflow_error)
 }
 
