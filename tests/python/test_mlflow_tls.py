@@ -299,6 +299,15 @@ def test_an_unknown_ca_is_a_clear_tls_error_and_podium_stays_live(stand, tmp_pat
         assert "TLS with MLflow at" in error and "MLFLOW_TRACKING_SERVER_CERT_PATH" in error, error
         assert requests.get(base(srv) + "/v2/health/live", timeout=10).status_code == 200
 
+    # Verification off, on request only, and said so loudly.
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "true")
+    with serve(f"mlflow+{stand.mlflow.url}", tmp_path / "insecure") as srv:
+        assert version_of(srv) == "1"
+        assert "does NOT verify MLflow's TLS certificate" in srv.stderr_tail(limit=10**7)
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "maybe")
+    out = podium_cli("--registry", f"mlflow+{stand.mlflow.url}", "models", "list")
+    assert out.returncode != 0 and "MLFLOW_TRACKING_INSECURE_TLS" in out.stderr, out.stderr
+
 
 def test_a_bearer_token_over_tls_is_sent_and_never_shown(stand, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", TOKEN)
@@ -344,6 +353,9 @@ def test_a_databricks_workspace_from_a_profile(stand, tmp_path, monkeypatch):
 
     # Unity Catalog names are refused with the reason, not guessed at.
     out = podium_cli("--registry", "databricks", "--cache-dir", str(tmp_path / "cli"), "alias", "get", "main.risk.fraud", "champion")
+    assert out.returncode != 0
+    assert "Unity Catalog" in out.stderr and "not supported yet" in out.stderr, out.stderr
+    out = podium_cli("--registry", "databricks-uc", "models", "list")
     assert out.returncode != 0
     assert "Unity Catalog" in out.stderr and "not supported yet" in out.stderr, out.stderr
 

@@ -548,7 +548,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let reg = MlflowRegistry::new(MlflowOptions {
             cache_dir: tmp.path().to_path_buf(),
-            ..MlflowOptions::from_env(&url, PathBuf::new())
+            ..MlflowOptions::from_env(&url, PathBuf::new()).unwrap()
         })
         .unwrap();
         let path = reg.artifact("fraud", 3).unwrap();
@@ -575,7 +575,7 @@ mod tests {
         let again = MlflowRegistry::new(MlflowOptions {
             retries: 0,
             cache_dir: tmp.path().to_path_buf(),
-            ..MlflowOptions::from_env(&url, PathBuf::new())
+            ..MlflowOptions::from_env(&url, PathBuf::new()).unwrap()
         })
         .unwrap();
         assert_eq!(again.artifact("fraud", 3).unwrap(), path);
