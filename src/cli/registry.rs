@@ -1,24 +1,29 @@
-//! The global flags that choose the registry: a directory or an MLflow
-//! tracking server, from `--registry`, `--registry-uri` or `MLFLOW_TRACKING_URI`.
+//! The global flags that choose the registry: a directory, an MLflow
+//! tracking server (http or https) or a Databricks workspace, from
+//! `--registry`, `--registry-uri` or `MLFLOW_TRACKING_URI`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::registry::mlflow::{is_mlflow_uri, redact_uri, MlflowOptions};
+use crate::registry::mlflow::{
+    databricks_options, is_databricks_uri, is_mlflow_uri, redact_uri, MlflowOptions,
+};
 use crate::registry::RegistryConfig;
 
 /// Flags every command shares: which registry, and how to talk to MLflow.
 #[derive(Args)]
 pub struct RegistryArgs {
-    /// The model registry: a directory, or an MLflow tracking server as
-    /// mlflow+http://HOST:PORT [default: $MLFLOW_TRACKING_URI when it is an
-    /// http:// URL, else the directory "registry"].
+    /// The model registry: a directory, an MLflow tracking server as
+    /// mlflow+http[s]://HOST:PORT, or `databricks` (a workspace's registry,
+    /// from DATABRICKS_HOST/DATABRICKS_TOKEN or ~/.databrickscfg) [default:
+    /// $MLFLOW_TRACKING_URI when it is an http(s):// URL or `databricks`,
+    /// else the directory "registry"].
     #[arg(long, env = "PODIUM_REGISTRY", global = true)]
     registry: Option<String>,
-    /// An MLflow tracking server to use as the registry (http://HOST:PORT),
-    /// like MLFLOW_TRACKING_URI; the same as --registry mlflow+http://HOST:PORT.
+    /// An MLflow tracking server to use as the registry (http[s]://HOST:PORT),
+    /// like MLFLOW_TRACKING_URI; the same as --registry mlflow+http[s]://HOST:PORT.
     #[arg(long, global = true, conflicts_with = "registry")]
     registry_uri: Option<String>,
     /// With MLflow: where downloaded model artifacts are kept (and the alias history).
@@ -55,43 +60,59 @@ impl RegistryArgs {
     /// directory `registry`.
     pub fn config(&self) -> anyhow::Result<RegistryConfig> {
         if let Some(registry) = &self.registry {
+            if is_databricks_uri(registry) {
+                return self.databricks(registry);
+            }
             if is_mlflow_uri(registry) {
-                return Ok(self.mlflow(registry));
+                return self.mlflow(registry);
             }
             anyhow::ensure!(
                 !registry.contains("://") && !registry.starts_with("mlflow"),
-                "--registry {registry}: a registry is a directory or mlflow+http://HOST:PORT (an MLflow tracking server)"
+                "--registry {}: a registry is a directory, mlflow+http[s]://HOST:PORT (an MLflow tracking server) or databricks (a workspace's registry)",
+                redact_uri(registry)
             );
             return Ok(RegistryConfig::Local(PathBuf::from(registry)));
         }
         if let Some(uri) = &self.registry_uri {
             anyhow::ensure!(
                 is_mlflow_uri(uri),
-                "--registry-uri {}: name an MLflow tracking server as http://HOST:PORT; Podium talks to MLflow over its REST API (for a directory use --registry DIR)",
+                "--registry-uri {}: name an MLflow tracking server as http[s]://HOST:PORT; Podium talks to MLflow over its REST API (for a directory use --registry DIR)",
                 redact_uri(uri)
             );
-            return Ok(self.mlflow(uri));
+            return self.mlflow(uri);
         }
         if let Some(uri) = std::env::var("MLFLOW_TRACKING_URI")
             .ok()
             .filter(|u| !u.is_empty())
         {
+            if is_databricks_uri(&uri) {
+                return self.databricks(&uri);
+            }
             if is_mlflow_uri(&uri) {
-                return Ok(self.mlflow(&uri));
+                return self.mlflow(&uri);
             }
             tracing::warn!(
-                "ignoring MLFLOW_TRACKING_URI={}: Podium reads MLflow only through a tracking server (http://HOST:PORT); using the directory \"registry\"",
+                "ignoring MLFLOW_TRACKING_URI={}: Podium reads MLflow only through a tracking server (http[s]://HOST:PORT) or a Databricks workspace (databricks); using the directory \"registry\"",
                 redact_uri(&uri)
             );
         }
         Ok(RegistryConfig::Local(PathBuf::from("registry")))
     }
 
-    fn mlflow(&self, uri: &str) -> RegistryConfig {
-        RegistryConfig::Mlflow(MlflowOptions {
+    fn mlflow(&self, uri: &str) -> anyhow::Result<RegistryConfig> {
+        self.limits(MlflowOptions::from_env(uri, self.cache_dir.clone())?)
+    }
+
+    fn databricks(&self, registry: &str) -> anyhow::Result<RegistryConfig> {
+        self.limits(databricks_options(registry, self.cache_dir.clone())?)
+    }
+
+    /// `options` with the time limit and retries of the flags.
+    fn limits(&self, options: MlflowOptions) -> anyhow::Result<RegistryConfig> {
+        Ok(RegistryConfig::Mlflow(MlflowOptions {
             timeout: Duration::from_secs(self.registry_timeout_secs.max(1)),
             retries: self.registry_retries,
-            ..MlflowOptions::from_env(uri, self.cache_dir.clone())
-        })
+            ..options
+        }))
     }
 }

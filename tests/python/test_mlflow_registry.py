@@ -78,12 +78,17 @@ def wait_for(what: str, check, deadline_s: float = FOLLOW_DEADLINE_S, every_s: f
 
 class MlflowServer:
     """`mlflow server` in its own process group (it starts worker processes),
-    stopped as a whole; restartable on the same port and stores."""
+    stopped as a whole; restartable on the same port and stores.
 
-    def __init__(self, root: Path):
+    store_args replace the artifact store flags (default: the artifact proxy
+    over root/artifacts); tls=(certfile, keyfile, cafile) serves HTTPS."""
+
+    def __init__(self, root: Path, store_args: list[str] | None = None, tls: tuple | None = None):
         self.root = root
         self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://{HOST}:{self.port}"
+        self.store_args = store_args or ["--artifacts-destination", str(root / "artifacts")]
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -97,9 +102,10 @@ class MlflowServer:
             [
                 sys.executable, "-m", "mlflow", "server",
                 "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-                "--artifacts-destination", str(self.root / "artifacts"),
+                *self.store_args,
                 "--host", HOST, "--port", str(self.port),
                 "--workers", "1",
+                *(["--uvicorn-opts", f"--ssl-certfile {self.tls[0]} --ssl-keyfile {self.tls[1]}"] if self.tls else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -113,7 +119,8 @@ class MlflowServer:
             if self.proc.poll() is not None:
                 break
             try:
-                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                verify = str(self.tls[2]) if self.tls else True
+                if requests.get(self.url + "/health", timeout=2, verify=verify).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -1,6 +1,6 @@
-//! A model version's artifacts: where MLflow keeps them (artifact proxy or a
-//! local path, after following `runs:/` and `models:/` URIs), which file the
-//! `MLmodel` names, and fetching that file into the cache.
+//! A model version's artifacts: where MLflow keeps them (artifact proxy, S3
+//! or a local path, after following `runs:/` and `models:/` URIs), which file
+//! the `MLmodel` names, and fetching that file into the cache.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::cache::{io_error, ArtifactCache};
 use super::client::Client;
 use super::mlmodel::{check_relative, onnx_data_path, NoOnnx};
+use super::store::StoreDir;
 use super::uri::{encode_path, percent_decode};
 use crate::error::Error;
 
@@ -19,6 +20,8 @@ pub(super) enum Location {
     Proxy(String),
     /// A directory on this machine.
     Local(PathBuf),
+    /// A folder in an S3 bucket, read directly.
+    Store(StoreDir),
 }
 
 /// `runs:/` and `models:/` URIs followed before Podium gives up.
@@ -55,6 +58,10 @@ impl Client {
         if uri.starts_with('/') {
             return Ok(Location::Local(PathBuf::from(uri)));
         }
+        if uri.starts_with("s3://") {
+            let (timeout, retries) = self.limits();
+            return StoreDir::open(uri, timeout, retries).map(Location::Store);
+        }
         if depth < MAX_INDIRECTIONS {
             if let Some(rest) = uri.strip_prefix("runs:/") {
                 let (run_id, sub) = rest
@@ -72,7 +79,7 @@ impl Client {
         }
         let scheme = uri.split(':').next().unwrap_or(uri);
         Err(Error::Unsupported(format!(
-            "the artifacts of {model} v{version} are at {uri}, and Podium cannot read \"{scheme}\" locations: serve artifacts through MLflow's proxy (`mlflow server --artifacts-destination {scheme}://...`, URIs mlflow-artifacts:/...) or keep them on a path this machine can read"
+            "the artifacts of {model} v{version} are at {uri}, and Podium cannot read \"{scheme}\" locations (it reads s3://, MLflow's artifact proxy and local paths): serve artifacts through MLflow's proxy (`mlflow server --artifacts-destination {scheme}://...`, URIs mlflow-artifacts:/...) or keep them on a path this machine can read"
         )))
     }
 
@@ -91,6 +98,11 @@ impl Client {
             Location::Proxy(root) => {
                 let mut out = Vec::new();
                 self.fetch_proxy(root, rel, &mut out)?;
+                Ok(out)
+            }
+            Location::Store(dir) => {
+                let mut out = Vec::new();
+                dir.fetch(rel, &mut out)?;
                 Ok(out)
             }
         }
@@ -149,6 +161,7 @@ impl Client {
 
         let path = cache.store(dir, uri, &rel, |file| match &at {
             Location::Proxy(root) => self.fetch_proxy(root, &rel, file).map(drop),
+            Location::Store(store) => store.fetch(&rel, file).map(drop),
             Location::Local(root) => {
                 let from = root.join(&rel);
                 let mut src = File::open(&from).map_err(|e| match e.kind() {

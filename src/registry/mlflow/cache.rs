@@ -40,11 +40,12 @@ pub(super) struct ArtifactCache {
 }
 
 impl ArtifactCache {
-    /// The cache of the server at `base` (`http://host:port[/prefix]`) under
+    /// The cache of the server at `base` (`http[s]://host:port[/prefix]`) under
     /// `cache_dir`: host_port, then the path prefix (if any), encoded, so
     /// two MLflow servers behind one host (`http://h/a`, `http://h/b`) keep apart.
     pub fn for_server(cache_dir: &Path, base: &str) -> ArtifactCache {
-        let rest = base.trim_start_matches("http://");
+        // One server answers http:// and https:// alike: one folder.
+        let rest = base.split_once("://").map_or(base, |(_, rest)| rest);
         let (host, prefix) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         ArtifactCache {
             root: cache_dir.join(safe_name(&format!("{}{prefix}", host.replace(':', "_")))),
@@ -168,6 +169,7 @@ mod tests {
         let dir = |base: &str| ArtifactCache::for_server(root, base).root().to_path_buf();
         assert_eq!(dir("http://h:5000"), root.join("h_5000"));
         assert_eq!(dir("http://h:5000/a"), root.join("h_5000%2Fa"));
+        assert_eq!(dir("https://h:5000/a"), root.join("h_5000%2Fa"));
         assert_ne!(dir("http://h:5000/a"), dir("http://h:5000/b"));
         assert_ne!(dir("http://h/x/y"), dir("http://h/x_y"));
         let cache = ArtifactCache::for_server(root, "http://h:5000");

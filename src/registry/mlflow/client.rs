@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::api::ErrorBody;
+use super::tls::tls_failure;
 use super::MlflowOptions;
 use crate::error::Error;
 
@@ -49,9 +50,9 @@ impl Method {
     }
 }
 
-/// One MLflow server, reached over plain HTTP.
+/// One MLflow server, reached over HTTP or HTTPS.
 pub(super) struct Client {
-    /// `http://host:port[/prefix]`, no trailing slash.
+    /// `http[s]://host:port[/prefix]`, no trailing slash.
     base: String,
     /// The `Authorization` header, if credentials were given.
     auth: Option<String>,
@@ -76,8 +77,10 @@ enum Attempt {
 }
 
 impl Client {
-    /// A client for the server at `base` (as [`super::uri::parse_uri`] gives it).
-    pub fn new(base: String, options: &MlflowOptions) -> Client {
+    /// A client for the server at `base` (as [`super::uri::parse_uri`] gives
+    /// it); for `https://`, with the TLS settings of `options` (whose files
+    /// are read now: an error names the variable and the file).
+    pub fn new(base: String, options: &MlflowOptions) -> Result<Client, Error> {
         let auth = match (&options.token, &options.basic) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Some((user, password))) => {
@@ -88,8 +91,14 @@ impl Client {
             }
             (None, None) => None,
         };
+        let tls = if base.starts_with("https://") {
+            options.tls.config()?
+        } else {
+            ureq::tls::TlsConfig::default()
+        };
         let agent = |global: Option<Duration>| -> ureq::Agent {
             ureq::Agent::config_builder()
+                .tls_config(tls.clone())
                 .http_status_as_error(false)
                 .timeout_global(global)
                 .timeout_connect(Some(options.timeout))
@@ -100,17 +109,23 @@ impl Client {
                 .build()
                 .into()
         };
-        Client {
+        Ok(Client {
             api: agent(Some(options.timeout)),
             download: agent(None),
             base,
             auth,
             retries: options.retries,
             timeout: options.timeout,
-        }
+        })
     }
 
-    /// `http://host:port[/prefix]`, for messages.
+    /// The bound on one call, and the retries after a failure that may pass
+    /// (also used for artifacts read from object storage).
+    pub fn limits(&self) -> (Duration, u32) {
+        (self.timeout, self.retries)
+    }
+
+    /// `http[s]://host:port[/prefix]`, for messages.
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -262,6 +277,10 @@ impl Client {
     /// A transport failure, in words: connection refused, timeout, ….
     fn transport(&self, what: &str, e: ureq::Error) -> Attempt {
         let base = &self.base;
+        // A certificate that does not verify now will not on the next try.
+        if let Some(why) = tls_failure(base, &e) {
+            return Attempt::Final(Error::Registry(why));
+        }
         match e {
             ureq::Error::Timeout(_) => Attempt::Retry(format!(
                 "MLflow at {base} did not answer {what} within {:?} (--registry-timeout-secs)",

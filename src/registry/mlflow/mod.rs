@@ -5,7 +5,11 @@
 //!   in one call) and `model-versions/search` (one call per model);
 //! - artifacts: `model-versions/get-download-uri`, then the model's `MLmodel`
 //!   names the ONNX file (the `onnx` flavor's `data`); fetched through the
-//!   artifact proxy (`mlflow-artifacts:/…`) or read from a local path;
+//!   artifact proxy (`mlflow-artifacts:/…`), from S3 (`s3://…`) or read from
+//!   a local path;
+//! - over `http://` or `https://` (see [`tls`]); a Databricks workspace's
+//!   registry is the same API with the workspace's host and token (see
+//!   [`databricks`]);
 //! - alias changes write through to MLflow: Podium keeps no second copy;
 //! - endpoint traffic shared by replicas: the registered-model tag
 //!   `podium.traffic.<endpoint>` (JSON), read with `registered-models/get`.
@@ -18,6 +22,9 @@
 //! |---|---|
 //! | `uri.rs` | the registry URI (parse, redact) and percent-encoding |
 //! | `client.rs` | HTTP: credentials, time limits, retries, error messages |
+//! | `tls.rs` | HTTPS: trusted CAs, client certificate, TLS failures in words |
+//! | `databricks.rs` | `--registry databricks`: workspace host and token, Unity Catalog names |
+//! | `store.rs` | artifacts read directly from S3 |
 //! | `api.rs` | typed REST bodies and the calls Podium makes, with paging |
 //! | `artifacts.rs` | locating a version's artifacts and downloading its ONNX file |
 //! | `mlmodel.rs` | reading the `MLmodel` file |
@@ -27,13 +34,18 @@ mod api;
 mod artifacts;
 mod cache;
 mod client;
+mod databricks;
 mod mlmodel;
+mod store;
+mod tls;
 mod uri;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::databricks::{databricks_options, is_databricks_uri};
+pub use self::tls::TlsOptions;
 pub use self::uri::{is_mlflow_uri, redact_uri};
 use super::{validate_alias_name, ModelFile, ModelInfo, Registry, Snapshot, TrafficUpdate};
 use crate::error::Error;
@@ -47,7 +59,7 @@ pub const TRAFFIC_TAG: &str = "podium.traffic.";
 /// How Podium talks to MLflow.
 #[derive(Clone)]
 pub struct MlflowOptions {
-    /// `http://HOST:PORT[/prefix]`, as in `MLFLOW_TRACKING_URI`; a leading
+    /// `http[s]://HOST:PORT[/prefix]`, as in `MLFLOW_TRACKING_URI`; a leading
     /// `mlflow+` is accepted and dropped.
     pub uri: String,
     /// Sent as `Authorization: Bearer` (`MLFLOW_TRACKING_TOKEN`).
@@ -61,6 +73,10 @@ pub struct MlflowOptions {
     pub retries: u32,
     /// Where downloaded artifacts are kept.
     pub cache_dir: PathBuf,
+    /// HTTPS: trusted CAs, client certificate (only used for `https://`).
+    pub tls: TlsOptions,
+    /// A Databricks workspace: Unity Catalog names are refused.
+    pub databricks: bool,
 }
 
 impl std::fmt::Debug for MlflowOptions {
@@ -73,16 +89,19 @@ impl std::fmt::Debug for MlflowOptions {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("cache_dir", &self.cache_dir)
+            .field("tls", &self.tls)
+            .field("databricks", &self.databricks)
             .finish()
     }
 }
 
 impl MlflowOptions {
     /// Options for `uri` with the defaults: 10 s timeout, 3 retries, credentials
-    /// from `MLFLOW_TRACKING_TOKEN` / `MLFLOW_TRACKING_USERNAME` + `_PASSWORD`.
-    pub fn from_env(uri: &str, cache_dir: PathBuf) -> MlflowOptions {
+    /// from `MLFLOW_TRACKING_TOKEN` / `MLFLOW_TRACKING_USERNAME` + `_PASSWORD`,
+    /// TLS settings from MLflow's variables ([`TlsOptions::from_env`]).
+    pub fn from_env(uri: &str, cache_dir: PathBuf) -> Result<MlflowOptions, Error> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        MlflowOptions {
+        Ok(MlflowOptions {
             uri: uri.to_string(),
             token: var("MLFLOW_TRACKING_TOKEN"),
             basic: var("MLFLOW_TRACKING_USERNAME")
@@ -90,13 +109,17 @@ impl MlflowOptions {
             timeout: Duration::from_secs(10),
             retries: 3,
             cache_dir,
-        }
+            tls: TlsOptions::from_env()?,
+            databricks: false,
+        })
     }
 }
 
-/// An MLflow Model Registry reached over HTTP.
+/// An MLflow Model Registry reached over HTTP or HTTPS.
 pub struct MlflowRegistry {
     client: Client,
+    /// A Databricks workspace (Unity Catalog names are refused).
+    databricks: bool,
     /// `<cache_dir>/<host>_<port>[<prefix>]` (encoded): one folder per MLflow server.
     cache: ArtifactCache,
 }
@@ -106,7 +129,8 @@ impl MlflowRegistry {
         let base = uri::parse_uri(&options.uri)?;
         let cache = ArtifactCache::for_server(&options.cache_dir, &base);
         Ok(MlflowRegistry {
-            client: Client::new(base, &options),
+            client: Client::new(base, &options)?,
+            databricks: options.databricks,
             cache,
         })
     }
@@ -118,6 +142,15 @@ impl MlflowRegistry {
 
     fn base(&self) -> &str {
         self.client.base()
+    }
+
+    /// Refuses a Unity Catalog name (`catalog.schema.model`) of a Databricks
+    /// workspace; any name of an MLflow server is fine.
+    fn check_name(&self, model: &str) -> Result<(), Error> {
+        match self.databricks {
+            true => databricks::refuse_unity_catalog(model),
+            false => Ok(()),
+        }
     }
 
     fn unknown_model(&self, model: &str, known: &AliasesByModel) -> Error {
@@ -170,6 +203,7 @@ impl Registry for MlflowRegistry {
     }
 
     fn aliases(&self, model: &str) -> Result<BTreeMap<String, u64>, Error> {
+        self.check_name(model)?;
         self.client
             .registered_model_aliases(model)
             .map_err(|e| match e {
@@ -182,6 +216,7 @@ impl Registry for MlflowRegistry {
     }
 
     fn artifact(&self, model: &str, version: u64) -> Result<PathBuf, Error> {
+        self.check_name(model)?;
         let dir = self.cache.version_dir(model, version);
         let uri = match self.download_uri(model, version) {
             Ok(uri) => uri,
@@ -224,6 +259,7 @@ impl Registry for MlflowRegistry {
 
     fn set_alias(&self, model: &str, alias: &str, version: u64) -> Result<(), Error> {
         validate_alias_name(alias)?;
+        self.check_name(model)?;
         self.client
             .set_alias(model, alias, version)
             .map_err(|e| match e {
@@ -245,6 +281,7 @@ impl Registry for MlflowRegistry {
         version: u64,
         tags: &[(String, String)],
     ) -> Result<(), Error> {
+        self.check_name(model)?;
         for (key, value) in tags {
             self.client
                 .set_version_tag(model, version, key, value)
@@ -308,7 +345,10 @@ impl Registry for MlflowRegistry {
         let mut snapshot = Vec::with_capacity(names.len());
         for model in names {
             let info = match registered.get(&model) {
-                None => Err(self.unknown_model(&model, &registered)),
+                None => Err(self
+                    .check_name(&model)
+                    .err()
+                    .unwrap_or_else(|| self.unknown_model(&model, &registered))),
                 Some(aliases) => self
                     .client
                     .ready_versions(&model)
@@ -363,11 +403,15 @@ mod tests {
             locate("mlflow-artifacts://h:5000/0/x").unwrap(),
             Location::Proxy("0/x".into())
         );
-        let s3 = locate("s3://bucket/x").unwrap_err();
-        assert!(matches!(s3, Error::Unsupported(_)), "{s3:?}");
+        match locate("s3://bucket/1/x/artifacts/").unwrap() {
+            Location::Store(dir) => assert_eq!(dir.url(), "s3://bucket/1/x/artifacts"),
+            other => panic!("{other:?}"),
+        }
+        let gs = locate("gs://bucket/x").unwrap_err();
+        assert!(matches!(gs, Error::Unsupported(_)), "{gs:?}");
         assert!(
-            s3.to_string().contains("--artifacts-destination s3://"),
-            "{s3}"
+            gs.to_string().contains("--artifacts-destination gs://"),
+            "{gs}"
         );
     }
 
@@ -416,6 +460,8 @@ mod tests {
             timeout: Duration::from_millis(300),
             retries,
             cache_dir: std::env::temp_dir(),
+            tls: TlsOptions::default(),
+            databricks: false,
         })
         .unwrap()
     }
@@ -535,7 +581,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let reg = MlflowRegistry::new(MlflowOptions {
             cache_dir: tmp.path().to_path_buf(),
-            ..MlflowOptions::from_env(&url, PathBuf::new())
+            ..MlflowOptions::from_env(&url, PathBuf::new()).unwrap()
         })
         .unwrap();
         let path = reg.artifact("fraud", 3).unwrap();
@@ -562,7 +608,7 @@ mod tests {
         let again = MlflowRegistry::new(MlflowOptions {
             retries: 0,
             cache_dir: tmp.path().to_path_buf(),
-            ..MlflowOptions::from_env(&url, PathBuf::new())
+            ..MlflowOptions::from_env(&url, PathBuf::new()).unwrap()
         })
         .unwrap();
         assert_eq!(again.artifact("fraud", 3).unwrap(), path);

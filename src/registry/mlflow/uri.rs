@@ -36,21 +36,19 @@ pub fn redact_uri(uri: &str) -> String {
     }
 }
 
-/// `mlflow+http://h:p/x/` → `http://h:p/x`; refuses what Podium cannot speak.
+/// `mlflow+http[s]://h:p/x/` → `http[s]://h:p/x`; refuses what Podium cannot speak.
 /// Errors never repeat a user part of the URI (it may hold a password).
 pub(super) fn parse_uri(uri: &str) -> Result<String, Error> {
     let uri = uri.trim();
     let shown = redact_uri(uri);
     let trimmed = uri.trim_end_matches('/');
     let plain = trimmed.strip_prefix("mlflow+").unwrap_or(trimmed);
-    if plain.starts_with("https://") {
+    let Some(rest) = plain
+        .strip_prefix("http://")
+        .or_else(|| plain.strip_prefix("https://"))
+    else {
         return Err(Error::InvalidInput(format!(
-            "MLflow registry {shown}: this Podium is built without TLS; reach MLflow over http:// (e.g. through a local TLS-terminating proxy)"
-        )));
-    }
-    let Some(rest) = plain.strip_prefix("http://") else {
-        return Err(Error::InvalidInput(format!(
-            "MLflow registry {shown:?}: use mlflow+http://HOST:PORT (or http://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
+            "MLflow registry {shown:?}: use mlflow+http://HOST:PORT or mlflow+https://HOST:PORT (or http[s]://HOST:PORT as in MLFLOW_TRACKING_URI); Podium talks to an MLflow tracking server over its REST API, not to its database or file store"
         )));
     };
     let host = rest.split('/').next().unwrap_or("");
@@ -101,8 +99,10 @@ mod tests {
             parse_uri("http://mlflow:5000/prefix").unwrap(),
             "http://mlflow:5000/prefix"
         );
-        let tls = parse_uri("mlflow+https://x").unwrap_err().to_string();
-        assert!(tls.contains("without TLS"), "{tls}");
+        assert_eq!(
+            parse_uri("mlflow+https://mlflow.example.com/x/").unwrap(),
+            "https://mlflow.example.com/x"
+        );
         let db = parse_uri("sqlite:///mlflow.db").unwrap_err().to_string();
         assert!(db.contains("mlflow+http://HOST:PORT"), "{db}");
         let creds = parse_uri("http://user:pw@host:5000")

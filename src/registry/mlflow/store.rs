@@ -1,0 +1,189 @@
+//! Artifacts MLflow keeps in S3 (`mlflow server --no-serve-artifacts` with an
+//! `s3://` artifact root): read directly from the bucket with `object_store`,
+//! with the standard AWS credential chain of the environment
+//! (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`,
+//! `AWS_REGION`, web identity, instance metadata) and MLflow's
+//! `MLFLOW_S3_ENDPOINT_URL` for S3-compatible servers (MinIO, Ceph, moto).
+//!
+//! `object_store` is asynchronous while the registry is not: each read runs
+//! on a short-lived current-thread runtime in a thread of its own, so it works
+//! from any caller (a blocking task, a CLI command, a test).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as StorePath;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+
+use crate::error::Error;
+
+/// MLflow's variable for an S3-compatible endpoint (as its boto3 client reads it).
+const ENDPOINT_VAR: &str = "MLFLOW_S3_ENDPOINT_URL";
+
+/// A folder in a bucket: `s3://bucket/prefix`, and a client for it.
+#[derive(Clone)]
+pub(super) struct StoreDir {
+    /// As MLflow gave it, without a trailing `/`, for messages.
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for StoreDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.url())
+    }
+}
+
+impl PartialEq for StoreDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for StoreDir {}
+
+impl StoreDir {
+    /// The folder at `url` (`s3://bucket[/prefix]`); `timeout` bounds connecting
+    /// and each request, `retries` as for MLflow's API.
+    pub fn open(url: &str, timeout: Duration, retries: u32) -> Result<StoreDir, Error> {
+        let url = url.trim_end_matches('/').to_string();
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(Error::Unsupported(format!("{url}: not an s3:// location")));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/').to_string();
+        if bucket.is_empty() {
+            return Err(Error::Registry(format!(
+                "MLflow gave the artifact location {url}, which names no bucket"
+            )));
+        }
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_client_options(
+                ClientOptions::new()
+                    // As for MLflow's proxy: a download may take long in
+                    // all; connecting and each wait for data may not.
+                    .with_connect_timeout(timeout)
+                    .with_read_timeout(timeout)
+                    .with_timeout_disabled(),
+            )
+            .with_retry(RetryConfig {
+                max_retries: retries as usize,
+                retry_timeout: Duration::from_secs(60),
+                ..RetryConfig::default()
+            });
+        if let Some(endpoint) = std::env::var(ENDPOINT_VAR)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+            builder = builder
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false)
+                .with_endpoint(endpoint);
+        }
+        let store = builder.build().map_err(|e| {
+            Error::Registry(format!(
+                "cannot reach the artifacts at {url}: {e}; set AWS_REGION and the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), and {ENDPOINT_VAR} for an S3-compatible server"
+            ))
+        })?;
+        Ok(StoreDir {
+            url,
+            store: Arc::new(store),
+            prefix,
+        })
+    }
+
+    /// `s3://bucket/prefix`, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Streams the object `rel` (under the folder) into `out`; its size as
+    /// S3 announced it is checked against the bytes written. `NotFound` when
+    /// there is no such object.
+    pub fn fetch(&self, rel: &str, out: &mut (dyn Write + Send)) -> Result<u64, Error> {
+        let key = match self.prefix.is_empty() {
+            true => rel.to_string(),
+            false => format!("{}/{rel}", self.prefix),
+        };
+        let shown = format!("{}/{rel}", self.url);
+        let path = StorePath::parse(&key)
+            .map_err(|e| Error::Registry(format!("{shown} is not a valid object key: {e}")))?;
+        let store = Arc::clone(&self.store);
+        let read = move || async move {
+            let got = store.get(&path).await?;
+            let expected = got.meta.size;
+            let mut stream = got.into_stream();
+            let mut copied = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                out.write_all(&chunk)
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "local file",
+                        source: Box::new(e),
+                    })?;
+                copied += chunk.len() as u64;
+            }
+            Ok::<_, object_store::Error>((copied, expected))
+        };
+        let (copied, expected) = block_on(read)?.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                Error::NotFound(format!("{shown} does not exist"))
+            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => Error::Registry(format!(
+                "S3 refused to give Podium {shown} ({e}); set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a role) to an identity that may read the bucket"
+            )),
+            other => Error::Registry(format!(
+                "downloading {shown} failed: {other}; check the AWS credentials, AWS_REGION and {ENDPOINT_VAR} (for an S3-compatible server)"
+            )),
+        })?;
+        if copied != expected {
+            return Err(Error::Registry(format!(
+                "downloading {shown} stopped after {copied} of {expected} bytes"
+            )));
+        }
+        Ok(copied)
+    }
+}
+
+/// Runs the future `make` makes to completion on a current-thread runtime in
+/// a thread of its own (a runtime cannot be started inside another's worker).
+fn block_on<T, F>(make: impl FnOnce() -> F + Send) -> Result<T, Error>
+where
+    F: std::future::Future<Output = T>,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Internal(format!("start an S3 download runtime: {e}")))?;
+                Ok(runtime.block_on(make()))
+            })
+            .join()
+            .map_err(|_| Error::Internal("an S3 download thread panicked".into()))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_name_a_bucket() {
+        let dir =
+            StoreDir::open("s3://bucket/1/abc/artifacts/", Duration::from_secs(1), 0).unwrap();
+        assert_eq!(dir.url(), "s3://bucket/1/abc/artifacts");
+        assert_eq!(dir.prefix, "1/abc/artifacts");
+        let err = StoreDir::open("s3:///x", Duration::from_secs(1), 0).unwrap_err();
+        assert!(err.to_string().contains("names no bucket"), "{err}");
+    }
+}
