@@ -173,15 +173,16 @@ impl State {
         self.gauge(left);
         for (path, size) in files {
             let upload = self.upload(&path);
-            let result = match deadline {
-                None => runtime.block_on(upload),
-                Some(d) => runtime
-                    .block_on(tokio::time::timeout(
-                        d.saturating_duration_since(Instant::now()),
-                        upload,
-                    ))
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the drain budget ran out"))),
-            };
+            let result = runtime.block_on(async {
+                match deadline {
+                    None => upload.await,
+                    Some(d) => {
+                        tokio::time::timeout(d.saturating_duration_since(Instant::now()), upload)
+                            .await
+                            .unwrap_or_else(|_| Err(anyhow::anyhow!("the drain budget ran out")))
+                    }
+                }
+            });
             match result {
                 Ok(()) => {
                     if let Err(e) = std::fs::remove_file(&path) {

@@ -31,7 +31,7 @@ from conftest import HOST, run_podium
 
 BUCKET = "tables"
 PREFIX = "prod/inference"
-DEADLINE_S = 30.0
+DEADLINE_S = 60.0
 BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.25] * 30}]}
 KEY = re.compile(
     rf"^{PREFIX}/endpoint=fraud/request_date=\d{{4}}-\d{{2}}-\d{{2}}/part-\d{{8}}T\d{{6}}Z-[0-9a-f-]{{36}}\.parquet$"
@@ -67,9 +67,9 @@ class Moto:
         deadline = time.monotonic() + DEADLINE_S
         while True:
             try:
-                requests.get(self.endpoint, timeout=1)
+                requests.get(self.endpoint, timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert self.proc.poll() is None, (self.logdir / "moto.log").read_text()
                 assert time.monotonic() < deadline, "moto_server did not start"
                 time.sleep(0.05)
