@@ -52,9 +52,14 @@ impl<K: RowKind> Table<K> {
     pub fn start(options: TableOptions, kind: K, thread: &str) -> anyhow::Result<Table<K>> {
         std::fs::create_dir_all(&options.dir).map_err(|e| {
             anyhow::anyhow!(
-                "cannot create the {} directory {}: {e}; pick another with --table-dir",
+                "cannot create the {} directory {}: {e}; pick another with {}",
                 K::NAME,
-                options.dir.display()
+                options.dir.display(),
+                if options.remote.is_some() {
+                    "--table-spool-dir"
+                } else {
+                    "--table-dir"
+                }
             )
         })?;
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
