@@ -303,6 +303,7 @@ pub async fn serve(
             .map(|e| (e.name.as_str(), e.shadow.is_some()))
             .collect(),
         table: table.is_some(),
+        object_storage: opts.table.as_ref().is_some_and(|t| t.remote.is_some()),
     });
     let state = Arc::new(AppState {
         core: Core::new(models, pool, shadow_pool, routes),

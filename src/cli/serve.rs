@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::parse::{parse_bytes, parse_seconds};
-use crate::inference_table::TableOptions;
+use crate::inference_table::remote::{self, Location};
+use crate::inference_table::{Remote, TableOptions};
 use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
 use crate::replica::ReplicaId;
@@ -107,10 +108,25 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long to let in-flight requests finish, in seconds.
     #[arg(long, env = "PODIUM_DRAIN_TIMEOUT_SECS", default_value_t = 30)]
     drain_timeout_secs: u64,
-    /// Write the inference table (one row per request, Parquet) under this directory
-    /// [default: no table].
+    /// Write the inference table (one row per request, Parquet) under this directory,
+    /// or to object storage: s3://BUCKET/PREFIX (gs://, az:// in builds with the gcs,
+    /// azure features), configured from AWS_* variables [default: no table].
     #[arg(long, env = "PODIUM_TABLE_DIR")]
-    table_dir: Option<PathBuf>,
+    table_dir: Option<String>,
+    /// With --table-dir on object storage: the local folder where files are written
+    /// (and journaled) before their upload, one subfolder per table URL; keep it on
+    /// a disk that survives restarts [default: .podium-table-spool].
+    #[arg(
+        long,
+        env = "PODIUM_TABLE_SPOOL_DIR",
+        default_value = ".podium-table-spool"
+    )]
+    table_spool_dir: PathBuf,
+    /// With --table-dir on object storage: bytes of complete files waiting for their
+    /// upload (storage down or slow) beyond which new rows are dropped and counted
+    /// (reason spool_full) rather than filling the disk.
+    #[arg(long, env = "PODIUM_TABLE_SPOOL_MAX_BYTES", default_value = "1G", value_parser = parse_bytes)]
+    table_spool_max_bytes: u64,
     /// Close a table file (making it visible to readers) after this many seconds...
     #[arg(long, env = "PODIUM_TABLE_ROLL_SECS", default_value_t = 60.0, value_parser = parse_seconds)]
     table_roll_secs: f64,
@@ -247,16 +263,32 @@ impl ServeArgs {
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             shadow_threads: self.shadow_threads,
             replica: replica.clone(),
-            table: self.table_dir.map(|dir| TableOptions {
-                dir,
-                roll_interval: Duration::from_secs_f64(self.table_roll_secs),
-                roll_rows: self.table_roll_rows.max(1),
-                roll_bytes: self.table_roll_bytes as usize,
-                queue_rows: self.table_queue_rows.max(1),
-                queue_bytes: self.table_queue_bytes as usize,
-                max_payload_bytes: self.table_max_payload_bytes as usize,
-                replica,
-            }),
+            table: match self.table_dir.as_deref().map(remote::parse).transpose()? {
+                None => None,
+                Some(location) => {
+                    let (dir, remote) = match location {
+                        Location::Local(dir) => (dir, None),
+                        Location::Remote(url) => (
+                            remote::spool_of(&self.table_spool_dir, &url),
+                            Some(Remote {
+                                url,
+                                spool_max_bytes: self.table_spool_max_bytes,
+                            }),
+                        ),
+                    };
+                    Some(TableOptions {
+                        dir,
+                        remote,
+                        roll_interval: Duration::from_secs_f64(self.table_roll_secs),
+                        roll_rows: self.table_roll_rows.max(1),
+                        roll_bytes: self.table_roll_bytes as usize,
+                        queue_rows: self.table_queue_rows.max(1),
+                        queue_bytes: self.table_queue_bytes as usize,
+                        max_payload_bytes: self.table_max_payload_bytes as usize,
+                        replica,
+                    })
+                }
+            },
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs_f64(self.header_read_timeout_secs),
                 idle_timeout: Duration::from_secs_f64(self.idle_timeout_secs),

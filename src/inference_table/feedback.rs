@@ -138,6 +138,7 @@ impl FeedbackTable {
     pub fn start(options: &TableOptions) -> anyhow::Result<FeedbackTable> {
         let mut options = options.clone();
         options.dir = options.dir.join(FEEDBACK_DIR);
+        options.remote = options.remote.map(|r| r.join(FEEDBACK_DIR));
         Ok(FeedbackTable {
             table: Table::start(options, Feedback, "podium-feedback")?,
         })

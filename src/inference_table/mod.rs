@@ -13,6 +13,10 @@
 //! text of the `request`/`response` columns is a [`RenderPayload`] handed in
 //! at start-up by the API layer, so this module imports no protocol code.
 //!
+//! A table on object storage (`--table-dir s3://bucket/prefix`) is written
+//! the same way into a local spool, whose complete files are uploaded and
+//! then deleted ([`upload`], [`remote`]).
+//!
 //! The [`feedback`] table (`<table>/_feedback/`) is the second kind of row
 //! ([`kind::RowKind`]) through the same writer, journal and recovery; its
 //! sender waits until its rows are journaled.
@@ -25,10 +29,12 @@ mod kind;
 pub mod reader;
 pub mod record;
 mod recovery;
+pub mod remote;
 pub mod summary;
 mod table;
 #[cfg(test)]
 mod test_rows;
+mod upload;
 mod writer;
 
 use std::path::PathBuf;
@@ -41,6 +47,7 @@ use crossbeam_channel::{Sender, TrySendError};
 
 pub use feedback::{FeedbackRow, FeedbackTable, FEEDBACK_DIR};
 pub use record::{Payload, Protocol, Record, ShadowRecord};
+pub use remote::Remote;
 
 use batch::Requests;
 use table::{Message, Table};
@@ -59,7 +66,12 @@ pub trait RenderPayload: Send + Sync + 'static {
 /// Where and how the table is written (`podium serve --table-dir ...`).
 #[derive(Debug, Clone)]
 pub struct TableOptions {
+    /// Where files are written: the table's directory, or the spool of a
+    /// table on object storage.
     pub dir: PathBuf,
+    /// The object storage the files of `dir` are uploaded to; None: `dir`
+    /// is the table.
+    pub remote: Option<Remote>,
     /// A file is closed (and becomes visible) after this long...
     pub roll_interval: Duration,
     /// ...or this many rows...
@@ -83,6 +95,7 @@ impl TableOptions {
     pub fn new(dir: impl Into<PathBuf>) -> TableOptions {
         TableOptions {
             dir: dir.into(),
+            remote: None,
             roll_interval: Duration::from_secs(60),
             roll_rows: 100_000,
             roll_bytes: 64 * 1024 * 1024,
@@ -204,6 +217,7 @@ impl InferenceTable {
     fn sender(&self) -> Enqueue {
         Enqueue {
             closing: Arc::clone(&self.table.closing),
+            spool_full: Arc::clone(&self.table.spool_full),
             tx: self.table.tx.clone(),
             queued_bytes: Arc::clone(&self.table.queued_bytes),
             queue_bytes: self.table.options.queue_bytes,
@@ -247,6 +261,8 @@ impl Drop for Waiting {
 /// What a row needs to be queued from any thread.
 struct Enqueue {
     closing: Arc<AtomicBool>,
+    /// Raised while the spool of a table on object storage is full.
+    spool_full: Arc<AtomicBool>,
     tx: Sender<Message<Record>>,
     queued_bytes: Arc<AtomicUsize>,
     queue_bytes: usize,
@@ -255,6 +271,10 @@ struct Enqueue {
 
 impl Enqueue {
     fn enqueue(&self, record: Record) {
+        if self.spool_full.load(Ordering::Relaxed) {
+            dropped("spool_full");
+            return;
+        }
         let size = record.size();
         let before = self.queued_bytes.fetch_add(size, Ordering::AcqRel);
         if before + size > self.queue_bytes && size > 0 {

@@ -1,14 +1,16 @@
 //! The handle of one table's writer thread, whatever its kind of row: the
-//! bounded queue rows go through, start-up (directory, recovery, thread)
-//! and a close that waits for every file to be complete.
+//! bounded queue rows go through, start-up (directory, recovery, thread,
+//! and the uploader of a table on object storage) and a close that waits
+//! for every file to be complete (and uploaded).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
 use super::kind::RowKind;
+use super::upload::Uploader;
 use super::writer::Writer;
 use super::TableOptions;
 
@@ -34,17 +36,30 @@ pub(super) struct Table<K: RowKind> {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set by `close`: from then on a gone writer is expected.
     pub closing: Arc<AtomicBool>,
+    /// A table on object storage: uploads the files the writer completes
+    /// in its spool (`options.dir`).
+    uploader: Option<Uploader>,
+    /// Raised by the uploader while the spool is over its bound: new rows
+    /// are dropped (`spool_full`) instead of filling the disk.
+    pub spool_full: Arc<AtomicBool>,
 }
 
 impl<K: RowKind> Table<K> {
     /// Creates the directory, recovers what a crash left in it, and starts
-    /// the writer thread (named `thread`).
+    /// the writer thread (named `thread`); for a table on object storage
+    /// also the uploader, which first uploads what an earlier run left in
+    /// the spool.
     pub fn start(options: TableOptions, kind: K, thread: &str) -> anyhow::Result<Table<K>> {
         std::fs::create_dir_all(&options.dir).map_err(|e| {
             anyhow::anyhow!(
-                "cannot create the {} directory {}: {e}; pick another with --table-dir",
+                "cannot create the {} directory {}: {e}; pick another with {}",
                 K::NAME,
-                options.dir.display()
+                options.dir.display(),
+                if options.remote.is_some() {
+                    "--table-spool-dir"
+                } else {
+                    "--table-dir"
+                }
             )
         })?;
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
@@ -56,6 +71,20 @@ impl<K: RowKind> Table<K> {
             metrics::counter!(format!("{}_rows_recovered_total", K::METRICS))
                 .increment(recovered.rows as u64);
         }
+        let spool_full = Arc::new(AtomicBool::new(false));
+        let uploader = options
+            .remote
+            .as_ref()
+            .map(|remote| {
+                Uploader::start(
+                    &options.dir,
+                    remote,
+                    K::NAME,
+                    K::METRICS,
+                    Arc::clone(&spool_full),
+                )
+            })
+            .transpose()?;
         let handle = std::thread::Builder::new()
             .name(thread.into())
             .spawn(move || writer.run(rx))?;
@@ -66,6 +95,8 @@ impl<K: RowKind> Table<K> {
             options,
             writer: Mutex::new(Some(handle)),
             closing: Arc::new(AtomicBool::new(false)),
+            uploader,
+            spool_full,
         })
     }
 
@@ -81,14 +112,18 @@ impl<K: RowKind> Table<K> {
             options,
             writer: Mutex::new(None),
             closing: Arc::new(AtomicBool::new(false)),
+            uploader: None,
+            spool_full: Arc::new(AtomicBool::new(false)),
         };
         (table, rx)
     }
 
     /// Has the writer flush and close every file, and waits (up to
-    /// `timeout`, at least 5 s) for it to finish. Rows sent afterwards are
-    /// refused.
+    /// `timeout`, at least 5 s) for it to finish; a table on object storage
+    /// then uploads its files in what is left of that time (the rest stays
+    /// in the spool for the next start). Rows sent afterwards are refused.
     pub async fn close(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout.max(Duration::from_secs(5));
         self.closing.store(true, Ordering::Release);
         let tx = self.tx.clone();
         let handle = self.writer.lock().ok().and_then(|mut w| w.take());
@@ -103,13 +138,16 @@ impl<K: RowKind> Table<K> {
         });
         // A disk that never answers (a dead network mount) must not keep
         // the process from exiting.
-        match tokio::time::timeout(timeout.max(Duration::from_secs(5)), closed).await {
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), closed).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!("closing the {} failed: {e}", K::NAME),
             Err(_) => tracing::error!(
                 "the {} writer did not finish closing its files; exiting without it (files not closed stay hidden as .inprogress)",
                 K::NAME
             ),
+        }
+        if let Some(uploader) = &self.uploader {
+            uploader.finish(deadline).await;
         }
     }
 }

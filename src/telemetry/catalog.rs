@@ -13,10 +13,19 @@ pub struct Declared<'a> {
     pub endpoints: Vec<(&'a str, bool)>,
     /// Whether an inference table is written.
     pub table: bool,
+    /// Whether it is uploaded to object storage (`--table-dir s3://...`).
+    pub object_storage: bool,
 }
 
 /// Why a row of the inference table was dropped (`reason` label).
 const TABLE_DROP_REASONS: [&str; 4] = ["queue_full", "write_error", "closed", "writer_failed"];
+
+/// The series of a table on object storage, per table metric prefix.
+const UPLOAD_COUNTERS: [&str; 3] = [
+    "files_uploaded_total",
+    "bytes_uploaded_total",
+    "upload_errors_total",
+];
 
 /// Registers every metric's help text, and the series whose labels are
 /// known now at 0 (counting nothing).
@@ -76,6 +85,14 @@ pub fn declare(known: &Declared<'_>) {
         zero(
             metrics::counter!("podium_feedback_table_rows_dropped_total", "reason" => "write_error"),
         );
+        if known.object_storage {
+            zero(metrics::counter!("podium_table_rows_dropped_total", "reason" => "spool_full"));
+            for prefix in ["podium_table", "podium_feedback_table"] {
+                for name in UPLOAD_COUNTERS {
+                    zero(metrics::counter!(format!("{prefix}_{name}")));
+                }
+            }
+        }
         for reason in ["queue_full", "write_error", "closed"] {
             zero(metrics::counter!("podium_feedback_table_rows_refused_total", "reason" => reason));
         }
@@ -210,7 +227,7 @@ fn describe() {
     );
     describe_counter!(
         "podium_table_rows_dropped_total",
-        "Inference-table rows dropped, by reason (queue_full, write_error, closed, writer_failed)."
+        "Inference-table rows dropped, by reason (queue_full, write_error, closed, writer_failed, and spool_full: the object-storage spool is over --table-spool-max-bytes)."
     );
     describe_counter!(
         "podium_table_write_errors_total",
@@ -250,6 +267,44 @@ fn describe() {
     describe_counter!(
         "podium_table_rows_recovered_total",
         "Rows recovered from journals left by a crash, at start-up."
+    );
+    // A table on object storage (--table-dir s3://...): files complete in
+    // the spool, then uploaded.
+    describe_counter!(
+        "podium_table_files_uploaded_total",
+        "Inference-table files uploaded to object storage (and removed from the spool)."
+    );
+    describe_counter!(
+        "podium_table_bytes_uploaded_total",
+        Unit::Bytes,
+        "Bytes of inference-table files uploaded to object storage."
+    );
+    describe_counter!(
+        "podium_table_upload_errors_total",
+        "Failed uploads of an inference-table file; each is retried with back-off while the file waits in the spool."
+    );
+    describe_gauge!(
+        "podium_table_spool_bytes",
+        Unit::Bytes,
+        "Bytes of complete inference-table files in the spool waiting for their upload; at --table-spool-max-bytes new rows are dropped (reason spool_full)."
+    );
+    describe_counter!(
+        "podium_feedback_table_files_uploaded_total",
+        "Feedback-table files uploaded to object storage."
+    );
+    describe_counter!(
+        "podium_feedback_table_bytes_uploaded_total",
+        Unit::Bytes,
+        "Bytes of feedback-table files uploaded to object storage."
+    );
+    describe_counter!(
+        "podium_feedback_table_upload_errors_total",
+        "Failed uploads of a feedback-table file (retried with back-off)."
+    );
+    describe_gauge!(
+        "podium_feedback_table_spool_bytes",
+        Unit::Bytes,
+        "Bytes of complete feedback-table files in the spool waiting for their upload (feedback is never dropped for it)."
     );
     // The feedback table (same writer; the request waits for its rows).
     describe_counter!(

@@ -30,6 +30,8 @@ pub(super) struct StoreDir {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// The longest wait for the object's first bytes and for each chunk after.
+    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for StoreDir {
@@ -66,9 +68,9 @@ impl StoreDir {
             .with_client_options(
                 ClientOptions::new()
                     // As for MLflow's proxy: a download may take long in
-                    // all; connecting and each wait for data may not.
+                    // all; connecting and each wait for data may not (the
+                    // latter bounded in `fetch`).
                     .with_connect_timeout(timeout)
-                    .with_read_timeout(timeout)
                     .with_timeout_disabled(),
             )
             .with_retry(RetryConfig {
@@ -95,6 +97,7 @@ impl StoreDir {
             url,
             store: Arc::new(store),
             prefix,
+            read_timeout: timeout,
         })
     }
 
@@ -115,12 +118,22 @@ impl StoreDir {
         let path = StorePath::parse(&key)
             .map_err(|e| Error::Registry(format!("{shown} is not a valid object key: {e}")))?;
         let store = Arc::clone(&self.store);
+        let wait = self.read_timeout;
+        let stalled = move || object_store::Error::Generic {
+            store: "S3",
+            source: format!("no data for {} s", wait.as_secs_f64()).into(),
+        };
         let read = move || async move {
-            let got = store.get(&path).await?;
+            let got = tokio::time::timeout(wait, store.get(&path))
+                .await
+                .map_err(|_| stalled())??;
             let expected = got.meta.size;
             let mut stream = got.into_stream();
             let mut copied = 0u64;
-            while let Some(chunk) = stream.next().await {
+            while let Some(chunk) = tokio::time::timeout(wait, stream.next())
+                .await
+                .map_err(|_| stalled())?
+            {
                 let chunk = chunk?;
                 out.write_all(&chunk)
                     .map_err(|e| object_store::Error::Generic {
