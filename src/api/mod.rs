@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 mod payload;
+pub mod triton;
 
 pub use call::{CLIENT_REQUEST_ID, REQUEST_ID};
 pub use payload::OipJson;
