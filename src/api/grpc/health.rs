@@ -22,8 +22,9 @@ use crate::serving::HealthSummary;
 /// change, a configuration reload, a non-default alias swapping).
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Follows the reconciler's health summary and the route table for as long
-/// as the store lives; only statuses that change are set.
+/// Follows the reconciler's health summary and the route table until the
+/// store is gone or the task is aborted (at shutdown); only statuses that
+/// change are set.
 pub async fn follow_health(
     mut reporter: HealthReporter,
     mut health: watch::Receiver<HealthSummary>,

@@ -1,6 +1,8 @@
-//! OIP gRPC (`inference.GRPCInferenceService`, Triton's numbering) and the
-//! standard `grpc.health.v1.Health`, on their own listener. Same core, same
-//! checks and same error texts as REST; only the status codes differ.
+//! OIP gRPC (`inference.GRPCInferenceService`, Triton's numbering, with
+//! Triton's model configuration and repository rpcs, `grpc/triton.rs`) and the
+//! standard `grpc.health.v1.Health` (`grpc/health.rs`), on their own listener.
+//! Same core, same checks and same error texts as REST; only the status
+//! codes differ.
 
 mod codec;
 mod health;
