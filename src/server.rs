@@ -343,7 +343,11 @@ pub async fn serve(
     };
 
     let (reporter, health) = tonic_health::server::health_reporter();
-    let health_task = tokio::spawn(grpc::follow_health(reporter.clone(), health_watch));
+    let health_task = tokio::spawn(grpc::follow_health(
+        reporter.clone(),
+        health_watch,
+        Arc::clone(&state),
+    ));
     let incoming = grpc_incoming(
         grpc_listener,
         opts.connections,
@@ -411,7 +415,7 @@ pub async fn serve(
         .collect();
     let rest_server = serve_rest(
         listener,
-        router(state, admin, client_certs),
+        router(Arc::clone(&state), admin, client_certs),
         opts.connections,
         stopped.clone(),
         tls.as_ref().map(Tls::rest),
@@ -431,7 +435,7 @@ pub async fn serve(
         tokio::select! {
             Ok(first_read) = async { health_summary.wait_for(|h| h.started).await.map(|h| h.clone()) } => {
                 // gRPC health says what the first read found before the lines.
-                grpc::update_health(&reporter, &first_read).await;
+                grpc::update_health(&reporter, &first_read, &state).await;
                 use std::io::Write;
                 let mut stdout = std::io::stdout();
                 let _ = writeln!(stdout, "podium: grpc listening on {scheme}://{grpc_addr}");

@@ -14,6 +14,7 @@ pub mod keys;
 mod payload;
 pub mod rollout_controls;
 pub mod trace_context;
+pub mod triton;
 
 pub use call::{CLIENT_REQUEST_ID, REQUEST_ID};
 pub use payload::OipJson;

@@ -166,10 +166,9 @@ def test_model_metadata_unknown_is_not_found(grpc_client, model, version, named)
 
 
 def test_unimplemented_triton_rpcs(grpc_client):
+    # ModelConfig and the repository rpcs are served: test_triton_repository.py
     for call in (
-        lambda: grpc_client.get_model_config("fraud"),
         lambda: grpc_client.get_inference_statistics("fraud"),
-        lambda: grpc_client.get_model_repository_index(),
         lambda: grpc_client.get_system_shared_memory_status(),
     ):
         e = raises_from(call)

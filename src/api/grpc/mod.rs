@@ -1,8 +1,14 @@
-//! OIP gRPC (`inference.GRPCInferenceService`, Triton's numbering) and the
-//! standard `grpc.health.v1.Health`, on their own listener. Same core, same
-//! checks and same error texts as REST; only the status codes differ.
+//! OIP gRPC (`inference.GRPCInferenceService`, Triton's numbering, with
+//! Triton's model configuration and repository rpcs, `grpc/triton.rs`) and the
+//! standard `grpc.health.v1.Health` (`grpc/health.rs`), on their own listener.
+//! Same core, same checks and same error texts as REST; only the status
+//! codes differ.
 
 mod codec;
+mod health;
+mod triton;
+
+pub use health::{follow_health, update_health, RECHECK_INTERVAL};
 
 /// Code generated from proto/grpc_service.proto.
 pub mod proto {
@@ -18,8 +24,6 @@ use percent_encoding::percent_decode_str;
 use tonic::codegen::http;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
@@ -32,8 +36,6 @@ use crate::api::AppState;
 use crate::auth::{presented, Requester};
 use crate::error::Error;
 use crate::inference_table::Protocol;
-use crate::serving::HealthSummary;
-use tokio::sync::watch;
 
 /// Requests of one `ModelStreamInfer` stream that may run at once (answers stay in order).
 const STREAM_CONCURRENCY: usize = 16;
@@ -92,7 +94,10 @@ impl GrpcInferenceService for GrpcApi {
         Ok(Response::new(ServerMetadataResponse {
             name: "podium".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            extensions: vec!["binary_tensor_data".into()],
+            extensions: crate::api::triton::EXTENSIONS
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
         }))
     }
 
@@ -197,6 +202,46 @@ impl GrpcInferenceService for GrpcApi {
             })
             .buffered(STREAM_CONCURRENCY);
         Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn model_config(
+        &self,
+        req: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        triton::model_config(&self.state, req).await
+    }
+
+    async fn repository_index(
+        &self,
+        req: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        triton::repository_index(&self.state, req)
+    }
+
+    async fn repository_model_load(
+        &self,
+        req: Request<RepositoryModelLoadRequest>,
+    ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        let model = req.get_ref().model_name.clone();
+        Err(triton::model_control_refused(
+            &self.state,
+            &req,
+            &model,
+            "load",
+        ))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<RepositoryModelUnloadRequest>,
+    ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        let model = req.get_ref().model_name.clone();
+        Err(triton::model_control_refused(
+            &self.state,
+            &req,
+            &model,
+            "unload",
+        ))
     }
 }
 
@@ -361,38 +406,4 @@ pub fn remap_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
         }
     }
     response
-}
-
-/// Keeps `grpc.health.v1` in step with the reconciler's health summary:
-/// the server ("") is SERVING when ready, and each model when its default
-/// alias has a version serving. Statuses are set when the summary changes.
-pub async fn follow_health(reporter: HealthReporter, mut health: watch::Receiver<HealthSummary>) {
-    loop {
-        let summary = health.borrow_and_update().clone();
-        update_health(&reporter, &summary).await;
-        if health.changed().await.is_err() {
-            return; // the store is gone
-        }
-    }
-}
-
-/// Sets every health status once from `summary`: the server's, and each
-/// model's.
-pub async fn update_health(reporter: &HealthReporter, summary: &HealthSummary) {
-    let serving = |ok: bool| {
-        if ok {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        }
-    };
-    reporter
-        .set_service_status("", serving(summary.ready))
-        .await;
-    reporter
-        .set_service_status("inference.GRPCInferenceService", serving(summary.ready))
-        .await;
-    for (model, &loaded) in &summary.models {
-        reporter.set_service_status(model, serving(loaded)).await;
-    }
 }

@@ -12,6 +12,7 @@ mod oip;
 mod overview;
 mod registration;
 mod respond;
+mod triton;
 mod versions;
 
 pub use codec::{decode, encode, Decoded, Encoded, OutputEncoding, HEADER_LENGTH};
@@ -65,6 +66,16 @@ pub fn router(state: Arc<AppState>, admin: AdminAccess, admin_client_cert: bool)
             "/v2/models/{model}/versions/{version}/ready",
             get(oip::model_ready_version),
         )
+        .route("/v2/models/{model}/config", get(triton::model_config))
+        .route(
+            "/v2/models/{model}/versions/{version}/config",
+            get(triton::model_config_version),
+        )
+        // Triton's model repository extension: the index, and load/unload
+        // refused (the registry's aliases decide what is loaded).
+        .route("/v2/repository/index", post(triton::repository_index))
+        .route("/v2/repository/models/{model}/load", post(triton::load))
+        .route("/v2/repository/models/{model}/unload", post(triton::unload))
         .route("/v2/models/{model}/infer", post(oip::infer))
         .route(
             "/v2/models/{model}/versions/{version}/infer",

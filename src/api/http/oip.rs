@@ -29,7 +29,7 @@ pub async fn server_metadata() -> Json<serde_json::Value> {
     Json(json!({
         "name": "podium",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": crate::api::triton::EXTENSIONS,
     }))
 }
 
