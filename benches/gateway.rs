@@ -188,6 +188,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
             memory_limit: None,
             watch: None,
             batching: Default::default(),
+            ort: Default::default(),
         },
         History::new(dir.join(".history.jsonl")),
     ));

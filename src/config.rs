@@ -28,6 +28,9 @@
 //! max_batch_size = 64                 # (see `batching`)
 //! max_queue_delay_us = 200
 //! preferred_batch_sizes = [8, 16, 32, 64]
+//!
+//! [model.mlp.onnxruntime]            # ONNX Runtime options of the model's
+//! intra_op_threads = 2                # sessions, over the --ort-* defaults
 //! ```
 //!
 //! Without a file, every model is an endpoint of the same name with one arm,
@@ -42,6 +45,7 @@ use toml::Spanned;
 use crate::experiments::{LoopConfig, ReadoutConfig};
 use crate::routing::{check_traffic, Arm, Endpoint, LogPolicy, Shadow, StickyKey};
 use crate::runtime::batch::BatchingPolicy;
+use crate::runtime::options::OrtOverrides;
 
 mod batching;
 mod experiment_loop;
@@ -97,6 +101,8 @@ pub struct Config {
     pub readouts: Vec<ReadoutConfig>,
     /// Dynamic batching per model name.
     pub batching: HashMap<String, BatchingPolicy>,
+    /// ONNX Runtime options per model name, over the `--ort-*` defaults.
+    pub onnxruntime: HashMap<String, OrtOverrides>,
     /// The experiment loops of endpoints with a guardrail or a rollout.
     pub loops: Vec<LoopConfig>,
 }
@@ -265,6 +271,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         endpoints.push(endpoint);
     }
     let mut batching = HashMap::new();
+    let mut onnxruntime = HashMap::new();
     for (model, spanned) in file.model {
         let at = line(spanned.span());
         let err = |why: String| format!("line {at}: {why}");
@@ -273,7 +280,11 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
                 "[model.{model}]: model \"{model}\" is not in the registry; register it first or fix the name"
             )));
         }
-        if let Some(policy) = spanned.into_inner().batching(&model).map_err(err)? {
+        let mut settings = spanned.into_inner();
+        if let Some(options) = settings.onnxruntime(&model).map_err(err)? {
+            onnxruntime.insert(model.clone(), options);
+        }
+        if let Some(policy) = settings.batching(&model).map_err(err)? {
             batching.insert(model, policy);
         }
     }
@@ -281,6 +292,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         endpoints,
         readouts,
         batching,
+        onnxruntime,
         loops,
     })
 }

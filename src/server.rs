@@ -21,6 +21,7 @@ use crate::inference_table::{FeedbackTable, InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
 use crate::routing::RouteTable;
+use crate::runtime::options::{OrtOptions, OrtSettings};
 use crate::runtime::pool::InferencePool;
 use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
 
@@ -43,6 +44,9 @@ pub struct ServeOptions {
     pub max_inflight_body_bytes: usize,
     pub poll_interval: Duration,
     pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime options of every model without its own
+    /// `[model.<name>.onnxruntime]` values (the `--ort-*` flags).
+    pub ort: OrtOptions,
     /// Replaced versions kept loaded per alias for instant rollback.
     pub keep_previous: usize,
     /// Refuse loads that would take the estimated model memory over this (bytes).
@@ -102,6 +106,7 @@ impl ServeOptions {
             max_inflight_body_bytes: 256 << 20,
             poll_interval: Duration::from_secs(1),
             ort_lib: None,
+            ort: OrtOptions::default(),
             keep_previous: 1,
             memory_limit: None,
             history_file: None,
@@ -189,6 +194,14 @@ pub async fn serve(
             endpoints
         }
     };
+    // A provider the library lacks stops start-up here, never a silent
+    // fall-back to the CPU at the first load.
+    let ort = OrtSettings::new(opts.ort.clone(), &config.onnxruntime)
+        .and_then(|ort| ort.check_available().map(|()| ort))
+        .map_err(|e| anyhow!(e))?;
+    for (model, options) in &ort.models {
+        tracing::info!("model {model}: ONNX Runtime options {options:?}");
+    }
     let experiments = Experiments::new(config.readouts, opts.readout_ledger_size).map(Arc::new);
     if let Some(experiments) = &experiments {
         tracing::info!(
@@ -260,6 +273,7 @@ pub async fn serve(
         memory_limit: opts.memory_limit,
         watch: opts.watch.clone(),
         batching: config.batching.clone(),
+        ort,
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
     // The first registry read (and the loads) happen in the background: a
