@@ -208,6 +208,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         registration: Default::default(),
         experiments: None,
         api_keys: None,
+        config_file: None,
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled, false)

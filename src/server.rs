@@ -14,8 +14,6 @@ use crate::api::http::router;
 use crate::api::http::{AdminAccess, Registration};
 use crate::api::{AppState, OipJson};
 use crate::auth::{AdminTokens, ApiKeys, AuditLog};
-use crate::config::Lookup;
-use crate::error::Error;
 use crate::experiments::Experiments;
 use crate::inference_table::{FeedbackTable, InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
@@ -23,7 +21,7 @@ use crate::registry::{RegisterDir, RegistryConfig};
 use crate::routing::RouteTable;
 use crate::runtime::options::{OrtOptions, OrtSettings};
 use crate::runtime::pool::InferencePool;
-use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
+use crate::serving::{ConfigFile, Core, History, ModelStore, Reconciler, StoreOptions};
 
 /// Everything `podium serve` needs; the CLI fills it from flags and env vars.
 #[derive(Debug, Clone)]
@@ -174,12 +172,9 @@ pub async fn serve(
                 // Only a registry that answers "no such model" stops start-up;
                 // one that cannot be reached (MLflow down) is checked later:
                 // the server starts unready and serves once it answers.
-                let known = |model: &str| match registry.aliases(model) {
-                    Ok(aliases) => Lookup::Aliases(aliases.into_keys().collect()),
-                    Err(Error::Registry(why)) => Lookup::Unreachable(why),
-                    Err(_) => Lookup::Unknown,
-                };
-                crate::config::load(&path, &known)
+                crate::config::load(&path, &|model| {
+                    crate::serving::lookup(registry.as_ref(), model)
+                })
             })
             .await?
             .map_err(|e| anyhow!(e))?;
@@ -202,6 +197,10 @@ pub async fn serve(
     for (model, options) in &ort.models {
         tracing::info!("model {model}: ONNX Runtime options {options:?}");
     }
+    let config_file = opts
+        .config
+        .as_deref()
+        .map(|path| Arc::new(ConfigFile::new(path, &config)));
     let experiments = Experiments::new(config.readouts, opts.readout_ledger_size).map(Arc::new);
     if let Some(experiments) = &experiments {
         tracing::info!(
@@ -317,9 +316,18 @@ pub async fn serve(
         registration,
         api_keys: api_keys.clone(),
         experiments,
+        config_file,
     });
     let table_state = Arc::clone(&state);
     let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);
+    // SIGHUP re-reads --config (see README "Reloading the configuration").
+    #[cfg(unix)]
+    let hangups = Some(
+        crate::api::config_reload::spawn_on_sighup(Arc::clone(&state))
+            .context("listening for SIGHUP")?,
+    );
+    #[cfg(not(unix))]
+    let hangups: Option<tokio::task::JoinHandle<()>> = None;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -463,7 +471,7 @@ pub async fn serve(
     };
     reconciler.stop();
     health_task.abort();
-    for task in loops {
+    for task in loops.into_iter().chain(hangups) {
         task.abort();
     }
     for reload in reloads {

@@ -41,7 +41,9 @@ async fn the_summary_waits_for_the_roll_and_shows_the_rows() {
     assert!(ok, "{stderr}");
     assert!(stdout.starts_with("3 rows in "), "{stdout}");
     assert!(
-        stdout.lines().any(|l| l.starts_with("fraud ") && l.contains("champion")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("fraud ") && l.contains("champion")),
         "{stdout}"
     );
 }

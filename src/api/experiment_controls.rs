@@ -33,6 +33,13 @@ pub async fn change_traffic(
     let (before, after) = tokio::task::spawn_blocking(move || st.core.set_traffic(change))
         .await
         .map_err(|e| Error::Internal(format!("traffic change task failed: {e}")))??;
+    tell_readout(state, &before, &after);
+    Ok(after)
+}
+
+/// Tells `after`'s readout, if it has one, that its weights changed from
+/// `before`'s, so its SRM check expects each period's split.
+pub fn tell_readout(state: &AppState, before: &Endpoint, after: &Endpoint) {
     if let Some(readout) = state
         .experiments
         .as_deref()
@@ -48,7 +55,6 @@ pub async fn change_traffic(
             readout.control().restarted(&arm.alias);
         }
     }
-    Ok(after)
 }
 
 /// The readout of `endpoint` now, with what serves each arm.

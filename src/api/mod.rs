@@ -4,6 +4,7 @@
 //! pipeline in [`call`].
 
 pub mod call;
+pub mod config_reload;
 pub mod deadline;
 pub mod error;
 pub mod experiment_controls;
@@ -38,4 +39,6 @@ pub struct AppState {
     pub api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
     /// The live readouts of endpoints with an experiment readout, if any.
     pub experiments: Option<std::sync::Arc<crate::experiments::Experiments>>,
+    /// The `--config` file, which SIGHUP and `POST /admin/config/reload` read again.
+    pub config_file: Option<std::sync::Arc<crate::serving::ConfigFile>>,
 }

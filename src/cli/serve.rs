@@ -72,7 +72,13 @@ pub struct ServeArgs {
     ort_spinning: bool,
     /// Execution providers in order of preference (comma-separated); each must
     /// be in the loaded ONNX Runtime library, or start-up stops.
-    #[arg(long, env = "PODIUM_ORT_EXECUTION_PROVIDERS", value_enum, value_delimiter = ',', default_value = "cpu")]
+    #[arg(
+        long,
+        env = "PODIUM_ORT_EXECUTION_PROVIDERS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
     ort_execution_providers: Vec<ExecutionProvider>,
     /// Replaced versions kept loaded per alias, so a rollback is instant.
     #[arg(long, env = "PODIUM_KEEP_PREVIOUS", default_value_t = 1)]

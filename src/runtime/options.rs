@@ -225,8 +225,7 @@ impl OrtOptions {
                 .map(|p| p.dispatch(self.memory_arena))
                 .collect();
             builder = builder.with_execution_providers(providers)?;
-            if !self.execution_providers.contains(&ExecutionProvider::Cpu) && !self.memory_arena
-            {
+            if !self.execution_providers.contains(&ExecutionProvider::Cpu) && !self.memory_arena {
                 builder = builder.with_execution_providers([ort::ep::CPU::default()
                     .with_arena_allocator(false)
                     .build()])?;
@@ -350,10 +349,7 @@ mod tests {
             ),
             (
                 OrtOverrides {
-                    execution_providers: Some(vec![
-                        ExecutionProvider::Cpu,
-                        ExecutionProvider::Cpu,
-                    ]),
+                    execution_providers: Some(vec![ExecutionProvider::Cpu, ExecutionProvider::Cpu]),
                     ..Default::default()
                 },
                 "execution provider \"cpu\" is listed twice",

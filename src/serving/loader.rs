@@ -358,14 +358,19 @@ impl Loader {
             }
         }
         let started = Instant::now();
-        let loaded =
-            LoadedModel::load_with(model, version, &path, self.workers, self.ort.for_model(model))
-                .and_then(|mut loaded| {
-                if let Some(policy) = self.batching.get(model) {
-                    loaded.enable_batching(policy.clone())?;
-                }
-                Ok(loaded)
-            });
+        let loaded = LoadedModel::load_with(
+            model,
+            version,
+            &path,
+            self.workers,
+            self.ort.for_model(model),
+        )
+        .and_then(|mut loaded| {
+            if let Some(policy) = self.batching.get(model) {
+                loaded.enable_batching(policy.clone())?;
+            }
+            Ok(loaded)
+        });
         match loaded {
             Ok(loaded) => {
                 let loaded = Arc::new(loaded);

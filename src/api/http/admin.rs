@@ -72,6 +72,7 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
         )
         .route("/admin/endpoints", get(endpoints))
         .route("/admin/endpoints/{name}/traffic", put(set_traffic))
+        .route("/admin/config/reload", post(reload_config))
         .route("/admin/experiments", get(super::experiments::list))
         .route(
             "/admin/experiments/{endpoint}",
@@ -384,4 +385,14 @@ async fn set_traffic(
     };
     let updated = crate::api::experiment_controls::change_traffic(&state, change).await?;
     Ok(Json(json!({ "endpoint": &*updated })).into_response())
+}
+
+/// `POST /admin/config/reload`: reads the `--config` file again and
+/// replaces the endpoints (see [`crate::serving::ConfigFile`]).
+async fn reload_config(
+    State(state): S,
+    Extension(caller): Extension<AdminCaller>,
+) -> Result<Response, ApiError> {
+    let outcome = crate::api::config_reload::reload_config(&state, caller.by()).await?;
+    Ok(Json(outcome).into_response())
 }
