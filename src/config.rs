@@ -436,6 +436,33 @@ shadow = { alias = "latest", fraction = 0.25 }
     }
 
     #[test]
+    fn a_model_onnxruntime_section_parses_strictly() {
+        use crate::runtime::options::{ExecutionProvider, GraphOptimization};
+        let text = "[model.fraud.onnxruntime]\nintra_op_threads = 4\ngraph_optimization = \"extended\"\nexecution_providers = [\"cuda\", \"cpu\"]\n";
+        let o = &parse(text, &aliases).unwrap().onnxruntime["fraud"];
+        assert_eq!(o.intra_op_threads, Some(4));
+        assert_eq!(o.graph_optimization, Some(GraphOptimization::Extended));
+        assert_eq!(
+            o.execution_providers,
+            Some(vec![ExecutionProvider::Cuda, ExecutionProvider::Cpu])
+        );
+        assert_eq!(
+            (o.inter_op_threads, o.spinning, o.memory_arena),
+            (None, None, None)
+        );
+        let cases = [
+            ("[model.fraud.onnxruntime]\nspin = true\n", "unknown field `spin`"),
+            ("[model.fraud.onnxruntime]\nspinning = 1\n", "invalid type: integer `1`, expected a boolean"),
+            ("[model.fraud.onnxruntime]\ninter_op_threads = 5000\n", "line 1: [model.fraud.onnxruntime]: inter_op_threads 5000 is not between 1 and 1024"),
+            ("[model.nope.onnxruntime]\nspinning = true\n", "model \"nope\" is not in the registry"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text, &aliases).unwrap_err();
+            assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_line_and_the_fix() {
         let base =
             |body: &str| format!("\n[[endpoint]]\nname = \"e\"\nmodel = \"fraud\"\n{body}\n");
