@@ -188,6 +188,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
             memory_limit: None,
             watch: None,
             batching: Default::default(),
+            ort: Default::default(),
         },
         History::new(dir.join(".history.jsonl")),
     ));
@@ -209,6 +210,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
         api_keys: None,
         series: Default::default(),
         replica: "bench".parse().expect("a valid replica id"),
+        config_file: None,
     });
     podium::telemetry::install();
     router(state, AdminAccess::Disabled, false)

@@ -28,6 +28,9 @@
 //! max_batch_size = 64                 # (see `batching`)
 //! max_queue_delay_us = 200
 //! preferred_batch_sizes = [8, 16, 32, 64]
+//!
+//! [model.mlp.onnxruntime]            # ONNX Runtime options of the model's
+//! intra_op_threads = 2                # sessions, over the --ort-* defaults
 //! ```
 //!
 //! Without a file, every model is an endpoint of the same name with one arm,
@@ -42,6 +45,7 @@ use toml::Spanned;
 use crate::experiments::{LoopConfig, ReadoutConfig};
 use crate::routing::{check_traffic, Arm, Endpoint, LogPolicy, Shadow, StickyKey};
 use crate::runtime::batch::BatchingPolicy;
+use crate::runtime::options::OrtOverrides;
 
 mod batching;
 mod experiment_loop;
@@ -97,6 +101,8 @@ pub struct Config {
     pub readouts: Vec<ReadoutConfig>,
     /// Dynamic batching per model name.
     pub batching: HashMap<String, BatchingPolicy>,
+    /// ONNX Runtime options per model name, over the `--ort-*` defaults.
+    pub onnxruntime: HashMap<String, OrtOverrides>,
     /// The experiment loops of endpoints with a guardrail or a rollout.
     pub loops: Vec<LoopConfig>,
 }
@@ -265,6 +271,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         endpoints.push(endpoint);
     }
     let mut batching = HashMap::new();
+    let mut onnxruntime = HashMap::new();
     for (model, spanned) in file.model {
         let at = line(spanned.span());
         let err = |why: String| format!("line {at}: {why}");
@@ -273,7 +280,11 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
                 "[model.{model}]: model \"{model}\" is not in the registry; register it first or fix the name"
             )));
         }
-        if let Some(policy) = spanned.into_inner().batching(&model).map_err(err)? {
+        let mut settings = spanned.into_inner();
+        if let Some(options) = settings.onnxruntime(&model).map_err(err)? {
+            onnxruntime.insert(model.clone(), options);
+        }
+        if let Some(policy) = settings.batching(&model).map_err(err)? {
             batching.insert(model, policy);
         }
     }
@@ -281,6 +292,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         endpoints,
         readouts,
         batching,
+        onnxruntime,
         loops,
     })
 }
@@ -421,6 +433,33 @@ shadow = { alias = "latest", fraction = 0.25 }
         // An unreachable registry: checked once it answers (at load).
         let offline = parse("[model.offline.batching]\nmax_batch_size = 8\n", &aliases).unwrap();
         assert!(offline.batching.contains_key("offline"));
+    }
+
+    #[test]
+    fn a_model_onnxruntime_section_parses_strictly() {
+        use crate::runtime::options::{ExecutionProvider, GraphOptimization};
+        let text = "[model.fraud.onnxruntime]\nintra_op_threads = 4\ngraph_optimization = \"extended\"\nexecution_providers = [\"cuda\", \"cpu\"]\n";
+        let o = &parse(text, &aliases).unwrap().onnxruntime["fraud"];
+        assert_eq!(o.intra_op_threads, Some(4));
+        assert_eq!(o.graph_optimization, Some(GraphOptimization::Extended));
+        assert_eq!(
+            o.execution_providers,
+            Some(vec![ExecutionProvider::Cuda, ExecutionProvider::Cpu])
+        );
+        assert_eq!(
+            (o.inter_op_threads, o.spinning, o.memory_arena),
+            (None, None, None)
+        );
+        let cases = [
+            ("[model.fraud.onnxruntime]\nspin = true\n", "unknown field `spin`"),
+            ("[model.fraud.onnxruntime]\nspinning = 1\n", "invalid type: integer `1`, expected a boolean"),
+            ("[model.fraud.onnxruntime]\ninter_op_threads = 5000\n", "line 1: [model.fraud.onnxruntime]: inter_op_threads 5000 is not between 1 and 1024"),
+            ("[model.nope.onnxruntime]\nspinning = true\n", "model \"nope\" is not in the registry"),
+        ];
+        for (text, want) in cases {
+            let err = parse(text, &aliases).unwrap_err();
+            assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
     }
 
     #[test]

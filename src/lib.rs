@@ -16,6 +16,7 @@
 //!     runtime: (dynamic batch) ▸ bounded queue ▸ ONNX Runtime on Podium's
 //!              inference threads
 //!
+//!     --config ◀─SIGHUP / admin reload─ serving::ConfigFile ─one store─▶ endpoints
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
 //!                      (and each poll: loaded versions' files checked for drift)
 //!     inference_table: protocol-free rows, payload rendering handed in by api;

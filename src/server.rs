@@ -14,16 +14,15 @@ use crate::api::http::router;
 use crate::api::http::{AdminAccess, Registration};
 use crate::api::{AppState, OipJson};
 use crate::auth::{AdminTokens, ApiKeys, AuditLog};
-use crate::config::Lookup;
-use crate::error::Error;
 use crate::experiments::Experiments;
 use crate::inference_table::{FeedbackTable, InferenceTable, TableOptions};
 use crate::listener::{grpc_incoming, grpc_server, serve_rest, ConnectionLimits, Tls, TlsOptions};
 use crate::registry::{RegisterDir, RegistryConfig};
 use crate::replica::ReplicaId;
 use crate::routing::RouteTable;
+use crate::runtime::options::{OrtOptions, OrtSettings};
 use crate::runtime::pool::InferencePool;
-use crate::serving::{Core, History, ModelStore, Reconciler, StoreOptions};
+use crate::serving::{ConfigFile, Core, History, ModelStore, Reconciler, StoreOptions};
 
 /// Everything `podium serve` needs; the CLI fills it from flags and env vars.
 #[derive(Debug, Clone)]
@@ -44,6 +43,9 @@ pub struct ServeOptions {
     pub max_inflight_body_bytes: usize,
     pub poll_interval: Duration,
     pub ort_lib: Option<PathBuf>,
+    /// ONNX Runtime options of every model without its own
+    /// `[model.<name>.onnxruntime]` values (the `--ort-*` flags).
+    pub ort: OrtOptions,
     /// Replaced versions kept loaded per alias for instant rollback.
     pub keep_previous: usize,
     /// Refuse loads that would take the estimated model memory over this (bytes).
@@ -106,6 +108,7 @@ impl ServeOptions {
             max_inflight_body_bytes: 256 << 20,
             poll_interval: Duration::from_secs(1),
             ort_lib: None,
+            ort: OrtOptions::default(),
             keep_previous: 1,
             memory_limit: None,
             history_file: None,
@@ -174,12 +177,9 @@ pub async fn serve(
                 // Only a registry that answers "no such model" stops start-up;
                 // one that cannot be reached (MLflow down) is checked later:
                 // the server starts unready and serves once it answers.
-                let known = |model: &str| match registry.aliases(model) {
-                    Ok(aliases) => Lookup::Aliases(aliases.into_keys().collect()),
-                    Err(Error::Registry(why)) => Lookup::Unreachable(why),
-                    Err(_) => Lookup::Unknown,
-                };
-                crate::config::load(&path, &known)
+                crate::config::load(&path, &|model| {
+                    crate::serving::lookup(registry.as_ref(), model)
+                })
             })
             .await?
             .map_err(|e| anyhow!(e))?;
@@ -194,6 +194,18 @@ pub async fn serve(
             endpoints
         }
     };
+    // A provider the library lacks stops start-up here, never a silent
+    // fall-back to the CPU at the first load.
+    let ort = OrtSettings::new(opts.ort.clone(), &config.onnxruntime)
+        .and_then(|ort| ort.check_available().map(|()| ort))
+        .map_err(|e| anyhow!(e))?;
+    for (model, options) in &ort.models {
+        tracing::info!("model {model}: ONNX Runtime options {options:?}");
+    }
+    let config_file = opts
+        .config
+        .as_deref()
+        .map(|path| Arc::new(ConfigFile::new(path, &config)));
     let experiments = Experiments::new(config.readouts, opts.readout_ledger_size).map(Arc::new);
     if let Some(experiments) = &experiments {
         tracing::info!(
@@ -265,6 +277,7 @@ pub async fn serve(
         memory_limit: opts.memory_limit,
         watch: opts.watch.clone(),
         batching: config.batching.clone(),
+        ort,
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
     // The first registry read (and the loads) happen in the background: a
@@ -317,11 +330,20 @@ pub async fn serve(
         experiments,
         series: Arc::new(crate::telemetry::ArmSeries::new()),
         replica: opts.replica.clone(),
+        config_file,
     });
     let table_state = Arc::clone(&state);
     let loops = crate::api::experiment_controls::spawn_loops(&state, config.loops);
     let traffic_follower =
         crate::api::experiment_controls::spawn_traffic_follower(&state, opts.poll_interval);
+    // SIGHUP re-reads --config (see README "Reloading the configuration").
+    #[cfg(unix)]
+    let hangups = Some(
+        crate::api::config_reload::spawn_on_sighup(Arc::clone(&state))
+            .context("listening for SIGHUP")?,
+    );
+    #[cfg(not(unix))]
+    let hangups: Option<tokio::task::JoinHandle<()>> = None;
 
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -470,7 +492,7 @@ pub async fn serve(
     reconciler.stop();
     health_task.abort();
     traffic_follower.abort();
-    for task in loops {
+    for task in loops.into_iter().chain(hangups) {
         task.abort();
     }
     for reload in reloads {

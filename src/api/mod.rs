@@ -5,6 +5,7 @@
 
 pub mod call;
 pub mod console;
+pub mod config_reload;
 pub mod deadline;
 pub mod error;
 pub mod experiment_controls;
@@ -47,4 +48,6 @@ pub struct AppState {
     pub series: std::sync::Arc<crate::telemetry::ArmSeries>,
     /// This replica's name, shown in `GET /admin/status`.
     pub replica: crate::replica::ReplicaId,
+    /// The `--config` file, which SIGHUP and `POST /admin/config/reload` read again.
+    pub config_file: Option<std::sync::Arc<crate::serving::ConfigFile>>,
 }

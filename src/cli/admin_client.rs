@@ -274,6 +274,12 @@ impl AdminClient {
         Ok(answer.endpoint)
     }
 
+    /// Asks the server to read its `--config` file again; answers the
+    /// server's JSON (`file`, and the endpoints `changed`).
+    pub fn reload_config(&self) -> anyhow::Result<serde_json::Value> {
+        self.call(self.request(Method::POST, "/admin/config/reload"))
+    }
+
     /// The live experiment readout of `endpoint`, and the answer's JSON as sent.
     pub fn readout(&self, endpoint: &str) -> anyhow::Result<(Readout, serde_json::Value)> {
         let path = format!("/admin/experiments/{endpoint}");

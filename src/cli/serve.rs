@@ -12,6 +12,7 @@ use crate::inference_table::{Remote, TableOptions};
 use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
 use crate::replica::ReplicaId;
+use crate::runtime::options::{ExecutionProvider, GraphOptimization, OrtOptions};
 use crate::server::{serve, shutdown_signal, ServeOptions};
 
 #[derive(Args)]
@@ -59,6 +60,33 @@ pub struct ServeArgs {
     /// The ONNX Runtime shared library [default: .ort/ of the checkout, or beside the binary].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     ort_lib: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads per session (one session per inference
+    /// thread per loaded version); `[model.<name>.onnxruntime]` overrides it.
+    #[arg(long, env = "PODIUM_ORT_INTRA_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    ort_intra_threads: u16,
+    /// ONNX Runtime inter-op threads per session; above 1, independent graph
+    /// branches run in parallel.
+    #[arg(long, env = "PODIUM_ORT_INTER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    ort_inter_threads: u16,
+    /// ONNX Runtime graph optimisation level.
+    #[arg(long, env = "PODIUM_ORT_GRAPH_OPTIMIZATION", value_enum, default_value_t = GraphOptimization::All)]
+    ort_graph_optimization: GraphOptimization,
+    /// The CPU memory arena (memory kept for reuse between runs): true or false.
+    #[arg(long, env = "PODIUM_ORT_MEMORY_ARENA", default_value_t = true, action = clap::ArgAction::Set)]
+    ort_memory_arena: bool,
+    /// Whether idle ONNX Runtime pool threads spin (busy-wait): true or false.
+    #[arg(long, env = "PODIUM_ORT_SPINNING", default_value_t = false, action = clap::ArgAction::Set)]
+    ort_spinning: bool,
+    /// Execution providers in order of preference (comma-separated); each must
+    /// be in the loaded ONNX Runtime library, or start-up stops.
+    #[arg(
+        long,
+        env = "PODIUM_ORT_EXECUTION_PROVIDERS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cpu"
+    )]
+    ort_execution_providers: Vec<ExecutionProvider>,
     /// Replaced versions kept loaded per alias, so a rollback is instant.
     #[arg(long, env = "PODIUM_KEEP_PREVIOUS", default_value_t = 1)]
     keep_previous: usize,
@@ -250,6 +278,14 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             max_inflight_body_bytes: self.max_inflight_body_bytes,
             ort_lib: self.ort_lib,
+            ort: OrtOptions {
+                intra_op_threads: self.ort_intra_threads.into(),
+                inter_op_threads: self.ort_inter_threads.into(),
+                graph_optimization: self.ort_graph_optimization,
+                memory_arena: self.ort_memory_arena,
+                spinning: self.ort_spinning,
+                execution_providers: self.ort_execution_providers,
+            },
             keep_previous: self.keep_previous,
             memory_limit: self.memory_limit,
             history_file: self.history_file,

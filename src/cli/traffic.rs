@@ -36,6 +36,13 @@ pub enum TrafficCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Make the server read its --config file again (as SIGHUP does): checked
+    /// first, applied to every endpoint at once, or refused with the reason
+    /// while the previous configuration stays in force.
+    Reload {
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 impl TrafficCommand {
@@ -43,7 +50,8 @@ impl TrafficCommand {
     pub fn run(self) -> anyhow::Result<()> {
         let (TrafficCommand::Show { remote }
         | TrafficCommand::Set { remote, .. }
-        | TrafficCommand::Reset { remote, .. }) = &self;
+        | TrafficCommand::Reset { remote, .. }
+        | TrafficCommand::Reload { remote }) = &self;
         let Some(admin) = remote.client()? else {
             anyhow::bail!(
                 "traffic commands act on a running server: add --server http://HOST:PORT (or PODIUM_SERVER); to change a split for good, edit the --config file"
@@ -67,6 +75,10 @@ impl TrafficCommand {
             }
             TrafficCommand::Reset { endpoint, .. } => {
                 println!("{}", endpoint_line(&admin.reset_traffic(&endpoint)?));
+            }
+            TrafficCommand::Reload { .. } => {
+                let answer = admin.reload_config()?;
+                println!("{}", reload_lines(&answer));
             }
         }
         Ok(())
@@ -94,6 +106,32 @@ fn traffic_request(
         None
     };
     Ok(TrafficRequest { arms, shadow })
+}
+
+/// `reloaded FILE: N endpoint(s) changed`, then `ENDPOINT\tCHANGE[\tWHAT]` per endpoint.
+fn reload_lines(answer: &serde_json::Value) -> String {
+    let changed = answer["changed"].as_array().cloned().unwrap_or_default();
+    let mut lines = vec![format!(
+        "reloaded {}: {} endpoint(s) changed",
+        answer["file"].as_str().unwrap_or("?"),
+        changed.len()
+    )];
+    for c in &changed {
+        let what: Vec<&str> = c["what"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let mut line = format!(
+            "{}\t{}",
+            c["endpoint"].as_str().unwrap_or("?"),
+            c["change"].as_str().unwrap_or("?")
+        );
+        if !what.is_empty() {
+            line.push_str(&format!("\t{}", what.join(",")));
+        }
+        lines.push(line);
+    }
+    lines.join("\n")
 }
 
 /// `NAME\tmodel MODEL\tarms A=W B=W\tshadow S=F` (or `shadow -`), numbers

@@ -1,22 +1,33 @@
 //! The `[model.<name>]` tables: settings of a model, whichever endpoints
-//! route to it. Today one: its dynamic batching.
+//! route to it: its dynamic batching and its ONNX Runtime options.
 //!
 //! ```toml
 //! [model.mlp_large.batching]
 //! max_batch_size = 64                   # the most rows one run takes (2..=4096)
 //! max_queue_delay_us = 200              # the longest a request waits for company [default: 0]
 //! preferred_batch_sizes = [8, 16, 32, 64]  # sent at once at these sizes [default: none]
+//!
+//! [model.mlp_large.onnxruntime]         # each key replaces its --ort-* default
+//! intra_op_threads = 2                  # [default: 1]
+//! inter_op_threads = 1                  # [default: 1]
+//! graph_optimization = "all"            # disable | basic | extended | all [default: all]
+//! memory_arena = true                   # [default: true]
+//! spinning = false                      # [default: false]
+//! execution_providers = ["cpu"]         # cpu | cuda | tensorrt | openvino | xnnpack [default: ["cpu"]]
 //! ```
 
 use serde::Deserialize;
 
 use crate::runtime::batch::BatchingPolicy;
+use crate::runtime::options::{OrtOptions, OrtOverrides};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ModelToml {
     #[serde(default)]
     batching: Option<BatchingToml>,
+    #[serde(default)]
+    onnxruntime: Option<OrtOverrides>,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +41,17 @@ struct BatchingToml {
 }
 
 impl ModelToml {
+    /// The model's ONNX Runtime options, if it has any, checked over the
+    /// defaults (the flags' values are checked again at start-up).
+    pub(super) fn onnxruntime(&mut self, model: &str) -> Result<Option<OrtOverrides>, String> {
+        let Some(o) = self.onnxruntime.take() else {
+            return Ok(None);
+        };
+        o.over(&OrtOptions::default())
+            .check(&format!("[model.{model}.onnxruntime]"))?;
+        Ok(Some(o))
+    }
+
     /// The model's batching policy, if it has one, checked; errors name
     /// the setting and the fix.
     pub(super) fn batching(self, model: &str) -> Result<Option<BatchingPolicy>, String> {

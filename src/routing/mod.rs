@@ -191,6 +191,12 @@ impl Endpoint {
         Ok(e)
     }
 
+    /// Shares `previous`'s count of shadow calls in flight, so a policy
+    /// replaced by a configuration reload keeps the same shadow budget.
+    pub fn keep_shadow_budget(&mut self, previous: &Endpoint) {
+        self.shadow_in_flight = Arc::clone(&previous.shadow_in_flight);
+    }
+
     /// Picks the arm for one request (see the module doc for the order).
     pub fn route(&self, version: Option<&str>, keys: RouteKeys) -> Route {
         let (arm, spec) = match (version.filter(|v| !v.is_empty()), keys.arm_override) {

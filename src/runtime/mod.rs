@@ -2,6 +2,7 @@
 //! inference threads that runs it off the async runtime.
 
 pub mod batch;
+pub mod options;
 pub mod ort;
 pub mod pool;
 mod signature;
@@ -16,6 +17,7 @@ pub use signature::{Signature, TensorSpec};
 use crate::error::Error;
 use crate::tensor::Tensor;
 use batch::{BatchModel, Batcher, BatchingPolicy};
+use options::OrtOptions;
 
 /// One ONNX model version, ready to run: its signature and one ONNX Runtime
 /// session per inference worker, so concurrent requests never wait on each
@@ -30,6 +32,8 @@ pub struct LoadedModel {
     pub loaded_at: SystemTime,
     /// Size of the ONNX file; with the session count, the memory estimate.
     pub file_bytes: u64,
+    /// The ONNX Runtime options every session of this copy was opened with.
+    pub options: OrtOptions,
     /// Requests currently using this copy (see [`InFlight`]).
     in_flight: AtomicUsize,
     /// Set once every session has run the warm-up.
@@ -86,19 +90,31 @@ impl std::fmt::Debug for LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads `path` with one session per worker. Blocking: call it off the
-    /// async runtime.
+    /// Loads `path` with one session per worker and the default ONNX
+    /// Runtime options. Blocking: call it off the async runtime.
     pub fn load(
         name: &str,
         version: u64,
         path: &Path,
         workers: usize,
     ) -> Result<LoadedModel, Error> {
+        LoadedModel::load_with(name, version, path, workers, &OrtOptions::default())
+    }
+
+    /// Loads `path` with one session per worker, each opened with
+    /// `options`. Blocking: call it off the async runtime.
+    pub fn load_with(
+        name: &str,
+        version: u64,
+        path: &Path,
+        workers: usize,
+        options: &OrtOptions,
+    ) -> Result<LoadedModel, Error> {
         let label = format!("{name} v{version}");
         let mut sessions = Vec::with_capacity(workers.max(1));
         let mut signature = None;
         for _ in 0..workers.max(1) {
-            let session = ort::open_session(path, &label)?;
+            let session = ort::open_session_with(path, &label, options)?;
             if signature.is_none() {
                 signature = Some(ort::signature(&session, &label)?);
             }
@@ -110,6 +126,7 @@ impl LoadedModel {
             signature: signature.expect("at least one session"),
             loaded_at: SystemTime::now(),
             file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            options: options.clone(),
             in_flight: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
             sessions,

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use half::{bf16, f16};
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
+use super::options::OrtOptions;
 use super::signature::{Signature, TensorSpec};
 use crate::error::Error;
 use crate::tensor::{DataType, Tensor, TensorData};
@@ -102,10 +102,17 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
     Ok(LOADED.get_or_init(|| path).clone())
 }
 
-/// Opens one session on one intra-op thread: parallelism comes from the
-/// inference workers, each owning a session, so pools never fight over cores.
+/// Opens one session with Podium's default options ([`OrtOptions::default`]:
+/// one intra-op thread, no spinning): parallelism comes from the inference
+/// workers, each owning a session, so pools never fight over cores.
 /// Public so benchmarks can time raw ONNX Runtime with exactly these settings.
 pub fn open_session(path: &Path, label: &str) -> Result<Session, Error> {
+    open_session_with(path, label, &OrtOptions::default())
+}
+
+/// Opens one session with `options` (a model's `[model.<name>.onnxruntime]`
+/// over the `--ort-*` defaults).
+pub fn open_session_with(path: &Path, label: &str, options: &OrtOptions) -> Result<Session, Error> {
     let Some(environment) = ENVIRONMENT.get() else {
         return Err(Error::Internal(format!(
             "cannot load {label}: ONNX Runtime is not initialised"
@@ -114,16 +121,10 @@ pub fn open_session(path: &Path, label: &str) -> Result<Session, Error> {
     let fail = |e: ort::Error| {
         Error::Unavailable(format!("cannot load {label} from {}: {e}", path.display()))
     };
-    Session::builder(environment)
+    let builder = Session::builder(environment).map_err(fail)?;
+    options
+        .apply(builder)
         .map_err(fail)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| fail(e.into()))?
-        .with_intra_threads(1)
-        .map_err(|e| fail(e.into()))?
-        .with_inter_threads(1)
-        .map_err(|e| fail(e.into()))?
-        .with_intra_op_spinning(false)
-        .map_err(|e| fail(e.into()))?
         .commit_from_file(path)
         .map_err(fail)
 }

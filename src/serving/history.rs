@@ -51,6 +51,9 @@ pub mod action {
     /// An endpoint's weights changed (`endpoint`, the new `arms`; `alias`
     /// names the arms whose weight changed; `why` for a guardrail or rollout).
     pub const TRAFFIC_SET: &str = "traffic_set";
+    /// A configuration reload added, changed or removed an endpoint
+    /// (`endpoint`, its new `arms`; `why` says which and what changed).
+    pub const ENDPOINT_RELOADED: &str = "endpoint_reloaded";
     /// An experiment's challenger became the baseline (the readout's numbers
     /// in `comparison` and `why`).
     pub const PROMOTE: &str = "promote";
@@ -142,7 +145,8 @@ pub struct Event {
     /// Who asked: `registry` (a change found by polling), `admin` or
     /// `admin:NAME` (the admin API, by token name), `cli` (a `podium`
     /// command without `--server`), `compare` (`podium compare`), `guardrail`,
-    /// `rollout`, `experiment` (the experiment loop); a rollback adds `:rollback`.
+    /// `rollout`, `experiment` (the experiment loop), `reload` (a configuration
+    /// reload on SIGHUP); a rollback adds `:rollback`.
     pub by: String,
     /// One of [`outcome`]'s names.
     pub result: String,
@@ -161,11 +165,11 @@ pub struct Event {
     /// An `alias_set` made by `podium alias rollback`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rollback: bool,
-    /// For `traffic_set` (an endpoint's weights changed) and `promote` (an
-    /// experiment moved the baseline alias): the endpoint.
+    /// For `traffic_set` (an endpoint's weights changed), `endpoint_reloaded`
+    /// and `promote` (an experiment moved the baseline alias): the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// For `traffic_set`: the weights after the change.
+    /// For `traffic_set` and `endpoint_reloaded`: the weights after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arms: Option<Vec<crate::routing::Arm>>,
     /// Why, in words with the numbers (a guardrail trip, a rollout step, a

@@ -13,6 +13,7 @@ use super::StoreOptions;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::runtime::batch::BatchingPolicy;
+use crate::runtime::options::OrtSettings;
 use crate::runtime::LoadedModel;
 
 /// A version of a model.
@@ -31,6 +32,8 @@ pub(super) struct Loader {
     memory_limit: Option<u64>,
     /// Dynamic batching per model name.
     batching: HashMap<String, BatchingPolicy>,
+    /// ONNX Runtime options per model.
+    ort: OrtSettings,
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions that failed to load, and why.
     failed: RwLock<HashMap<Key, String>>,
@@ -70,6 +73,7 @@ impl Loader {
             workers: options.workers,
             memory_limit: options.memory_limit,
             batching: options.batching.clone(),
+            ort: options.ort.clone(),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
             fetch_failed: RwLock::new(HashMap::new()),
@@ -354,13 +358,19 @@ impl Loader {
             }
         }
         let started = Instant::now();
-        let loaded =
-            LoadedModel::load(model, version, &path, self.workers).and_then(|mut loaded| {
-                if let Some(policy) = self.batching.get(model) {
-                    loaded.enable_batching(policy.clone())?;
-                }
-                Ok(loaded)
-            });
+        let loaded = LoadedModel::load_with(
+            model,
+            version,
+            &path,
+            self.workers,
+            self.ort.for_model(model),
+        )
+        .and_then(|mut loaded| {
+            if let Some(policy) = self.batching.get(model) {
+                loaded.enable_batching(policy.clone())?;
+            }
+            Ok(loaded)
+        });
         match loaded {
             Ok(loaded) => {
                 let loaded = Arc::new(loaded);

@@ -10,7 +10,7 @@
 //! history (shared, with a local registry) holds each change once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,21 +58,33 @@ pub fn same_policy(arms: &[Arm], shadow: Option<&Shadow>, endpoint: &Endpoint) -
 /// What following needs to remember: the configured policies, and which
 /// unreadable stored policies were already reported.
 pub(super) struct SharedTraffic {
-    configured: HashMap<String, Arc<Endpoint>>,
+    /// Replaced by a configuration reload.
+    configured: RwLock<HashMap<String, Arc<Endpoint>>>,
     reported: Mutex<HashMap<String, String>>,
 }
 
 impl SharedTraffic {
     pub fn new(routes: &RouteTable) -> SharedTraffic {
         SharedTraffic {
-            configured: routes.endpoints.clone(),
+            configured: RwLock::new(routes.endpoints.clone()),
             reported: Mutex::default(),
         }
     }
 
     /// The `--config` file's policy of `endpoint`.
     pub fn configured(&self, endpoint: &str) -> Option<Arc<Endpoint>> {
-        self.configured.get(endpoint).cloned()
+        let configured = self.configured.read().unwrap_or_else(|p| p.into_inner());
+        configured.get(endpoint).cloned()
+    }
+
+    /// The policies of a reloaded `--config` file: what `reset` and an
+    /// endpoint with nothing stored go back to from now on.
+    pub fn set_configured(&self, endpoints: &[Arc<Endpoint>]) {
+        let endpoints = endpoints
+            .iter()
+            .map(|e| (e.name.clone(), Arc::clone(e)))
+            .collect();
+        *self.configured.write().unwrap_or_else(|p| p.into_inner()) = endpoints;
     }
 
     /// Logs `why` about `endpoint` once, until it changes.

@@ -9,6 +9,7 @@ use super::drift::ADVICE;
 use super::loader::lock;
 use super::registry_health::RegistryStatus;
 use super::ModelStore;
+use crate::runtime::options::OrtOptions;
 use crate::runtime::LoadedModel;
 
 /// Durations of the steps of one swap, in milliseconds.
@@ -62,6 +63,8 @@ pub struct ResidentStatus {
     pub version: u64,
     pub in_flight: usize,
     pub memory_estimate_bytes: u64,
+    /// The ONNX Runtime options its sessions were opened with.
+    pub onnxruntime: OrtOptions,
     /// How its files differ on disk from when it was loaded, if they do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
@@ -74,6 +77,7 @@ impl ResidentStatus {
             version: model.version,
             in_flight: model.in_flight(),
             memory_estimate_bytes: model.memory_estimate(),
+            onnxruntime: model.options.clone(),
             drift,
         }
     }

@@ -17,6 +17,7 @@ use super::status::SwapOutcome;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::runtime::batch::BatchingPolicy;
+use crate::runtime::options::OrtSettings;
 
 /// How the store loads and keeps versions.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub struct StoreOptions {
     /// Dynamic batching per model name (`[model.<name>.batching]`); a
     /// version of a model named here that cannot batch is refused.
     pub batching: HashMap<String, BatchingPolicy>,
+    /// ONNX Runtime options per model (`[model.<name>.onnxruntime]` over
+    /// the `--ort-*` defaults), checked, providers included.
+    pub ort: OrtSettings,
 }
 
 /// Admin commands waiting for the reconciler; more wait for room.

@@ -133,6 +133,7 @@ impl Fixture {
             memory_limit: None,
             watch: None,
             batching: Default::default(),
+            ort: Default::default(),
         };
         let history = History::new(tmp.path().join("history.jsonl"));
         let store = Arc::new(ModelStore::new(registry.clone(), options, history));

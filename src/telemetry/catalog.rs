@@ -45,6 +45,9 @@ pub fn declare(known: &Declared<'_>) {
         );
     }
     zero(metrics::counter!("podium_registry_errors_total", "kind" => known.registry_kind));
+    for result in ["ok", "error"] {
+        zero(metrics::counter!("podium_config_reloads_total", "result" => result));
+    }
     for result in ["matched", "duplicate", "unmatched"] {
         zero(metrics::counter!("podium_feedback_items_total", "result" => result));
     }
@@ -101,6 +104,10 @@ pub fn declare(known: &Declared<'_>) {
 
 /// The help text of every metric (shown as `# HELP` in `/metrics`).
 fn describe() {
+    describe_counter!(
+        "podium_config_reloads_total",
+        "Reloads of the --config file (SIGHUP, POST /admin/config/reload), by result (ok; error: the previous configuration stayed in force)."
+    );
     // Requests.
     describe_counter!(
         "podium_requests_total",

@@ -200,6 +200,16 @@ impl Server {
         assert!(status.success());
     }
 
+    /// Sends SIGHUP, as `kill -HUP` or `systemctl reload` would: the server
+    /// reads its --config file again.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
     /// Kills the process with SIGKILL (`kill -9`: nothing is flushed or
     /// closed) and waits for it to be gone.
     pub fn kill(&mut self) {

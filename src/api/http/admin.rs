@@ -76,6 +76,7 @@ pub fn routes(access: AdminAccess, client_cert: bool) -> Router<Arc<AppState>> {
             "/admin/endpoints/{name}/traffic",
             put(set_traffic).delete(reset_traffic),
         )
+        .route("/admin/config/reload", post(reload_config))
         .route("/admin/experiments", get(super::experiments::list))
         .route(
             "/admin/experiments/{endpoint}",
@@ -406,4 +407,14 @@ async fn reset_traffic(
 ) -> Result<Response, ApiError> {
     let updated = crate::api::experiment_controls::reset_traffic(&state, name, caller.by()).await?;
     Ok(Json(json!({ "endpoint": &*updated })).into_response())
+}
+
+/// `POST /admin/config/reload`: reads the `--config` file again and
+/// replaces the endpoints (see [`crate::serving::ConfigFile`]).
+async fn reload_config(
+    State(state): S,
+    Extension(caller): Extension<AdminCaller>,
+) -> Result<Response, ApiError> {
+    let outcome = crate::api::config_reload::reload_config(&state, caller.by()).await?;
+    Ok(Json(outcome).into_response())
 }
