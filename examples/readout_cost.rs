@@ -87,14 +87,24 @@ fn main() {
         record(next, &request_id(next).to_string());
         next += 1;
     }
-    println!("{CALLS} calls per round, median of {ROUNDS} rounds, ledger full at {DEFAULT_LEDGER_SIZE}");
-    let format = ns_per_call("formatting a request id (the harness, subtracted)", &mut next, |n| {
-        std::hint::black_box(request_id(n).to_string());
-    });
+    println!(
+        "{CALLS} calls per round, median of {ROUNDS} rounds, ledger full at {DEFAULT_LEDGER_SIZE}"
+    );
+    let format = ns_per_call(
+        "formatting a request id (the harness, subtracted)",
+        &mut next,
+        |n| {
+            std::hint::black_box(request_id(n).to_string());
+        },
+    );
     let whole = ns_per_call("Tracker::record (accuracy, ledger full)", &mut next, |n| {
         record(n, &request_id(n).to_string())
     });
-    println!("{:<58} {:>8.0} ns/call", "  = the readout's cost per call", whole - format);
+    println!(
+        "{:<58} {:>8.0} ns/call",
+        "  = the readout's cost per call",
+        whole - format
+    );
 
     let arm = ArmState::new("champion");
     ns_per_call("  of which ArmState::record_call", &mut next, |n| {
@@ -111,7 +121,11 @@ fn main() {
     for n in 0..DEFAULT_LEDGER_SIZE as u64 {
         ledger.insert(request_id(u64::MAX - n).as_u128(), entry(n));
     }
-    ns_per_call("  of which Ledger::insert (full, evicting)", &mut next, |n| {
-        ledger.insert(request_id(n).as_u128(), entry(n));
-    });
+    ns_per_call(
+        "  of which Ledger::insert (full, evicting)",
+        &mut next,
+        |n| {
+            ledger.insert(request_id(n).as_u128(), entry(n));
+        },
+    );
 }

@@ -4,8 +4,8 @@
 //! pipeline in [`call`].
 
 pub mod call;
-pub mod console;
 pub mod config_reload;
+pub mod console;
 pub mod deadline;
 pub mod error;
 pub mod experiment_controls;
