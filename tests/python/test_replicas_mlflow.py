@@ -5,17 +5,21 @@ module as in test_mlflow_registry.py). A traffic change made through replica
 A's admin API is stored as the registered-model tag
 ``podium.traffic.<endpoint>`` and served by replica B once it polls; a reset
 through B removes the tag and puts both back on the --config file's split.
+An alias moved in MLflow is followed by both, with no failed request on
+either.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import requests
 from mlflow import MlflowClient
 
 from test_mlflow_registry import (  # noqa: F401  (mlflow_server is a fixture)
     HTTP_TIMEOUT_S,
+    Loop,
     base,
     fraud_body,
     X,
@@ -78,3 +82,29 @@ def test_two_replicas_share_traffic_through_registered_model_tags(mlflow_server,
         assert r.status_code == 200, r.text
         assert TAG not in tags()
         wait_for("replica A follows the reset", lambda: weights(a) == {"champion": 50.0, "challenger": 50.0})
+
+
+def test_two_replicas_follow_an_alias_move_with_no_failed_request(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server.url)
+    flags = ("--models", "fraud")
+    with podium(mlflow_server, tmp_path / "a", *flags, "--replica-id", "a") as a, podium(
+        mlflow_server, tmp_path / "b", *flags, "--replica-id", "b"
+    ) as b:
+        with Loop(a) as loop_a, Loop(b) as loop_b:
+            for loop in (loop_a, loop_b):
+                wait_for("the request loop answering", lambda: len(loop.snapshot()) > 10)
+                assert {r[3] for r in loop.snapshot()} == {"1"}
+            for version in ("2", "1"):
+                client.set_registered_model_alias("fraud", "champion", version)
+                moved = time.monotonic()
+                for name, loop in (("A", loop_a), ("B", loop_b)):
+                    first = wait_for(
+                        f"replica {name} serving champion v{version}",
+                        lambda: loop.first_served_by(version, moved),
+                    )
+                    wait_for("a few more answers", lambda: sum(r[0] > first for r in loop.snapshot()) >= 10)
+                    late = [r for r in loop.snapshot() if r[0] > first and r[3] != version]
+                    assert not late, f"replica {name}: after v{version} answered, later requests got {late[:5]}"
+        for name, loop in (("A", loop_a), ("B", loop_b)):
+            assert loop.failures() == [], (name, loop.failures()[:5])
+    client.set_registered_model_alias("fraud", "champion", "1")
