@@ -75,7 +75,11 @@ fn main() {
         tracker.record(CallRecord {
             request_id,
             client_request_id: None,
-            arm: if n.is_multiple_of(2) { "champion" } else { "challenger" },
+            arm: if n.is_multiple_of(2) {
+                "champion"
+            } else {
+                "challenger"
+            },
             version: Some(1 + n % 2),
             ok: true,
             latency: Duration::from_micros(40 + n % 64),

@@ -34,7 +34,7 @@ PREFIX = "prod/inference"
 DEADLINE_S = 60.0
 BODY = {"inputs": [{"name": "input", "shape": [1, 30], "datatype": "FP32", "data": [0.25] * 30}]}
 KEY = re.compile(
-    rf"^{PREFIX}/endpoint=fraud/request_date=\d{{4}}-\d{{2}}-\d{{2}}/part-\d{{8}}T\d{{6}}Z-[0-9a-f-]{{36}}\.parquet$"
+    rf"^{PREFIX}/endpoint=fraud/request_date=\d{{4}}-\d{{2}}-\d{{2}}/part-\d{{8}}T\d{{6}}Z-[A-Za-z0-9._-]+-[0-9a-f-]{{36}}\.parquet$"
 )
 
 
