@@ -70,9 +70,11 @@ pub struct Args {
     /// in the value becomes the request's number, e.g. one user per request (see README).
     #[arg(short = 'H', long = "header")]
     pub headers: Vec<String>,
-    /// HTTP/2 connections shared by the gRPC workers
-    #[arg(long, default_value_t = 1)]
-    pub grpc_connections: usize,
+    /// HTTP/2 connections shared by the gRPC workers [default: one per worker up to 32,
+    /// the count that served most on 16 cores; 1 is what a single-channel client such as
+    /// tritonclient sees]
+    #[arg(long)]
+    pub grpc_connections: Option<usize>,
     /// The flip drill: move MODEL's ALIAS between VERSIONS (comma-separated) through the admin API during the run
     #[arg(long, num_args = 3, value_names = ["MODEL", "ALIAS", "VERSIONS"])]
     pub flip: Option<Vec<String>>,

@@ -29,8 +29,9 @@ pub struct RunConfig {
     /// Measured requests after the warm-up.
     pub requests: Option<u64>,
     pub warmup: Duration,
-    /// HTTP/2 connections the gRPC workers share (round robin).
-    pub grpc_connections: usize,
+    /// HTTP/2 connections the gRPC workers share (round robin); `None`:
+    /// [`RunConfig::grpc_connections`] picks.
+    pub grpc_connections: Option<usize>,
     pub flip: Option<FlipConfig>,
     /// Print a live progress line on stderr.
     pub progress: bool,
@@ -52,12 +53,28 @@ impl RunConfig {
                 bail!("--rate must be a positive number of requests per second");
             }
         }
-        if self.grpc_connections == 0 {
+        if self.grpc_connections == Some(0) {
             bail!("--grpc-connections must be at least 1");
         }
         Ok(())
     }
+
+    /// The HTTP/2 connections gRPC workers share: as given, else one per
+    /// worker up to [`DEFAULT_MAX_GRPC_CONNECTIONS`]. All streams of one
+    /// connection go through one h2 task on each side, so a single
+    /// connection caps throughput long before the server does.
+    pub fn grpc_connections(&self) -> usize {
+        self.grpc_connections
+            .unwrap_or(DEFAULT_MAX_GRPC_CONNECTIONS)
+            .min(self.concurrency)
+            .max(1)
+    }
 }
+
+/// The most gRPC connections used when `--grpc-connections` is not given:
+/// on the 16-core machine 32 served the most at c=64 and c=256 (BENCHMARKS
+/// "Many cores").
+pub const DEFAULT_MAX_GRPC_CONNECTIONS: usize = 32;
 
 /// What a run measured.
 pub struct Report {
@@ -129,7 +146,7 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
     match prepared.protocol {
         Protocol::Grpc => {
             let mut channels = Vec::new();
-            for _ in 0..cfg.grpc_connections.min(cfg.concurrency) {
+            for _ in 0..cfg.grpc_connections() {
                 channels.push(grpc_channel(&prepared).await?);
             }
             for i in 0..cfg.concurrency {
