@@ -8,7 +8,7 @@
 # OIP REST JSON, REST binary and gRPC. Prints Markdown tables on stdout
 # (BENCHMARKS.md, "Peers"), progress on stderr.
 #
-#   loadtest/peers.sh                                  # ~10 minutes after the installs
+#   loadtest/peers.sh                                  # ~5 minutes after the build and installs
 #   BENCH_DURATION=3s BENCH_LEVELS=1,8 loadtest/peers.sh   # a quick look
 #   PODIUM_BIN=target/release/podium LOADTEST_BIN=target/release/podium-loadtest loadtest/peers.sh
 #   # on a 16-core machine: servers on 8 cores, generator on the other 8
@@ -21,15 +21,21 @@
 # BENCH_SERVER_CPUS / BENCH_LOADTEST_CPUS (taskset lists; unpinned when
 # unset), BENCH_INSTANCES (inference threads / model instances of every
 # server; default: the server CPUs), BENCH_START_TIMEOUT (180 s per server
-# start), BENCH_JSON (a file for every raw result), PEERS_VENV (the
-# virtualenvs; default .bench/peers-venv, kept and reused by later runs).
+# start), BENCH_START_TRIES (3 starts of a peer before giving up),
+# BENCH_TRITON_TENSORSTORE (0: PyTriton moves tensors as base64 over ZeroMQ;
+# 1: its shared-memory tensor store, which can fail to load a model on a busy
+# machine), BENCH_JSON (a file for every raw result), PEERS_VENV (the
+# virtualenvs; default .bench/peers-venv, kept and reused by later runs),
+# PEERS_PYTHON (the python3 that makes them; default python3).
 #
 # Binaries: PODIUM_BIN and LOADTEST_BIN, else built here in release mode.
-# The peers' virtualenvs need only python3 with venv and pip: the first run
-# installs them from PyPI (about 200 MB), later runs reuse them; a virtualenv
-# whose install did not finish is made again. Everything listens on
-# 127.0.0.1 on free ports, each load run is bounded in time, and every
-# server (with its children) is stopped on exit, Ctrl-C and failure.
+# The peers' virtualenvs need only python3 with venv and pip (and, for
+# Triton's Python backend, a python3 built with a shared libpython, as
+# distributions' are): the first run installs them from PyPI (about 250 MB
+# of downloads, 1 GB on disk), later runs reuse them; a virtualenv whose
+# install did not finish is made again. Everything listens on 127.0.0.1 on
+# free ports, each load run is bounded in time, and every server (with its
+# children) is stopped on exit, Ctrl-C and failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +62,7 @@ PODIUM_BIN="$(cd "$(dirname "$PODIUM_BIN")" && pwd)/$(basename "$PODIUM_BIN")"
 LOADTEST_BIN="$(cd "$(dirname "$LOADTEST_BIN")" && pwd)/$(basename "$LOADTEST_BIN")"
 
 PEERS_VENV="${PEERS_VENV:-.bench/peers-venv}"
+PEERS_PYTHON="${PEERS_PYTHON:-python3}"
 mkdir -p "$PEERS_VENV"
 PEERS_VENV="$(cd "$PEERS_VENV" && pwd)"
 
@@ -66,13 +73,13 @@ PEERS_VENV="$(cd "$PEERS_VENV" && pwd)"
 venv() {
     local name="$1" dir="$PEERS_VENV/$1"
     shift
-    local want="$*"
+    local want="$("$PEERS_PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])'): $*"
     if [ -f "$dir/.requirements" ] && [ "$(cat "$dir/.requirements")" = "$want" ]; then
         return 0
     fi
     log "installing $name into $dir: $want (from PyPI; once)"
     rm -rf "$dir"
-    python3 -m venv "$dir"
+    "$PEERS_PYTHON" -m venv "$dir"
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
     echo "$want" >"$dir/.requirements"
 }

@@ -257,7 +257,7 @@ def start_peer(name, work):
     """
     python = os.path.join(VENVS, name, "bin", "python")
     if not os.path.exists(python):
-        fail(f"no virtualenv for {name} at {os.path.dirname(os.path.dirname(python))}; run loadtest/peers.sh, which makes it")
+        fail(f"no virtualenv for {name} at {os.path.join(VENVS, name)}; run loadtest/peers.sh, which makes it")
     for attempt in range(1, START_TRIES + 1):
         http_port, grpc_port = free_port(), free_port()
         argv = [python, os.path.join(HERE, f"{name}_server.py"), "--http-port", str(http_port),
@@ -408,8 +408,8 @@ def main():
                                             "p99": report["latency"]["p99_us"], "errors": errors,
                                             "server_cores": cores, "report": report})
                             log(f"  {name} {m} {protocol} c={c}: {report['throughput']:,.0f} req/s, "
-                                f"p50 {report['latency']['p50_us']:,.0f} µs, p99 {report['latency']['p99_us']:,.0f} µs, "
-                                f"errors {errors}, server cores {cores:.2f}")
+                                f"p50 {report['latency']['p50_us']:,.0f} µs, "
+                                f"p99 {report['latency']['p99_us']:,.0f} µs, errors {errors}, server cores {cores:.2f}")
                 server.stop()
     except BaseException:
         stop_all()
@@ -432,8 +432,10 @@ def settings():
 
 def summary(results, ran, checked, cpu_model, loadavg):
     med = statistics.median
-    pin = (f"servers pinned to CPUs {SERVER_CPUS}, podium-loadtest to {LOADTEST_CPUS}" if SERVER_CPUS or LOADTEST_CPUS
-           else "servers and podium-loadtest unpinned, sharing every core")
+    if SERVER_CPUS or LOADTEST_CPUS:
+        pin = f"servers pinned to CPUs {SERVER_CPUS or 'all'}, podium-loadtest to {LOADTEST_CPUS or 'all'}"
+    else:
+        pin = "servers and podium-loadtest unpinned, sharing every core"
     print(f"Machine: {os.cpu_count()} vCPUs ({cpu_model}); load average at start {loadavg}. {ROUNDS} round(s), "
           f"{DURATION} measured + {WARMUP} warm-up per cell, closed loop, one server at a time, {pin}. "
           f"Same input file for every server (`--input`, batch 1). Medians across rounds; each ratio is taken "
@@ -443,20 +445,24 @@ def summary(results, ran, checked, cpu_model, loadavg):
         print(f"| {name} | {ran.get(name, '?')} |")
     print()
     if checked:
-        print("Outputs checked equal to Podium's before measuring (same input, |a − b| ≤ "
-              f"{ATOL:g} + {RTOL:g}·|b|): " + "; ".join(f"{s} {m} ({', '.join(n)})" for (s, m), n in sorted(checked.items()))
-              + ".\n")
+        which = "; ".join(f"{s} {m} ({', '.join(n)})" for (s, m), n in sorted(checked.items()))
+        print(f"Outputs checked equal to Podium's before measuring (same input, |a − b| ≤ {ATOL:g} + {RTOL:g}·|b|): "
+              f"{which}.\n")
     print("| model | server | protocol | c | req/s | p50 µs | p99 µs | errors | server cores | req/s ÷ Podium |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    cells = {}  # (server, model, protocol, c) -> {round: result}
+    for r in results:
+        cells.setdefault((r["server"], r["model"], r["protocol"], r["c"]), {})[r["round"]] = r
     for m in MODELS:
         for protocol in PROTOCOLS:
             for c in LEVELS:
-                base = {r["round"]: r for r in results if (r["server"], r["model"], r["protocol"], r["c"]) == ("podium", m, protocol, c)}
+                base = cells.get(("podium", m, protocol, c), {})
                 for name in PEERS:
-                    rows = [r for r in results if (r["server"], r["model"], r["protocol"], r["c"]) == (name, m, protocol, c)]
-                    if not rows:
+                    rounds = cells.get((name, m, protocol, c), {})
+                    if not rounds:
                         continue
-                    ratios = [r["rps"] / base[r["round"]]["rps"] for r in rows if r["round"] in base and base[r["round"]]["rps"]]
+                    rows = list(rounds.values())
+                    ratios = [r["rps"] / base[n]["rps"] for n, r in rounds.items() if n in base and base[n]["rps"]]
                     ratio = f"{med(ratios):.3f}" if ratios else "–"
                     print(f"| {m} | {name} | {protocol} | {c} | {med(r['rps'] for r in rows):,.0f} | "
                           f"{med(r['p50'] for r in rows):,.0f} | {med(r['p99'] for r in rows):,.0f} | "
