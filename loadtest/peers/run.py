@@ -34,19 +34,50 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ENV = os.environ
 
+
+
+def knob(name, default, parse, example):
+    """An environment knob, parsed; a bad value stops the run with an example of a good one."""
+    text = ENV.get(name, default)
+    try:
+        return parse(text)
+    except ValueError:
+        raise SystemExit(f"peers.sh: {name}={text!r} is not usable; write e.g. {name}={example}") from None
+
+
+def positive_ints(text):
+    values = [int(x) for x in text.split(",")]
+    if not values or min(values) < 1:
+        raise ValueError
+    return values
+
+
+def names(allowed):
+    def parse(text):
+        values = [x.strip() for x in text.split(",") if x.strip()]
+        if not values or any(v not in allowed for v in values):
+            raise ValueError
+        return values
+
+    return parse
+
+
 PODIUM = ENV["PODIUM_BIN"]
 LOADTEST = ENV["LOADTEST_BIN"]
 VENVS = ENV["PEERS_VENV"]
-ROUNDS = int(ENV.get("BENCH_ROUNDS", "1"))
+ROUNDS = knob("BENCH_ROUNDS", "1", lambda t: positive_ints(t)[0], "3")
 DURATION = ENV.get("BENCH_DURATION", "3s")
 WARMUP = ENV.get("BENCH_WARMUP", "1s")
-LEVELS = [int(x) for x in ENV.get("BENCH_LEVELS", "1,8,64").split(",")]
-PROTOCOLS = ENV.get("BENCH_PROTOCOLS", "rest-json,rest-binary,grpc").split(",")
-MODELS = ENV.get("BENCH_MODELS", "fraud,mlp").split(",")
-PEERS = ENV.get("BENCH_PEERS", "podium,triton,kserve").split(",")
+LEVELS = knob("BENCH_LEVELS", "1,8,64", positive_ints, "1,8,64")
+PROTOCOLS = knob("BENCH_PROTOCOLS", "rest-json,rest-binary,grpc", names({"rest-json", "rest-binary", "grpc"}),
+                 "rest-json,grpc")
+MODELS = knob("BENCH_MODELS", "fraud,mlp", names({m for m in os.listdir(os.path.join(ROOT, "models"))
+                                                   if os.path.exists(os.path.join(ROOT, "models", m, "v1.onnx"))}),
+              "fraud,mlp")
+PEERS = knob("BENCH_PEERS", "podium,triton,kserve", names({"podium", "triton", "kserve"}), "podium,triton,kserve")
 SERVER_CPUS = ENV.get("BENCH_SERVER_CPUS", "")
 LOADTEST_CPUS = ENV.get("BENCH_LOADTEST_CPUS", "")
-START_TIMEOUT = float(ENV.get("BENCH_START_TIMEOUT", "180"))
+START_TIMEOUT = knob("BENCH_START_TIMEOUT", "180", float, "300")
 # Outputs count as equal within this tolerance (ONNX Runtime in Rust and in
 # Python agree bit for bit; JSON's decimal round trip may not).
 RTOL, ATOL = 1e-5, 1e-6
@@ -63,9 +94,9 @@ def fail(msg):
 
 def seconds(text):
     """`3s`, `500ms`, `2m` in seconds (podium-loadtest's own units)."""
-    m = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text.strip())
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m)", text.strip())
     if not m:
-        fail(f"{text!r} is not a duration; write e.g. 500ms, 3s or 1m")
+        fail(f"{text!r} is not a duration (BENCH_DURATION, BENCH_WARMUP); write e.g. 500ms, 3s or 1m")
     return float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(2)]
 
 
@@ -84,7 +115,7 @@ def pinned(cpus, argv):
     return (["taskset", "-c", cpus] + argv) if cpus else argv
 
 
-INSTANCES = int(ENV.get("BENCH_INSTANCES", "0")) or cpu_count(SERVER_CPUS)
+INSTANCES = knob("BENCH_INSTANCES", "0", int, "8") or knob("BENCH_SERVER_CPUS", "", cpu_count, "0-7")
 
 
 def free_port():
@@ -195,7 +226,7 @@ class Server:
 
 
 RUNNING = []
-START_TRIES = int(ENV.get("BENCH_START_TRIES", "3"))
+START_TRIES = knob("BENCH_START_TRIES", "3", lambda t: positive_ints(t)[0], "3")
 
 
 class StartFailed(Exception):
@@ -351,7 +382,7 @@ def loadtest(server, model, protocol, c, input_path):
     argv = [LOADTEST, "--json", "--quiet", "--url", url, "--protocol", protocol, "-m", model,
             "-c", str(c), "-d", DURATION, "--warmup", WARMUP, "--input", input_path]
     if LOADTEST_CPUS:
-        argv += ["--threads", str(cpu_count(LOADTEST_CPUS))]
+        argv += ["--threads", str(knob("BENCH_LOADTEST_CPUS", "", cpu_count, "8-15"))]
     limit = seconds(DURATION) + seconds(WARMUP) + 60
     hz = os.sysconf("SC_CLK_TCK")
     t0, s0 = time.time(), group_ticks(server.proc.pid)
@@ -368,9 +399,9 @@ def loadtest(server, model, protocol, c, input_path):
 def main():
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    unknown = set(PEERS) - {"podium", "triton", "kserve"}
-    if unknown or "podium" not in PEERS:
-        fail(f"BENCH_PEERS={','.join(PEERS)}: name podium and any of triton, kserve")
+    if "podium" not in PEERS:
+        fail(f"BENCH_PEERS={','.join(PEERS)}: name podium (the reference) and any of triton, kserve")
+    seconds(DURATION), seconds(WARMUP)  # stop early on a duration podium-loadtest would refuse
     cpu_model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     loadavg = " ".join(open("/proc/loadavg").read().split()[:3])
     log(f"{os.cpu_count()} cores ({cpu_model}), load average {loadavg}; {INSTANCES} instances per server")
