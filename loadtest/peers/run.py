@@ -2,10 +2,11 @@
 """The driver of loadtest/peers.sh: Podium beside Triton (PyTriton) and
 KServe, on the same ONNX models, inputs and concurrency levels, in one run.
 
-Per round and per server (the order rotates from round to round): start the
-server on free 127.0.0.1 ports, check that its outputs equal Podium's for the
-same input, drive it with podium-loadtest at every (model, protocol, level)
-cell, stop it. One server runs at a time, so none competes with another for
+Per round and per server (Podium first, its answers being the reference, then
+the peers in an order that rotates from round to round): start the server on
+free 127.0.0.1 ports, check that its outputs equal Podium's for the same
+input, drive it with podium-loadtest at every (model, protocol, level) cell,
+stop it. One server runs at a time, so none competes with another for
 the cores. Prints Markdown tables on stdout, progress on stderr; BENCH_JSON
 names a file for every raw result.
 
@@ -161,7 +162,6 @@ class Server:
         self.name = name
         self.log_path = log_path
         self.rest = self.grpc = None
-        self.protocols = set(PROTOCOLS)
         self.ran = ""
         out = open(log_path, "w")
         self.proc = subprocess.Popen(pinned(SERVER_CPUS, argv), stdout=out, stderr=subprocess.STDOUT,
@@ -243,7 +243,7 @@ def on_signal(signum, _frame):
 
 
 def start_podium(work):
-    registry = os.path.join(work, "registry")
+    registry = tempfile.mkdtemp(prefix="registry-", dir=work)  # a fresh one each round: every model at v1
     for m in MODELS:
         for argv in (["models", "register", m, f"models/{m}/v1.onnx"], ["alias", "set", m, "champion", "1"]):
             done = subprocess.run([PODIUM, "--registry", registry, *argv], capture_output=True, text=True, cwd=ROOT)
