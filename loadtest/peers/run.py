@@ -319,11 +319,13 @@ def start_peer(name, work):
 
 
 def describe_peer(s):
-    """The server's own account of what it runs: its first `peer: ` log line."""
-    for line in open(s.log_path):
-        if line.startswith("peer: "):
-            return line[len("peer: "):].strip()
-    return "?"
+    """The server's own account of what it runs (its first `peer: ` log line)
+    and the name and version its OIP server metadata (GET /v2) gives."""
+    said = next((line[len("peer: "):].strip() for line in open(s.log_path) if line.startswith("peer: ")), "?")
+    status, meta = http("GET", f"{s.rest}/v2")
+    if status == 200 and isinstance(meta, dict):
+        said += f"; GET /v2: {meta.get('name', '?')} {meta.get('version', '?')}"
+    return said
 
 
 # ---------------------------------------------------------------- outputs
