@@ -87,7 +87,7 @@ class OnnxModel(kserve.Model):
 
 
 def main():
-    args = arguments(__doc__.splitlines()[0])
+    args = arguments("KServe serving ONNX models on 127.0.0.1, for loadtest/peers.sh")
     bind_loopback()
     models = [OnnxModel(name, path, args.instances) for name, path in args.models]
     print(

@@ -51,7 +51,7 @@ def use_this_libpython():
 
 
 def main():
-    args = arguments(__doc__.splitlines()[0])
+    args = arguments("Triton (PyTriton) serving ONNX models on 127.0.0.1, for loadtest/peers.sh")
     use_this_libpython()
     # SIGTERM leaves through `with Triton`, which stops tritonserver and
     # removes the workspace (the default action would leave both behind).
