@@ -174,9 +174,9 @@ class Server:
 
     def log_tail(self, lines=15):
         try:
-            return "".join(open(self.log_path).readlines()[-lines:])
+            return "".join(open(self.log_path).readlines()[-lines:]) or "(empty)"
         except OSError:
-            return ""
+            return "(none)"
 
     def died(self, why):
         self.stop()
@@ -311,7 +311,7 @@ def start_peer(name, work):
             s.wait_ready(MODELS)
         except StartFailed as e:
             if attempt == START_TRIES:
-                fail(f"{e} (tried {START_TRIES} times: BENCH_START_TRIES)")
+                fail(f"{name} did not start in {START_TRIES} tries (BENCH_START_TRIES); the last: {e}")
             log(f"{name} did not start (try {attempt} of {START_TRIES}), trying again: {str(e).splitlines()[0]}")
             continue
         s.ran = describe_peer(s)
