@@ -23,13 +23,14 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from summary import summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -450,57 +451,20 @@ def main():
         raise
     stop_all()
     shutil.rmtree(work, ignore_errors=True)
-    summary(results, ran, checked, cpu_model, loadavg)
+    run_settings = settings(cpu_model, loadavg)
+    summary(run_settings, results, ran, checked)
     if ENV.get("BENCH_JSON"):
         with open(ENV["BENCH_JSON"], "w") as f:
-            json.dump({"settings": settings(), "ran": ran, "results": results}, f, indent=1)
+            json.dump({"settings": run_settings, "ran": ran, "results": results}, f, indent=1)
     log(f"done in {time.time() - began:.0f} s")
 
 
-def settings():
+def settings(cpu_model, loadavg):
+    """The run's settings, for the summary and BENCH_JSON."""
     return {"rounds": ROUNDS, "duration": DURATION, "warmup": WARMUP, "levels": LEVELS, "protocols": PROTOCOLS,
-            "models": MODELS, "servers": PEERS, "server_cpus": SERVER_CPUS or "all", "loadtest_cpus":
-            LOADTEST_CPUS or "all", "instances": INSTANCES, "cores": os.cpu_count()}
-
-
-def summary(results, ran, checked, cpu_model, loadavg):
-    med = statistics.median
-    if SERVER_CPUS or LOADTEST_CPUS:
-        pin = f"servers pinned to CPUs {SERVER_CPUS or 'all'}, podium-loadtest to {LOADTEST_CPUS or 'all'}"
-    else:
-        pin = "servers and podium-loadtest unpinned, sharing every core"
-    print(f"Machine: {os.cpu_count()} vCPUs ({cpu_model}); load average at start {loadavg}. {ROUNDS} round(s), "
-          f"{DURATION} measured + {WARMUP} warm-up per cell, closed loop, one server at a time, {pin}. "
-          f"Same input file for every server (`--input`, batch 1). Medians across rounds; each ratio is taken "
-          f"within its round, then the median.\n")
-    print("| server | what it ran |\n|---|---|")
-    for name in PEERS:
-        print(f"| {name} | {ran.get(name, '?')} |")
-    print()
-    if checked:
-        which = "; ".join(f"{s} {m} ({', '.join(n)})" for (s, m), n in sorted(checked.items()))
-        print(f"Outputs checked equal to Podium's before measuring (same input, |a − b| ≤ {ATOL:g} + {RTOL:g}·|b|): "
-              f"{which}.\n")
-    print("| model | server | protocol | c | req/s | p50 µs | p99 µs | errors | server cores | req/s ÷ Podium |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    cells = {}  # (server, model, protocol, c) -> {round: result}
-    for r in results:
-        cells.setdefault((r["server"], r["model"], r["protocol"], r["c"]), {})[r["round"]] = r
-    for m in MODELS:
-        for protocol in PROTOCOLS:
-            for c in LEVELS:
-                base = cells.get(("podium", m, protocol, c), {})
-                for name in PEERS:
-                    rounds = cells.get((name, m, protocol, c), {})
-                    if not rounds:
-                        continue
-                    rows = list(rounds.values())
-                    ratios = [r["rps"] / base[n]["rps"] for n, r in rounds.items() if n in base and base[n]["rps"]]
-                    ratio = f"{med(ratios):.3f}" if ratios else "–"
-                    print(f"| {m} | {name} | {protocol} | {c} | {med(r['rps'] for r in rows):,.0f} | "
-                          f"{med(r['p50'] for r in rows):,.0f} | {med(r['p99'] for r in rows):,.0f} | "
-                          f"{sum(r['errors'] for r in rows)} | {med(r['server_cores'] for r in rows):.2f} | {ratio} |")
-    print()
+            "models": MODELS, "servers": PEERS, "server_cpus": SERVER_CPUS, "loadtest_cpus": LOADTEST_CPUS,
+            "instances": INSTANCES, "cores": os.cpu_count(), "cpu_model": cpu_model, "loadavg": loadavg,
+            "atol": ATOL, "rtol": RTOL}
 
 
 if __name__ == "__main__":
