@@ -60,6 +60,7 @@ pub mod offline;
 pub mod registry;
 pub mod replica;
 pub mod request;
+pub mod request_id;
 pub mod routing;
 pub mod runtime;
 pub mod server;
