@@ -1,10 +1,13 @@
 //! What an experiment's live readout adds to one call, in CPU time of the
 //! calling thread (so a busy shared machine inflates it far less than wall
 //! time): `Tracker::record` as the call pipeline runs it for every call to
-//! an endpoint with a readout, and its two parts — the arm's counters and
-//! latency histogram (`ArmState::record_call`) and the feedback ledger's
-//! insert — with the ledger full (1,000,000 calls, the default bound), so
-//! every insert also evicts the oldest call: a busy endpoint's steady state.
+//! an endpoint with a readout (with the tracker's place in the ledger
+//! taken), and its two parts — the arm's counters and latency histogram
+//! (`ArmState::record_call`) and the feedback ledger's insert — with the
+//! ledger full (1,000,000 calls, the default bound), so every insert also
+//! replaces the oldest call: a busy endpoint's steady state. Also what every
+//! routed call pays, experiment or not: the console's per-arm series
+//! (`ArmSeries::record`) and a new request id.
 //!
 //! ```sh
 //! cargo run --release --example readout_cost            # prints ns per call
@@ -21,6 +24,7 @@ use podium::experiments::{
     ArmState, CallRecord, Experiments, Metric, Prediction, ReadoutConfig, DEFAULT_ALPHA,
     DEFAULT_LEDGER_SIZE, DEFAULT_MIN_SAMPLES,
 };
+use podium::telemetry::ArmSeries;
 
 const CALLS: u64 = 1_000_000;
 const ROUNDS: usize = 5;
@@ -55,10 +59,6 @@ fn ns_per_call(name: &str, next: &mut u64, mut f: impl FnMut(u64)) -> f64 {
     median
 }
 
-fn request_id(n: u64) -> uuid::Uuid {
-    uuid::Uuid::from_u64_pair(n.wrapping_mul(0x9E37_79B9_7F4A_7C15), n.rotate_left(17))
-}
-
 fn main() {
     let config = ReadoutConfig {
         endpoint: "fraud-ab".into(),
@@ -70,10 +70,9 @@ fn main() {
     };
     let experiments = Experiments::new(vec![config], DEFAULT_LEDGER_SIZE).expect("one readout");
     let mut next = 0u64;
-    let record = |n: u64, request_id: &str| {
+    let record = |n: u64| {
         let tracker = experiments.tracker("fraud-ab").expect("configured");
         tracker.record(CallRecord {
-            request_id,
             client_request_id: None,
             arm: if n.is_multiple_of(2) {
                 "champion"
@@ -86,29 +85,15 @@ fn main() {
             prediction: Some(Prediction::Number((n % 2) as f64)),
         });
     };
-    // Fill the ledger, so every measured call evicts one.
+    // Fill the ledger, so every measured call replaces one.
     for _ in 0..DEFAULT_LEDGER_SIZE as u64 {
-        record(next, &request_id(next).to_string());
+        record(next);
         next += 1;
     }
     println!(
         "{CALLS} calls per round, median of {ROUNDS} rounds, ledger full at {DEFAULT_LEDGER_SIZE}"
     );
-    let format = ns_per_call(
-        "formatting a request id (the harness, subtracted)",
-        &mut next,
-        |n| {
-            std::hint::black_box(request_id(n).to_string());
-        },
-    );
-    let whole = ns_per_call("Tracker::record (accuracy, ledger full)", &mut next, |n| {
-        record(n, &request_id(n).to_string())
-    });
-    println!(
-        "{:<58} {:>8.0} ns/call",
-        "  = the readout's cost per call",
-        whole - format
-    );
+    ns_per_call("Tracker::record (accuracy, ledger full)", &mut next, record);
 
     let arm = ArmState::new("champion");
     ns_per_call("  of which ArmState::record_call", &mut next, |n| {
@@ -123,13 +108,29 @@ fn main() {
         client_request_id: None,
     };
     for n in 0..DEFAULT_LEDGER_SIZE as u64 {
-        ledger.insert(request_id(u64::MAX - n).as_u128(), entry(n));
+        ledger.insert(ledger.next_sequence(), entry(n));
     }
     ns_per_call(
-        "  of which Ledger::insert (full, evicting)",
+        "  of which Ledger::insert (full, replacing)",
         &mut next,
         |n| {
-            ledger.insert(request_id(n).as_u128(), entry(n));
+            ledger.insert(ledger.next_sequence(), entry(n));
         },
     );
+    let series = ArmSeries::new();
+    ns_per_call(
+        "ArmSeries::record (console series, every routed call)",
+        &mut next,
+        |n| {
+            let arm = if n.is_multiple_of(2) {
+                "champion"
+            } else {
+                "challenger"
+            };
+            series.record("fraud-ab", arm, true, Duration::from_micros(40 + n % 64))
+        },
+    );
+    ns_per_call("api::call::new_request_id (every call)", &mut next, |_| {
+        std::hint::black_box(podium::api::call::new_request_id());
+    });
 }

@@ -29,6 +29,9 @@
 //! Several replicas on one registry agree: traffic changes are stored in
 //! the registry and followed like aliases (`serving::Core::follow_stored_traffic`);
 //! [`replica::ReplicaId`] names each replica's table files and rows.
+//! [`request_id`] makes Podium's request ids (a random per-process prefix
+//! and a sequence number); the experiment ledger finds a call by its id's
+//! sequence number.
 //!
 //! Module arrows point one way: `api → serving → (routing, runtime,
 //! registry)`; `inference_table`, `experiments` and `routing` import none
@@ -60,6 +63,7 @@ pub mod offline;
 pub mod registry;
 pub mod replica;
 pub mod request;
+pub mod request_id;
 pub mod routing;
 pub mod runtime;
 pub mod server;

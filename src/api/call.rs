@@ -34,12 +34,9 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// request, the table's `client_request_id` (else the OIP `id` is used).
 pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
 
-/// A random version-4 UUID: the id Podium gives every request.
-pub fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
-        .into_uuid()
-        .to_string()
-}
+/// The id of a call that no experiment ledger numbers (a call to an
+/// endpoint with a readout takes its id from its [`Tracker`]).
+pub use crate::request_id::new_request_id;
 
 /// One inference call, from the first byte read to the row queued.
 pub struct Call<'a> {
@@ -104,7 +101,13 @@ impl<'a> Call<'a> {
         requester: Option<&Requester>,
     ) -> Call<'a> {
         let started = Instant::now();
-        let request_id = new_request_id();
+        let tracker = state
+            .experiments
+            .as_deref()
+            .and_then(|experiments| experiments.tracker(name));
+        let request_id = tracker
+            .as_ref()
+            .map_or_else(new_request_id, Tracker::request_id);
         let known = state.core.knows(name);
         let row = state.table.as_ref().and_then(|table| {
             let policy = state.core.routes().log_policy(name);
@@ -126,10 +129,6 @@ impl<'a> Call<'a> {
             }
             Some(row)
         });
-        let tracker = state
-            .experiments
-            .as_deref()
-            .and_then(|experiments| experiments.tracker(name));
         let client_request_id = client_request_id
             .filter(|_| tracker.is_some())
             .map(str::to_string);
@@ -413,7 +412,6 @@ impl<'a> Call<'a> {
             return;
         }
         tracker.record(CallRecord {
-            request_id: &self.request_id,
             client_request_id: self.client_request_id.as_deref(),
             arm: &route.arm,
             version: self.answered.as_ref().map(|a| a.version),

@@ -176,8 +176,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PODIUM_TABLE_MAX_PAYLOAD_BYTES", default_value = "1M", value_parser = parse_bytes)]
     table_max_payload_bytes: u64,
     /// Calls kept (across endpoints with an experiment readout) so that feedback
-    /// arriving later can join them; the oldest are dropped first, counted in
-    /// podium_readout_ledger_evicted_total. About 150 bytes per call.
+    /// arriving later can join them: the answered calls among the last N to
+    /// those endpoints; older ones are dropped, counted in
+    /// podium_readout_ledger_evicted_total. About 80 bytes per call.
     #[arg(long, env = "PODIUM_READOUT_LEDGER_SIZE", default_value_t = crate::experiments::DEFAULT_LEDGER_SIZE, value_parser = parse_ledger_size)]
     readout_ledger_size: usize,
     /// Seconds a client has to send a complete request head (REST) or the

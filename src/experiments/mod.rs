@@ -228,16 +228,17 @@ pub struct Experiments {
 }
 
 /// What the call pipeline keeps of a call to an endpoint with a readout,
-/// and hands over when the call ends.
+/// and hands over when the call ends. It holds the call's place in the
+/// ledger, which [`Tracker::request_id`] names.
 pub struct Tracker<'a> {
     experiments: &'a Experiments,
     endpoint: u32,
+    sequence: u64,
 }
 
 /// One finished call, as the readout sees it.
 #[derive(Debug)]
 pub struct CallRecord<'a> {
-    pub request_id: &'a str,
     pub client_request_id: Option<&'a str>,
     /// The arm's alias.
     pub arm: &'a str,
@@ -307,11 +308,12 @@ impl Experiments {
         self.by_name.get(name).map(|&i| &self.endpoints[i as usize])
     }
 
-    /// The tracker of a call to `endpoint`, when it has a readout.
+    /// The tracker of a new call to `endpoint`, when it has a readout.
     pub fn tracker(&self, endpoint: &str) -> Option<Tracker<'_>> {
         self.by_name.get(endpoint).map(|&endpoint| Tracker {
             experiments: self,
             endpoint,
+            sequence: self.ledger.next_sequence(),
         })
     }
 
@@ -396,6 +398,11 @@ impl Tracker<'_> {
         &self.experiments.endpoints[self.endpoint as usize]
     }
 
+    /// The call's request id: the one feedback names it by.
+    pub fn request_id(&self) -> String {
+        self.experiments.ledger.request_id(self.sequence)
+    }
+
     /// The output whose row 0 the call should keep as its prediction.
     pub fn prediction_output(&self) -> Option<&str> {
         match self.readout().config.metric {
@@ -405,7 +412,8 @@ impl Tracker<'_> {
     }
 
     /// Counts the call for its arm and, when it was answered (with a
-    /// prediction, for accuracy), keeps it in the ledger for feedback.
+    /// prediction, for accuracy), keeps it in the ledger for feedback under
+    /// [`Tracker::request_id`].
     pub fn record(self, call: CallRecord<'_>) {
         let readout = self.readout();
         let arm = readout.with_arm(call.arm, |index, arm| {
@@ -416,9 +424,6 @@ impl Tracker<'_> {
         if !call.ok || (needs_prediction && call.prediction.is_none()) {
             return;
         }
-        let Ok(id) = uuid::Uuid::parse_str(call.request_id) else {
-            return;
-        };
         let entry = Entry {
             endpoint: self.endpoint,
             arm,
@@ -426,7 +431,7 @@ impl Tracker<'_> {
             labelled: false,
             client_request_id: call.client_request_id.map(Into::into),
         };
-        if let Some(endpoint) = self.experiments.ledger.insert(id.as_u128(), entry) {
+        if let Some(endpoint) = self.experiments.ledger.insert(self.sequence, entry) {
             self.experiments.endpoints[endpoint as usize]
                 .evicted
                 .increment(1);

@@ -30,9 +30,9 @@ fn policy(champion: f64, challenger: f64) -> Vec<ArmPolicy> {
 
 /// Tracks one answered call to `arm`; answers its request id.
 fn call(e: &Experiments, arm: &str, client: Option<&str>, prediction: f64) -> String {
-    let id = uuid::Uuid::from_u128(fastrand::u128(..)).to_string();
-    e.tracker("fraud-ab").unwrap().record(CallRecord {
-        request_id: &id,
+    let tracker = e.tracker("fraud-ab").unwrap();
+    let id = tracker.request_id();
+    tracker.record(CallRecord {
         client_request_id: client,
         arm,
         version: Some(if arm == "champion" { 1 } else { 2 }),
@@ -142,9 +142,9 @@ fn decisions_wait_for_min_samples_then_follow_the_always_valid_p_value() {
 fn evictions_are_counted_and_failed_calls_never_join() {
     let e = Experiments::new(vec![config(Metric::Mean, 2)], 2).unwrap();
     let first = call(&e, "champion", None, 0.0);
-    let failed = uuid::Uuid::from_u128(7).to_string();
-    e.tracker("fraud-ab").unwrap().record(CallRecord {
-        request_id: &failed,
+    let tracker = e.tracker("fraud-ab").unwrap();
+    let failed = tracker.request_id();
+    tracker.record(CallRecord {
         client_request_id: None,
         arm: "challenger",
         version: None,
@@ -152,8 +152,8 @@ fn evictions_are_counted_and_failed_calls_never_join() {
         latency: Duration::from_millis(1),
         prediction: None,
     });
+    call(&e, "champion", None, 0.0); // replaces `first`
     call(&e, "champion", None, 0.0);
-    call(&e, "champion", None, 0.0); // evicts `first`
     assert_eq!(e.ledger_usage(), (2, 2));
     let outcome = e
         .apply(&[

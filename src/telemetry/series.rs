@@ -4,10 +4,12 @@
 //! per arm, and at most [`MAX_ARMS`] arms (names are bounded already: the
 //! call pipeline labels unknown names `_unknown`).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 
 /// The width of one bucket, in seconds.
@@ -24,14 +26,18 @@ const LATENCY_BUCKETS: usize = 64;
 const LATENCY_FIRST_S: f64 = 0.000_05;
 const LATENCY_GROWTH: f64 = 1.25;
 
-/// Every arm's recent traffic. Recording takes one short lock of its arm.
+/// Every arm's recent traffic. Recording finds its arm without a lock and
+/// counts with a few atomic additions; only an arm's first call, and the
+/// first call of each bucket, take a lock.
 #[derive(Default)]
 pub struct ArmSeries {
-    arms: RwLock<ByEndpoint>,
+    arms: ArcSwap<ByEndpoint>,
+    /// Held while an arm is added (the map is copied, then swapped).
+    adding: Mutex<()>,
 }
 
 /// Rings by endpoint, then arm (looked up by `&str`: no allocation per call).
-type ByEndpoint = HashMap<String, HashMap<String, Arc<Mutex<Ring>>>>;
+type ByEndpoint = HashMap<String, HashMap<String, Arc<Ring>>>;
 
 /// One arm's chart data in [`ArmSeries::snapshot`].
 #[derive(Debug, Serialize)]
@@ -58,17 +64,91 @@ pub struct Point {
     pub p99_ms: Option<f64>,
 }
 
-#[derive(Default)]
+/// One arm's last [`WINDOW_BUCKETS`] buckets: bucket `i` lives at
+/// `i % WINDOW_BUCKETS` until bucket `i + WINDOW_BUCKETS` starts there.
 struct Ring {
-    buckets: VecDeque<Bucket>,
+    buckets: Box<[Bucket]>,
+    /// The newest bucket started; a call whose clock reads earlier (another
+    /// thread's reading, or a clock stepped back) lands in it.
+    newest: AtomicU64,
+    /// Held while a bucket is started (cleared for its new index).
+    starting: Mutex<()>,
 }
 
 struct Bucket {
-    /// Seconds since the epoch / BUCKET_SECS.
-    index: u64,
-    requests: u64,
-    errors: u64,
-    latency: [u32; LATENCY_BUCKETS],
+    /// Seconds since the epoch / BUCKET_SECS (0: never started).
+    index: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency: [AtomicU32; LATENCY_BUCKETS],
+}
+
+impl Default for Bucket {
+    fn default() -> Bucket {
+        Bucket {
+            index: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+impl Ring {
+    fn new() -> Ring {
+        Ring {
+            buckets: (0..WINDOW_BUCKETS).map(|_| Bucket::default()).collect(),
+            newest: AtomicU64::new(0),
+            starting: Mutex::new(()),
+        }
+    }
+
+    fn record(&self, index: u64, ok: bool, latency: Duration) {
+        let mut newest = self.newest.load(Ordering::Acquire);
+        if index > newest {
+            newest = self.start(index);
+        }
+        let bucket = &self.buckets[newest as usize % WINDOW_BUCKETS];
+        bucket.requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            bucket.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let slot = &bucket.latency[latency_bucket(latency.as_secs_f64())];
+        let _ = slot.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+    }
+
+    /// Starts bucket `index` (clearing the one it replaces) unless a newer
+    /// one started already; answers the newest bucket's index.
+    fn start(&self, index: u64) -> u64 {
+        let _starting = self.starting.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = self.newest.load(Ordering::Acquire);
+        if newest >= index {
+            return newest;
+        }
+        let bucket = &self.buckets[index as usize % WINDOW_BUCKETS];
+        bucket.requests.store(0, Ordering::Relaxed);
+        bucket.errors.store(0, Ordering::Relaxed);
+        for slot in &bucket.latency {
+            slot.store(0, Ordering::Relaxed);
+        }
+        bucket.index.store(index, Ordering::Release);
+        self.newest.store(index, Ordering::Release);
+        index
+    }
+
+    /// Bucket `index`'s counts, when the ring still holds it.
+    fn bucket(&self, index: u64) -> Option<(u64, u64, [u32; LATENCY_BUCKETS])> {
+        let bucket = &self.buckets[index as usize % WINDOW_BUCKETS];
+        if bucket.index.load(Ordering::Acquire) != index {
+            return None;
+        }
+        let latency = std::array::from_fn(|k| bucket.latency[k].load(Ordering::Relaxed));
+        Some((
+            bucket.requests.load(Ordering::Relaxed),
+            bucket.errors.load(Ordering::Relaxed),
+            latency,
+        ))
+    }
 }
 
 impl ArmSeries {
@@ -82,54 +162,33 @@ impl ArmSeries {
     }
 
     fn record_at(&self, now_ms: u64, endpoint: &str, arm: &str, ok: bool, latency: Duration) {
-        let Some(ring) = self.ring(endpoint, arm) else {
-            return;
-        };
-        let mut ring = ring.lock().unwrap_or_else(|p| p.into_inner());
         let index = now_ms / 1000 / BUCKET_SECS;
-        if ring.buckets.back().is_none_or(|b| b.index < index) {
-            ring.buckets.push_back(Bucket {
-                index,
-                requests: 0,
-                errors: 0,
-                latency: [0; LATENCY_BUCKETS],
-            });
-            while ring.buckets.len() > WINDOW_BUCKETS {
-                ring.buckets.pop_front();
-            }
-        }
-        // A clock stepped back lands in the newest bucket.
-        if let Some(bucket) = ring.buckets.back_mut() {
-            bucket.requests += 1;
-            bucket.errors += u64::from(!ok);
-            let slot = &mut bucket.latency[latency_bucket(latency.as_secs_f64())];
-            *slot = slot.saturating_add(1);
+        let arms = self.arms.load();
+        if let Some(ring) = arms.get(endpoint).and_then(|arms| arms.get(arm)) {
+            ring.record(index, ok, latency);
+        } else if let Some(ring) = self.add(endpoint, arm) {
+            ring.record(index, ok, latency);
         }
     }
 
-    fn ring(&self, endpoint: &str, arm: &str) -> Option<Arc<Mutex<Ring>>> {
-        let found = self
-            .arms
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(endpoint)
-            .and_then(|arms| arms.get(arm))
-            .map(Arc::clone);
-        if found.is_some() {
-            return found;
-        }
-        let mut endpoints = self.arms.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(ring) = endpoints.get(endpoint).and_then(|arms| arms.get(arm)) {
+    /// The ring of a new arm (or of one another call just added); None
+    /// when [`MAX_ARMS`] are tracked already.
+    fn add(&self, endpoint: &str, arm: &str) -> Option<Arc<Ring>> {
+        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.arms.load_full();
+        if let Some(ring) = current.get(endpoint).and_then(|arms| arms.get(arm)) {
             return Some(Arc::clone(ring));
         }
-        if endpoints.values().map(HashMap::len).sum::<usize>() >= MAX_ARMS {
+        if current.values().map(HashMap::len).sum::<usize>() >= MAX_ARMS {
             return None;
         }
-        let ring = Arc::new(Mutex::new(Ring::default()));
+        let ring = Arc::new(Ring::new());
+        let mut endpoints = (*current).clone();
         endpoints
             .entry(endpoint.to_string())
             .or_default()
             .insert(arm.to_string(), Arc::clone(&ring));
+        self.arms.store(Arc::new(endpoints));
         Some(ring)
     }
 
@@ -142,12 +201,11 @@ impl ArmSeries {
     fn snapshot_at(&self, now_ms: u64) -> Vec<ArmTrace> {
         let current = now_ms / 1000 / BUCKET_SECS;
         let first = current.saturating_sub(WINDOW_BUCKETS as u64 - 1);
-        let arms = self.arms.read().unwrap_or_else(|p| p.into_inner());
+        let arms = self.arms.load();
         let mut traces: Vec<ArmTrace> = arms
             .iter()
             .flat_map(|(endpoint, arms)| arms.iter().map(move |(arm, ring)| (endpoint, arm, ring)))
             .map(|(endpoint, arm, ring)| {
-                let ring = ring.lock().unwrap_or_else(|p| p.into_inner());
                 let points = (first..=current)
                     .map(|index| {
                         let start_ms = index * BUCKET_SECS * 1000;
@@ -156,14 +214,14 @@ impl ArmSeries {
                         } else {
                             BUCKET_SECS as f64
                         };
-                        match ring.buckets.iter().find(|b| b.index == index) {
-                            Some(b) => Point {
+                        match ring.bucket(index) {
+                            Some((requests, errors, latency)) => Point {
                                 unix_ms: start_ms,
-                                requests: b.requests,
-                                errors: b.errors,
-                                requests_per_s: b.requests as f64 / seconds,
-                                p50_ms: percentile_ms(&b.latency, 0.50),
-                                p99_ms: percentile_ms(&b.latency, 0.99),
+                                requests,
+                                errors,
+                                requests_per_s: requests as f64 / seconds,
+                                p50_ms: percentile_ms(&latency, 0.50),
+                                p99_ms: percentile_ms(&latency, 0.99),
                             },
                             None => Point {
                                 unix_ms: start_ms,
@@ -261,8 +319,13 @@ mod tests {
         for b in 0..(2 * WINDOW_BUCKETS as u64) {
             series.record_at(T0 + b * BUCKET_SECS * 1000, "ep", "a", true, Duration::ZERO);
         }
-        let ring = series.ring("ep", "a").unwrap();
-        assert_eq!(ring.lock().unwrap().buckets.len(), WINDOW_BUCKETS);
+        let last = 2 * WINDOW_BUCKETS as u64 - 1;
+        let kept: Vec<u64> = series.snapshot_at(T0 + last * BUCKET_SECS * 1000)[0]
+            .points
+            .iter()
+            .map(|p| p.requests)
+            .collect();
+        assert_eq!(kept, vec![1; WINDOW_BUCKETS]);
         for i in 0..(MAX_ARMS + 10) {
             series.record_at(T0, "ep", &format!("arm{i}"), true, Duration::ZERO);
         }
