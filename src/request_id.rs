@@ -3,13 +3,18 @@
 //!
 //! The UUID's first half is the [`IdSpace`]'s prefix: 60 random bits drawn
 //! when the space is made, with the version nibble set to 4. Its second half
-//! is the RFC 4122 variant and a 62-bit sequence number. Ids are unique
-//! across restarts and replicas as long as two spaces never draw the same
-//! 60-bit prefix, and the sequence number lets the experiment ledger find a
-//! call's record by its id with no hashing (`experiments::ledger`).
+//! is the RFC 4122 variant and a 62-bit sequence number passed through a
+//! keyed permutation (a Feistel network whose key is drawn with the prefix).
+//! Ids are unique across restarts and replicas as long as two spaces never
+//! draw the same 60-bit prefix, and the experiment ledger recovers a call's
+//! sequence number, so its place, from the id with no table lookup
+//! (`experiments::ledger`).
 //!
-//! Ids are unique, not secret: one id tells its neighbours.
+//! The permutation keeps ids unguessable: one id tells nothing about the
+//! next, so a client allowed to post feedback cannot label other clients'
+//! calls by counting from its own.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
 
@@ -22,19 +27,51 @@ const VARIANT_RFC4122: u64 = 0b10 << 62;
 /// The sequence number's bits in the second half.
 pub const SEQUENCE_MASK: u64 = !VARIANT_MASK;
 
-/// A set of request ids that share one random prefix, numbered from 1.
+/// Half of a 62-bit sequence number, the unit the permutation works on.
+const HALF_BITS: u32 = 31;
+const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
+/// Feistel rounds: four make a keyed permutation whose outputs look random.
+const ROUNDS: u64 = 4;
+
+/// A set of request ids that share one random prefix and one permutation
+/// key, numbered from 1.
 pub struct IdSpace {
     prefix: u64,
     next: AtomicU64,
+    /// Keyed SipHash (random keys from the OS): the round function.
+    key: RandomState,
 }
 
 impl IdSpace {
-    /// A space with a fresh random prefix.
+    /// A space with a fresh random prefix and key.
     pub fn new() -> IdSpace {
         IdSpace {
             prefix: (fastrand::u64(..) & !VERSION_MASK) | VERSION_4,
             next: AtomicU64::new(1),
+            key: RandomState::new(),
         }
+    }
+
+    fn round(&self, round: u64, half: u64) -> u64 {
+        self.key.hash_one((round, half)) & HALF_MASK
+    }
+
+    /// The 62-bit sequence number, permuted.
+    fn permute(&self, sequence: u64) -> u64 {
+        let (mut left, mut right) = ((sequence >> HALF_BITS) & HALF_MASK, sequence & HALF_MASK);
+        for round in 0..ROUNDS {
+            (left, right) = (right, left ^ self.round(round, right));
+        }
+        (left << HALF_BITS) | right
+    }
+
+    /// The inverse of [`IdSpace::permute`].
+    fn unpermute(&self, permuted: u64) -> u64 {
+        let (mut left, mut right) = ((permuted >> HALF_BITS) & HALF_MASK, permuted & HALF_MASK);
+        for round in (0..ROUNDS).rev() {
+            (left, right) = (right ^ self.round(round, left), left);
+        }
+        (left << HALF_BITS) | right
     }
 
     /// The next sequence number (never 0).
@@ -44,7 +81,7 @@ impl IdSpace {
 
     /// The id of `sequence` in this space, as a UUID's 128 bits.
     pub fn id(&self, sequence: u64) -> u128 {
-        let lower = VARIANT_RFC4122 | (sequence & SEQUENCE_MASK);
+        let lower = VARIANT_RFC4122 | self.permute(sequence & SEQUENCE_MASK);
         (u128::from(self.prefix) << 64) | u128::from(lower)
     }
 
@@ -62,7 +99,7 @@ impl IdSpace {
     pub fn sequence_of(&self, id: u128) -> Option<u64> {
         let (prefix, lower) = ((id >> 64) as u64, id as u64);
         (prefix == self.prefix && lower & VARIANT_MASK == VARIANT_RFC4122)
-            .then_some(lower & SEQUENCE_MASK)
+            .then(|| self.unpermute(lower & SEQUENCE_MASK))
     }
 }
 
@@ -98,6 +135,28 @@ mod tests {
         let other = IdSpace::new();
         assert_eq!(other.sequence_of(id.as_u128()), None);
         assert_ne!(space.render(space.next_sequence()), text);
+    }
+
+    #[test]
+    fn consecutive_ids_do_not_tell_each_other() {
+        let space = IdSpace::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut previous: Option<u64> = None;
+        for _ in 0..10_000 {
+            let sequence = space.next_sequence();
+            let lower: u64 = space.id(sequence) as u64 & SEQUENCE_MASK;
+            assert!(seen.insert(lower), "a permutation never repeats");
+            assert_eq!(space.sequence_of(space.id(sequence)), Some(sequence));
+            if let Some(previous) = previous {
+                // Neighbouring sequence numbers land far apart.
+                let changed = (lower ^ previous).count_ones();
+                assert!(changed > 4, "{lower:x} after {previous:x}");
+            }
+            previous = Some(lower);
+        }
+        // Another space with the same numbers gives other ids.
+        let other = IdSpace::new();
+        assert_ne!(other.id(1) as u64, space.id(1) as u64);
     }
 
     #[test]
