@@ -189,6 +189,7 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
             watch: None,
             batching: Default::default(),
             ort: Default::default(),
+            backends: Default::default(),
         },
         History::new(dir.join(".history.jsonl")),
     ));

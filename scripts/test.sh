@@ -21,8 +21,10 @@ if ! cmp -s tests/python/requirements.txt "$stamp" 2>/dev/null; then
   cp tests/python/requirements.txt "$stamp"
 fi
 
-echo "test.sh: cargo test" >&2
-cargo test --workspace "$@"
+# With the pure-Rust backend (`--features tract`; ~70 s more on a clean debug
+# build) so its tests run too; the Python suite uses the same binary.
+echo "test.sh: cargo test (with the tract backend)" >&2
+cargo test --workspace --features podium/tract "$@"
 
 echo "test.sh: Python client tests (tritonclient)" >&2
 PODIUM_BIN="$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/podium" \

@@ -24,6 +24,10 @@
 //! [endpoint.rollout]                  # the challenger's weight steps and promotion
 //! steps = [1, 5, 25, 50]
 //!
+//! [model.mlp]
+//! backend = "tract"                   # ort | tract [default: --backend]; tract
+//!                                     # needs a build with the tract feature
+//!
 //! [model.mlp.batching]               # dynamic batching of a model's requests
 //! max_batch_size = 64                 # (see `batching`)
 //! max_queue_delay_us = 200
@@ -46,6 +50,7 @@ use crate::experiments::{LoopConfig, ReadoutConfig};
 use crate::routing::{check_traffic, Arm, Endpoint, LogPolicy, Shadow, StickyKey};
 use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::options::OrtOverrides;
+use crate::runtime::Backend;
 
 mod batching;
 mod experiment_loop;
@@ -103,6 +108,8 @@ pub struct Config {
     pub batching: HashMap<String, BatchingPolicy>,
     /// ONNX Runtime options per model name, over the `--ort-*` defaults.
     pub onnxruntime: HashMap<String, OrtOverrides>,
+    /// The engine per model name that names one, over `--backend`.
+    pub backends: HashMap<String, Backend>,
     /// The experiment loops of endpoints with a guardrail or a rollout.
     pub loops: Vec<LoopConfig>,
 }
@@ -272,6 +279,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
     }
     let mut batching = HashMap::new();
     let mut onnxruntime = HashMap::new();
+    let mut backends = HashMap::new();
     for (model, spanned) in file.model {
         let at = line(spanned.span());
         let err = |why: String| format!("line {at}: {why}");
@@ -281,6 +289,9 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
             )));
         }
         let mut settings = spanned.into_inner();
+        if let Some(backend) = settings.backend(&model).map_err(err)? {
+            backends.insert(model.clone(), backend);
+        }
         if let Some(options) = settings.onnxruntime(&model).map_err(err)? {
             onnxruntime.insert(model.clone(), options);
         }
@@ -293,6 +304,7 @@ pub fn parse(text: &str, known_aliases: &dyn Fn(&str) -> Lookup) -> Result<Confi
         readouts,
         batching,
         onnxruntime,
+        backends,
         loops,
     })
 }
@@ -459,6 +471,27 @@ shadow = { alias = "latest", fraction = 0.25 }
         for (text, want) in cases {
             let err = parse(text, &aliases).unwrap_err();
             assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_model_backend_parses_and_tract_needs_its_feature() {
+        let ort = parse("[model.fraud]\nbackend = \"ort\"\n", &aliases).unwrap();
+        assert_eq!(ort.backends["fraud"], Backend::Ort);
+        let err = parse("[model.fraud]\nbackend = \"onnx\"\n", &aliases).unwrap_err();
+        assert!(
+            err.contains("unknown variant `onnx`, expected `ort` or `tract`"),
+            "{err}"
+        );
+        let tract = parse("\n[model.fraud]\nbackend = \"tract\"\n", &aliases);
+        if cfg!(feature = "tract") {
+            assert_eq!(tract.unwrap().backends["fraud"], Backend::Tract);
+        } else {
+            let err = tract.unwrap_err();
+            assert!(
+                err.contains("line 2: [model.fraud] backend: backend \"tract\" needs a Podium built with the tract feature (cargo build --features tract)"),
+                "{err}"
+            );
         }
     }
 

@@ -22,6 +22,7 @@ use crate::replica::ReplicaId;
 use crate::routing::RouteTable;
 use crate::runtime::options::{OrtOptions, OrtSettings};
 use crate::runtime::pool::InferencePool;
+use crate::runtime::{Backend, Backends};
 use crate::serving::{ConfigFile, Core, History, ModelStore, Reconciler, StoreOptions};
 
 /// Everything `podium serve` needs; the CLI fills it from flags and env vars.
@@ -43,6 +44,8 @@ pub struct ServeOptions {
     pub max_inflight_body_bytes: usize,
     pub poll_interval: Duration,
     pub ort_lib: Option<PathBuf>,
+    /// The backend of every model without its own `[model.<name>] backend`.
+    pub backend: Backend,
     /// ONNX Runtime options of every model without its own
     /// `[model.<name>.onnxruntime]` values (the `--ort-*` flags).
     pub ort: OrtOptions,
@@ -108,6 +111,7 @@ impl ServeOptions {
             max_inflight_body_bytes: 256 << 20,
             poll_interval: Duration::from_secs(1),
             ort_lib: None,
+            backend: Backend::Ort,
             ort: OrtOptions::default(),
             keep_previous: 1,
             memory_limit: None,
@@ -153,9 +157,6 @@ pub async fn serve(
         Some(tls) => tracing::info!("TLS on both listeners: certificate {}", tls.describe()),
         None => {}
     }
-    let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
-    tracing::info!("ONNX Runtime loaded from {}", lib.display());
-
     let registry = opts.registry.open().map_err(|e| anyhow!(e))?;
     tracing::info!("registry: {} {}", registry.kind(), registry.location());
     let registry_kind = registry.kind();
@@ -194,11 +195,21 @@ pub async fn serve(
             endpoints
         }
     };
-    // A provider the library lacks stops start-up here, never a silent
-    // fall-back to the CPU at the first load.
-    let ort = OrtSettings::new(opts.ort.clone(), &config.onnxruntime)
-        .and_then(|ort| ort.check_available().map(|()| ort))
-        .map_err(|e| anyhow!(e))?;
+    let backends = Backends::new(opts.backend, config.backends.clone()).map_err(|e| anyhow!(e))?;
+    let ort = OrtSettings::new(opts.ort.clone(), &config.onnxruntime).map_err(|e| anyhow!(e))?;
+    if backends.need_ort() {
+        let lib = crate::runtime::ort::init(opts.ort_lib.as_deref()).map_err(|e| anyhow!(e))?;
+        tracing::info!("ONNX Runtime loaded from {}", lib.display());
+        // A provider the library lacks stops start-up here, never a silent
+        // fall-back to the CPU at the first load.
+        ort.check_available().map_err(|e| anyhow!(e))?;
+    } else {
+        // A reload cannot change a model's backend, so no model will need it.
+        tracing::info!("every model runs on tract: ONNX Runtime is not loaded");
+    }
+    for (model, backend) in &backends.models {
+        tracing::info!("model {model}: backend {backend}");
+    }
     for (model, options) in &ort.models {
         tracing::info!("model {model}: ONNX Runtime options {options:?}");
     }
@@ -278,6 +289,7 @@ pub async fn serve(
         watch: opts.watch.clone(),
         batching: config.batching.clone(),
         ort,
+        backends,
     };
     let models = Arc::new(ModelStore::new(registry, store_options, history));
     // The first registry read (and the loads) happen in the background: a

@@ -13,6 +13,7 @@ use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
 use crate::replica::ReplicaId;
 use crate::runtime::options::{ExecutionProvider, GraphOptimization, OrtOptions};
+use crate::runtime::Backend;
 use crate::server::{serve, shutdown_signal, ServeOptions};
 
 #[derive(Args)]
@@ -57,6 +58,11 @@ pub struct ServeArgs {
     /// Serve only these models (comma-separated) [default: every model of the registry].
     #[arg(long, env = "PODIUM_MODELS", value_delimiter = ',')]
     models: Vec<String>,
+    /// The engine models run on unless `[model.<name>] backend` names one:
+    /// ort (ONNX Runtime) or tract (pure Rust; a build with `--features tract`).
+    /// With tract for every model, no ONNX Runtime library is needed.
+    #[arg(long, env = "PODIUM_BACKEND", value_enum, default_value_t = Backend::Ort)]
+    backend: Backend,
     /// The ONNX Runtime shared library [default: .ort/ of the checkout, or beside the binary].
     #[arg(long, env = "ORT_DYLIB_PATH")]
     ort_lib: Option<PathBuf>,
@@ -279,6 +285,7 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             max_inflight_body_bytes: self.max_inflight_body_bytes,
             ort_lib: self.ort_lib,
+            backend: self.backend,
             ort: OrtOptions {
                 intra_op_threads: self.ort_intra_threads.into(),
                 inter_op_threads: self.ort_inter_threads.into(),

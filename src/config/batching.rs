@@ -1,7 +1,10 @@
 //! The `[model.<name>]` tables: settings of a model, whichever endpoints
-//! route to it: its dynamic batching and its ONNX Runtime options.
+//! route to it: its backend, its dynamic batching and its ONNX Runtime options.
 //!
 //! ```toml
+//! [model.mlp_large]
+//! backend = "tract"                     # ort | tract [default: --backend / PODIUM_BACKEND]
+//!
 //! [model.mlp_large.batching]
 //! max_batch_size = 64                   # the most rows one run takes (2..=4096)
 //! max_queue_delay_us = 200              # the longest a request waits for company [default: 0]
@@ -20,10 +23,13 @@ use serde::Deserialize;
 
 use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::options::{OrtOptions, OrtOverrides};
+use crate::runtime::Backend;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ModelToml {
+    #[serde(default)]
+    backend: Option<Backend>,
     #[serde(default)]
     batching: Option<BatchingToml>,
     #[serde(default)]
@@ -41,6 +47,16 @@ struct BatchingToml {
 }
 
 impl ModelToml {
+    /// The model's backend, if it names one; tract is refused by a build
+    /// without the `tract` feature, with the build that has it.
+    pub(super) fn backend(&mut self, model: &str) -> Result<Option<Backend>, String> {
+        let Some(backend) = self.backend.take() else {
+            return Ok(None);
+        };
+        backend.check_built(&format!("[model.{model}] backend"))?;
+        Ok(Some(backend))
+    }
+
     /// The model's ONNX Runtime options, if it has any, checked over the
     /// defaults (the flags' values are checked again at start-up).
     pub(super) fn onnxruntime(&mut self, model: &str) -> Result<Option<OrtOverrides>, String> {

@@ -1,17 +1,22 @@
-//! Model execution: a loaded model version, its signature, and the pool of
+//! Model execution: a loaded model version, its signature, the engine that
+//! runs it (ONNX Runtime or tract, see [`backend`]), and the pool of
 //! inference threads that runs it off the async runtime.
 
+pub mod backend;
 pub mod batch;
 pub mod options;
 pub mod ort;
 pub mod pool;
 mod signature;
+#[cfg(feature = "tract")]
+mod tract;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+pub use backend::{Backend, Backends};
 pub use signature::{Signature, TensorSpec};
 
 use crate::error::Error;
@@ -19,9 +24,7 @@ use crate::tensor::Tensor;
 use batch::{BatchModel, Batcher, BatchingPolicy};
 use options::OrtOptions;
 
-/// One ONNX model version, ready to run: its signature and one ONNX Runtime
-/// session per inference worker, so concurrent requests never wait on each
-/// other's session (`Session::run` needs exclusive access).
+/// One ONNX model version, ready to run: its signature and its [`Engine`].
 ///
 /// Dropped — sessions and memory freed — when the last request holding it ends.
 pub struct LoadedModel {
@@ -38,10 +41,40 @@ pub struct LoadedModel {
     in_flight: AtomicUsize,
     /// Set once every session has run the warm-up.
     warm: AtomicBool,
-    sessions: Vec<Mutex<::ort::session::Session>>,
+    engine: Engine,
     /// Present when the model's requests are batched; dropped with this
     /// version, so a batch never mixes versions.
     batcher: Option<Batcher>,
+}
+
+/// What runs a loaded version's requests.
+enum Engine {
+    /// One ONNX Runtime session per inference worker, so concurrent requests
+    /// never wait on each other's session (`Session::run` needs exclusive access).
+    Ort(Vec<Mutex<::ort::session::Session>>),
+    /// One optimized tract plan that every inference worker runs at once
+    /// (tract runs with `&self`): one copy of the weights per version.
+    #[cfg(feature = "tract")]
+    Tract(tract::TractModel),
+}
+
+impl Engine {
+    /// Copies of the model in memory: ONNX Runtime sessions, or the one tract plan.
+    fn copies(&self) -> usize {
+        match self {
+            Engine::Ort(sessions) => sessions.len(),
+            #[cfg(feature = "tract")]
+            Engine::Tract(_) => 1,
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Engine::Ort(_) => Backend::Ort,
+            #[cfg(feature = "tract")]
+            Engine::Tract(_) => Backend::Tract,
+        }
+    }
 }
 
 /// Counts one request on a model version for as long as it lives.
@@ -84,7 +117,8 @@ impl std::fmt::Debug for LoadedModel {
         f.debug_struct("LoadedModel")
             .field("name", &self.name)
             .field("version", &self.version)
-            .field("sessions", &self.sessions.len())
+            .field("backend", &self.engine.backend())
+            .field("copies", &self.engine.copies())
             .finish()
     }
 }
@@ -99,6 +133,43 @@ impl LoadedModel {
         workers: usize,
     ) -> Result<LoadedModel, Error> {
         LoadedModel::load_with(name, version, path, workers, &OrtOptions::default())
+    }
+
+    /// Loads `path` on `backend`: ONNX Runtime with one session per worker,
+    /// each opened with `options`, or tract with one plan for all workers.
+    /// Without the `tract` feature, tract is refused with the build that has
+    /// it. Blocking: call it off the async runtime.
+    pub fn load_on(
+        name: &str,
+        version: u64,
+        path: &Path,
+        workers: usize,
+        backend: Backend,
+        options: &OrtOptions,
+    ) -> Result<LoadedModel, Error> {
+        match backend {
+            Backend::Ort => LoadedModel::load_with(name, version, path, workers, options),
+            #[cfg(feature = "tract")]
+            Backend::Tract => {
+                let label = format!("{name} v{version}");
+                let (model, signature) = tract::load(path, &label)?;
+                Ok(LoadedModel::new(
+                    name,
+                    version,
+                    path,
+                    signature,
+                    options,
+                    Engine::Tract(model),
+                ))
+            }
+            #[cfg(not(feature = "tract"))]
+            Backend::Tract => Err(Error::Unavailable(
+                backend
+                    .check_built(&format!("cannot load {name} v{version}"))
+                    .err()
+                    .unwrap_or_default(),
+            )),
+        }
     }
 
     /// Loads `path` with one session per worker, each opened with
@@ -120,18 +191,41 @@ impl LoadedModel {
             }
             sessions.push(Mutex::new(session));
         }
-        Ok(LoadedModel {
+        Ok(LoadedModel::new(
+            name,
+            version,
+            path,
+            signature.expect("at least one session"),
+            options,
+            Engine::Ort(sessions),
+        ))
+    }
+
+    fn new(
+        name: &str,
+        version: u64,
+        path: &Path,
+        signature: Signature,
+        options: &OrtOptions,
+        engine: Engine,
+    ) -> LoadedModel {
+        LoadedModel {
             name: name.to_string(),
             version,
-            signature: signature.expect("at least one session"),
+            signature,
             loaded_at: SystemTime::now(),
             file_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             options: options.clone(),
             in_flight: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
-            sessions,
+            engine,
             batcher: None,
-        })
+        }
+    }
+
+    /// The engine this version runs on.
+    pub fn backend(&self) -> Backend {
+        self.engine.backend()
     }
 
     /// Batches this version's requests with `policy`; refused (with the
@@ -161,19 +255,19 @@ impl LoadedModel {
     }
 
     /// Estimated resident memory: ONNX Runtime keeps about one copy of the
-    /// weights per session.
+    /// weights per session, tract one for all workers.
     pub fn memory_estimate(&self) -> u64 {
-        self.file_bytes.saturating_mul(self.sessions.len() as u64)
+        self.file_bytes.saturating_mul(self.engine.copies() as u64)
     }
 
-    /// Runs every session once on synthetic input of the declared shape
+    /// Runs every session (or the tract plan) once on synthetic input of the declared shape
     /// (dynamic dimensions as 1, zeros / empty strings), so the first real
     /// request does not pay for lazy initialisation and a model that cannot
     /// run at all is caught before it serves.
     pub fn warm_up(&self) -> Result<(), Error> {
         use crate::tensor::{DataType, TensorData};
         let outputs: Vec<usize> = (0..self.signature.outputs.len()).collect();
-        for worker in 0..self.sessions.len() {
+        for worker in 0..self.engine.copies() {
             let inputs = self
                 .signature
                 .inputs
@@ -228,25 +322,31 @@ impl LoadedModel {
         format!("{} v{}", self.name, self.version)
     }
 
-    /// Runs the model on worker `worker`'s session. `inputs` must already
-    /// have passed [`Signature::check`]; `outputs` are indexes into the
-    /// signature's outputs.
+    /// Runs the model on worker `worker`'s session (tract: on the shared
+    /// plan). `inputs` must already have passed [`Signature::check`];
+    /// `outputs` are indexes into the signature's outputs.
     pub fn run(
         &self,
         worker: usize,
         inputs: Vec<Tensor>,
         outputs: &[usize],
     ) -> Result<Vec<Tensor>, Error> {
-        let slot = &self.sessions[worker % self.sessions.len()];
-        // A poisoned lock only means an earlier run panicked mid-call; the
-        // session itself holds no Rust-side state that could be torn.
-        let mut session = slot.lock().unwrap_or_else(|p| p.into_inner());
-        ort::run(
-            &mut session,
-            &self.signature,
-            &self.label(),
-            inputs,
-            outputs,
-        )
+        match &self.engine {
+            Engine::Ort(sessions) => {
+                let slot = &sessions[worker % sessions.len()];
+                // A poisoned lock only means an earlier run panicked mid-call; the
+                // session itself holds no Rust-side state that could be torn.
+                let mut session = slot.lock().unwrap_or_else(|p| p.into_inner());
+                ort::run(
+                    &mut session,
+                    &self.signature,
+                    &self.label(),
+                    inputs,
+                    outputs,
+                )
+            }
+            #[cfg(feature = "tract")]
+            Engine::Tract(model) => model.run(&self.signature, &self.label(), inputs, outputs),
+        }
     }
 }

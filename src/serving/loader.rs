@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::options::OrtSettings;
-use crate::runtime::LoadedModel;
+use crate::runtime::{Backend, Backends, LoadedModel};
 
 /// A version of a model.
 pub(super) type Key = (String, u64);
@@ -34,6 +34,8 @@ pub(super) struct Loader {
     batching: HashMap<String, BatchingPolicy>,
     /// ONNX Runtime options per model.
     ort: OrtSettings,
+    /// The backend per model.
+    backends: Backends,
     loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions that failed to load, and why.
     failed: RwLock<HashMap<Key, String>>,
@@ -74,6 +76,7 @@ impl Loader {
             memory_limit: options.memory_limit,
             batching: options.batching.clone(),
             ort: options.ort.clone(),
+            backends: options.backends.clone(),
             loaded: RwLock::new(HashMap::new()),
             failed: RwLock::new(HashMap::new()),
             fetch_failed: RwLock::new(HashMap::new()),
@@ -341,9 +344,15 @@ impl Loader {
                 ))
             })?)
         };
+        let backend = self.backends.for_model(model);
         if let Some(limit) = self.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let needed = file.saturating_mul(self.workers as u64);
+            // ONNX Runtime: a copy per session; tract: one plan for all.
+            let copies = match backend {
+                Backend::Ort => self.workers,
+                Backend::Tract => 1,
+            };
+            let needed = file.saturating_mul(copies as u64);
             let resident: u64 = read(&self.loaded)
                 .values()
                 .map(|m| m.memory_estimate())
@@ -358,11 +367,12 @@ impl Loader {
             }
         }
         let started = Instant::now();
-        let loaded = LoadedModel::load_with(
+        let loaded = LoadedModel::load_on(
             model,
             version,
             &path,
             self.workers,
+            backend,
             self.ort.for_model(model),
         )
         .and_then(|mut loaded| {
@@ -374,12 +384,20 @@ impl Loader {
         match loaded {
             Ok(loaded) => {
                 let loaded = Arc::new(loaded);
-                tracing::info!(
-                    "loaded {} ({} sessions) in {:?}",
-                    loaded.label(),
-                    self.workers,
-                    started.elapsed()
-                );
+                match backend {
+                    Backend::Ort => tracing::info!(
+                        "loaded {} ({} sessions) in {:?}",
+                        loaded.label(),
+                        self.workers,
+                        started.elapsed()
+                    ),
+                    Backend::Tract => tracing::info!(
+                        "loaded {} on tract (one plan for {} threads) in {:?}",
+                        loaded.label(),
+                        self.workers,
+                        started.elapsed()
+                    ),
+                }
                 if let Some(fingerprint) = fingerprint {
                     lock(&self.fingerprints).insert(key.clone(), fingerprint);
                 }

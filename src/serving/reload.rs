@@ -7,7 +7,7 @@
 //!
 //! A reload changes the endpoints (arms and weights, shadows, sticky keys,
 //! logging, timeouts; endpoints added or removed). What is read once at
-//! start-up — the `[model.*]` tables (batching, ONNX Runtime options) and
+//! start-up — the `[model.*]` tables (backend, batching, ONNX Runtime options) and
 //! the experiment sections (`readout`, `guardrail`, `rollout`) — must be
 //! unchanged: a reload that changes them is refused, naming the section.
 
@@ -26,6 +26,7 @@ use crate::registry::Registry;
 use crate::routing::{Endpoint, RouteTable};
 use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::options::OrtOverrides;
+use crate::runtime::Backend;
 
 /// Who the history names for a reload on SIGHUP.
 pub const BY_SIGNAL: &str = "reload";
@@ -50,6 +51,7 @@ pub struct ConfigFile {
 /// The parts of a configuration read once at start-up.
 #[derive(Debug, PartialEq)]
 struct Fixed {
+    backends: HashMap<String, Backend>,
     batching: HashMap<String, BatchingPolicy>,
     onnxruntime: HashMap<String, OrtOverrides>,
     readouts: Vec<ReadoutConfig>,
@@ -59,6 +61,7 @@ struct Fixed {
 impl Fixed {
     fn of(config: &Config) -> Fixed {
         Fixed {
+            backends: config.backends.clone(),
             batching: config.batching.clone(),
             onnxruntime: config.onnxruntime.clone(),
             readouts: config.readouts.clone(),
@@ -70,14 +73,18 @@ impl Fixed {
     fn changed_in(&self, new: &Fixed) -> Option<String> {
         let models = |a: &Fixed, b: &Fixed| -> Option<String> {
             let names: BTreeSet<&String> = a
-                .batching
+                .backends
                 .keys()
+                .chain(b.backends.keys())
+                .chain(a.batching.keys())
                 .chain(a.onnxruntime.keys())
                 .chain(b.batching.keys())
                 .chain(b.onnxruntime.keys())
                 .collect();
             names.into_iter().find_map(|m| {
-                if a.batching.get(m) != b.batching.get(m) {
+                if a.backends.get(m) != b.backends.get(m) {
+                    Some(format!("[model.{m}] backend"))
+                } else if a.batching.get(m) != b.batching.get(m) {
                     Some(format!("[model.{m}.batching]"))
                 } else if a.onnxruntime.get(m) != b.onnxruntime.get(m) {
                     Some(format!("[model.{m}.onnxruntime]"))

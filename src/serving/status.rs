@@ -63,6 +63,8 @@ pub struct ResidentStatus {
     pub version: u64,
     pub in_flight: usize,
     pub memory_estimate_bytes: u64,
+    /// The engine it runs on: `ort` or `tract`.
+    pub backend: crate::runtime::Backend,
     /// The ONNX Runtime options its sessions were opened with.
     pub onnxruntime: OrtOptions,
     /// How its files differ on disk from when it was loaded, if they do.
@@ -77,6 +79,7 @@ impl ResidentStatus {
             version: model.version,
             in_flight: model.in_flight(),
             memory_estimate_bytes: model.memory_estimate(),
+            backend: model.backend(),
             onnxruntime: model.options.clone(),
             drift,
         }

@@ -18,11 +18,13 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::runtime::batch::BatchingPolicy;
 use crate::runtime::options::OrtSettings;
+use crate::runtime::Backends;
 
 /// How the store loads and keeps versions.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Inference workers: one ONNX Runtime session per worker per version.
+    /// Inference workers: one ONNX Runtime session per worker per version
+    /// (a version on tract has one plan they share).
     pub workers: usize,
     /// Replaced versions kept loaded per alias, for instant rollback.
     pub keep_previous: usize,
@@ -37,6 +39,8 @@ pub struct StoreOptions {
     /// ONNX Runtime options per model (`[model.<name>.onnxruntime]` over
     /// the `--ort-*` defaults), checked, providers included.
     pub ort: OrtSettings,
+    /// The backend of each model (`[model.<name>] backend` over `--backend`).
+    pub backends: Backends,
 }
 
 /// Admin commands waiting for the reconciler; more wait for room.

@@ -134,6 +134,7 @@ impl Fixture {
             watch: None,
             batching: Default::default(),
             ort: Default::default(),
+            backends: Default::default(),
         };
         let history = History::new(tmp.path().join("history.jsonl"));
         let store = Arc::new(ModelStore::new(registry.clone(), options, history));
