@@ -6,6 +6,7 @@ pub mod options;
 pub mod ort;
 pub mod pool;
 mod signature;
+pub mod weights;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,10 +19,13 @@ use crate::error::Error;
 use crate::tensor::Tensor;
 use batch::{BatchModel, Batcher, BatchingPolicy};
 use options::OrtOptions;
+use weights::SharedWeights;
 
 /// One ONNX model version, ready to run: its signature and one ONNX Runtime
 /// session per inference worker, so concurrent requests never wait on each
-/// other's session (`Session::run` needs exclusive access).
+/// other's session (`Session::run` needs exclusive access). The sessions
+/// share one copy of the weights ([`SharedWeights`]), so memory grows with
+/// the model, not with the number of inference threads.
 ///
 /// Dropped — sessions and memory freed — when the last request holding it ends.
 pub struct LoadedModel {
@@ -30,7 +34,8 @@ pub struct LoadedModel {
     pub signature: Signature,
     /// When this copy finished loading.
     pub loaded_at: SystemTime,
-    /// Size of the ONNX file; with the session count, the memory estimate.
+    /// Size of the ONNX file; with the shared weights and the session
+    /// count, the memory estimate.
     pub file_bytes: u64,
     /// The ONNX Runtime options every session of this copy was opened with.
     pub options: OrtOptions,
@@ -39,6 +44,9 @@ pub struct LoadedModel {
     /// Set once every session has run the warm-up.
     warm: AtomicBool,
     sessions: Vec<Mutex<::ort::session::Session>>,
+    /// The weights every session uses in place; kept for the estimate (the
+    /// sessions hold their own references to the values).
+    shared_bytes: u64,
     /// Present when the model's requests are batched; dropped with this
     /// version, so a batch never mixes versions.
     batcher: Option<Batcher>,
@@ -111,10 +119,11 @@ impl LoadedModel {
         options: &OrtOptions,
     ) -> Result<LoadedModel, Error> {
         let label = format!("{name} v{version}");
+        let weights = SharedWeights::from_file(path);
         let mut sessions = Vec::with_capacity(workers.max(1));
         let mut signature = None;
         for _ in 0..workers.max(1) {
-            let session = ort::open_session_with(path, &label, options)?;
+            let session = ort::open_session_sharing(path, &label, options, &weights)?;
             if signature.is_none() {
                 signature = Some(ort::signature(&session, &label)?);
             }
@@ -130,6 +139,7 @@ impl LoadedModel {
             in_flight: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
             sessions,
+            shared_bytes: weights.bytes(),
             batcher: None,
         })
     }
@@ -160,10 +170,19 @@ impl LoadedModel {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Estimated resident memory: ONNX Runtime keeps about one copy of the
-    /// weights per session.
+    /// Estimated resident memory of this copy: the shared weights twice (as
+    /// read, and pre-packed by ONNX Runtime for its matrix kernels), and
+    /// whatever of the file is not shared once per session. The one place
+    /// the estimate is made; `--memory-limit` and `/admin/status` use it.
     pub fn memory_estimate(&self) -> u64 {
-        self.file_bytes.saturating_mul(self.sessions.len() as u64)
+        memory_estimate(self.file_bytes, self.shared_bytes, self.sessions.len())
+    }
+
+    /// The estimate for a file of `file_bytes` before it is read: as if all
+    /// of it were shareable weights, as the bulk of a model file usually is
+    /// (see [`weights`] for what is not shared).
+    pub fn expected_memory(file_bytes: u64, sessions: usize) -> u64 {
+        memory_estimate(file_bytes, file_bytes, sessions)
     }
 
     /// Runs every session once on synthetic input of the declared shape
@@ -249,4 +268,12 @@ impl LoadedModel {
             outputs,
         )
     }
+}
+
+/// See [`LoadedModel::memory_estimate`].
+fn memory_estimate(file_bytes: u64, shared_bytes: u64, sessions: usize) -> u64 {
+    let own = file_bytes.saturating_sub(shared_bytes);
+    shared_bytes
+        .saturating_mul(2)
+        .saturating_add(own.saturating_mul(sessions.max(1) as u64))
 }

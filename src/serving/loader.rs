@@ -343,7 +343,7 @@ impl Loader {
         };
         if let Some(limit) = self.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let needed = file.saturating_mul(self.workers as u64);
+            let needed = LoadedModel::expected_memory(file, self.workers);
             let resident: u64 = read(&self.loaded)
                 .values()
                 .map(|m| m.memory_estimate())
