@@ -277,3 +277,18 @@ fn memory_estimate(file_bytes: u64, shared_bytes: u64, sessions: usize) -> u64 {
         .saturating_mul(2)
         .saturating_add(own.saturating_mul(sessions.max(1) as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::memory_estimate;
+
+    #[test]
+    fn shared_weights_count_twice_and_the_rest_once_per_session() {
+        // All shared: as read plus pre-packed, whatever the session count.
+        assert_eq!(memory_estimate(100, 100, 8), 200);
+        assert_eq!(memory_estimate(100, 100, 1), 200);
+        // Nothing shared (e.g. weights computed at load): one copy per session.
+        assert_eq!(memory_estimate(100, 0, 8), 800);
+        assert_eq!(memory_estimate(100, 90, 4), 180 + 40);
+    }
+}

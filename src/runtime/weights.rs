@@ -166,3 +166,53 @@ struct TensorProto {
     #[prost(int32, tag = "14")]
     data_location: i32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tensor(name: &str, dims: &[i64], raw_data: Vec<u8>, data_location: i32) -> TensorProto {
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type: 1,
+            name: name.into(),
+            raw_data: raw_data.into(),
+            data_location,
+        }
+    }
+
+    fn model(initializer: Vec<TensorProto>) -> Bytes {
+        ModelProto {
+            graph: Some(GraphProto { initializer }),
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    #[test]
+    fn shares_large_inline_initializers_only() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let large = 128 * 64;
+        let shared = SharedWeights::read(model(vec![
+            tensor("w", &[128, 64], vec![0; 4 * large], 0),
+            tensor("bias", &[64], vec![0; 4 * 64], 0),
+            tensor("external", &[128, 64], vec![0; 4 * large], 1),
+            // Data that does not match its shape is left for ONNX Runtime to refuse.
+            tensor("torn", &[128, 64], vec![0; 4 * large - 4], 0),
+        ]));
+        assert_eq!(shared.bytes(), 4 * large as u64);
+        assert_eq!(shared.initializers.len(), 1);
+        assert_eq!(shared.initializers[0].0, "w");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_model_shares_nothing() {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        assert_eq!(
+            SharedWeights::read(Bytes::from_static(b"not onnx")).bytes(),
+            0
+        );
+        let missing = SharedWeights::from_file(Path::new("/nonexistent/model.onnx"));
+        assert_eq!(missing.bytes(), 0);
+    }
+}
