@@ -44,8 +44,8 @@ pub struct LoadedModel {
     /// Set once every session has run the warm-up.
     warm: AtomicBool,
     sessions: Vec<Mutex<::ort::session::Session>>,
-    /// The weights every session uses in place; kept for the estimate (the
-    /// sessions hold their own references to the values).
+    /// Bytes of weights the sessions share ([`SharedWeights::bytes`]), for
+    /// the estimate; the sessions themselves keep the shared values alive.
     shared_bytes: u64,
     /// Present when the model's requests are batched; dropped with this
     /// version, so a batch never mixes versions.
