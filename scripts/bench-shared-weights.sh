@@ -93,9 +93,12 @@ if [ -n "${BENCH_THREADS:-}" ]; then threads=(--inference-threads "$BENCH_THREAD
 limit=$(( $(seconds "$duration") + $(seconds "$warmup") + 60 ))
 bins=("$BASE_BIN" "$PODIUM_BIN")
 for i in 0 1; do
-    pin "${BENCH_SERVER_CPUS:-}" "${bins[$i]}" --registry "$registry" serve \
-        --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 "${threads[@]}" \
-        >"$work/server-$i.out" 2>"$work/server-$i.err" &
+    # Started directly (taskset execs it), so $! is the server's own pid,
+    # whose /proc/PID/status gives its resident memory.
+    cmd=("${bins[$i]}" --registry "$registry" serve \
+        --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 "${threads[@]}")
+    if [ -n "${BENCH_SERVER_CPUS:-}" ]; then cmd=(taskset -c "$BENCH_SERVER_CPUS" "${cmd[@]}"); fi
+    "${cmd[@]}" >"$work/server-$i.out" 2>"$work/server-$i.err" &
     server=$!
     rest="" grpc=""
     for _ in $(seq 600); do # 60 s at most
