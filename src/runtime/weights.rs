@@ -83,7 +83,11 @@ impl SharedWeights {
     }
 
     /// Makes a session opened from `builder` use these weights in place.
+    /// With nothing to share, the builder is left exactly as it was.
     pub fn apply(&self, mut builder: SessionBuilder) -> Result<SessionBuilder, ort::Error> {
+        if self.initializers.is_empty() {
+            return Ok(builder);
+        }
         for (name, value) in &self.initializers {
             builder = builder
                 .with_initializer(name, Arc::clone(value))
