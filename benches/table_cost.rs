@@ -55,7 +55,7 @@ async fn drive(addr: SocketAddr, concurrency: usize, secs: f64) -> Report {
         duration: Some(Duration::from_secs_f64(secs)),
         requests: None,
         warmup: Duration::ZERO,
-        grpc_connections: 1,
+        grpc_connections: Some(1),
         flip: None,
         progress: false,
     };

@@ -72,7 +72,7 @@ async fn alias_flips_under_load_fail_no_request() {
         duration: Some(Duration::from_secs(60)),
         requests: Some(5_000_000),
         warmup: Duration::from_millis(300),
-        grpc_connections: 1,
+        grpc_connections: Some(1),
         flip: Some(FlipConfig {
             admin_url: s.base.clone(),
             model: "fraud".into(),

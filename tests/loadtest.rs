@@ -42,7 +42,7 @@ fn config(url: &str, protocol: Protocol, model: &str) -> RunConfig {
         duration: Some(Duration::from_secs(1)),
         requests: Some(100_000),
         warmup: Duration::from_millis(300),
-        grpc_connections: 1,
+        grpc_connections: Some(1),
         flip: None,
         progress: false,
     }

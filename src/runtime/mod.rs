@@ -10,6 +10,7 @@ pub mod pool;
 mod signature;
 #[cfg(feature = "tract")]
 mod tract;
+pub mod weights;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,8 +24,13 @@ use crate::error::Error;
 use crate::tensor::Tensor;
 use batch::{BatchModel, Batcher, BatchingPolicy};
 use options::OrtOptions;
+use weights::SharedWeights;
 
 /// One ONNX model version, ready to run: its signature and its [`Engine`].
+/// On ONNX Runtime, one session per inference worker, so concurrent requests
+/// never wait on each other's session (`Session::run` needs exclusive
+/// access); the sessions share one copy of the weights ([`SharedWeights`]),
+/// so memory grows with the model, not with the number of inference threads.
 ///
 /// Dropped — sessions and memory freed — when the last request holding it ends.
 pub struct LoadedModel {
@@ -33,7 +39,8 @@ pub struct LoadedModel {
     pub signature: Signature,
     /// When this copy finished loading.
     pub loaded_at: SystemTime,
-    /// Size of the ONNX file; with the session count, the memory estimate.
+    /// Size of the ONNX file; with the shared weights and the session
+    /// count, the memory estimate.
     pub file_bytes: u64,
     /// The ONNX Runtime options every session of this copy was opened with.
     pub options: OrtOptions,
@@ -42,6 +49,10 @@ pub struct LoadedModel {
     /// Set once every session has run the warm-up.
     warm: AtomicBool,
     engine: Engine,
+    /// Bytes of weights the ONNX Runtime sessions share
+    /// ([`SharedWeights::bytes`]), for the estimate; the sessions themselves
+    /// keep the shared values alive. 0 on tract.
+    shared_bytes: u64,
     /// Present when the model's requests are batched; dropped with this
     /// version, so a batch never mixes versions.
     batcher: Option<Batcher>,
@@ -160,6 +171,7 @@ impl LoadedModel {
                     signature,
                     options,
                     Engine::Tract(model),
+                    0,
                 ))
             }
             #[cfg(not(feature = "tract"))]
@@ -182,10 +194,11 @@ impl LoadedModel {
         options: &OrtOptions,
     ) -> Result<LoadedModel, Error> {
         let label = format!("{name} v{version}");
+        let weights = SharedWeights::from_file(path);
         let mut sessions = Vec::with_capacity(workers.max(1));
         let mut signature = None;
         for _ in 0..workers.max(1) {
-            let session = ort::open_session_with(path, &label, options)?;
+            let session = ort::open_session_sharing(path, &label, options, &weights)?;
             if signature.is_none() {
                 signature = Some(ort::signature(&session, &label)?);
             }
@@ -198,6 +211,7 @@ impl LoadedModel {
             signature.expect("at least one session"),
             options,
             Engine::Ort(sessions),
+            weights.bytes(),
         ))
     }
 
@@ -208,6 +222,7 @@ impl LoadedModel {
         signature: Signature,
         options: &OrtOptions,
         engine: Engine,
+        shared_bytes: u64,
     ) -> LoadedModel {
         LoadedModel {
             name: name.to_string(),
@@ -219,6 +234,7 @@ impl LoadedModel {
             in_flight: AtomicUsize::new(0),
             warm: AtomicBool::new(false),
             engine,
+            shared_bytes,
             batcher: None,
         }
     }
@@ -254,10 +270,29 @@ impl LoadedModel {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Estimated resident memory: ONNX Runtime keeps about one copy of the
-    /// weights per session, tract one for all workers.
+    /// Estimated resident memory of this copy. ONNX Runtime: the shared
+    /// weights twice (as read, and pre-packed for its matrix kernels), and
+    /// whatever of the file is not shared once per session; tract: one copy
+    /// for all workers. The one place the estimate is made; `--memory-limit`
+    /// and `/admin/status` use it.
     pub fn memory_estimate(&self) -> u64 {
-        self.file_bytes.saturating_mul(self.engine.copies() as u64)
+        match self.engine.backend() {
+            Backend::Ort => {
+                memory_estimate(self.file_bytes, self.shared_bytes, self.engine.copies())
+            }
+            Backend::Tract => self.file_bytes,
+        }
+    }
+
+    /// The estimate for a file of `file_bytes` on `backend` before it is
+    /// read: on ONNX Runtime as if all of it were shareable weights, as the
+    /// bulk of a model file usually is (see [`weights`] for what is not
+    /// shared).
+    pub fn expected_memory(file_bytes: u64, sessions: usize, backend: Backend) -> u64 {
+        match backend {
+            Backend::Ort => memory_estimate(file_bytes, file_bytes, sessions),
+            Backend::Tract => file_bytes,
+        }
     }
 
     /// Runs every session (or the tract plan) once on synthetic input of the declared shape
@@ -348,5 +383,28 @@ impl LoadedModel {
             #[cfg(feature = "tract")]
             Engine::Tract(model) => model.run(&self.signature, &self.label(), inputs, outputs),
         }
+    }
+}
+
+/// See [`LoadedModel::memory_estimate`].
+fn memory_estimate(file_bytes: u64, shared_bytes: u64, sessions: usize) -> u64 {
+    let own = file_bytes.saturating_sub(shared_bytes);
+    shared_bytes
+        .saturating_mul(2)
+        .saturating_add(own.saturating_mul(sessions.max(1) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::memory_estimate;
+
+    #[test]
+    fn shared_weights_count_twice_and_the_rest_once_per_session() {
+        // All shared: as read plus pre-packed, whatever the session count.
+        assert_eq!(memory_estimate(100, 100, 8), 200);
+        assert_eq!(memory_estimate(100, 100, 1), 200);
+        // Nothing shared (e.g. weights computed at load): one copy per session.
+        assert_eq!(memory_estimate(100, 0, 8), 800);
+        assert_eq!(memory_estimate(100, 90, 4), 180 + 40);
     }
 }

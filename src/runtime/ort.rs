@@ -16,6 +16,7 @@ use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 
 use super::options::OrtOptions;
 use super::signature::{Signature, TensorSpec};
+use super::weights::SharedWeights;
 use crate::error::Error;
 use crate::tensor::{DataType, Tensor, TensorData};
 
@@ -87,6 +88,7 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
             }
         }
     };
+    return_large_frees_to_the_os();
     let builder = ort::init_from(&path).map_err(|e| {
         format!(
             "could not load ONNX Runtime from {}: {e}. Podium needs ONNX Runtime 1.31 or newer. Fix: {FIX}",
@@ -102,6 +104,26 @@ pub fn init(explicit: Option<&Path>) -> Result<PathBuf, String> {
     Ok(LOADED.get_or_init(|| path).clone())
 }
 
+/// Makes glibc `malloc` (which ONNX Runtime's allocations go through; Podium's
+/// own use mimalloc) map every block of 1 MiB or more on its own, so freeing
+/// it returns the memory to the OS at once. Without this, glibc raises the
+/// threshold to the largest block freed so far (up to 32 MiB), and the
+/// weights ONNX Runtime pre-packs, then frees because the shared container
+/// already holds them ([`SharedWeights`]), stay in the heap: each session
+/// would still cost about one copy of the weights in resident memory. An
+/// operator's own `MALLOC_MMAP_THRESHOLD_` is left as it is.
+fn return_large_frees_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        const THRESHOLD: libc::c_int = 1 << 20;
+        // SAFETY: mallopt only changes malloc's tuning; it is safe to call at
+        // any time and from any thread.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD);
+        }
+    }
+}
+
 /// Opens one session with Podium's default options ([`OrtOptions::default`]:
 /// one intra-op thread, no spinning): parallelism comes from the inference
 /// workers, each owning a session, so pools never fight over cores.
@@ -111,8 +133,29 @@ pub fn open_session(path: &Path, label: &str) -> Result<Session, Error> {
 }
 
 /// Opens one session with `options` (a model's `[model.<name>.onnxruntime]`
-/// over the `--ort-*` defaults).
+/// over the `--ort-*` defaults), holding its own copy of the weights.
 pub fn open_session_with(path: &Path, label: &str, options: &OrtOptions) -> Result<Session, Error> {
+    open(path, label, options, None)
+}
+
+/// Opens one session with `options` that uses `weights` in place instead of
+/// a copy of its own: every session of a model version opened with the same
+/// [`SharedWeights`] shares one copy of them (and of their pre-packed forms).
+pub fn open_session_sharing(
+    path: &Path,
+    label: &str,
+    options: &OrtOptions,
+    weights: &SharedWeights,
+) -> Result<Session, Error> {
+    open(path, label, options, Some(weights))
+}
+
+fn open(
+    path: &Path,
+    label: &str,
+    options: &OrtOptions,
+    weights: Option<&SharedWeights>,
+) -> Result<Session, Error> {
     let Some(environment) = ENVIRONMENT.get() else {
         return Err(Error::Internal(format!(
             "cannot load {label}: ONNX Runtime is not initialised"
@@ -121,12 +164,13 @@ pub fn open_session_with(path: &Path, label: &str, options: &OrtOptions) -> Resu
     let fail = |e: ort::Error| {
         Error::Unavailable(format!("cannot load {label} from {}: {e}", path.display()))
     };
-    let builder = Session::builder(environment).map_err(fail)?;
-    options
-        .apply(builder)
-        .map_err(fail)?
-        .commit_from_file(path)
-        .map_err(fail)
+    let mut builder = options
+        .apply(Session::builder(environment).map_err(fail)?)
+        .map_err(fail)?;
+    if let Some(weights) = weights {
+        builder = weights.apply(builder).map_err(fail)?;
+    }
+    builder.commit_from_file(path).map_err(fail)
 }
 
 /// Reads the session's inputs and outputs. Models whose inputs or outputs

@@ -347,12 +347,7 @@ impl Loader {
         let backend = self.backends.for_model(model);
         if let Some(limit) = self.memory_limit {
             let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            // ONNX Runtime: a copy per session; tract: one plan for all.
-            let copies = match backend {
-                Backend::Ort => self.workers,
-                Backend::Tract => 1,
-            };
-            let needed = file.saturating_mul(copies as u64);
+            let needed = LoadedModel::expected_memory(file, self.workers, backend);
             let resident: u64 = read(&self.loaded)
                 .values()
                 .map(|m| m.memory_estimate())

@@ -3,6 +3,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod fraud;
+pub mod onnx;
 mod registry;
 mod server;
 mod table;

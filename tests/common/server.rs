@@ -191,6 +191,19 @@ impl Server {
         registry::set_alias(&self.registry, model, alias, version);
     }
 
+    /// The server process's resident memory (`VmRSS` in `/proc/PID/status`), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no VmRSS in {path}: {status}"))
+    }
+
     /// Sends SIGTERM, as an orchestrator stopping the pod would.
     pub fn terminate(&self) {
         let status = Command::new("kill")
