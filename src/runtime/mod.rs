@@ -166,6 +166,19 @@ impl LoadedModel {
         self.file_bytes.saturating_mul(self.sessions.len() as u64)
     }
 
+    /// The memory this loaded version holds, as the memory limit counts it:
+    /// the one measure loads and evictions under `--memory-limit` use.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_estimate()
+    }
+
+    /// What [`LoadedModel::memory_bytes`] will say of a version of
+    /// `file_bytes` once loaded with `sessions` sessions, before loading it
+    /// (so room is made first). Keep the two in step.
+    pub fn expected_memory_bytes(file_bytes: u64, sessions: usize) -> u64 {
+        file_bytes.saturating_mul(sessions.max(1) as u64)
+    }
+
     /// Runs every session once on synthetic input of the declared shape
     /// (dynamic dimensions as 1, zeros / empty strings), so the first real
     /// request does not pay for lazy initialisation and a model that cannot
