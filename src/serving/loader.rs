@@ -242,12 +242,11 @@ impl Loader {
         if loaded.is_warm() {
             return Ok(());
         }
-        loaded.warm_up().map_err(|e| {
+        loaded.warm_up().inspect_err(|e| {
             let key = (loaded.name.clone(), loaded.version);
             write(&self.loaded).remove(&key);
             self.budget.forget(&key);
             write(&self.failed).insert(key, e.to_string());
-            e
         })
     }
 
