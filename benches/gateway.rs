@@ -186,6 +186,8 @@ fn app(rt: &tokio::runtime::Runtime, dir: &Path) -> axum::Router {
             workers,
             keep_previous: 1,
             memory_limit: None,
+            preload: Vec::new(),
+            load_wait: podium::serving::DEFAULT_LOAD_WAIT,
             watch: None,
             batching: Default::default(),
             ort: Default::default(),

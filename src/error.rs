@@ -2,7 +2,7 @@
 //! its status (HTTP in `api::error`); messages name the problem and the fix.
 
 /// What went wrong with a request or an operation, in words a client can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed or does not fit the model (HTTP 400).
     #[error("{0}")]
@@ -48,6 +48,15 @@ pub enum Error {
     /// The model exists but cannot serve right now, e.g. it failed to load (HTTP 503).
     #[error("{0}")]
     Unavailable(String),
+    /// The version is loaded on demand and is not loaded yet: the load did
+    /// not finish within `--load-wait-secs`, or it has no room yet (HTTP 503
+    /// with `Retry-After`, gRPC UNAVAILABLE).
+    #[error("{message}")]
+    Loading {
+        message: String,
+        /// When to try again, in whole seconds (at least 1).
+        retry_after_secs: u64,
+    },
     /// The registry (MLflow) could not be reached, timed out, refused the
     /// credentials or failed; what is serving keeps serving (HTTP 502).
     #[error("{0}")]

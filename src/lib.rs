@@ -18,6 +18,8 @@
 //!
 //!     --config ◀─SIGHUP / admin reload─ serving::ConfigFile ─one store─▶ endpoints
 //!     registry ◀─poll─ serving's reconciler ─load, validate, warm─▶ slot swap
+//!                      (--memory-limit: versions beyond it load on demand,
+//!                      the least recently used are evicted; --preload stays)
 //!                      (and each poll: loaded versions' files checked for drift)
 //!     inference_table: protocol-free rows, payload rendering handed in by api;
 //!                      open files journaled, replayed at start after a crash;

@@ -51,8 +51,13 @@ pub struct ServeOptions {
     pub ort: OrtOptions,
     /// Replaced versions kept loaded per alias for instant rollback.
     pub keep_previous: usize,
-    /// Refuse loads that would take the estimated model memory over this (bytes).
+    /// The memory loaded versions may take (bytes); with it, models not in
+    /// `preload` are loaded on demand and evicted least recently used first.
     pub memory_limit: Option<u64>,
+    /// Models whose aliases always stay loaded under `memory_limit`.
+    pub preload: Vec<String>,
+    /// How long a request waits for a version loaded on demand.
+    pub load_wait: Duration,
     /// The alias history (JSON lines) [default: `.podium-history.jsonl` in the registry].
     pub history_file: Option<PathBuf>,
     /// Bearer token for the admin API (named `admin`); without it or
@@ -115,6 +120,8 @@ impl ServeOptions {
             ort: OrtOptions::default(),
             keep_previous: 1,
             memory_limit: None,
+            preload: Vec::new(),
+            load_wait: crate::serving::DEFAULT_LOAD_WAIT,
             history_file: None,
             admin_token: None,
             admin_tokens: None,
@@ -282,10 +289,23 @@ pub async fn serve(
     let admin_tokens = AdminTokens::new(opts.admin_token.clone(), opts.admin_tokens.as_deref())
         .map_err(|e| anyhow!("--admin-tokens: {e}"))?
         .map(Arc::new);
+    match opts.memory_limit {
+        None if !opts.preload.is_empty() => tracing::warn!(
+            "--preload has no effect without --memory-limit: every alias's version stays loaded"
+        ),
+        Some(limit) => tracing::info!(
+            "memory limit {limit} bytes: models not in --preload ({}) are loaded on demand (requests wait up to {} s) and evicted least recently used first",
+            if opts.preload.is_empty() { "none".to_string() } else { opts.preload.join(", ") },
+            opts.load_wait.as_secs()
+        ),
+        None => {}
+    }
     let store_options = StoreOptions {
         workers: pool.workers() + shadow_pool.as_ref().map_or(0, |p| p.workers()),
         keep_previous: opts.keep_previous,
         memory_limit: opts.memory_limit,
+        preload: opts.preload.clone(),
+        load_wait: opts.load_wait,
         watch: opts.watch.clone(),
         batching: config.batching.clone(),
         ort,

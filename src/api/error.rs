@@ -66,7 +66,7 @@ pub fn classify(e: &Error) -> Classified {
             Code::ResourceExhausted,
             "TEMPORARILY_UNAVAILABLE",
         ),
-        Error::Unavailable(_) => (
+        Error::Unavailable(_) | Error::Loading { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             Code::Unavailable,
             "TEMPORARILY_UNAVAILABLE",
@@ -152,13 +152,16 @@ pub fn oip_response(e: &Error) -> Response {
 }
 
 /// The headers a refused call needs to be retried right: `WWW-Authenticate`
-/// on 401, `Retry-After` on 429.
+/// on 401, `Retry-After` on 429 and on a version still loading on demand.
 pub fn auth_headers(e: &Error, headers: &mut axum::http::HeaderMap) {
     match e {
         Error::Unauthenticated(_) => {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         Error::RateLimited {
+            retry_after_secs, ..
+        }
+        | Error::Loading {
             retry_after_secs, ..
         } => {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -96,10 +96,21 @@ pub struct ServeArgs {
     /// Replaced versions kept loaded per alias, so a rollback is instant.
     #[arg(long, env = "PODIUM_KEEP_PREVIOUS", default_value_t = 1)]
     keep_previous: usize,
-    /// Refuse to load a version when the estimated model memory would exceed this
-    /// (bytes, or with a K/M/G suffix, e.g. 2G).
+    /// The memory loaded model versions may take (bytes, or with a K/M/G
+    /// suffix, e.g. 2G). With a limit, models not named by --preload are
+    /// loaded on demand and the least recently used are evicted to make room
+    /// [default: no limit; every alias's version stays loaded].
     #[arg(long, env = "PODIUM_MEMORY_LIMIT", value_parser = parse_bytes)]
     memory_limit: Option<u64>,
+    /// Models (comma-separated) whose aliases always stay loaded under
+    /// --memory-limit: loaded at start and on every alias move, never
+    /// evicted (e.g. every model whose champion must never pay a cold load).
+    #[arg(long, env = "PODIUM_PRELOAD", value_delimiter = ',')]
+    preload: Vec<String>,
+    /// How long a request waits for a model version that is loaded on demand
+    /// before it gets 503 with Retry-After (the load goes on); 0 answers at once.
+    #[arg(long, env = "PODIUM_LOAD_WAIT_SECS", default_value_t = 30)]
+    load_wait_secs: u64,
     /// The alias history file (JSON lines) [default: REGISTRY/.podium-history.jsonl,
     /// or CACHE_DIR/.podium-history.jsonl with MLflow].
     #[arg(long, env = "PODIUM_HISTORY_FILE")]
@@ -296,6 +307,8 @@ impl ServeArgs {
             },
             keep_previous: self.keep_previous,
             memory_limit: self.memory_limit,
+            preload: self.preload,
+            load_wait: Duration::from_secs(self.load_wait_secs),
             history_file: self.history_file,
             admin_token: match self.admin_token_file {
                 Some(path) => Some(read_token(&path)?),

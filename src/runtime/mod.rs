@@ -287,12 +287,19 @@ impl LoadedModel {
     /// The estimate for a file of `file_bytes` on `backend` before it is
     /// read: on ONNX Runtime as if all of it were shareable weights, as the
     /// bulk of a model file usually is (see [`weights`] for what is not
-    /// shared).
+    /// shared). About what [`LoadedModel::memory_bytes`] will say once it is
+    /// loaded, so room is made first.
     pub fn expected_memory(file_bytes: u64, sessions: usize, backend: Backend) -> u64 {
         match backend {
             Backend::Ort => memory_estimate(file_bytes, file_bytes, sessions),
             Backend::Tract => file_bytes,
         }
+    }
+
+    /// The memory this loaded version holds, as the memory limit counts it:
+    /// the one measure loads and evictions under `--memory-limit` use.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_estimate()
     }
 
     /// Runs every session (or the tract plan) once on synthetic input of the declared shape

@@ -30,11 +30,16 @@ pub enum AliasState {
     /// The alias points at `version` whose registration has not finished
     /// (MLflow: not READY); followed once it is, at a later poll.
     Waiting { version: u64, reason: String },
+    /// `version` is registered for the alias but not held in its slot
+    /// (`--memory-limit`, a model not named by `--preload`): a request
+    /// loads it if it is not loaded, and it may be evicted when room is
+    /// needed. Ready: a load on demand answers it.
+    OnDemand { version: u64 },
 }
 
 impl AliasState {
     /// Every state's name, as [`AliasState::name`] gives it.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "loading",
         "validating",
         "warming",
@@ -43,6 +48,7 @@ impl AliasState {
         "refused",
         "registry_unreachable",
         "waiting",
+        "on_demand",
     ];
 
     /// The name `GET /admin/status` and the metrics show.
@@ -56,6 +62,7 @@ impl AliasState {
             AliasState::Refused { .. } => "refused",
             AliasState::RegistryUnreachable { .. } => "registry_unreachable",
             AliasState::Waiting { .. } => "waiting",
+            AliasState::OnDemand { .. } => "on_demand",
         }
     }
 
@@ -70,7 +77,8 @@ impl AliasState {
             | AliasState::Drifted { version }
             | AliasState::Refused { version, .. }
             | AliasState::RegistryUnreachable { version, .. }
-            | AliasState::Waiting { version, .. } => *version,
+            | AliasState::Waiting { version, .. }
+            | AliasState::OnDemand { version } => *version,
         }
     }
 
@@ -126,6 +134,7 @@ mod tests {
                 version: 2,
                 reason: why(),
             },
+            AliasState::OnDemand { version: 2 },
         ];
         for (state, name) in states.iter().zip(AliasState::NAMES) {
             assert_eq!(state.name(), name);
@@ -137,5 +146,6 @@ mod tests {
         assert!(!states[3].refused(2) && !states[4].refused(2));
         assert!(states[6].waits_on_registry() && states[7].waits_on_registry());
         assert!(!states[5].waits_on_registry() && !states[4].waits_on_registry());
+        assert!(!states[8].refused(2) && !states[8].waits_on_registry());
     }
 }

@@ -5,6 +5,7 @@
 
 use tokio::sync::oneshot;
 
+use super::alias_state::AliasState;
 use super::history::{Change, Event};
 use super::reconcile::{evict, reconcile};
 use super::status::{SwapOutcome, SwapTimings};
@@ -146,7 +147,12 @@ pub(super) fn set_alias(store: &ModelStore, change: &AliasChange) -> Result<Swap
         .models
         .get(model)
         .and_then(|mv| mv.aliases.get(alias))
-        .and_then(|a| a.serving.as_ref().map(|s| s.version));
+        .and_then(|a| match (&a.serving, &a.state) {
+            (Some(s), _) => Some(s.version),
+            // Served on demand: checked and warmed above, loaded while it fits.
+            (None, &AliasState::OnDemand { version }) => Some(version),
+            (None, _) => None,
+        });
     if serving != Some(version) {
         return Err(Error::Internal(format!(
             "{model}@{alias} was set to version {version} in the registry but this server serves {serving:?}; see /admin/status"

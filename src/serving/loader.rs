@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
 use super::alias_state::AliasState;
+use super::budget::Budget;
 use super::drift::{Fingerprint, ADVICE};
+use super::on_demand::{ColdLoads, Room};
 use super::status::{ResidentStatus, SwapTimings};
 use super::StoreOptions;
 use crate::error::Error;
@@ -29,24 +31,30 @@ pub(super) const PIN_IDLE: std::time::Duration = std::time::Duration::from_secs(
 pub(super) struct Loader {
     registry: Arc<dyn Registry>,
     workers: usize,
-    memory_limit: Option<u64>,
+    /// `--memory-limit` and `--preload`: what is loaded on demand, and
+    /// what gives way when room is needed.
+    pub(super) budget: Budget,
+    /// How long a request waits for a load on demand (`--load-wait-secs`).
+    pub(super) load_wait: std::time::Duration,
+    /// Loads on demand under way: requests for one version share one.
+    pub(super) cold: ColdLoads,
     /// Dynamic batching per model name.
     batching: HashMap<String, BatchingPolicy>,
     /// ONNX Runtime options per model.
     ort: OrtSettings,
     /// The backend per model.
     backends: Backends,
-    loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
+    pub(super) loaded: RwLock<HashMap<Key, Arc<LoadedModel>>>,
     /// Versions that failed to load, and why.
-    failed: RwLock<HashMap<Key, String>>,
+    pub(super) failed: RwLock<HashMap<Key, String>>,
     /// Versions the registry could not hand over (MLflow unreachable): a
     /// request naming one answers 503 at once instead of calling the
     /// registry again; forgotten at the next successful registry read (the
     /// reconciler itself retries every poll).
-    fetch_failed: RwLock<HashMap<Key, String>>,
+    pub(super) fetch_failed: RwLock<HashMap<Key, String>>,
     /// Versions a client named by number, with their last use; kept loaded
     /// though no alias points at them, until [`PIN_IDLE`] without use.
-    pinned: Mutex<HashMap<Key, tokio::time::Instant>>,
+    pub(super) pinned: Mutex<HashMap<Key, tokio::time::Instant>>,
     /// Unloaded versions that in-flight requests still hold; gone once they finish.
     draining: Mutex<Vec<Weak<LoadedModel>>>,
     /// Serialises loads so one version is never loaded twice at once.
@@ -73,7 +81,9 @@ impl Loader {
         Loader {
             registry,
             workers: options.workers,
-            memory_limit: options.memory_limit,
+            budget: Budget::new(options.memory_limit, &options.preload),
+            load_wait: options.load_wait,
+            cold: ColdLoads::default(),
             batching: options.batching.clone(),
             ort: options.ort.clone(),
             backends: options.backends.clone(),
@@ -141,7 +151,14 @@ impl Loader {
     }
 
     pub fn memory_limit(&self) -> Option<u64> {
-        self.memory_limit
+        self.budget.limit()
+    }
+
+    /// `model` `version`'s loaded copy, if it is loaded. Never loads.
+    pub fn loaded_copy(&self, model: &str, version: u64) -> Option<Arc<LoadedModel>> {
+        read(&self.loaded)
+            .get(&(model.to_string(), version))
+            .cloned()
     }
 
     /// Whether `model` `version` is loaded. Never loads.
@@ -162,6 +179,7 @@ impl Loader {
             if let Some(last_use) = lock(&self.pinned).get_mut(&key) {
                 *last_use = tokio::time::Instant::now();
             }
+            self.budget.touch(&key);
             return Ok(found);
         }
         if let Some(why) = read(&self.failed).get(&key) {
@@ -215,14 +233,24 @@ impl Loader {
         if !loaded.is_warm() {
             step(AliasState::Warming { version });
             let started = Instant::now();
-            if let Err(e) = loaded.warm_up() {
-                write(&self.loaded).remove(&(model.to_string(), version));
-                write(&self.failed).insert((model.to_string(), version), e.to_string());
-                return Err(e);
-            }
+            self.warm(&loaded)?;
             timings.warm_ms = ms(started);
         }
         Ok((loaded, timings))
+    }
+
+    /// Warms `loaded` up; one whose warm-up fails is unloaded and never
+    /// tried again. Blocking.
+    pub(super) fn warm(&self, loaded: &LoadedModel) -> Result<(), Error> {
+        if loaded.is_warm() {
+            return Ok(());
+        }
+        loaded.warm_up().inspect_err(|e| {
+            let key = (loaded.name.clone(), loaded.version);
+            write(&self.loaded).remove(&key);
+            self.budget.forget(&key);
+            write(&self.failed).insert(key, e.to_string());
+        })
     }
 
     /// The registry was read: versions it could not hand over may be
@@ -244,6 +272,7 @@ impl Loader {
         write(&self.loaded).retain(|key, model| {
             let kept = keep.contains(key);
             if !kept {
+                self.budget.forget(key);
                 tracing::info!(
                     "unloading {} (nothing points at it; {} requests still finishing on it)",
                     model.label(),
@@ -260,7 +289,11 @@ impl Loader {
     pub fn resident(&self) -> Vec<ResidentStatus> {
         let mut resident: Vec<ResidentStatus> = read(&self.loaded)
             .values()
-            .map(|m| ResidentStatus::of(m, self.drift(&m.name, m.version)))
+            .map(|m| {
+                let key = (m.name.clone(), m.version);
+                ResidentStatus::of(m, self.drift(&m.name, m.version))
+                    .used(self.budget.last_used(&key))
+            })
             .collect();
         resident.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
         resident
@@ -281,24 +314,33 @@ impl Loader {
     /// hand over since its last successful read is not asked for again (the
     /// requests that queued behind the failed fetch answer at once too), and
     /// the client gets 503, to retry. Blocking.
-    fn load_for_request(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
-        self.load_inner(model, version, true).map_err(|e| match e {
-            Error::Registry(e) => Error::Unavailable(fetch_failure(model, version, &e)),
-            other => other,
-        })
+    pub(super) fn load_for_request(
+        &self,
+        model: &str,
+        version: u64,
+    ) -> Result<Arc<LoadedModel>, Error> {
+        self.load_inner(model, version, true, Room::Evict)
+            .map_err(|e| match e {
+                Error::Registry(e) => Error::Unavailable(fetch_failure(model, version, &e)),
+                other => other,
+            })
     }
 
-    /// Loads `model` `version` unless it is loaded already. Checks the
-    /// memory limit first. Blocking.
+    /// Loads `model` `version` unless it is loaded already, making room
+    /// under the memory limit first. Blocking.
     fn load(&self, model: &str, version: u64) -> Result<Arc<LoadedModel>, Error> {
-        self.load_inner(model, version, false)
+        self.load_inner(model, version, false, Room::Evict)
     }
 
-    fn load_inner(
+    /// Loads `model` `version` unless it is loaded already. `for_request`:
+    /// a request waits for it (rather than the reconciler); `room`: whether
+    /// versions may be evicted to fit it under the memory limit.
+    pub(super) fn load_inner(
         &self,
         model: &str,
         version: u64,
         for_request: bool,
+        room: Room,
     ) -> Result<Arc<LoadedModel>, Error> {
         let key = (model.to_string(), version);
         let _loading = lock(&self.loading);
@@ -322,6 +364,11 @@ impl Loader {
             Err(e) => return Err(e),
         };
         write(&self.fetch_failed).remove(&key);
+        // Room first: a version that will not fit is not hashed for nothing.
+        let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let backend = self.backends.for_model(model);
+        let needed = LoadedModel::expected_memory(file, self.workers, backend);
+        self.make_room(model, version, needed, room)?;
         // Loaded before (and unloaded since): only from the same files.
         let known = match lock(&self.fingerprints).get_mut(&key) {
             Some(before) => {
@@ -344,23 +391,6 @@ impl Loader {
                 ))
             })?)
         };
-        let backend = self.backends.for_model(model);
-        if let Some(limit) = self.memory_limit {
-            let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let needed = LoadedModel::expected_memory(file, self.workers, backend);
-            let resident: u64 = read(&self.loaded)
-                .values()
-                .map(|m| m.memory_estimate())
-                .sum();
-            if resident.saturating_add(needed) > limit {
-                return Err(Error::Refused(format!(
-                    "loading {model} v{version} needs about {} next to the {} loaded, over --memory-limit {}; unload something or raise the limit",
-                    mb(needed),
-                    mb(resident),
-                    mb(limit)
-                )));
-            }
-        }
         let started = Instant::now();
         let loaded = LoadedModel::load_on(
             model,
@@ -393,6 +423,9 @@ impl Loader {
                         started.elapsed()
                     ),
                 }
+                let trigger = if for_request { "request" } else { "registry" };
+                metrics::counter!("podium_model_loads_total", "model" => model.to_string(), "trigger" => trigger).increment(1);
+                self.budget.touch(&key);
                 if let Some(fingerprint) = fingerprint {
                     lock(&self.fingerprints).insert(key.clone(), fingerprint);
                 }
@@ -409,7 +442,7 @@ impl Loader {
 }
 
 /// Why a request for a version the registry could not hand over answers 503.
-fn fetch_failure(model: &str, version: u64, e: &str) -> String {
+pub(super) fn fetch_failure(model: &str, version: u64, e: &str) -> String {
     format!(
         "version {version} of model \"{model}\" could not be fetched from the registry: {e}; it is tried again after the next successful registry read"
     )
@@ -419,16 +452,16 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-fn mb(bytes: u64) -> String {
+pub(super) fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
 // Lock helpers: a poisoned lock means a panic elsewhere mid-update of plain
 // maps, which are still consistent, so carry on rather than take the server down.
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+pub(super) fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|p| p.into_inner())
 }
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+pub(super) fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 pub(super) fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

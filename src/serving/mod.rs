@@ -4,10 +4,12 @@
 //! [`Core::infer`].
 
 mod alias_state;
+mod budget;
 mod commands;
 mod drift;
 pub mod history;
 mod loader;
+mod on_demand;
 mod readiness;
 mod reconcile;
 mod reconciler;
@@ -37,7 +39,7 @@ pub use registry_health::RegistryStatus;
 pub use reload::{lookup, ConfigFile, EndpointChange, ReloadOutcome, BY_SIGNAL};
 pub use shared_traffic::StoredPolicy;
 pub use status::{ResidentStatus, SlotStatus, StoreStatus, SwapOutcome, SwapTimings};
-pub use store::{ModelStore, StoreOptions};
+pub use store::{ModelStore, StoreOptions, DEFAULT_LOAD_WAIT};
 pub use traffic::TrafficChange;
 
 use crate::error::Error;

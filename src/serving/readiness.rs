@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::alias_state::AliasState;
 use super::slots::View;
 use crate::registry::DEFAULT_ALIAS;
 
@@ -30,10 +31,10 @@ impl HealthSummary {
                 .models
                 .iter()
                 .map(|(model, mv)| {
-                    let serving = mv
-                        .aliases
-                        .get(DEFAULT_ALIAS)
-                        .is_some_and(|a| a.serving.is_some());
+                    // An alias served on demand answers too (after a load).
+                    let serving = mv.aliases.get(DEFAULT_ALIAS).is_some_and(|a| {
+                        a.serving.is_some() || matches!(a.state, AliasState::OnDemand { .. })
+                    });
                     (model.clone(), serving)
                 })
                 .collect(),
@@ -42,7 +43,7 @@ impl HealthSummary {
 }
 
 /// Ready when the registry has been read and every alias has a version
-/// serving; otherwise the reasons it is not. `was_ready`: an earlier view
+/// serving or is served on demand; otherwise the reasons it is not. `was_ready`: an earlier view
 /// was ready, so an alias held up only by the registry (it is retried every
 /// poll) no longer counts. `registry_error`: why the last registry read
 /// failed, said while it has never been read.
@@ -60,7 +61,10 @@ pub(super) fn readiness(
     }
     let mut reasons = Vec::new();
     for (model, mv) in &view.models {
-        let serving_any = mv.aliases.values().any(|a| a.serving.is_some());
+        let serving_any = mv
+            .aliases
+            .values()
+            .any(|a| a.serving.is_some() || matches!(a.state, AliasState::OnDemand { .. }));
         if let (Some(unreadable), false) = (&mv.unreadable, serving_any) {
             if !(was_ready && unreadable.registry_unreachable) {
                 reasons.push(format!("{model}: {}", unreadable.reason));
@@ -68,7 +72,9 @@ pub(super) fn readiness(
         }
         for (alias, version) in &mv.info.aliases {
             let entry = mv.aliases.get(alias);
-            if entry.is_some_and(|a| a.serving.is_some()) {
+            if entry.is_some_and(|a| {
+                a.serving.is_some() || matches!(a.state, AliasState::OnDemand { .. })
+            }) {
                 continue;
             }
             let state = entry.map(|a| &a.state);

@@ -15,6 +15,7 @@ use super::alias_state::AliasState;
 use super::commands::AliasChange;
 use super::history::{action, outcome, Event};
 use super::loader::{lock, DriftChange, Key};
+use super::on_demand::follow_on_demand;
 use super::readiness::{readiness, HealthSummary};
 use super::slots::{AliasSlot, ModelView, Unreadable, View};
 use super::ModelStore;
@@ -200,7 +201,8 @@ fn publish_step(store: &ModelStore, model: &str, alias: &str, state: AliasState)
 }
 
 /// Drops loaded versions nothing needs: not in a slot, not kept for
-/// rollback, not pinned by a request.
+/// rollback, not an alias's version served on demand, not pinned by a
+/// request.
 pub(super) fn evict(store: &ModelStore) {
     let view = store.view.load();
     let mut keep: HashSet<Key> = HashSet::new();
@@ -208,6 +210,9 @@ pub(super) fn evict(store: &ModelStore) {
         for slot in mv.aliases.values() {
             keep.extend(slot.serving.iter().map(|m| (model.clone(), m.version)));
             keep.extend(slot.previous.iter().map(|&v| (model.clone(), v)));
+            if let AliasState::OnDemand { version } = slot.state {
+                keep.insert((model.clone(), version));
+            }
         }
     }
     store.loader.evict(keep);
@@ -262,6 +267,13 @@ impl Pass<'_> {
                 version: target,
                 reason: why,
             });
+        }
+        if self.store.loader.budget.on_demand(model) {
+            let was = before.map(|b| &b.state);
+            let approved = self
+                .approved
+                .is_some_and(|c| c.model == model && c.alias == alias && c.version == target);
+            return follow_on_demand(self.store, model, alias, self.by, target, was, approved);
         }
         let approval = self
             .approved

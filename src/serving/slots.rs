@@ -71,14 +71,15 @@ pub(super) struct AliasSlot {
 }
 
 impl ModelStore {
-    /// The model version `spec` names: the alias's slot, or a version by
-    /// number (loaded on first use and kept).
+    /// The model version `spec` names: the alias's slot, the alias's
+    /// version loaded on demand (waiting for its load, bounded), or a
+    /// version by number (loaded on first use and kept).
     pub async fn get(
         self: &Arc<Self>,
         model: &str,
         spec: &VersionSpec,
     ) -> Result<Arc<LoadedModel>, Error> {
-        let version = {
+        let (version, on_demand) = {
             let view = self.view.load();
             let mv = view
                 .models
@@ -90,13 +91,17 @@ impl ModelStore {
                     if let Some(slot) = entry.and_then(|e| e.serving.as_ref()) {
                         return Ok(Arc::clone(slot));
                     }
-                    registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
-                    let why = entry
-                        .and_then(|e| e.state.reason())
-                        .unwrap_or("it is still loading");
-                    return Err(Error::Unavailable(format!(
-                        "model \"{model}\" alias \"{alias}\" has no version serving: {why}"
-                    )));
+                    if let Some(&AliasState::OnDemand { version }) = entry.map(|e| &e.state) {
+                        (version, true)
+                    } else {
+                        registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
+                        let why = entry
+                            .and_then(|e| e.state.reason())
+                            .unwrap_or("it is still loading");
+                        return Err(Error::Unavailable(format!(
+                            "model \"{model}\" alias \"{alias}\" has no version serving: {why}"
+                        )));
+                    }
                 }
                 VersionSpec::Number(n) => {
                     // A version an alias serves answers by number too, even
@@ -105,11 +110,20 @@ impl ModelStore {
                     if let Some(slot) = served.into_iter().find(|m| m.version == *n) {
                         return Ok(Arc::clone(slot));
                     }
-                    registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?
+                    let version =
+                        registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
+                    (version, serves_on_demand(mv, version))
                 }
-                _ => registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?,
+                _ => {
+                    let version =
+                        registry::resolve(model, spec, &mv.info.versions, &mv.info.aliases)?;
+                    (version, serves_on_demand(mv, version))
+                }
             }
         };
+        if on_demand {
+            return self.loader.on_demand(model, version).await;
+        }
         self.loader.for_request(model, version).await
     }
 
@@ -123,8 +137,13 @@ impl ModelStore {
             .ok_or_else(|| unknown_model(model, &view))?;
         match spec {
             VersionSpec::Alias(alias) => {
-                if let Some(slot) = mv.aliases.get(alias).and_then(|e| e.serving.as_ref()) {
+                let entry = mv.aliases.get(alias);
+                if let Some(slot) = entry.and_then(|e| e.serving.as_ref()) {
                     return Ok((slot.version, true));
+                }
+                // Served on demand: a request loads it, so it is ready.
+                if let Some(&AliasState::OnDemand { version }) = entry.map(|e| &e.state) {
+                    return Ok((version, true));
                 }
             }
             // As in `get`: a version an alias serves is ready by number too.
@@ -169,6 +188,14 @@ impl ModelStore {
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         self.view.load().readiness.clone()
     }
+}
+
+/// Whether an alias of `mv` serves `version` on demand (a request for it
+/// by number then shares that alias's loads and waits as long).
+fn serves_on_demand(mv: &ModelView, version: u64) -> bool {
+    mv.aliases
+        .values()
+        .any(|a| a.state == AliasState::OnDemand { version })
 }
 
 /// No such model; or, before the registry was first read (it is read in

@@ -1,10 +1,12 @@
 //! What `GET /admin/status` and the admin alias changes answer, built from
 //! the published view, the loaded versions and the registry's health.
 
+use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::alias_state::AliasState;
 use super::drift::ADVICE;
 use super::loader::lock;
 use super::registry_health::RegistryStatus;
@@ -39,10 +41,19 @@ pub struct SlotStatus {
     pub model: String,
     pub alias: String,
     pub registry_version: u64,
+    /// The version answering the alias's requests: its slot's, or the one
+    /// served on demand (loaded or not).
     pub serving_version: Option<u64>,
     /// The alias's [`AliasState`](super::AliasState) by name: `serving`,
-    /// `loading`, `refused`, `registry_unreachable`, `waiting`, …
+    /// `loading`, `refused`, `registry_unreachable`, `waiting`,
+    /// `on_demand`, …
     pub state: &'static str,
+    /// Whether the serving version is in memory now (an alias served on
+    /// demand may be registered but not loaded).
+    pub loaded: bool,
+    /// When a request last used the serving version (or it was loaded),
+    /// while it is loaded outside a slot (served on demand, or by number).
+    pub last_used_unix_ms: Option<u64>,
     pub loaded_at_unix_ms: Option<u64>,
     pub in_flight: usize,
     pub memory_estimate_bytes: u64,
@@ -70,6 +81,9 @@ pub struct ResidentStatus {
     /// How its files differ on disk from when it was loaded, if they do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
+    /// When a request last used it (or it was loaded): under
+    /// `--memory-limit` the least recently used give way first.
+    pub last_used_unix_ms: Option<u64>,
 }
 
 impl ResidentStatus {
@@ -78,11 +92,18 @@ impl ResidentStatus {
             model: model.name.clone(),
             version: model.version,
             in_flight: model.in_flight(),
-            memory_estimate_bytes: model.memory_estimate(),
+            memory_estimate_bytes: model.memory_bytes(),
             backend: model.backend(),
             onnxruntime: model.options.clone(),
             drift,
+            last_used_unix_ms: None,
         }
+    }
+
+    /// With its last use.
+    pub(super) fn used(mut self, last_used: Option<SystemTime>) -> ResidentStatus {
+        self.last_used_unix_ms = last_used.map(unix_ms);
+        self
     }
 }
 
@@ -96,6 +117,10 @@ pub struct StoreStatus {
     pub draining: Vec<ResidentStatus>,
     pub memory_estimate_bytes: u64,
     pub memory_limit_bytes: Option<u64>,
+    /// Versions aliases point at (each counted once): registered for serving.
+    pub registered_versions: usize,
+    /// Of those, the ones in memory now; the rest load on demand.
+    pub loaded_versions: usize,
     pub registry: RegistryStatus,
 }
 
@@ -104,10 +129,25 @@ impl ModelStore {
     pub fn status(&self) -> StoreStatus {
         let view = self.view.load();
         let mut slots = Vec::new();
+        let mut registered = HashSet::new();
         for (model, mv) in &view.models {
             for (alias, &registry_version) in &mv.info.aliases {
                 let entry = mv.aliases.get(alias);
-                let serving = entry.and_then(|e| e.serving.as_deref());
+                let on_demand = match entry.map(|e| &e.state) {
+                    Some(&AliasState::OnDemand { version }) => Some(version),
+                    _ => None,
+                };
+                let cold_copy = on_demand.and_then(|v| self.loader.loaded_copy(model, v));
+                let serving = entry
+                    .and_then(|e| e.serving.as_deref())
+                    .or(cold_copy.as_deref());
+                let serving_version = serving.map(|m| m.version).or(on_demand);
+                if let Some(v) = serving_version {
+                    registered.insert((model.clone(), v));
+                }
+                let last_used = serving
+                    .filter(|_| on_demand.is_some())
+                    .and_then(|m| self.loader.budget.last_used(&(model.clone(), m.version)));
                 let previous: Vec<u64> = entry
                     .map(|e| e.previous.iter().copied().collect())
                     .unwrap_or_default();
@@ -115,11 +155,13 @@ impl ModelStore {
                     model: model.clone(),
                     alias: alias.clone(),
                     registry_version,
-                    serving_version: serving.map(|m| m.version),
+                    serving_version,
                     state: entry.map_or("loading", |e| e.state.name()),
+                    loaded: serving.is_some(),
+                    last_used_unix_ms: last_used.map(unix_ms),
                     loaded_at_unix_ms: serving.map(|m| unix_ms(m.loaded_at)),
                     in_flight: serving.map(|m| m.in_flight()).unwrap_or(0),
-                    memory_estimate_bytes: serving.map(|m| m.memory_estimate()).unwrap_or(0),
+                    memory_estimate_bytes: serving.map(|m| m.memory_bytes()).unwrap_or(0),
                     drift: self.alias_drift(model, serving.map(|m| m.version), &previous),
                     previous_versions: previous,
                     last_error: mv
@@ -131,7 +173,13 @@ impl ModelStore {
             }
         }
         let resident = self.loader.resident();
+        let loaded_versions = registered
+            .iter()
+            .filter(|(m, v)| resident.iter().any(|r| &r.model == m && r.version == *v))
+            .count();
         StoreStatus {
+            registered_versions: registered.len(),
+            loaded_versions,
             draining: self.loader.draining(),
             memory_estimate_bytes: resident.iter().map(|r| r.memory_estimate_bytes).sum(),
             slots,

@@ -28,9 +28,18 @@ pub struct StoreOptions {
     pub workers: usize,
     /// Replaced versions kept loaded per alias, for instant rollback.
     pub keep_previous: usize,
-    /// Refuse to load a version whose estimated memory would exceed this,
-    /// next to what is loaded (bytes).
+    /// The memory loaded versions may take (bytes, as
+    /// [`LoadedModel::memory_bytes`](crate::runtime::LoadedModel::memory_bytes)
+    /// counts it). With a limit, aliases of models not in `preload` are
+    /// served on demand: loaded while they fit, loaded by a request when
+    /// they are not, evicted least recently used first to make room.
     pub memory_limit: Option<u64>,
+    /// Models whose aliases always keep their versions loaded, in their
+    /// slots (`--preload`); only meaningful with a memory limit.
+    pub preload: Vec<String>,
+    /// How long a request waits for a version loaded on demand before it
+    /// gets 503 with `Retry-After` (`--load-wait-secs`).
+    pub load_wait: std::time::Duration,
     /// Serve only these models; None: every model of the registry.
     pub watch: Option<Vec<String>>,
     /// Dynamic batching per model name (`[model.<name>.batching]`); a
@@ -42,6 +51,10 @@ pub struct StoreOptions {
     /// The backend of each model (`[model.<name>] backend` over `--backend`).
     pub backends: Backends,
 }
+
+/// How long a request waits for a version loaded on demand, unless
+/// `--load-wait-secs` says otherwise.
+pub const DEFAULT_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Admin commands waiting for the reconciler; more wait for room.
 const COMMAND_QUEUE: usize = 64;

@@ -131,6 +131,8 @@ impl Fixture {
             workers: 1,
             keep_previous: 1,
             memory_limit: None,
+            preload: Vec::new(),
+            load_wait: crate::serving::DEFAULT_LOAD_WAIT,
             watch: None,
             batching: Default::default(),
             ort: Default::default(),

@@ -184,6 +184,19 @@ fn describe() {
         Unit::Bytes,
         "Estimated memory of the loaded models."
     );
+    describe_counter!(
+        "podium_model_loads_total",
+        "Model versions loaded, by model and trigger (registry: the reconciler followed an alias; request: a request needed it, on demand or by number)."
+    );
+    describe_counter!(
+        "podium_model_evictions_total",
+        "Loaded versions evicted, least recently used first, to make room under --memory-limit, by model."
+    );
+    describe_histogram!(
+        "podium_cold_load_seconds",
+        Unit::Seconds,
+        "Time of a load on demand (load and warm-up) that requests waited for, by model."
+    );
     // The registry.
     describe_gauge!(
         "podium_registry_up",

@@ -16,7 +16,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
-pub use registry::{demo_registry, register, register_path, set_alias, unloadable_model};
+pub use registry::{
+    demo_registry, register, register_path, set_alias, sized_model, unloadable_model,
+};
 pub use server::Server;
 pub use table::{by_id, read_feedback_table, read_table, walk};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use podium::registry::local::LocalRegistry;
 use podium::registry::Registry;
 
-use super::model_file;
+use super::{model_file, repo};
 
 /// The models of [`demo_registry`] besides fraud, each version 1 as `champion`.
 const FIXTURES: [(&str, &str); 4] = [
@@ -64,4 +64,26 @@ pub fn demo_registry(dir: &Path) -> PathBuf {
         set_alias(&reg, name, "champion", 1);
     }
     reg
+}
+
+/// Writes `dir/NAME` (NAME from the size): an ONNX model holding about
+/// `megabytes` MB of weights that costs next to nothing to run (`y =
+/// Gather(W, idx)`, input `idx` INT64 `[-1]`, output `y` FP32 `[-1, 16]`),
+/// made by `scripts/make-sized-model.py` with the test venv's Python.
+pub fn sized_model(dir: &Path, megabytes: f64) -> PathBuf {
+    let path = dir.join(format!("sized-{megabytes}mb.onnx"));
+    let python = repo().join(".venv-test/bin/python");
+    let status = std::process::Command::new(&python)
+        .arg(repo().join("scripts/make-sized-model.py"))
+        .arg(megabytes.to_string())
+        .arg(&path)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (make it with scripts/test.sh): {e}",
+                python.display()
+            )
+        });
+    assert!(status.success(), "scripts/make-sized-model.py failed");
+    path
 }
