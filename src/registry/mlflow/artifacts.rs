@@ -1,7 +1,7 @@
 //! A model version's artifacts: where MLflow keeps them (artifact proxy,
-//! object storage or a local path, after following `runs:/` and `models:/` URIs), which file
-//! the `MLmodel` names, and fetching that file, with the external data files
-//! it names, into the cache.
+//! object storage or a local path, after following `runs:/` and `models:/`
+//! URIs), which file the `MLmodel` names, and fetching that file, with the
+//! external data files it names, into the cache.
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
