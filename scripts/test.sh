@@ -3,14 +3,15 @@
 # 127.0.0.1), then the Python suite that drives the server with tritonclient
 # and compares answers with Python onnxruntime. Sets up everything it needs:
 # the ONNX Runtime library (.ort/), kubectl for rendering the Kubernetes
-# manifests (.tools/, from Debian's kubernetes-client package) and a
-# virtualenv for the Python clients (.venv-test/), all git-ignored and reused
-# on later runs.
+# manifests (.tools/, from Debian's kubernetes-client package), Azurite, the
+# Azure Storage emulator (.tools/azurite, from npm) and a virtualenv for the
+# Python clients (.venv-test/), all git-ignored and reused on later runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup-ort.sh
 ./scripts/setup-kubectl.sh
+./scripts/setup-azurite.sh
 
 venv=.venv-test
 stamp="$venv/.requirements"

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::atomic::{self, StagingDir, WriteError};
+use super::external_data::external_data_files;
 use super::{
     validate_alias_name, validate_model_name, ModelFile, Registry, TrafficUpdate,
     DEFAULT_MAX_MODEL_BYTES,
@@ -253,6 +254,7 @@ impl Registry for LocalRegistry {
     }
 
     fn register_model(&self, model: &str, file: &ModelFile) -> Result<u64, Error> {
+        refuse_external_data(model, file)?;
         let dir = self.model_dir(model)?;
         let versions_dir = dir.join("versions");
         fs::create_dir_all(&versions_dir).map_err(|e| io_error("create", &versions_dir, e))?;
@@ -347,6 +349,21 @@ impl Registry for LocalRegistry {
 
 /// A new artifact file, readable by its owner and group only (0640, or
 /// stricter under the umask): a model may be confidential.
+/// A version here is one file: a model whose weights are in external data
+/// files would be registered without them and fail to load.
+fn refuse_external_data(model: &str, file: &ModelFile) -> Result<(), Error> {
+    match external_data_files(file.bytes()) {
+        Ok(files) if files.is_empty() => Ok(()),
+        Ok(files) => Err(Error::InvalidInput(format!(
+            "this ONNX model keeps its weights in external data files ({}), and the local registry stores one file per version; save it as one file (onnx.save_model(onnx.load(\"model.onnx\"), \"{model}.onnx\", save_as_external_data=False), under 2 GB) or serve it from MLflow (--registry mlflow+http://..., which fetches the data files)",
+            files.join(", ")
+        ))),
+        Err(e) => Err(Error::InvalidInput(format!(
+            "this ONNX model cannot be registered: {e}"
+        ))),
+    }
+}
+
 fn create_artifact(path: &Path) -> std::io::Result<File> {
     let mut options = File::options();
     options.write(true).create_new(true);
@@ -416,6 +433,26 @@ mod tests {
             fs::read(reg.artifact("fraud", 2).unwrap()).unwrap(),
             fs::read(&file).unwrap()
         );
+    }
+
+    #[test]
+    fn models_with_external_data_are_refused_with_the_fix() {
+        let (tmp, reg, file) = registry_with_file();
+        let split = tmp.path().join("split.onnx");
+        let bytes = crate::registry::external_data::with_external_tensor(
+            &fs::read(&file).unwrap(),
+            "split.onnx.data",
+        );
+        fs::write(&split, bytes).unwrap();
+        let err = reg.register("fraud", &split).unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("external data files (split.onnx.data)")
+                && message.contains("save_as_external_data=False"),
+            "{message}"
+        );
+        assert!(reg.models().unwrap().is_empty());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Registry over its REST API.
 
 pub(crate) mod atomic;
+pub(crate) mod external_data;
 pub mod local;
 pub mod mlflow;
 mod model_file;

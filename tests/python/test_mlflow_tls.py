@@ -30,6 +30,7 @@ from pathlib import Path
 
 import boto3
 import mlflow
+import numpy as np
 import pytest
 import requests
 from cryptography import x509
@@ -235,6 +236,9 @@ def stand(tmp_path_factory, model_paths):
         assert log_onnx(model_paths["fraud_v1"], "fraud") == 1
         assert log_onnx(model_paths["fraud_v2"], "fraud") == 2
         MlflowClient(server.url).set_registered_model_alias("fraud", "champion", "1")
+        # Logged with its weights in an external data file beside model.onnx.
+        assert log_onnx(model_paths["mlp_v1"], "mlp") == 1
+        MlflowClient(server.url).set_registered_model_alias("mlp", "champion", "1")
         proxy = TokenProxy(server.url, TOKEN, *certs)
         yield Stand(root, certs, moto, server, proxy)
     finally:
@@ -248,13 +252,13 @@ def stand(tmp_path_factory, model_paths):
                 os.environ[name] = value
 
 
-def serve(registry: str, tmp_path: Path, *extra: str):
+def serve(registry: str, tmp_path: Path, *extra: str, models: str = "fraud"):
     tmp_path.mkdir(parents=True, exist_ok=True)
     return run_podium(
         registry, tmp_path,
         "--cache-dir", str(tmp_path / "cache"),
         "--poll-interval-ms", "300",
-        "--models", "fraud",
+        "--models", models,
         *extra,
     )
 
@@ -286,6 +290,21 @@ def test_follows_an_alias_over_https_with_artifacts_in_s3(stand, tmp_path):
         assert slot(st, "fraud", "champion")["serving_version"] == 2
     cached = list((tmp_path / "cache").rglob("model.onnx"))
     assert len(cached) == 2, cached
+
+
+def test_a_model_with_external_data_in_s3_is_served(stand, tmp_path, ort_run):
+    client = boto3.client("s3", endpoint_url=stand.moto.url)
+    uri = MlflowClient(stand.mlflow.url).get_model_version_download_uri("mlp", "1")
+    prefix = uri.removeprefix(f"s3://{BUCKET}/").rstrip("/") + "/"
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]]
+    assert any(k.endswith(".data") for k in keys), keys
+    x = np.random.default_rng(3).standard_normal((1, 64)).astype(np.float32)
+    body = {"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": x.ravel().tolist()}]}
+    with serve(f"mlflow+{stand.mlflow.url}", tmp_path, models="mlp") as srv:
+        r = requests.post(base(srv) + "/v2/models/mlp/infer", json=body, timeout=30)
+        assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+        logits = np.array(r.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, 10)
+        np.testing.assert_allclose(logits, ort_run("mlp_v1", {"input": x})["logits"], rtol=1e-5, atol=1e-6)
 
 
 def test_an_unknown_ca_is_a_clear_tls_error_and_podium_stays_live(stand, tmp_path, monkeypatch):

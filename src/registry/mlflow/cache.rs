@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! <cache_dir>/<host>_<port>[<prefix>]/<model>/<version>/model.onnx
+//!                                                      /<external data files>
 //!                                                      /podium-artifact.json
 //! ```
 //!
 //! (names percent-encoded). A version's folder is filled under a temporary
-//! name and renamed into place, with the file's size and SHA-256 in its
-//! manifest: a restart does not download again, and a half-written or
-//! damaged file is never loaded.
+//! name and renamed into place, with each file's size and SHA-256 in its
+//! manifest: a restart does not download again, a model's files are there
+//! all or none, and a half-written or damaged file is never loaded.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -21,14 +22,27 @@ use super::uri::safe_name;
 use crate::error::Error;
 use crate::registry::atomic::{self, StagingDir, WriteError};
 
-const MANIFEST: &str = "podium-artifact.json";
-const ONNX_FILE: &str = "model.onnx";
+pub(super) const MANIFEST: &str = "podium-artifact.json";
+pub(super) const ONNX_FILE: &str = "model.onnx";
 
-/// Written next to a cached ONNX file; the file is used only if it matches.
+/// Written next to a cached ONNX file; the files are used only if they match.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct Manifest {
     artifact_uri: String,
     onnx_path: String,
+    size: u64,
+    sha256: String,
+    /// The ONNX file's external data files, beside it (none in manifests
+    /// written before Podium fetched them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    data_files: Vec<DataFile>,
+}
+
+/// One external data file in the cache.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct DataFile {
+    /// Relative to the ONNX file's folder, as the model names it.
+    path: String,
     size: u64,
     sha256: String,
 }
@@ -63,52 +77,69 @@ impl ArtifactCache {
     }
 
     /// The cached ONNX file in `dir` if it is whole: its manifest matches
-    /// (and names `uri`, when given) and its content hashes to the manifest's.
+    /// (and names `uri`, when given) and its content and each external data
+    /// file's hash to the manifest's.
     pub fn cached(&self, dir: &Path, uri: Option<&str>) -> Option<PathBuf> {
         let manifest: Manifest =
             serde_json::from_slice(&fs::read(dir.join(MANIFEST)).ok()?).ok()?;
         if uri.is_some_and(|u| u != manifest.artifact_uri) {
             return None;
         }
-        let path = dir.join(ONNX_FILE);
-        let (size, sha256) = hash_file(&path).ok()?;
-        if size == manifest.size && sha256 == manifest.sha256 {
-            Some(path)
-        } else {
-            tracing::warn!(
-                "cached artifact {} does not match its manifest (size {size}, expected {}); downloading it again",
-                path.display(),
-                manifest.size
-            );
-            None
+        let expected = std::iter::once((ONNX_FILE, manifest.size, &manifest.sha256)).chain(
+            manifest
+                .data_files
+                .iter()
+                .map(|f| (f.path.as_str(), f.size, &f.sha256)),
+        );
+        for (name, expected_size, expected_sha256) in expected {
+            let path = dir.join(name);
+            let whole = matches!(hash_file(&path), Ok((size, sha256)) if size == expected_size && &sha256 == expected_sha256);
+            if !whole {
+                tracing::warn!(
+                    "cached artifact {} is missing or does not match its manifest (expected {expected_size} bytes); downloading it again",
+                    path.display()
+                );
+                return None;
+            }
         }
+        Some(dir.join(ONNX_FILE))
     }
 
     /// Puts a new copy in `dir` (replacing any there): `fill` writes the ONNX
-    /// file, fetched from `uri` where the MLmodel names it `onnx_path`.
-    /// Returns the cached file's path.
+    /// file, fetched from `uri` where the MLmodel names it `onnx_path`, as
+    /// [`ONNX_FILE`] in the folder it is given, and its external data files
+    /// beside it, and returns their paths relative to that folder. Either
+    /// every file lands or none. Returns the cached ONNX file's path.
     pub fn store(
         &self,
         dir: &Path,
         uri: &str,
         onnx_path: &str,
-        fill: impl FnOnce(&mut File) -> Result<(), Error>,
+        fill: impl FnOnce(&Path) -> Result<Vec<String>, Error>,
     ) -> Result<PathBuf, Error> {
         let parent = dir.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
         let staging = StagingDir::new_in(parent, "tmp-").map_err(write_error)?;
 
+        let data_paths = fill(staging.path())?;
         let path = staging.path().join(ONNX_FILE);
-        let mut file = File::create(&path).map_err(|e| io_error("create", &path, e))?;
-        fill(&mut file)?;
-        file.sync_all().map_err(|e| io_error("sync", &path, e))?;
-        drop(file);
         let (size, sha256) = hash_file(&path).map_err(|e| io_error("read", &path, e))?;
+        let mut data_files = Vec::with_capacity(data_paths.len());
+        for rel in data_paths {
+            let path = staging.path().join(&rel);
+            let (size, sha256) = hash_file(&path).map_err(|e| io_error("read", &path, e))?;
+            data_files.push(DataFile {
+                path: rel,
+                size,
+                sha256,
+            });
+        }
         let manifest = Manifest {
             artifact_uri: uri.to_string(),
             onnx_path: onnx_path.to_string(),
             size,
             sha256,
+            data_files,
         };
         let body = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| Error::Internal(format!("encode the artifact manifest: {e}")))?;
@@ -187,8 +218,9 @@ mod tests {
         assert_eq!(cache.cached(&dir, None), None);
 
         let fill = |bytes: &'static [u8]| {
-            move |f: &mut File| {
-                f.write_all(bytes)
+            move |staging: &Path| {
+                fs::write(staging.join(ONNX_FILE), bytes)
+                    .map(|()| Vec::new())
                     .map_err(|e| Error::Internal(e.to_string()))
             }
         };
@@ -233,5 +265,28 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec!["1"]);
+    }
+
+    #[test]
+    fn external_data_files_are_kept_and_checked_with_the_model() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::for_server(tmp.path(), "http://h:5000");
+        let dir = cache.version_dir("big", 1);
+        let path = cache
+            .store(&dir, "s3://b/1", "model/model.onnx", |staging| {
+                fs::write(staging.join(ONNX_FILE), b"graph").unwrap();
+                fs::create_dir(staging.join("weights")).unwrap();
+                fs::write(staging.join("weights/w.bin"), b"weights").unwrap();
+                Ok(vec!["weights/w.bin".into()])
+            })
+            .unwrap();
+        assert_eq!(cache.cached(&dir, Some("s3://b/1")), Some(path));
+        assert_eq!(fs::read(dir.join("weights/w.bin")).unwrap(), b"weights");
+
+        // A damaged or missing data file makes the whole copy unusable.
+        fs::write(dir.join("weights/w.bin"), b"weightz").unwrap();
+        assert_eq!(cache.cached(&dir, None), None);
+        fs::remove_file(dir.join("weights/w.bin")).unwrap();
+        assert_eq!(cache.cached(&dir, None), None);
     }
 }

@@ -5,8 +5,9 @@
 //!   in one call) and `model-versions/search` (one call per model);
 //! - artifacts: `model-versions/get-download-uri`, then the model's `MLmodel`
 //!   names the ONNX file (the `onnx` flavor's `data`); fetched through the
-//!   artifact proxy (`mlflow-artifacts:/…`), from S3 (`s3://…`) or read from
-//!   a local path;
+//!   artifact proxy (`mlflow-artifacts:/…`), from object storage (`s3://…`,
+//!   `gs://…`, `wasbs://…`) or read from a local path, with the ONNX
+//!   file's external data files beside it;
 //! - over `http://` or `https://` (see [`tls`]); a Databricks workspace's
 //!   registry is the same API with the workspace's host and token (see
 //!   [`databricks`]);
@@ -24,7 +25,8 @@
 //! | `client.rs` | HTTP: credentials, time limits, retries, error messages |
 //! | `tls.rs` | HTTPS: trusted CAs, client certificate, TLS failures in words |
 //! | `databricks.rs` | `--registry databricks`: workspace host and token, Unity Catalog names |
-//! | `store.rs` | artifacts read directly from S3 |
+//! | `clouds.rs` | S3, GCS and Azure configured from their clients' environment |
+//! | `store.rs` | artifacts read directly from object storage |
 //! | `api.rs` | typed REST bodies and the calls Podium makes, with paging |
 //! | `artifacts.rs` | locating a version's artifacts and downloading its ONNX file |
 //! | `mlmodel.rs` | reading the `MLmodel` file |
@@ -34,6 +36,7 @@ mod api;
 mod artifacts;
 mod cache;
 mod client;
+mod clouds;
 mod databricks;
 mod mlmodel;
 mod store;
@@ -407,12 +410,27 @@ mod tests {
             Location::Store(dir) => assert_eq!(dir.url(), "s3://bucket/1/x/artifacts"),
             other => panic!("{other:?}"),
         }
-        let gs = locate("gs://bucket/x").unwrap_err();
-        assert!(matches!(gs, Error::Unsupported(_)), "{gs:?}");
+        match locate("gs://bucket/x").unwrap() {
+            Location::Store(dir) => assert_eq!(dir.url(), "gs://bucket/x"),
+            other => panic!("{other:?}"),
+        }
+        match locate("wasbs://c@acct.blob.core.windows.net/1/x/artifacts").unwrap() {
+            Location::Store(dir) => {
+                assert_eq!(
+                    dir.url(),
+                    "wasbs://c@acct.blob.core.windows.net/1/x/artifacts"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        let hdfs = locate("hdfs://namenode/x").unwrap_err();
+        assert!(matches!(hdfs, Error::Unsupported(_)), "{hdfs:?}");
         assert!(
-            gs.to_string().contains("--artifacts-destination gs://"),
-            "{gs}"
+            hdfs.to_string().contains("--artifacts-destination hdfs://"),
+            "{hdfs}"
         );
+        let dbfs = locate("dbfs:/databricks/mlflow-registry/1/models/m").unwrap_err();
+        assert!(dbfs.to_string().contains("(DBFS)"), "{dbfs}");
     }
 
     /// A stand-in HTTP server on 127.0.0.1 that answers each connection with

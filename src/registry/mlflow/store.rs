@@ -1,9 +1,7 @@
-//! Artifacts MLflow keeps in S3 (`mlflow server --no-serve-artifacts` with an
-//! `s3://` artifact root): read directly from the bucket with `object_store`,
-//! with the standard AWS credential chain of the environment
-//! (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`,
-//! `AWS_REGION`, web identity, instance metadata) and MLflow's
-//! `MLFLOW_S3_ENDPOINT_URL` for S3-compatible servers (MinIO, Ceph, moto).
+//! Artifacts MLflow keeps in object storage (`mlflow server
+//! --no-serve-artifacts` with an `s3://`, `gs://` or `wasbs://` artifact
+//! root): read directly from the bucket with `object_store`, configured from
+//! the environment MLflow's own clients read (see [`super::clouds`]).
 //!
 //! `object_store` is asynchronous while the registry is not: each read runs
 //! on a short-lived current-thread runtime in a thread of its own, so it works
@@ -14,20 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
 
+use super::clouds::{self, Cloud};
 use crate::error::Error;
 
-/// MLflow's variable for an S3-compatible endpoint (as its boto3 client reads it).
-const ENDPOINT_VAR: &str = "MLFLOW_S3_ENDPOINT_URL";
-
-/// A folder in a bucket: `s3://bucket/prefix`, and a client for it.
+/// A folder in a bucket or container (`s3://bucket/prefix`,
+/// `gs://bucket/prefix`, `wasbs://container@account.blob.core.windows.net/prefix`),
+/// and a client for it.
 #[derive(Clone)]
 pub(super) struct StoreDir {
     /// As MLflow gave it, without a trailing `/`, for messages.
     url: String,
+    cloud: Cloud,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     /// The longest wait for the object's first bytes and for each chunk after.
@@ -49,65 +47,44 @@ impl PartialEq for StoreDir {
 impl Eq for StoreDir {}
 
 impl StoreDir {
-    /// The folder at `url` (`s3://bucket[/prefix]`); `timeout` bounds connecting
-    /// and each request, `retries` as for MLflow's API.
+    /// Whether `uri` is an object-storage location this type reads.
+    pub fn handles(uri: &str) -> bool {
+        Cloud::of(uri).is_some()
+    }
+
+    /// The folder at `url` (`s3://bucket[/prefix]`, `gs://…`, `wasbs://…`);
+    /// `timeout` bounds connecting and each wait for data, `retries` as for
+    /// MLflow's API.
     pub fn open(url: &str, timeout: Duration, retries: u32) -> Result<StoreDir, Error> {
         let url = url.trim_end_matches('/').to_string();
-        let Some(rest) = url.strip_prefix("s3://") else {
-            return Err(Error::Unsupported(format!("{url}: not an s3:// location")));
+        let options = ClientOptions::new()
+            // As for MLflow's proxy: a download may take long in all;
+            // connecting and each wait for data may not (the latter
+            // bounded in `fetch`).
+            .with_connect_timeout(timeout)
+            .with_timeout_disabled();
+        let retry = RetryConfig {
+            max_retries: retries as usize,
+            retry_timeout: Duration::from_secs(60),
+            ..RetryConfig::default()
         };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let prefix = prefix.trim_matches('/').to_string();
-        if bucket.is_empty() {
-            return Err(Error::Registry(format!(
-                "MLflow gave the artifact location {url}, which names no bucket"
-            )));
-        }
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_client_options(
-                ClientOptions::new()
-                    // As for MLflow's proxy: a download may take long in
-                    // all; connecting and each wait for data may not (the
-                    // latter bounded in `fetch`).
-                    .with_connect_timeout(timeout)
-                    .with_timeout_disabled(),
-            )
-            .with_retry(RetryConfig {
-                max_retries: retries as usize,
-                retry_timeout: Duration::from_secs(60),
-                ..RetryConfig::default()
-            });
-        if let Some(endpoint) = std::env::var(ENDPOINT_VAR)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            let endpoint = endpoint.trim().trim_end_matches('/').to_string();
-            builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_virtual_hosted_style_request(false)
-                .with_endpoint(endpoint);
-        }
-        let store = builder.build().map_err(|e| {
-            Error::Registry(format!(
-                "cannot reach the artifacts at {url}: {e}; set AWS_REGION and the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), and {ENDPOINT_VAR} for an S3-compatible server"
-            ))
-        })?;
+        let opened = clouds::open(&url, options, retry)?;
         Ok(StoreDir {
             url,
-            store: Arc::new(store),
-            prefix,
+            cloud: opened.cloud,
+            store: opened.store,
+            prefix: opened.prefix,
             read_timeout: timeout,
         })
     }
 
-    /// `s3://bucket/prefix`, for messages.
+    /// The location, for messages.
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// Streams the object `rel` (under the folder) into `out`; its size as
-    /// S3 announced it is checked against the bytes written. `NotFound` when
+    /// the store announced it is checked against the bytes written. `NotFound` when
     /// there is no such object.
     pub fn fetch(&self, rel: &str, out: &mut (dyn Write + Send)) -> Result<u64, Error> {
         let key = match self.prefix.is_empty() {
@@ -119,8 +96,9 @@ impl StoreDir {
             .map_err(|e| Error::Registry(format!("{shown} is not a valid object key: {e}")))?;
         let store = Arc::clone(&self.store);
         let wait = self.read_timeout;
+        let name = self.cloud.name();
         let stalled = move || object_store::Error::Generic {
-            store: "S3",
+            store: name,
             source: format!("no data for {} s", wait.as_secs_f64()).into(),
         };
         let read = move || async move {
@@ -150,10 +128,13 @@ impl StoreDir {
             }
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => Error::Registry(format!(
-                "S3 refused to give Podium {shown} ({e}); set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a role) to an identity that may read the bucket"
+                "{} refused to give Podium {shown} ({e}); {}",
+                self.cloud.name(),
+                self.cloud.credentials_hint()
             )),
             other => Error::Registry(format!(
-                "downloading {shown} failed: {other}; check the AWS credentials, AWS_REGION and {ENDPOINT_VAR} (for an S3-compatible server)"
+                "downloading {shown} failed: {other}; {}",
+                self.cloud.credentials_hint()
             )),
         })?;
         if copied != expected {
@@ -178,11 +159,13 @@ where
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::Internal(format!("start an S3 download runtime: {e}")))?;
+                    .map_err(|e| {
+                        Error::Internal(format!("start an object-storage download runtime: {e}"))
+                    })?;
                 Ok(runtime.block_on(make()))
             })
             .join()
-            .map_err(|_| Error::Internal("an S3 download thread panicked".into()))?
+            .map_err(|_| Error::Internal("an object-storage download thread panicked".into()))?
     })
 }
 
@@ -198,5 +181,22 @@ mod tests {
         assert_eq!(dir.prefix, "1/abc/artifacts");
         let err = StoreDir::open("s3:///x", Duration::from_secs(1), 0).unwrap_err();
         assert!(err.to_string().contains("names no bucket"), "{err}");
+        let gs = StoreDir::open("gs://models/2/def/artifacts", Duration::from_secs(1), 0).unwrap();
+        assert_eq!(
+            (gs.cloud, gs.prefix.as_str()),
+            (Cloud::Gcs, "2/def/artifacts")
+        );
+        let azure = StoreDir::open(
+            "wasbs://models@acct.blob.core.windows.net/3/ghi/artifacts",
+            Duration::from_secs(1),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            (azure.cloud, azure.prefix.as_str()),
+            (Cloud::Azure, "3/ghi/artifacts")
+        );
+        let err = StoreDir::open("wasbs://models/x", Duration::from_secs(1), 0).unwrap_err();
+        assert!(err.to_string().contains("CONTAINER@ACCOUNT"), "{err}");
     }
 }
