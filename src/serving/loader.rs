@@ -368,7 +368,9 @@ impl Loader {
         let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let backend = self.backends.for_model(model);
         let needed = LoadedModel::expected_memory(file, self.workers, backend);
-        self.make_room(model, version, needed, room)?;
+        // Loading reads the file once more than it keeps (weights parsed,
+        // then handed to ONNX Runtime): room for that too.
+        self.make_room(model, version, needed, file, room)?;
         // Loaded before (and unloaded since): only from the same files.
         let known = match lock(&self.fingerprints).get_mut(&key) {
             Some(before) => {

@@ -157,15 +157,19 @@ impl Loader {
     }
 
     /// Makes `needed` bytes of room for `model` `version` under the memory
-    /// limit, evicting as [`Room`] allows. A version bigger than the limit
-    /// by itself is refused; one that finds the memory held by versions
-    /// that may not go answers 503 with `Retry-After`. Called with the
-    /// loading lock held, so nothing loads meanwhile.
+    /// limit, evicting as [`Room`] allows, plus (as far as the limit allows)
+    /// `working` bytes the load itself takes for a moment (the file read
+    /// and parsed), so resident memory stays under the limit while it
+    /// loads. A version bigger than the limit by itself is refused; one that
+    /// finds the memory held by versions that may not go answers 503 with
+    /// `Retry-After`. Called with the loading lock held, so nothing loads
+    /// meanwhile.
     pub(super) fn make_room(
         &self,
         model: &str,
         version: u64,
         needed: u64,
+        working: u64,
         room: Room,
     ) -> Result<(), Error> {
         let Some(limit) = self.budget.limit() else {
@@ -192,7 +196,8 @@ impl Loader {
             })
             .collect();
         let resident: u64 = candidates.iter().map(|c| c.bytes).sum();
-        let victims = match plan(limit, needed, &candidates) {
+        let reserve = needed.saturating_add(working).min(limit);
+        let victims = match plan(limit, reserve, &candidates) {
             Ok(victims) => victims,
             Err(NoRoom { held }) => {
                 let message = match room {
