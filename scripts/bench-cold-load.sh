@@ -10,9 +10,9 @@
 #   PODIUM_BIN=target/release/podium scripts/bench-cold-load.sh
 #
 # Knobs: BENCH_MODELS (30), BENCH_MODEL_MB (20), BENCH_LIMIT (200M),
-# BENCH_ROUNDS (3 round-robin passes), BENCH_THREADS (--inference-threads, 1:
-# each version's memory is then its file's size; more threads mean one session
-# each, so a proportionally bigger estimate and slower loads), BENCH_SERVER_CPUS
+# BENCH_ROUNDS (3 round-robin passes), BENCH_THREADS (--inference-threads, 1;
+# a version's estimate is about twice its file whatever the thread count, as
+# the sessions share the weights, but each session is opened and warmed), BENCH_SERVER_CPUS
 # (a taskset list; unpinned when unset). Needs python3 with numpy and onnx
 # (.venv-test from scripts/test.sh has both) to write the model. The first load
 # of a version also hashes its file (drift checks): the first pass shows it,
