@@ -2,7 +2,7 @@
 # What the ONNX Runtime options cost (BENCHMARKS.md, "ONNX Runtime options"):
 # for each option set below, one release `podium serve` with those `--ort-*`
 # flags serving models/fraud/v1 and models/mlp/v1, driven by podium-loadtest
-# in a closed loop at c=1 and at c=BENCH_CONCURRENCY, one server at a time.
+# in a closed loop at c=1 and at c=BENCH_CONCURRENCY, one server loaded at a time.
 # Prints a Markdown table on stdout (medians over the rounds), progress on
 # stderr.
 #
@@ -16,6 +16,11 @@
 # lists, e.g. 0-7 and 8-15 on a 16-core machine; unpinned when unset).
 # ONNX Runtime is found as `podium serve` finds it (.ort/ of this checkout,
 # beside the binary, or ORT_DYLIB_PATH).
+#
+# BENCH_SETS replaces the option sets with your own, one "name|flags" per
+# line, any `podium serve` flags (e.g. "hand-off|--run-on-caller-max-us 0").
+# Every server is started first and the rounds take the sets in turn, so a
+# machine that gets busier during the run weighs on every set alike.
 #
 # Bounded in time: every load run is killed after its duration + warm-up +
 # 60 s, each server after its last run. 127.0.0.1 only, OS-assigned ports.
@@ -39,6 +44,7 @@ option_sets=(
     "graph_optimization basic|--ort-graph-optimization basic"
     "memory_arena false|--ort-memory-arena false"
 )
+if [ -n "${BENCH_SETS:-}" ]; then mapfile -t option_sets <<<"$BENCH_SETS"; fi
 
 pin() { # CPUS CMD...: run CMD on CPUS when set
     local cpus="$1"
@@ -50,16 +56,12 @@ seconds() { # 10s, 500ms, 2m -> whole seconds, rounded up
 }
 
 work="$(mktemp -d)"
-server=""
-stop_server() {
-    if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
-        kill -TERM "$server"
-        wait "$server" 2>/dev/null || true
-    fi
-    server=""
-}
+servers=()
 cleanup() {
-    stop_server
+    for pid in "${servers[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -73,37 +75,40 @@ done
 threads=()
 if [ -n "${BENCH_THREADS:-}" ]; then threads=(--inference-threads "$BENCH_THREADS"); fi
 limit=$(( $(seconds "$duration") + $(seconds "$warmup") + 60 ))
+urls=()
 for i in "${!option_sets[@]}"; do
     name="${option_sets[$i]%%|*}"
     read -r -a flags <<<"${option_sets[$i]#*|}"
     pin "${BENCH_SERVER_CPUS:-}" "$PODIUM_BIN" --registry "$registry" serve \
         --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 "${threads[@]}" "${flags[@]}" \
         >"$work/server-$i.out" 2>"$work/server-$i.err" &
-    server=$!
+    servers+=("$!")
     rest="" grpc=""
     for _ in $(seq 600); do # 60 s at most
         rest="$(sed -n 's/^podium: listening on //p' "$work/server-$i.out")"
         grpc="$(sed -n 's/^podium: grpc listening on //p' "$work/server-$i.out")"
         [ -n "$rest" ] && break
-        kill -0 "$server" 2>/dev/null || { cat "$work/server-$i.err" >&2; echo "bench-ort-options: podium serve exited" >&2; exit 1; }
+        kill -0 "${servers[$i]}" 2>/dev/null || { cat "$work/server-$i.err" >&2; echo "bench-ort-options: podium serve exited" >&2; exit 1; }
         sleep 0.1
     done
     [ -n "$rest" ] || { echo "bench-ort-options: podium serve did not start within 60 s" >&2; exit 1; }
-    url="$rest"
-    [ "$protocol" = grpc ] && url="$grpc"
-    echo "bench-ort-options: [$name] server pid $server at $rest" >&2
-    for round in $(seq "$rounds"); do
+    urls+=("$rest")
+    [ "$protocol" = grpc ] && urls[i]="$grpc"
+    echo "bench-ort-options: [$name] server pid ${servers[$i]} at $rest" >&2
+done
+for round in $(seq "$rounds"); do
+    for i in "${!option_sets[@]}"; do
+        name="${option_sets[$i]%%|*}"
         for model in fraud mlp; do
             for c in 1 "$concurrency"; do
                 out="$work/$i-$model-$c-$round.json"
                 pin "${BENCH_LOADTEST_CPUS:-}" timeout "$limit" "$LOADTEST_BIN" --json --quiet \
-                    --url "$url" --protocol "$protocol" --model "$model" \
+                    --url "${urls[$i]}" --protocol "$protocol" --model "$model" \
                     --concurrency "$c" --duration "$duration" --warmup "$warmup" >"$out"
-                python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f'bench-ort-options: {sys.argv[2]} c={sys.argv[3]}: {r[\"throughput\"]:.0f} req/s, p50 {r[\"latency\"][\"p50_us\"]:.0f} us, p99 {r[\"latency\"][\"p99_us\"]:.0f} us', file=sys.stderr)" "$out" "$model" "$c"
+                python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f'bench-ort-options: round {sys.argv[4]} [{sys.argv[5]}] {sys.argv[2]} c={sys.argv[3]}: {r[\"throughput\"]:.0f} req/s, p50 {r[\"latency\"][\"p50_us\"]:.0f} us, p99 {r[\"latency\"][\"p99_us\"]:.0f} us', file=sys.stderr)" "$out" "$model" "$c" "$round" "$name"
             done
         done
     done
-    stop_server
 done
 
 names="$(printf '%s\n' "${option_sets[@]%%|*}")"
