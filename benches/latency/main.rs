@@ -123,6 +123,10 @@ fn main() {
     };
     let outputs = vec![output_index("label"), output_index("probabilities")];
     let pool = InferencePool::start(1, 1024).expect("start an inference thread");
+    // The same, letting an idle pool run a call on the caller's thread.
+    let on_caller = InferencePool::start(1, 1024)
+        .expect("start an inference thread")
+        .with_caller_runs(Duration::from_micros(50));
 
     // Layers 4 to 7: the real server, on its own multi-threaded runtime
     // (worker threads = cores, as `podium serve` builds it).
@@ -164,6 +168,7 @@ fn main() {
             RAW => time_calls(plan, || raw.run_checked()),
             RUNTIME => time_calls(plan, || runtime_call(&model, &outputs)),
             POOL => client_rt.block_on(pool_batch(plan, &pool, &model, &outputs)),
+            POOL_ON_CALLER => client_rt.block_on(pool_batch(plan, &on_caller, &model, &outputs)),
             JSON => client_rt.block_on(http.batch(plan, Encoding::Json)),
             BINARY => client_rt.block_on(http.batch(plan, Encoding::Binary)),
             PLAIN => client_rt.block_on(plain.batch(plan)),
@@ -249,7 +254,8 @@ pub(crate) const LIVE: usize = 7;
 pub(crate) const GRPC: usize = 8;
 pub(crate) const SPLIT: usize = 9;
 pub(crate) const INVOCATIONS: usize = 10;
-pub(crate) const LAYERS: [&str; 12] = [
+pub(crate) const POOL_ON_CALLER: usize = 11;
+pub(crate) const LAYERS: [&str; 13] = [
     "raw ORT (session.run)",
     "podium runtime (LoadedModel::run)",
     "podium pool (InferencePool::run)",
@@ -261,5 +267,6 @@ pub(crate) const LAYERS: [&str; 12] = [
     "podium gRPC ModelInfer (tonic)",
     "podium REST JSON, 90/10 split endpoint",
     "podium MLflow /invocations (dataframe_split)",
+    "podium pool, run on caller (with_caller_runs 50 us)",
     "diag: thread ping-pong (std mpsc)",
 ];

@@ -39,6 +39,14 @@ pub struct ServeArgs {
     /// Requests that may wait for an inference thread; beyond this Podium answers 503 at once.
     #[arg(long, env = "PODIUM_QUEUE_DEPTH", default_value_t = 1024)]
     queue_depth: usize,
+    /// Run a request on the thread that received it, skipping the hand-off
+    /// to an inference thread, when it is the only request in the pool, a
+    /// session is free and the model typically answers such a request within
+    /// this many microseconds (tabular models: a few). Cuts latency at low
+    /// concurrency; costs throughput on a saturated server (README, "Run to
+    /// completion"). 0: always hand off.
+    #[arg(long, env = "PODIUM_RUN_ON_CALLER_MAX_US", default_value_t = 0)]
+    run_on_caller_max_us: u64,
     /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.
     #[arg(long, env = "PODIUM_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_request_bytes: usize,
@@ -293,6 +301,7 @@ impl ServeArgs {
             watch: (!self.models.is_empty()).then_some(self.models),
             inference_threads: threads,
             queue_depth: self.queue_depth,
+            run_on_caller: Duration::from_micros(self.run_on_caller_max_us),
             max_request_bytes: self.max_request_bytes,
             max_inflight_body_bytes: self.max_inflight_body_bytes,
             ort_lib: self.ort_lib,

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod cost;
 pub mod options;
 pub mod ort;
 pub mod pool;
@@ -12,10 +13,11 @@ mod signature;
 mod tract;
 pub mod weights;
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use backend::{Backend, Backends};
 pub use signature::{Signature, TensorSpec};
@@ -23,6 +25,7 @@ pub use signature::{Signature, TensorSpec};
 use crate::error::Error;
 use crate::tensor::Tensor;
 use batch::{BatchModel, Batcher, BatchingPolicy};
+use cost::RunCost;
 use options::OrtOptions;
 use weights::SharedWeights;
 
@@ -56,6 +59,8 @@ pub struct LoadedModel {
     /// Present when the model's requests are batched; dropped with this
     /// version, so a batch never mixes versions.
     batcher: Option<Batcher>,
+    /// What a run typically costs, learnt from every run (warm-up included).
+    cost: RunCost,
 }
 
 /// What runs a loaded version's requests.
@@ -236,6 +241,7 @@ impl LoadedModel {
             engine,
             shared_bytes,
             batcher: None,
+            cost: RunCost::default(),
         }
     }
 
@@ -378,18 +384,81 @@ impl LoadedModel {
                 let slot = &sessions[worker % sessions.len()];
                 // A poisoned lock only means an earlier run panicked mid-call; the
                 // session itself holds no Rust-side state that could be torn.
-                let mut session = slot.lock().unwrap_or_else(|p| p.into_inner());
-                ort::run(
-                    &mut session,
-                    &self.signature,
-                    &self.label(),
-                    inputs,
-                    outputs,
-                )
+                let session = slot.lock().unwrap_or_else(|p| p.into_inner());
+                self.run_ort(session, inputs, outputs)
             }
             #[cfg(feature = "tract")]
-            Engine::Tract(model) => model.run(&self.signature, &self.label(), inputs, outputs),
+            Engine::Tract(model) => self.timed(inputs, |inputs| {
+                model.run(&self.signature, &self.label(), inputs, outputs)
+            }),
         }
+    }
+
+    /// Runs the model on the calling thread if a run on these inputs
+    /// typically takes at most `limit` and one of the sessions in
+    /// `sessions` is free right now (tract: always, its plan is shared);
+    /// otherwise hands `inputs` back untouched. The inference pool's
+    /// run-to-completion path: see [`pool::InferencePool::run`].
+    pub fn try_run_here(
+        &self,
+        sessions: Range<usize>,
+        limit: Duration,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+    ) -> Result<Result<Vec<Tensor>, Error>, Vec<Tensor>> {
+        match self.cost.estimate(cost::elements(&inputs)) {
+            Some(typical) if typical <= limit => {}
+            _ => return Err(inputs),
+        }
+        match &self.engine {
+            Engine::Ort(all) => {
+                for i in sessions {
+                    let session = match all[i % all.len()].try_lock() {
+                        Ok(session) => session,
+                        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                        Err(TryLockError::WouldBlock) => continue,
+                    };
+                    return Ok(self.run_ort(session, inputs, outputs));
+                }
+                Err(inputs)
+            }
+            #[cfg(feature = "tract")]
+            Engine::Tract(model) => Ok(self.timed(inputs, |inputs| {
+                model.run(&self.signature, &self.label(), inputs, outputs)
+            })),
+        }
+    }
+
+    fn run_ort(
+        &self,
+        mut session: MutexGuard<'_, ::ort::session::Session>,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+    ) -> Result<Vec<Tensor>, Error> {
+        self.timed(inputs, |inputs| {
+            ort::run(
+                &mut session,
+                &self.signature,
+                &self.label(),
+                inputs,
+                outputs,
+            )
+        })
+    }
+
+    /// Runs `f` and counts how long a successful run took in [`RunCost`].
+    fn timed(
+        &self,
+        inputs: Vec<Tensor>,
+        f: impl FnOnce(Vec<Tensor>) -> Result<Vec<Tensor>, Error>,
+    ) -> Result<Vec<Tensor>, Error> {
+        let elements = cost::elements(&inputs);
+        let started = Instant::now();
+        let result = f(inputs);
+        if result.is_ok() {
+            self.cost.record(elements, started.elapsed());
+        }
+        result
     }
 }
 
@@ -403,7 +472,41 @@ fn memory_estimate(file_bytes: u64, shared_bytes: u64, sessions: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::memory_estimate;
+    use super::*;
+
+    #[test]
+    #[allow(irrefutable_let_patterns)] // refutable with the tract feature
+    fn a_caller_run_needs_a_free_session_of_its_own_range() {
+        ort::init(None).expect("run scripts/setup-ort.sh");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud/v1.onnx");
+        let model = LoadedModel::load("fraud", 1, &path, 2).unwrap();
+        let row = || {
+            let data = crate::tensor::TensorData::Fp32(vec![0.5; 30]);
+            vec![Tensor::new("input".into(), vec![1, 30], data).unwrap()]
+        };
+        let limit = Duration::from_secs(1);
+        assert!(
+            model.try_run_here(0..2, limit, row(), &[0]).is_err(),
+            "no run measured yet: the cost is unknown"
+        );
+        model.warm_up().unwrap();
+        let Engine::Ort(sessions) = &model.engine else {
+            unreachable!()
+        };
+        let busy = sessions[0].lock().unwrap();
+        let back = model.try_run_here(0..1, limit, row(), &[0]).unwrap_err();
+        assert_eq!(back, row(), "the inputs come back untouched");
+        // Session 1 (another pool's, or a free one of the same pool) is free.
+        assert!(model
+            .try_run_here(0..2, limit, row(), &[0])
+            .unwrap()
+            .is_ok());
+        drop(busy);
+        assert!(model
+            .try_run_here(0..1, limit, row(), &[0])
+            .unwrap()
+            .is_ok());
+    }
 
     #[test]
     fn shared_weights_count_twice_and_the_rest_once_per_session() {

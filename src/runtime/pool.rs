@@ -1,12 +1,25 @@
 //! The inference threads: a fixed set of OS threads behind a bounded queue.
 //!
-//! Inference never runs on a tokio worker. A request is handed to the queue
-//! without waiting; a full queue is an immediate [`Error::Overloaded`], so
-//! overload shows up as fast, explicit rejections instead of a growing wait.
+//! A request is handed to the queue without waiting; a full queue is an
+//! immediate [`Error::Overloaded`], so overload shows up as fast, explicit
+//! rejections instead of a growing wait.
+//!
+//! Run to completion: a pool started [`InferencePool::with_caller_runs`] runs
+//! a request on the calling (tokio) thread instead when it is the only
+//! request in the pool (none queued, running or on its way back), the model
+//! typically answers such a request within the limit (a few microseconds for
+//! tabular models), and one of the pool's sessions is free. That saves two
+//! thread wake-ups, which cost more than such a model at low concurrency;
+//! on a saturated server it costs throughput, so it is off unless asked for
+//! (BENCHMARKS.md, "Run to completion on the caller"). No request jumps the
+//! queue, no more runs happen at once than the pool has sessions, and a
+//! tokio worker is never held longer than about the limit.
 
+use std::ops::Range;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -15,6 +28,9 @@ use super::LoadedModel;
 use crate::error::Error;
 use crate::request::Timing;
 use crate::tensor::Tensor;
+
+/// What a run answers: the outputs and where the time went.
+type Answer = Result<(Vec<Tensor>, Timing), Error>;
 
 /// Work for one inference thread; receives the worker's index.
 pub type Task = Box<dyn FnOnce(usize) + Send>;
@@ -37,6 +53,17 @@ pub struct InferencePool {
     tx: Sender<Task>,
     workers: usize,
     queue_depth: usize,
+    /// The session indexes this pool's workers use.
+    sessions: Range<usize>,
+    /// Run on the caller when a run typically takes at most this long.
+    caller_runs: Option<Duration>,
+    /// Requests inside [`InferencePool::run`] now, wherever they are: the
+    /// load signal for running on the caller (only a request alone in the
+    /// pool may).
+    active: AtomicUsize,
+    /// Runs done on a caller's thread and on the pool's threads.
+    ran_on_caller: AtomicU64,
+    ran_on_pool: AtomicU64,
 }
 
 impl InferencePool {
@@ -72,11 +99,32 @@ impl InferencePool {
             tx,
             workers,
             queue_depth,
+            sessions: first_session..first_session + workers,
+            caller_runs: None,
+            active: AtomicUsize::new(0),
+            ran_on_caller: AtomicU64::new(0),
+            ran_on_pool: AtomicU64::new(0),
         })
+    }
+
+    /// Runs a request on the calling thread when the queue is empty, one
+    /// of this pool's sessions is free and the model typically answers it
+    /// within `limit` (see the module's doc). `Duration::ZERO` turns it off.
+    pub fn with_caller_runs(mut self, limit: Duration) -> InferencePool {
+        self.caller_runs = (!limit.is_zero()).then_some(limit);
+        self
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Runs so far: on a caller's thread, and on the pool's own threads.
+    pub fn runs(&self) -> (u64, u64) {
+        (
+            self.ran_on_caller.load(Ordering::Relaxed),
+            self.ran_on_pool.load(Ordering::Relaxed),
+        )
     }
 
     /// Tasks waiting for a thread now.
@@ -108,6 +156,12 @@ impl InferencePool {
         outputs: Vec<usize>,
         deadline: Option<Instant>,
     ) -> Result<(Vec<Tensor>, Timing), Error> {
+        let _active = Active::enter(&self.active);
+        let inputs = match self.run_here(&model, inputs, &outputs, deadline) {
+            Ok(answer) => return answer,
+            Err(inputs) => inputs,
+        };
+        self.ran_on_pool.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         let enqueued = Instant::now();
         self.submit(Box::new(move |worker| {
@@ -143,6 +197,64 @@ impl InferencePool {
             },
         };
         answer.map_err(|_| Error::Internal("an inference worker dropped the request".into()))?
+    }
+}
+
+impl InferencePool {
+    /// The run-to-completion path: runs `model` on this thread when the
+    /// pool allows it (see the module's doc), else hands `inputs` back.
+    fn run_here(
+        &self,
+        model: &LoadedModel,
+        inputs: Vec<Tensor>,
+        outputs: &[usize],
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Vec<Tensor>> {
+        let Some(limit) = self.caller_runs else {
+            return Err(inputs);
+        };
+        if self.active.load(Ordering::Relaxed) > 1 || !self.tx.is_empty() {
+            // Others are queued (batches too), running or on their way back:
+            // this one waits its turn, and under load the hand-off keeps the
+            // tokio workers free for the network.
+            return Err(inputs);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Err(past_deadline(Duration::ZERO)));
+        }
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model.try_run_here(self.sessions.clone(), limit, inputs, outputs)
+        }))
+        .unwrap_or_else(|_| {
+            Ok(Err(Error::Internal(format!(
+                "inference of {} panicked; the server stays up, see its log",
+                model.label()
+            ))))
+        })?;
+        self.ran_on_caller.fetch_add(1, Ordering::Relaxed);
+        let timing = Timing {
+            queue: Duration::ZERO,
+            inference: started.elapsed(),
+            batch_size: None,
+        };
+        Ok(result.map(|out| (out, timing)))
+    }
+}
+
+/// Counts one request in [`InferencePool::run`] for as long as it lives.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn enter(count: &'a AtomicUsize) -> Active<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Active(count)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -191,5 +303,146 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         pool.submit(Box::new(move |w| tx.send(w).unwrap())).unwrap();
         assert_eq!(rx.recv().unwrap(), 0);
+    }
+
+    /// Fraud v1 (3–5 µs a row) with `sessions` sessions, warmed up, so its
+    /// run cost is known.
+    fn fraud(sessions: usize) -> Arc<LoadedModel> {
+        crate::runtime::ort::init(None).expect("run scripts/setup-ort.sh");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud/v1.onnx");
+        let model = LoadedModel::load("fraud", 1, &path, sessions).unwrap();
+        model.warm_up().unwrap();
+        Arc::new(model)
+    }
+
+    fn row() -> Vec<Tensor> {
+        let data = crate::tensor::TensorData::Fp32(vec![0.5; 30]);
+        vec![Tensor::new("input".into(), vec![1, 30], data).unwrap()]
+    }
+
+    /// A limit no debug build of the tensor conversion comes near, so the
+    /// tests below are about where a run happens, never about speed.
+    const GENEROUS: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn an_idle_pool_runs_a_microsecond_model_on_the_caller() {
+        let model = fraud(1);
+        let pool = InferencePool::start(1, 4)
+            .unwrap()
+            .with_caller_runs(GENEROUS);
+        let handed_off = InferencePool::start(1, 4).unwrap();
+        for _ in 0..3 {
+            let (here, timing) = pool
+                .run(Arc::clone(&model), row(), vec![0, 1], None)
+                .await
+                .unwrap();
+            assert_eq!(timing.queue, Duration::ZERO);
+            let (there, _) = handed_off
+                .run(Arc::clone(&model), row(), vec![0, 1], None)
+                .await
+                .unwrap();
+            assert_eq!(here, there, "the same answer wherever it runs");
+        }
+        assert_eq!(pool.runs(), (3, 0));
+        assert_eq!(handed_off.runs(), (0, 3), "off unless asked for");
+    }
+
+    #[tokio::test]
+    async fn a_request_never_overtakes_one_waiting_in_the_queue() {
+        let model = fraud(1);
+        let pool = Arc::new(
+            InferencePool::start(1, 4)
+                .unwrap()
+                .with_caller_runs(GENEROUS),
+        );
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        pool.submit(Box::new(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        }))
+        .unwrap();
+        started.recv().unwrap(); // the only worker is busy...
+        pool.submit(Box::new(|_| {})).unwrap(); // ...and a task waits behind it
+        let call = tokio::spawn({
+            let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
+            async move { pool.run(model, row(), vec![0], None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!call.is_finished(), "ran although a task was waiting");
+        release.send(()).unwrap();
+        let (_, timing) = call.await.unwrap().unwrap();
+        assert!(timing.queue > Duration::ZERO);
+        assert_eq!(pool.runs(), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_request_not_alone_in_the_pool_is_handed_off() {
+        let model = fraud(2);
+        let pool = Arc::new(
+            InferencePool::start(1, 4)
+                .unwrap()
+                .with_caller_runs(GENEROUS),
+        );
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        // Another request of the pool, busy on its inference thread.
+        let _other = Active::enter(&pool.active);
+        pool.submit(Box::new(move |_| {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        }))
+        .unwrap();
+        started.recv().unwrap();
+        let call = tokio::spawn({
+            let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
+            async move { pool.run(model, row(), vec![0], None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !call.is_finished(),
+            "ran on the caller beside another request"
+        );
+        release.send(()).unwrap();
+        call.await.unwrap().unwrap();
+        assert_eq!(pool.runs(), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_model_slower_than_the_limit_is_handed_off() {
+        let model = fraud(1);
+        let pool = InferencePool::start(1, 4)
+            .unwrap()
+            .with_caller_runs(Duration::from_nanos(1));
+        pool.run(Arc::clone(&model), row(), vec![0], None)
+            .await
+            .unwrap();
+        // A request a thousand times larger than typical is estimated as such.
+        let generous = InferencePool::start(1, 4)
+            .unwrap()
+            .with_caller_runs(GENEROUS);
+        let big = crate::tensor::TensorData::Fp32(vec![0.5; 30 * 4096 * 16]);
+        let big = vec![Tensor::new("input".into(), vec![4096 * 16, 30], big).unwrap()];
+        generous
+            .run(Arc::clone(&model), big, vec![0], None)
+            .await
+            .unwrap();
+        assert_eq!(pool.runs(), (0, 1));
+        assert_eq!(generous.runs(), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_past_deadline_is_refused_on_the_caller_too() {
+        let model = fraud(1);
+        let pool = InferencePool::start(1, 4)
+            .unwrap()
+            .with_caller_runs(GENEROUS);
+        let past = Instant::now() - Duration::from_millis(1);
+        let err = pool
+            .run(model, row(), vec![0], Some(past))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::DeadlineExceeded(_)), "{err}");
+        assert_eq!(pool.runs(), (0, 0), "refused before it ran anywhere");
     }
 }

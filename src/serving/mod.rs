@@ -101,6 +101,12 @@ impl Core {
         )
     }
 
+    /// Request runs so far: on the thread that received them, and on an
+    /// inference thread ([`InferencePool::with_caller_runs`]).
+    pub fn runs(&self) -> (u64, u64) {
+        self.pool.runs()
+    }
+
     /// The traffic policy in force now.
     pub fn routes(&self) -> arc_swap::Guard<Arc<RouteTable>> {
         self.routes.load()

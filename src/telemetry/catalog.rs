@@ -132,6 +132,10 @@ fn describe() {
         "Inference calls waiting for an inference thread, by pool (requests, shadow)."
     );
     describe_counter!(
+        "podium_inference_runs_total",
+        "Request runs by where they ran: thread=\"caller\" on the thread that received the request (the pool was idle and the model answers within --run-on-caller-max-us), thread=\"inference\" after a hand-off to an inference thread."
+    );
+    describe_counter!(
         "podium_deadline_exceeded_total",
         "Calls whose deadline passed before an inference thread took them (answered 504 / DEADLINE_EXCEEDED)."
     );

@@ -90,6 +90,11 @@ pub fn render(core: &Core) -> String {
     if let Some(shadow) = shadow {
         metrics::gauge!("podium_inference_queue_depth", "pool" => "shadow").set(shadow as f64);
     }
+    // Where requests ran: on the thread that received them (run to
+    // completion, --run-on-caller-max-us) or after a hand-off.
+    let (on_caller, on_pool) = core.runs();
+    metrics::counter!("podium_inference_runs_total", "thread" => "caller").absolute(on_caller);
+    metrics::counter!("podium_inference_runs_total", "thread" => "inference").absolute(on_pool);
     let status = core.models().status();
     for slot in &status.slots {
         let labels = [("model", slot.model.clone()), ("alias", slot.alias.clone())];

@@ -2,7 +2,7 @@
 //! see what is serving. Every route needs `Authorization: Bearer <token>`
 //! (`--admin-token`, or a named token of `--admin-tokens`) when a token is
 //! configured; without one, the routes are only mounted on a loopback
-//! listener (see `server.rs`). Every call, accepted or not, is written to
+//! listener (see `server/mod.rs`). Every call, accepted or not, is written to
 //! the audit log with the caller's token name.
 
 use std::net::SocketAddr;
