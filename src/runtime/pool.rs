@@ -270,9 +270,8 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    #[test]
-    fn a_full_queue_refuses_at_once_and_recovers() {
-        let pool = InferencePool::start(1, 1).unwrap();
+    /// Keeps one worker of `pool` busy until the returned sender sends.
+    fn occupy(pool: &InferencePool) -> mpsc::Sender<()> {
         let (started_tx, started) = mpsc::channel();
         let (release, release_rx) = mpsc::channel::<()>();
         pool.submit(Box::new(move |_| {
@@ -280,7 +279,14 @@ mod tests {
             let _ = release_rx.recv();
         }))
         .unwrap();
-        started.recv().unwrap(); // the only worker is now busy
+        started.recv().unwrap();
+        release
+    }
+
+    #[test]
+    fn a_full_queue_refuses_at_once_and_recovers() {
+        let pool = InferencePool::start(1, 1).unwrap();
+        let release = occupy(&pool); // the only worker is now busy
         let (done_tx, done) = mpsc::channel();
         let tx = done_tx.clone();
         pool.submit(Box::new(move |w| tx.send(w).unwrap())).unwrap(); // fills the queue
@@ -355,14 +361,7 @@ mod tests {
                 .unwrap()
                 .with_caller_runs(GENEROUS),
         );
-        let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        pool.submit(Box::new(move |_| {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        }))
-        .unwrap();
-        started.recv().unwrap(); // the only worker is busy...
+        let release = occupy(&pool); // the only worker is busy...
         pool.submit(Box::new(|_| {})).unwrap(); // ...and a task waits behind it
         let call = tokio::spawn({
             let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
@@ -384,16 +383,9 @@ mod tests {
                 .unwrap()
                 .with_caller_runs(GENEROUS),
         );
-        let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
         // Another request of the pool, busy on its inference thread.
         let _other = Active::enter(&pool.active);
-        pool.submit(Box::new(move |_| {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        }))
-        .unwrap();
-        started.recv().unwrap();
+        let release = occupy(&pool);
         let call = tokio::spawn({
             let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
             async move { pool.run(model, row(), vec![0], None).await }
