@@ -246,7 +246,7 @@ min_samples = 20
 [endpoint.guardrail]
 max_error_rate = 0.2
 min_requests = 10
-window_secs = 2
+window_secs = 10
 "#;
     let dir = tempfile::tempdir().unwrap();
     // The flaky challenger fails on rows whose first feature is positive;

@@ -133,7 +133,7 @@ async fn a_challenger_failing_on_part_of_the_inputs_is_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, received) = webhook().await;
     let config = ab(&format!(
-        "max_error_rate = 0.2\nmin_requests = 10\nwindow_secs = 2\nwebhook = \"{hook}\""
+        "max_error_rate = 0.2\nmin_requests = 10\nwindow_secs = 10\nwebhook = \"{hook}\""
     ));
     let (s, _) = start(dir.path(), "fixtures/flaky_fraud.onnx", &config);
 
