@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 use tokio::sync::oneshot;
 
 use super::LoadedModel;
@@ -61,9 +62,11 @@ pub struct InferencePool {
     /// load signal for running on the caller (only a request alone in the
     /// pool may).
     active: AtomicUsize,
-    /// Runs done on a caller's thread and on the pool's threads.
+    /// Runs done on a caller's thread.
     ran_on_caller: AtomicU64,
-    ran_on_pool: AtomicU64,
+    /// Tasks each of the pool's threads has started (a batch counts once):
+    /// a counter per thread, so counting moves no cache line between cores.
+    ran_on_pool: Arc<[CachePadded<AtomicU64>]>,
 }
 
 impl InferencePool {
@@ -84,12 +87,17 @@ impl InferencePool {
         let workers = workers.max(1);
         let queue_depth = queue_depth.max(1);
         let (tx, rx) = bounded::<Task>(queue_depth);
+        let ran_on_pool: Arc<[CachePadded<AtomicU64>]> = (0..workers)
+            .map(|_| CachePadded::new(AtomicU64::new(0)))
+            .collect();
         for worker in first_session..first_session + workers {
             let rx = rx.clone();
+            let ran = Arc::clone(&ran_on_pool);
             std::thread::Builder::new()
                 .name(format!("podium-{role}-{worker}"))
                 .spawn(move || {
                     for task in rx.iter() {
+                        ran[worker - first_session].fetch_add(1, Ordering::Relaxed);
                         // A panicking task must not take the worker down with it.
                         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| task(worker)));
                     }
@@ -103,13 +111,13 @@ impl InferencePool {
             caller_runs: None,
             active: AtomicUsize::new(0),
             ran_on_caller: AtomicU64::new(0),
-            ran_on_pool: AtomicU64::new(0),
+            ran_on_pool,
         })
     }
 
-    /// Runs a request on the calling thread when the queue is empty, one
-    /// of this pool's sessions is free and the model typically answers it
-    /// within `limit` (see the module's doc). `Duration::ZERO` turns it off.
+    /// Runs a request on the calling thread when it is alone in the pool,
+    /// one of this pool's sessions is free and the model typically answers
+    /// it within `limit` (see the module's doc). `Duration::ZERO` turns it off.
     pub fn with_caller_runs(mut self, limit: Duration) -> InferencePool {
         self.caller_runs = (!limit.is_zero()).then_some(limit);
         self
@@ -119,12 +127,15 @@ impl InferencePool {
         self.workers
     }
 
-    /// Runs so far: on a caller's thread, and on the pool's own threads.
+    /// Runs so far: on a caller's thread, and on the pool's own threads
+    /// (counted as they start; a batch counts once).
     pub fn runs(&self) -> (u64, u64) {
-        (
-            self.ran_on_caller.load(Ordering::Relaxed),
-            self.ran_on_pool.load(Ordering::Relaxed),
-        )
+        let on_pool = self
+            .ran_on_pool
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum();
+        (self.ran_on_caller.load(Ordering::Relaxed), on_pool)
     }
 
     /// Tasks waiting for a thread now.
@@ -156,12 +167,13 @@ impl InferencePool {
         outputs: Vec<usize>,
         deadline: Option<Instant>,
     ) -> Result<(Vec<Tensor>, Timing), Error> {
-        let _active = Active::enter(&self.active);
+        // Counted only when it can matter: the count is one more atomic
+        // shared by every core.
+        let _active = self.caller_runs.map(|_| Active::enter(&self.active));
         let inputs = match self.run_here(&model, inputs, &outputs, deadline) {
             Ok(answer) => return answer,
             Err(inputs) => inputs,
         };
-        self.ran_on_pool.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
         let enqueued = Instant::now();
         self.submit(Box::new(move |worker| {
@@ -372,7 +384,7 @@ mod tests {
         release.send(()).unwrap();
         let (_, timing) = call.await.unwrap().unwrap();
         assert!(timing.queue > Duration::ZERO);
-        assert_eq!(pool.runs(), (0, 1));
+        assert_eq!(pool.runs(), (0, 3), "the two tasks before it, then it");
     }
 
     #[tokio::test]
@@ -397,7 +409,7 @@ mod tests {
         );
         release.send(()).unwrap();
         call.await.unwrap().unwrap();
-        assert_eq!(pool.runs(), (0, 1));
+        assert_eq!(pool.runs(), (0, 2), "the other task, then it");
     }
 
     #[tokio::test]

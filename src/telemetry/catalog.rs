@@ -133,7 +133,7 @@ fn describe() {
     );
     describe_counter!(
         "podium_inference_runs_total",
-        "Request runs by where they ran: thread=\"caller\" on the thread that received the request (the pool was idle and the model answers within --run-on-caller-max-us), thread=\"inference\" after a hand-off to an inference thread."
+        "Model runs by where they ran: thread=\"caller\" on the thread that received the request (the pool was idle and the model answers within --run-on-caller-max-us), thread=\"inference\" on an inference thread (a dynamic batch counts once)."
     );
     describe_counter!(
         "podium_deadline_exceeded_total",
