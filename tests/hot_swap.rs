@@ -223,8 +223,10 @@ async fn an_incompatible_signature_is_refused_unless_allowed() {
 #[tokio::test]
 async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
     // --keep-previous 0: the old version is dropped once its requests finish.
-    // One inference thread: request A (a huge batch, seconds of compute) runs
-    // while request B waits behind it; both are bound to v1 before the swap.
+    // One inference thread: request A (a huge batch: 131,072 rows, 33.5 MB,
+    // long enough that the swap and the status read below happen while it
+    // runs, even beside the other tests) runs while request B waits behind
+    // it; both are bound to v1 before the swap.
     let s = Server::demo(&["--keep-previous", "0", "--inference-threads", "1"]);
     assert_eq!(s.register("mlp", "mlp/v1.onnx"), 2);
     let send = |rows: usize| {
@@ -271,7 +273,7 @@ async fn in_flight_requests_finish_on_the_old_version_which_is_then_freed() {
             .await
         }
     };
-    let a = send(65536);
+    let a = send(131_072);
     in_flight_on_v1(1).await;
     let b = send(1);
     in_flight_on_v1(2).await;
