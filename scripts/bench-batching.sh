@@ -65,9 +65,12 @@ TOML
 
 threads=()
 if [ -n "${BENCH_THREADS:-}" ]; then threads=(--inference-threads "$BENCH_THREADS"); fi
-pin "${BENCH_SERVER_CPUS:-}" "$PODIUM_BIN" --registry "$registry" serve \
-    --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --config "$work/podium.toml" "${threads[@]}" \
-    >"$work/server.out" 2>"$work/server.err" &
+# Started directly (taskset execs it), so $! is the server's own pid and
+# the clean-up stops the server itself, not a subshell.
+cmd=("$PODIUM_BIN" --registry "$registry" serve \
+    --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 --config "$work/podium.toml" "${threads[@]}")
+if [ -n "${BENCH_SERVER_CPUS:-}" ]; then cmd=(taskset -c "$BENCH_SERVER_CPUS" "${cmd[@]}"); fi
+"${cmd[@]}" >"$work/server.out" 2>"$work/server.err" &
 server=$!
 rest="" grpc=""
 for _ in $(seq 600); do # 60 s at most

@@ -79,9 +79,12 @@ urls=()
 for i in "${!option_sets[@]}"; do
     name="${option_sets[$i]%%|*}"
     read -r -a flags <<<"${option_sets[$i]#*|}"
-    pin "${BENCH_SERVER_CPUS:-}" "$PODIUM_BIN" --registry "$registry" serve \
-        --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 "${threads[@]}" "${flags[@]}" \
-        >"$work/server-$i.out" 2>"$work/server-$i.err" &
+    # Started directly (taskset execs it), so $! is the server's own pid and
+    # the clean-up stops the server itself, not a subshell.
+    cmd=("$PODIUM_BIN" --registry "$registry" serve \
+        --listen 127.0.0.1:0 --grpc-listen 127.0.0.1:0 "${threads[@]}" "${flags[@]}")
+    if [ -n "${BENCH_SERVER_CPUS:-}" ]; then cmd=(taskset -c "$BENCH_SERVER_CPUS" "${cmd[@]}"); fi
+    "${cmd[@]}" >"$work/server-$i.out" 2>"$work/server-$i.err" &
     servers+=("$!")
     rest="" grpc=""
     for _ in $(seq 600); do # 60 s at most
