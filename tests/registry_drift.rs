@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    client, demo_registry, eventually, fraud_request, model_file, slot, Server,
+    client, demo_registry, eventually, fraud_request, model_file, output_numbers, slot, Server,
     FRAUD_V1_PROBABILITIES,
 };
 use serde_json::{json, Value};
@@ -30,17 +30,7 @@ async fn infer(s: &Server) -> (Vec<f64>, String) {
         .unwrap()
         .to_string();
     let body: Value = resp.json().await.unwrap();
-    let outputs = body["outputs"].as_array().unwrap();
-    let probabilities = outputs
-        .iter()
-        .find(|o| o["name"] == "probabilities")
-        .unwrap();
-    let data = probabilities["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let data = output_numbers(&body, "probabilities");
     (data, version)
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{client, fraud_grpc_request, fraud_request, Server, FRAUD_V1_PROBABILITIES};
+use common::{assert_fraud_v1, client, fraud_grpc_request, fraud_request, output_numbers, Server};
 use podium::api::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use serde_json::Value;
 
@@ -30,25 +30,8 @@ async fn call(s: &Server, rows: usize) -> (u16, String, Vec<f64>) {
         .unwrap()
         .to_string();
     let body: Value = resp.json().await.unwrap();
-    let probabilities = body["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == "probabilities")
-        .unwrap()["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .take(2)
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let probabilities = output_numbers(&body, "probabilities");
     (status, queue, probabilities)
-}
-
-fn assert_fraud_v1(probabilities: &[f64]) {
-    for (got, want) in probabilities.iter().zip(FRAUD_V1_PROBABILITIES) {
-        assert!((got - want as f64).abs() < 1e-5, "{probabilities:?}");
-    }
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{client, demo_registry, fraud_request, Server, FRAUD_V1_PROBABILITIES};
+use common::{assert_fraud_v1, client, demo_registry, fraud_request, output_numbers, Server};
 use serde_json::{json, Value};
 
 /// The loaded version `model` v1 in `/admin/status`.
@@ -56,24 +56,7 @@ execution_providers = ["cpu"]
         .unwrap();
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    let probabilities = body["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == "probabilities")
-        .unwrap()["data"]
-        .clone();
-    for (got, want) in probabilities
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(FRAUD_V1_PROBABILITIES)
-    {
-        assert!(
-            (got.as_f64().unwrap() - f64::from(want)).abs() < 1e-5,
-            "{probabilities}"
-        );
-    }
+    assert_fraud_v1(&output_numbers(&body, "probabilities"));
 
     let status = s.admin_status().await;
     assert_eq!(

@@ -70,3 +70,27 @@ pub fn fraud_grpc_request(model: &str) -> podium::api::grpc::proto::ModelInferRe
         ..Default::default()
     }
 }
+
+/// The numbers of output `name` in an OIP JSON answer; panics naming the
+/// output when it is missing.
+pub fn output_numbers(answer: &serde_json::Value, name: &str) -> Vec<f64> {
+    answer["outputs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no outputs in {answer}"))
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name} in {answer}"))["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("output {name} has no data array: {answer}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+/// Asserts that `probabilities` start with fraud v1's for [`FRAUD_ROW`].
+pub fn assert_fraud_v1(probabilities: &[f64]) {
+    assert!(probabilities.len() >= 2, "{probabilities:?}");
+    for (got, want) in probabilities.iter().zip(FRAUD_V1_PROBABILITIES) {
+        assert!((got - f64::from(want)).abs() < 1e-5, "{probabilities:?}");
+    }
+}

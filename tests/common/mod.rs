@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub use fraud::{fraud_grpc_request, fraud_request, fraud_rows, FRAUD_ROW, FRAUD_V1_PROBABILITIES};
+pub use fraud::{
+    assert_fraud_v1, fraud_grpc_request, fraud_request, fraud_rows, output_numbers, FRAUD_ROW,
+    FRAUD_V1_PROBABILITIES,
+};
 pub use registry::{
     demo_registry, register, register_path, set_alias, sized_model, unloadable_model,
 };
