@@ -22,6 +22,7 @@
 //! sender waits until its rows are journaled.
 
 mod batch;
+mod entry;
 mod failures;
 pub mod feedback;
 pub mod journal;
@@ -42,7 +43,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use crossbeam_channel::{Sender, TrySendError};
 
 pub use feedback::{FeedbackRow, FeedbackTable, FEEDBACK_DIR};
@@ -50,10 +50,12 @@ pub use record::{Payload, Protocol, Record, ShadowRecord};
 pub use remote::Remote;
 
 use batch::Requests;
+use entry::limit_response;
+pub use entry::Entry;
 use table::{Message, Table};
 
 use crate::replica::ReplicaId;
-use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver, Timing};
+use crate::request::{InferRequest, InferResponse, ShadowOutcome, ShadowReceiver};
 
 /// Renders decoded requests and responses to the JSON text the `request`
 /// and `response` columns hold; runs on the writer thread, off the request
@@ -150,11 +152,8 @@ impl InferenceTable {
         sample_fraction: f64,
         payloads: bool,
     ) -> Entry {
-        Entry {
-            started: Instant::now(),
-            payloads,
-            max_payload: self.table.options.max_payload_bytes,
-            record: Record {
+        Entry::new(
+            Record {
                 request_id,
                 client_request_id: None,
                 received: SystemTime::now(),
@@ -178,7 +177,9 @@ impl InferenceTable {
                 trace_id: None,
                 logging_error_codes: Vec::new(),
             },
-        }
+            payloads,
+            self.table.options.max_payload_bytes,
+        )
     }
 
     /// Completes `entry` with the answer the client got and queues it; when
@@ -318,19 +319,6 @@ impl Enqueue {
     }
 }
 
-/// The logging error codes of payloads over `--table-max-payload-bytes`.
-const REQUEST_TOO_LARGE: &str = "MAX_REQUEST_SIZE_EXCEEDED";
-const RESPONSE_TOO_LARGE: &str = "MAX_RESPONSE_SIZE_EXCEEDED";
-
-fn limit_response(response: InferResponse, max: usize, codes: &mut Vec<&'static str>) -> Payload {
-    let payload = Payload::Response(response);
-    if payload.size() > max {
-        codes.push(RESPONSE_TOO_LARGE);
-        return Payload::TooLarge;
-    }
-    payload
-}
-
 /// The `endpoint` of rows whose name is neither an endpoint nor a model
 /// (their 404 error names what was called): made-up names in URLs must not
 /// create partitions without bound.
@@ -349,142 +337,4 @@ fn writer_gone() {
 
 pub(crate) fn dropped(reason: &'static str) {
     metrics::counter!("podium_table_rows_dropped_total", "reason" => reason).increment(1);
-}
-
-/// The row of one request while it is being served. The call pipeline
-/// fills in what it learns (bodies, client id, route, version, timings) and
-/// [`InferenceTable::submit`] completes it.
-pub struct Entry {
-    record: Record,
-    started: Instant,
-    payloads: bool,
-    max_payload: usize,
-}
-
-impl Entry {
-    /// The arm and model the request was routed to.
-    pub fn routed(&mut self, arm: &str, model: &str) {
-        self.record.arm = Some(arm.to_string());
-        self.record.model_name = Some(model.to_string());
-    }
-
-    /// The version that answered, and where its time went.
-    pub fn answered(&mut self, model: &str, version: u64, timing: Timing) {
-        if self.record.model_name.as_deref() != Some(model) {
-            self.record.model_name = Some(model.to_string());
-        }
-        self.record.model_version = Some(version);
-        self.record.execution = Some(timing.inference);
-        self.record.queue = Some(timing.queue);
-        self.record.batch_size = timing.batch_size;
-    }
-
-    /// The name of the API key the call was accepted with.
-    /// The W3C trace id of the request (the `trace_id` column).
-    pub fn trace_id(&mut self, trace_id: &str) {
-        self.record.trace_id = Some(trace_id.to_string());
-    }
-
-    pub fn requester(&mut self, name: &str) {
-        self.record.requester = Some(name.to_string());
-    }
-
-    /// Sets `client_request_id` unless already set (the header wins over a body `id`).
-    pub fn client_request_id(&mut self, id: Option<&str>) {
-        if self.record.client_request_id.is_none() {
-            self.record.client_request_id = id.filter(|s| !s.is_empty()).map(str::to_string);
-        }
-    }
-
-    /// Records a request body that already is text (JSON, or CSV).
-    pub fn request_text(&mut self, body: &Bytes) {
-        if let Some(p) = self.kept(body.len(), REQUEST_TOO_LARGE, || {
-            Payload::Text(body.clone())
-        }) {
-            self.record.request = p;
-        }
-    }
-
-    /// Records a decoded request (binary or gRPC), copied when under the limit.
-    pub fn request_tensors(&mut self, request: &InferRequest) {
-        let size = request.inputs.iter().map(|t| t.data.raw_len()).sum();
-        if let Some(p) = self.kept(size, REQUEST_TOO_LARGE, || {
-            Payload::Request(request.clone())
-        }) {
-            self.record.request = p;
-        }
-    }
-
-    /// Records a response body that is JSON text.
-    pub fn response_text(&mut self, body: &Bytes) {
-        if let Some(p) = self.kept(body.len(), RESPONSE_TOO_LARGE, || {
-            Payload::Text(body.clone())
-        }) {
-            self.record.response = p;
-        }
-    }
-
-    /// Records a copy of a response, copied only when under the limit.
-    pub fn response_tensors_copy(&mut self, response: &InferResponse) {
-        let size = response.outputs.iter().map(|t| t.data.raw_len()).sum();
-        if let Some(p) = self.kept(size, RESPONSE_TOO_LARGE, || {
-            Payload::Response(response.clone())
-        }) {
-            self.record.response = p;
-        }
-    }
-
-    /// The payload to store: None when payloads are off, [`Payload::TooLarge`]
-    /// (with `code` noted) over the size limit, else `copy()`.
-    fn kept(
-        &mut self,
-        size: usize,
-        code: &'static str,
-        copy: impl FnOnce() -> Payload,
-    ) -> Option<Payload> {
-        if !self.payloads {
-            return None;
-        }
-        if size > self.max_payload {
-            self.record.logging_error_codes.push(code);
-            return Some(Payload::TooLarge);
-        }
-        Some(copy())
-    }
-
-    /// Records a response to render in the OIP JSON form.
-    pub fn response_tensors(&mut self, response: InferResponse) {
-        if !self.payloads {
-            return;
-        }
-        self.record.response = limit_response(
-            response,
-            self.max_payload,
-            &mut self.record.logging_error_codes,
-        );
-    }
-
-    /// The gRPC status code the client got (the `grpc_status` column).
-    pub fn grpc_status(&mut self, code: i32) {
-        self.record.grpc_status = Some(code);
-    }
-
-    /// The response text of an error, when the protocol's error body is
-    /// not the OIP `{"error": ...}` (MLflow's `error_code`/`message`).
-    pub fn error_body(&mut self, body: String) {
-        if self.payloads {
-            self.record.response = Payload::Text(Bytes::from(body));
-        }
-    }
-
-    fn finish(mut self, status_code: u16, error: Option<String>) -> Record {
-        let r = &mut self.record;
-        r.total = self.started.elapsed();
-        r.status_code = status_code;
-        if let (Some(e), true, Payload::Absent) = (&error, self.payloads, &r.response) {
-            r.response = Payload::Text(Bytes::from(serde_json::json!({ "error": e }).to_string()));
-        }
-        r.error = error;
-        self.record
-    }
 }
