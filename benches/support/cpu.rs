@@ -31,6 +31,12 @@ pub fn process_seconds() -> f64 {
     stat_ticks(&stat) as f64 / TICKS_PER_SECOND
 }
 
+/// CPU seconds the calling thread has used (user + system).
+pub fn current_thread_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    stat_ticks(&stat) as f64 / TICKS_PER_SECOND
+}
+
 /// CPU seconds of this process's threads named `name`.
 pub fn thread_seconds(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {

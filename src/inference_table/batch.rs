@@ -37,6 +37,7 @@ impl RowKind for Requests {
         "request",
         "response",
         "shadow_response",
+        "trace_id",
     ];
 
     fn schema(&self) -> SchemaRef {
@@ -48,6 +49,10 @@ impl RowKind for Requests {
             "request_date={}",
             record::date(row.received).format("%Y-%m-%d")
         ))
+    }
+
+    fn same_partition(&self, a: &Record, b: &Record) -> bool {
+        a.endpoint == b.endpoint && record::day(a.received) == record::day(b.received)
     }
 
     fn size(row: &Record) -> usize {
@@ -125,6 +130,7 @@ fn batch(
     let mut requester = StringBuilder::new();
     let mut codes = ListBuilder::new(StringBuilder::new());
     let mut trace_id = StringBuilder::new();
+    let mut entity: Option<(String, u64, String)> = None;
     for r in rows {
         let us = record::micros(r.received);
         request_id.append_value(&r.request_id);
@@ -133,10 +139,19 @@ fn batch(
         arm.append_option(r.arm.as_deref());
         model_name.append_option(r.model_name.as_deref());
         model_version.append_option(r.model_version.map(|v| v as i64));
-        served_entity_id.append_option(match (&r.model_name, r.model_version) {
-            (Some(m), Some(v)) => Some(format!("{m}/{v}")),
-            _ => None,
-        });
+        match (&r.model_name, r.model_version) {
+            (Some(m), Some(v)) => {
+                // Rows in a row are mostly of one version: render its id once.
+                if entity
+                    .as_ref()
+                    .is_none_or(|(em, ev, _)| em != m || *ev != v)
+                {
+                    entity = Some((m.clone(), v, format!("{m}/{v}")));
+                }
+                served_entity_id.append_option(entity.as_ref().map(|(_, _, id)| id));
+            }
+            _ => served_entity_id.append_null(),
+        }
         protocol.append_value(r.protocol.as_str());
         status_code.append_value(i32::from(r.status_code));
         grpc_status.append_option(r.grpc_status);

@@ -87,6 +87,10 @@ impl RowKind for Feedback {
         ))
     }
 
+    fn same_partition(&self, a: &FeedbackRow, b: &FeedbackRow) -> bool {
+        record::day(a.received) == record::day(b.received)
+    }
+
     fn size(row: &FeedbackRow) -> usize {
         row.request_id.as_ref().map_or(0, String::len)
             + row.client_request_id.as_ref().map_or(0, String::len)

@@ -171,6 +171,16 @@ pub fn micros(t: SystemTime) -> i64 {
     DateTime::<Utc>::from(t).timestamp_micros()
 }
 
+/// Days since 1970-01-01 (UTC) of `t`: equal for two times exactly when
+/// their [`date`]s are.
+pub fn day(t: SystemTime) -> i64 {
+    const DAY: u64 = 86_400;
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => (since.as_secs() / DAY) as i64,
+        Err(_) => micros(t).div_euclid(DAY as i64 * 1_000_000),
+    }
+}
+
 /// The UTC date of `t`: the `request_date` partition of its row.
 pub fn date(t: SystemTime) -> NaiveDate {
     DateTime::<Utc>::from(t).date_naive()
@@ -201,5 +211,10 @@ mod tests {
         let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(1);
         assert_eq!(micros(before), -1_000_000);
         assert_eq!(date(before).to_string(), "1969-12-31");
+        assert_eq!((day(before), day(SystemTime::UNIX_EPOCH)), (-1, 0));
+        assert_eq!(day(t), 20_419);
+        let midnight = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(20_419 * 86_400);
+        assert_eq!(day(midnight - std::time::Duration::from_micros(1)), 20_418);
+        assert_eq!(day(midnight), 20_419);
     }
 }

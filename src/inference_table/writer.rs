@@ -62,6 +62,9 @@ pub(super) struct Writer<K: RowKind> {
     /// Rows since start that were dropped by a failed write, or written to
     /// a file whose journal failed (a crash would lose them).
     unconfirmed: u64,
+    /// The partition of the last row added (a row goes there only when
+    /// [`RowKind::same_partition`] says so).
+    last: Option<PartitionKey>,
 }
 
 /// A partition: its folder relative to the table (`endpoint=<e>/request_date=<d>`).
@@ -119,6 +122,7 @@ impl<K: RowKind> Writer<K> {
             last_gauges: Instant::now(),
             acks: Vec::new(),
             unconfirmed: 0,
+            last: None,
         }
     }
 
@@ -230,17 +234,36 @@ impl<K: RowKind> Writer<K> {
     }
 
     pub(super) fn add(&mut self, record: K::Row) {
-        let key = self.kind.partition(&record);
-        let p = self.partitions.entry(key.clone()).or_insert(Partition {
-            pending: Vec::new(),
-            pending_bytes: 0,
-            file: None,
-            oldest: None,
-        });
+        // Nearly every row goes where the one before it went: compare the
+        // two rather than build the folder's name for each row.
+        let key = match self.last.take() {
+            Some(last)
+                if self
+                    .partitions
+                    .get(&last)
+                    .and_then(|p| p.pending.last())
+                    .is_some_and(|prev| self.kind.same_partition(prev, &record)) =>
+            {
+                last
+            }
+            _ => self.kind.partition(&record),
+        };
+        let p = self
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(|| Partition {
+                pending: Vec::new(),
+                pending_bytes: 0,
+                file: None,
+                oldest: None,
+            });
         p.oldest.get_or_insert_with(Instant::now);
         p.pending_bytes += K::size(&record);
         p.pending.push(record);
-        if p.pending.len() >= BATCH_ROWS || p.pending_bytes >= BATCH_BYTES {
+        let batch_full = p.pending.len() >= BATCH_ROWS || p.pending_bytes >= BATCH_BYTES;
+        let file_full =
+            p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows) >= self.options.roll_rows;
+        if batch_full {
             self.write_pending(&key);
             let full = self
                 .partitions
@@ -254,10 +277,10 @@ impl<K: RowKind> Writer<K> {
             if full {
                 self.close_file(&key);
             }
-        } else if p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows) >= self.options.roll_rows
-        {
+        } else if file_full {
             self.close_file(&key);
         }
+        self.last = Some(key);
     }
 
     /// Time until the next file is due to close.
@@ -452,6 +475,49 @@ mod tests {
     use super::*;
     use crate::inference_table::test_rows::{record, requests};
     use crate::inference_table::TableOptions;
+
+    #[test]
+    fn each_row_goes_to_its_own_partition_whatever_came_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Writer::new(
+            TableOptions::new(dir.path()),
+            Arc::new(AtomicUsize::new(0)),
+            requests(),
+        );
+        // 2024-10-04 01:00 UTC plus whole days.
+        let at = |days: u64| {
+            std::time::SystemTime::UNIX_EPOCH
+                + Duration::from_secs((20_000 + days) * 86_400 + 3_600)
+        };
+        for (endpoint, days) in [
+            ("a", 0),
+            ("a", 0),
+            ("b", 0),
+            ("a", 1),
+            ("a", 1),
+            ("b", 0),
+            ("a", 0),
+        ] {
+            let mut row = record(10);
+            row.endpoint = endpoint.into();
+            row.received = at(days);
+            w.add(row);
+        }
+        let mut rows: Vec<(String, usize)> = w
+            .partitions
+            .iter()
+            .map(|(key, p)| (key.display().to_string(), p.pending.len()))
+            .collect();
+        rows.sort();
+        assert_eq!(
+            rows,
+            [
+                ("endpoint=a/request_date=2024-10-04".to_string(), 3),
+                ("endpoint=a/request_date=2024-10-05".to_string(), 2),
+                ("endpoint=b/request_date=2024-10-04".to_string(), 2),
+            ]
+        );
+    }
 
     #[test]
     fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
