@@ -10,6 +10,11 @@ use bytes::Bytes;
 use super::record::{Payload, Record};
 use crate::request::{InferRequest, InferResponse, Timing};
 
+/// Request bodies at least this large are shared rather than copied when
+/// nothing else holds their memory (see [`Entry::request_text`]); copying a
+/// smaller one costs far less than decoding it did.
+const SHARE_FROM: usize = 64 * 1024;
+
 /// The logging error codes of payloads over `--table-max-payload-bytes`.
 const REQUEST_TOO_LARGE: &str = "MAX_REQUEST_SIZE_EXCEEDED";
 const RESPONSE_TOO_LARGE: &str = "MAX_RESPONSE_SIZE_EXCEEDED";
@@ -84,15 +89,17 @@ impl Entry {
 
     /// Records a request body that already is text (JSON, or CSV).
     ///
-    /// A body that shares its memory (a slice of the connection's read
-    /// buffer, usually several KiB for a body of a few hundred bytes) is
-    /// copied: kept until the writer's next tick, the slice would pin the
-    /// whole buffer, so the HTTP server would allocate a fresh one for the
-    /// next request and the queue would hold far more memory than its
-    /// `queue_bytes` bound counts.
+    /// The body is usually a slice of the connection's read buffer (several
+    /// KiB for a body of a few hundred bytes). Kept until the writer's next
+    /// tick, the slice would pin the whole buffer: the HTTP server would
+    /// allocate a fresh one for the next request, and the queue would hold
+    /// far more memory than its `queue_bytes` bound counts. So a body is
+    /// copied unless it is large and the only user of its memory (a body
+    /// collected from several chunks); a large slice pins a buffer at most
+    /// a few times its size (hyper's grows to ~400 KiB).
     pub fn request_text(&mut self, body: &Bytes) {
         if let Some(p) = self.kept(body.len(), REQUEST_TOO_LARGE, || {
-            Payload::Text(if body.is_unique() {
+            Payload::Text(if body.len() >= SHARE_FROM && body.is_unique() {
                 body.clone()
             } else {
                 Bytes::copy_from_slice(body)
@@ -226,10 +233,15 @@ mod tests {
     }
 
     #[test]
-    fn a_body_with_memory_of_its_own_is_kept_without_a_copy() {
-        let body = Bytes::from(b"{\"inputs\": []}".to_vec());
+    fn a_large_body_with_memory_of_its_own_is_kept_without_a_copy() {
+        let body = Bytes::from(vec![b' '; SHARE_FROM]);
         let mut entry = entry();
         entry.request_text(&body);
         assert_eq!(stored(&entry).as_ptr(), body.as_ptr());
+        // A small one is copied all the same: it may be a slice of a
+        // buffer nothing else holds any more.
+        let small = Bytes::from(b"{\"inputs\": []}".to_vec());
+        entry.request_text(&small);
+        assert_ne!(stored(&entry).as_ptr(), small.as_ptr());
     }
 }
