@@ -21,8 +21,9 @@
 #   with this machine's extra CA certificates (an intercepting HTTPS proxy)
 #   so that cargo and pip inside the build reach their registries.
 #
-# Costs about 2.5 GB of disk while it runs; the release build of Podium inside
-# the image is most of its time (see README, "Deploying").
+# Costs about 2.5–4 GB of disk while it runs, and refuses to start with less
+# than 6 GB free; the release build of Podium inside the image is most of its
+# time (see README, "Deploying").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -44,6 +45,14 @@ if [ ! -x /usr/bin/docker ] || [ ! -x /usr/sbin/dockerd ] || ! command -v deboot
 fi
 py=.venv-test/bin/python
 [ -x "$py" ] || die "no $py: run ./scripts/test.sh first (it makes the test virtualenv)"
+
+# The daemon's data, the base images and the release build inside the image
+# need room; a full disk otherwise surfaces minutes later as an apt or cargo
+# "No space left on device" in the middle of the build log.
+need_gb=6
+free_gb=$(( $(df -Pk /var/tmp | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+[ "$free_gb" -ge "$need_gb" ] \
+  || die "needs about $need_gb GB free under /var/tmp; $free_gb GB left. Free some disk (old cargo target directories are the usual culprit: cargo clean, or remove \$CARGO_TARGET_DIR) and run it again"
 
 work="$(mktemp -d /var/tmp/podium-container.XXXXXX)"
 sock="$work/docker.sock"
