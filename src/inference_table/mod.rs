@@ -22,9 +22,11 @@
 //! sender waits until its rows are journaled.
 
 mod batch;
+mod closer;
 mod entry;
 mod failures;
 pub mod feedback;
+mod file;
 pub mod journal;
 mod kind;
 pub mod reader;

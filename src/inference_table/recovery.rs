@@ -222,10 +222,8 @@ fn files(dir: &Path, depth: usize, keep: &dyn Fn(&str) -> bool) -> Vec<PathBuf> 
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
     use super::*;
-    use crate::inference_table::test_rows::{record, requests};
+    use crate::inference_table::test_rows::{named, parquet_rows, record, requests, walk};
     use crate::inference_table::writer::Writer;
     use crate::inference_table::TableOptions;
 
@@ -240,39 +238,6 @@ mod tests {
         writer.write_all_pending();
         // Nothing is finished or deleted; the file handles (and locks) close.
         drop(writer);
-    }
-
-    fn walk(dir: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                out.extend(walk(&entry.path()));
-            } else {
-                out.push(entry.path());
-            }
-        }
-        out
-    }
-
-    fn named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-        walk(dir)
-            .into_iter()
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect()
-    }
-
-    fn parquet_rows(dir: &Path) -> usize {
-        named(dir, ".parquet")
-            .iter()
-            .map(|p| {
-                ParquetRecordBatchReaderBuilder::try_new(File::open(p).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap()
-                    .map(|b| b.unwrap().num_rows())
-                    .sum::<usize>()
-            })
-            .sum()
     }
 
     fn recover_in(dir: &Path) -> Recovered {

@@ -1,8 +1,11 @@
 //! Rows and a payload renderer for the table's unit tests.
 
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::batch::Requests;
 use super::{Payload, Protocol, Record, RenderPayload};
@@ -59,4 +62,40 @@ pub(super) fn record(body: usize) -> Record {
         trace_id: None,
         logging_error_codes: Vec::new(),
     }
+}
+
+/// Every file under `dir`, at any depth.
+pub(super) fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(walk(&entry.path()));
+        } else {
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+/// The files under `dir`, at any depth, whose names end with `suffix`.
+pub(super) fn named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// The rows of every Parquet file under `dir`.
+pub(super) fn parquet_rows(dir: &Path) -> usize {
+    named(dir, ".parquet")
+        .iter()
+        .map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .sum::<usize>()
+        })
+        .sum()
 }

@@ -4,35 +4,34 @@
 //! and age.
 //!
 //! A file is written under a hidden temporary name (`.part-….inprogress`)
-//! and renamed when complete, so readers only ever see whole files. Rows
-//! reach the open file and its [`journal`](super::journal) within one tick
-//! of arriving, so a crash loses at most a tick of them (recovered at the
-//! next start). A write error drops the rows of that file (counted) and the
+//! and renamed when complete ([`OpenFile`]), so readers only ever see whole
+//! files; completing it happens on the [`Closer`]'s thread while the writer
+//! goes on. Rows reach the open file and its [`journal`](super::journal)
+//! within one tick of arriving, so a crash loses at most a tick of them
+//! (recovered at the next start). A write error drops the rows of that file (counted) and the
 //! next rows start a new file; requests never notice. Rows sent with an
 //! acknowledgement ([`Message::Acked`]) are answered once they are in the
 //! open file and its journal (or were dropped), so the sender can promise a
 //! client they survive a crash.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, TryRecvError};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::closer::Closer;
 use super::failures::Failures;
-use super::journal::Journal;
+use super::file::OpenFile;
 use super::kind::RowKind;
 use super::table::{Ack, Message};
 use super::TableOptions;
-use crate::replica::ReplicaId;
 
 /// Rows rendered and handed to the Parquet writer at a time...
 const BATCH_ROWS: usize = 1024;
@@ -60,8 +59,10 @@ pub(super) struct Writer<K: RowKind> {
     /// [`Writer::unconfirmed`] when their rows arrived.
     acks: Vec<(Ack, u64)>,
     /// Rows since start that were dropped by a failed write, or written to
-    /// a file whose journal failed (a crash would lose them).
-    unconfirmed: u64,
+    /// a file whose journal failed (a crash would lose them); the closer
+    /// adds those of files that fail to complete.
+    unconfirmed: Arc<AtomicU64>,
+    closer: Closer,
     /// The partition of the last row added (a row goes there only when
     /// [`RowKind::same_partition`] says so).
     last: Option<PartitionKey>,
@@ -80,24 +81,6 @@ struct Partition<R> {
     oldest: Option<Instant>,
 }
 
-struct OpenFile {
-    writer: ArrowWriter<File>,
-    /// None when it could not be written (the file goes on without one).
-    journal: Option<Journal>,
-    tmp: PathBuf,
-    path: PathBuf,
-    rows: usize,
-}
-
-impl OpenFile {
-    /// Deletes the journal: the rows are in the closed file, or dropped.
-    fn forget_journal(&mut self) {
-        if let Some(journal) = self.journal.take() {
-            journal.remove();
-        }
-    }
-}
-
 impl<K: RowKind> Writer<K> {
     pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>, kind: K) -> Writer<K> {
         let mut properties = WriterProperties::builder()
@@ -111,7 +94,14 @@ impl<K: RowKind> Writer<K> {
                 .set_column_statistics_enabled(path, EnabledStatistics::None);
         }
         let properties = properties.build();
+        let unconfirmed = Arc::new(AtomicU64::new(0));
         Writer {
+            closer: Closer::start(
+                options.dir.clone(),
+                K::NAME,
+                K::METRICS,
+                Arc::clone(&unconfirmed),
+            ),
             failures: Failures::new(options.dir.clone(), K::NAME, K::METRICS),
             options,
             queued_bytes,
@@ -121,7 +111,7 @@ impl<K: RowKind> Writer<K> {
             kind,
             last_gauges: Instant::now(),
             acks: Vec::new(),
-            unconfirmed: 0,
+            unconfirmed,
             last: None,
         }
     }
@@ -170,11 +160,12 @@ impl<K: RowKind> Writer<K> {
             for key in keys {
                 self.close_file(&key);
             }
-            self.answer_acks();
             if rx.is_empty() {
                 break;
             }
         }
+        self.closer.finish();
+        self.answer_acks();
         self.gauges(0);
         self.failures.tell_due();
         tracing::info!("{} closed", K::NAME);
@@ -193,7 +184,8 @@ impl<K: RowKind> Writer<K> {
                 for row in rows {
                     self.add(row);
                 }
-                self.acks.push((ack, self.unconfirmed));
+                self.acks
+                    .push((ack, self.unconfirmed.load(Ordering::Acquire)));
             }
             Message::Close => {}
         }
@@ -205,13 +197,14 @@ impl<K: RowKind> Writer<K> {
     /// rows may be among them; a retry at worst writes a row twice, never
     /// loses one).
     fn answer_acks(&mut self) {
+        let unconfirmed = self.unconfirmed.load(Ordering::Acquire);
         for (ack, before) in self.acks.drain(..) {
-            let _ = ack.send(self.unconfirmed == before);
+            let _ = ack.send(unconfirmed == before);
         }
     }
 
     /// Writes every partition's pending rows to its open file and journal,
-    /// and syncs the journals that are due.
+    /// and has the journals that are due synced.
     pub(super) fn write_all_pending(&mut self) {
         let keys: Vec<_> = self
             .partitions
@@ -226,9 +219,14 @@ impl<K: RowKind> Writer<K> {
             let Some(file) = p.file.as_mut() else {
                 continue;
             };
-            if let Some(Err(e)) = file.journal.as_mut().map(Journal::sync_if_due) {
+            let Some(journal) = file.journal.as_mut() else {
+                continue;
+            };
+            if journal.sync_failed() {
+                // Counted by the closer; rows go on to Parquet alone.
                 file.forget_journal();
-                self.failures.journal_failed(&e);
+            } else if let Some(sync) = journal.sync_due() {
+                self.closer.sync(sync, &mut self.failures);
             }
         }
     }
@@ -270,9 +268,7 @@ impl<K: RowKind> Writer<K> {
                 .get(&key)
                 .and_then(|p| p.file.as_ref())
                 .is_some_and(|f| {
-                    f.rows >= self.options.roll_rows
-                        || f.writer.bytes_written() + f.writer.in_progress_size()
-                            >= self.options.roll_bytes
+                    f.rows >= self.options.roll_rows || f.size() >= self.options.roll_bytes
                 });
             if full {
                 self.close_file(&key);
@@ -326,7 +322,7 @@ impl<K: RowKind> Writer<K> {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> anyhow::Result<()> {
                 let batch = self.kind.batch(&self.schema, rows)?;
                 if p.file.is_none() {
-                    p.file = Some(open_file(
+                    p.file = Some(OpenFile::create(
                         &self.options.dir,
                         &self.options.replica,
                         key,
@@ -346,7 +342,7 @@ impl<K: RowKind> Writer<K> {
                     metrics::counter!(format!("{}_rows_journaled_total", K::METRICS))
                         .increment(n as u64);
                 } else {
-                    self.unconfirmed += n as u64;
+                    self.unconfirmed.fetch_add(n as u64, Ordering::AcqRel);
                 }
                 Ok(())
             }))
@@ -363,60 +359,24 @@ impl<K: RowKind> Writer<K> {
         }
     }
 
-    /// Writes what is pending, completes the file and makes it visible.
+    /// Writes what is pending and hands the file to the closer, which
+    /// completes it and makes it visible; the partition's next row starts a
+    /// new file.
     fn close_file(&mut self, key: &PartitionKey) {
         self.write_pending(key);
-        let Some(p) = self.partitions.get_mut(key) else {
-            return;
-        };
-        let Some(mut file) = p.file.take() else {
-            self.partitions.remove(key);
-            return;
-        };
-        let rows = file.rows;
-        let result = (|| -> anyhow::Result<u64> {
-            file.writer.finish()?;
-            file.writer.inner().sync_data()?;
-            let bytes = file.writer.bytes_written() as u64;
-            std::fs::rename(&file.tmp, &file.path)?;
-            // The rename itself survives a power cut only once the
-            // directory is on disk too (best effort: not every filesystem
-            // can sync a directory).
-            if let Some(dir) = file.path.parent() {
-                let _ = File::open(dir).and_then(|d| d.sync_all());
-            }
-            Ok(bytes)
-        })();
-        file.forget_journal();
-        match result {
-            Ok(bytes) => {
-                let name = |what: &str| format!("{}_{what}", K::METRICS);
-                metrics::counter!(name("rows_written_total")).increment(rows as u64);
-                metrics::counter!(name("files_total")).increment(1);
-                metrics::counter!(name("bytes_total")).increment(bytes);
-                tracing::debug!("{}: {} ({rows} rows)", K::NAME, file.path.display());
-                self.partitions.remove(key);
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&file.tmp);
-                self.partitions.remove(key);
-                self.unconfirmed += rows as u64;
-                self.failures.dropped(rows, &e);
-            }
+        if let Some(file) = self.partitions.remove(key).and_then(|p| p.file) {
+            self.closer.close(file, K::METRICS, &mut self.failures);
         }
     }
 
     /// Drops the rows of a partition that could not be written.
     fn fail(&mut self, key: &PartitionKey, pending_rows: usize, e: anyhow::Error) {
         let mut rows = pending_rows;
-        if let Some(p) = self.partitions.remove(key) {
-            if let Some(mut file) = p.file {
-                rows += file.rows;
-                file.forget_journal();
-                let _ = std::fs::remove_file(&file.tmp);
-            }
+        if let Some(file) = self.partitions.remove(key).and_then(|p| p.file) {
+            rows += file.rows;
+            file.discard();
         }
-        self.unconfirmed += rows as u64;
+        self.unconfirmed.fetch_add(rows as u64, Ordering::AcqRel);
         self.failures.dropped(rows, &e);
     }
 
@@ -435,45 +395,10 @@ impl<K: RowKind> Writer<K> {
     }
 }
 
-/// Starts a file of `partition` (relative to the table's root) and its journal.
-fn open_file(
-    root: &Path,
-    replica: &ReplicaId,
-    partition: &Path,
-    schema: &SchemaRef,
-    properties: WriterProperties,
-    failures: &mut Failures,
-) -> anyhow::Result<OpenFile> {
-    let dir = root.join(partition);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
-    let name = format!(
-        "part-{stamp}Z-{replica}-{}.parquet",
-        uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid()
-    );
-    let path = dir.join(&name);
-    let tmp = dir.join(format!(".{name}.inprogress"));
-    let file =
-        File::create(&tmp).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
-    super::journal::lock(&file);
-    let writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(properties))?;
-    let journal = Journal::create(root, partition, &name, schema)
-        .inspect_err(|e| failures.journal_failed(e))
-        .ok();
-    Ok(OpenFile {
-        writer,
-        journal,
-        tmp,
-        path,
-        rows: 0,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference_table::test_rows::{record, requests};
+    use crate::inference_table::test_rows::{named, parquet_rows, record, requests};
     use crate::inference_table::TableOptions;
 
     #[test]
@@ -540,6 +465,7 @@ mod tests {
         for _ in 0..8 {
             w.add(record(1024 * 1024));
         }
+        w.closer.wait();
         let visible: Vec<_> = std::fs::read_dir(dir.path().join("endpoint=fraud"))
             .unwrap()
             .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
@@ -547,5 +473,46 @@ mod tests {
             .filter(|n| n.ends_with(".parquet"))
             .collect();
         assert_eq!(visible.len(), 1, "{visible:?}");
+    }
+
+    #[test]
+    fn the_writer_takes_rows_while_files_are_being_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = TableOptions::new(dir.path());
+        options.roll_rows = 100;
+        let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+        let gate = w.closer.gate();
+        let paused = gate.lock().unwrap();
+        // 250 rows: two full files handed to the closer, which cannot
+        // complete them yet, and 50 rows in a third file.
+        let (fed, done) = crossbeam_channel::bounded(1);
+        let feeder = std::thread::spawn(move || {
+            for _ in 0..250 {
+                w.add(record(100));
+            }
+            w.write_all_pending();
+            fed.send(()).unwrap();
+            w
+        });
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("the writer waited for files being closed instead of taking rows");
+        assert_eq!(named(dir.path(), ".parquet"), Vec::<PathBuf>::new());
+        assert_eq!(named(dir.path(), ".inprogress").len(), 3);
+        assert_eq!(
+            named(dir.path(), ".arrows").len(),
+            3,
+            "a file waiting to close keeps its journal"
+        );
+        drop(paused);
+        let mut w = feeder.join().unwrap();
+        let keys: Vec<_> = w.partitions.keys().cloned().collect();
+        for key in keys {
+            w.close_file(&key);
+        }
+        w.closer.finish();
+        assert_eq!(named(dir.path(), ".parquet").len(), 3);
+        assert_eq!(parquet_rows(dir.path()), 250);
+        assert!(named(dir.path(), ".inprogress").is_empty());
+        assert!(named(dir.path(), ".arrows").is_empty());
     }
 }
