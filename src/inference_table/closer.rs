@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::failures::Failures;
+use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::journal::JournalSync;
 
@@ -227,7 +227,16 @@ fn complete(
 ) {
     let rows = file.rows;
     let path = file.path.clone();
-    match file.complete() {
+    // A panic in Parquet costs this file's rows, counted, not the thread
+    // (and with it every later file and journal sync).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| file.complete()))
+        .unwrap_or_else(|panic| {
+            Err(anyhow::anyhow!(
+                "completing the file panicked: {}",
+                panic_message(&panic)
+            ))
+        });
+    match result {
         Ok(bytes) => {
             let name = |what: &str| format!("{metrics}_{what}");
             metrics::counter!(name("rows_written_total")).increment(rows as u64);

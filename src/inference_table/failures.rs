@@ -99,6 +99,15 @@ impl Failures {
     }
 }
 
+/// What a caught panic said.
+pub(super) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown")
+}
+
 fn due(last: Option<Instant>) -> bool {
     last.is_none_or(|t| t.elapsed() >= LOG_EVERY)
 }

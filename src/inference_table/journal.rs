@@ -75,8 +75,14 @@ impl JournalSync {
         if result.is_err() {
             self.0.failed.store(true, Ordering::Release);
         }
-        self.0.in_flight.store(false, Ordering::Release);
         result.map_err(|e| anyhow::anyhow!("cannot sync {}: {e}", self.0.path.display()))
+    }
+}
+
+impl Drop for JournalSync {
+    /// Run or not (a closer thread gone), the journal may hand out the next.
+    fn drop(&mut self) {
+        self.0.in_flight.store(false, Ordering::Release);
     }
 }
 
@@ -103,10 +109,18 @@ impl Journal {
         let fail = |e: &dyn std::fmt::Display| {
             anyhow::anyhow!("cannot start the journal {}: {e}", path.display())
         };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|e| fail(&e))?;
-        }
-        let file = File::create_new(&path).map_err(|e| fail(&e))?;
+        // The closer thread deletes a partition's journal folder once its
+        // last journal is gone, possibly between the two steps: try again.
+        let mut tries = 0;
+        let file = loop {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+            }
+            match File::create_new(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                file => break file.map_err(|e| fail(&e))?,
+            }
+        };
         lock(&file);
         let sync = Arc::new(SyncState {
             file: file.try_clone().map_err(|e| fail(&e))?,
@@ -215,7 +229,11 @@ mod tests {
             &schema,
         )
         .unwrap();
-        let a_second_ago = || Instant::now() - SYNC_INTERVAL;
+        let a_second_ago = || {
+            Instant::now()
+                .checked_sub(SYNC_INTERVAL)
+                .expect("the clock has run for a second")
+        };
         journal.append(&batch).unwrap();
         assert!(journal.sync_due().is_none(), "not within SYNC_INTERVAL");
 
@@ -233,6 +251,13 @@ mod tests {
         second.run().unwrap();
         journal.last_sync = a_second_ago();
         assert!(journal.sync_due().is_none(), "nothing new to sync");
+
+        // A sync dropped without running (its thread gone) frees the next.
+        journal.append(&batch).unwrap();
+        drop(journal.sync_due().expect("rows came after the last sync"));
+        journal.append(&batch).unwrap();
+        journal.last_sync = a_second_ago();
+        assert!(journal.sync_due().is_some());
         assert!(!journal.sync_failed());
     }
 }

@@ -27,7 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::closer::Closer;
-use super::failures::Failures;
+use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::kind::RowKind;
 use super::table::{Ack, Message};
@@ -181,11 +181,14 @@ impl<K: RowKind> Writer<K> {
             Message::Acked(rows, ack) => {
                 let size: usize = rows.iter().map(K::size).sum();
                 self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                // Before the rows go in: a failure while adding them (a
+                // file that fills and fails) must answer their sender "not
+                // written".
+                let before = self.unconfirmed.load(Ordering::Acquire);
                 for row in rows {
                     self.add(row);
                 }
-                self.acks
-                    .push((ack, self.unconfirmed.load(Ordering::Acquire)));
+                self.acks.push((ack, before));
             }
             Message::Close => {}
         }
@@ -347,12 +350,10 @@ impl<K: RowKind> Writer<K> {
                 Ok(())
             }))
             .unwrap_or_else(|panic| {
-                let why = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown");
-                Err(anyhow::anyhow!("the Parquet writer panicked: {why}"))
+                Err(anyhow::anyhow!(
+                    "the Parquet writer panicked: {}",
+                    panic_message(&panic)
+                ))
             });
         if let Err(e) = result {
             self.fail(key, n, e);

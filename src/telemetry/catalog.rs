@@ -278,7 +278,7 @@ fn describe() {
     describe_gauge!(
         "podium_table_oldest_unflushed_seconds",
         Unit::Seconds,
-        "Age of the oldest row not yet in a completed file."
+        "Age of the oldest row whose file is not closed yet."
     );
     describe_counter!(
         "podium_table_rows_journaled_total",
@@ -368,7 +368,7 @@ fn describe() {
     describe_gauge!(
         "podium_feedback_table_oldest_unflushed_seconds",
         Unit::Seconds,
-        "Age of the oldest feedback row not yet in a completed file."
+        "Age of the oldest feedback row whose file is not closed yet."
     );
     describe_counter!(
         "podium_feedback_table_rows_journaled_total",
