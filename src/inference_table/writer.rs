@@ -484,35 +484,58 @@ mod tests {
         let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
         let gate = w.closer.gate();
         let paused = gate.lock().unwrap();
-        // 250 rows: two full files handed to the closer, which cannot
-        // complete them yet, and 50 rows in a third file.
         let (fed, done) = crossbeam_channel::bounded(1);
+        let (go_on, go) = crossbeam_channel::bounded(1);
         let feeder = std::thread::spawn(move || {
+            // 250 rows: two full files handed to the closer, which cannot
+            // complete them yet, and 50 rows in a third file.
             for _ in 0..250 {
                 w.add(record(100));
             }
             w.write_all_pending();
             fed.send(()).unwrap();
+            go.recv().unwrap();
+            // Two more full files: one more may wait, the next one waits
+            // for the closer.
+            for _ in 0..200 {
+                w.add(record(100));
+            }
+            fed.send(()).unwrap();
             w
         });
         done.recv_timeout(Duration::from_secs(60))
             .expect("the writer waited for files being closed instead of taking rows");
-        assert_eq!(named(dir.path(), ".parquet"), Vec::<PathBuf>::new());
-        assert_eq!(named(dir.path(), ".inprogress").len(), 3);
-        assert_eq!(
+        let early = (
+            named(dir.path(), ".parquet").len(),
+            named(dir.path(), ".inprogress").len(),
             named(dir.path(), ".arrows").len(),
-            3,
-            "a file waiting to close keeps its journal"
         );
+        go_on.send(()).unwrap();
+        // One file being completed and WAITING (2) waiting: the fourth
+        // full file holds the writer back until the closer goes on.
+        let held_back = done.recv_timeout(Duration::from_millis(500)).is_err();
+        // The closer goes on before anything can fail (a failure here would
+        // otherwise wait for it forever, dropping the writer).
         drop(paused);
+        assert_eq!(
+            early,
+            (0, 3, 3),
+            "(complete files, files being written, journals) while the closer waits"
+        );
+        assert!(
+            held_back,
+            "the writer handed over more files than WAITING allows"
+        );
+        done.recv_timeout(Duration::from_secs(60))
+            .expect("the writer goes on once the closer does");
         let mut w = feeder.join().unwrap();
         let keys: Vec<_> = w.partitions.keys().cloned().collect();
         for key in keys {
             w.close_file(&key);
         }
         w.closer.finish();
-        assert_eq!(named(dir.path(), ".parquet").len(), 3);
-        assert_eq!(parquet_rows(dir.path()), 250);
+        assert_eq!(named(dir.path(), ".parquet").len(), 5);
+        assert_eq!(parquet_rows(dir.path()), 450);
         assert!(named(dir.path(), ".inprogress").is_empty());
         assert!(named(dir.path(), ".arrows").is_empty());
     }
