@@ -67,9 +67,10 @@ impl OpenFile {
     }
 
     /// Writes the footer, syncs the file and gives it its final name; then
-    /// deletes the journal, whose rows are now in the file (or, on an
-    /// error, lost with the file, which is removed). Returns the file's
-    /// size.
+    /// deletes the journal, whose rows are now in the file. Returns the
+    /// file's size. On an error the file is removed and its journal kept:
+    /// the next start's recovery writes its rows into the file (acknowledged
+    /// feedback survives a full or failing disk as it survives a crash).
     pub fn complete(mut self) -> anyhow::Result<u64> {
         let result = (|| -> anyhow::Result<u64> {
             self.writer.finish()?;
@@ -84,11 +85,23 @@ impl OpenFile {
             }
             Ok(bytes)
         })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
+        match result {
+            Ok(bytes) => {
+                self.forget_journal();
+                Ok(bytes)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&self.tmp);
+                match self.journal.take() {
+                    // Closed, not deleted (which also lifts its lock).
+                    Some(journal) => Err(anyhow::anyhow!(
+                        "{e:#}; its rows stay in {} for the next start to recover",
+                        journal.path().display()
+                    )),
+                    None => Err(e),
+                }
+            }
         }
-        self.forget_journal();
-        result
     }
 
     /// Gives up the file: its rows are dropped (the caller counts them).

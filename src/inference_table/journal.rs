@@ -163,6 +163,11 @@ impl Journal {
         Some(JournalSync(Arc::clone(&self.sync)))
     }
 
+    /// Where the journal is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Whether a sync failed: the journal may then lack rows it was given.
     pub fn sync_failed(&self) -> bool {
         self.sync.failed.load(Ordering::Acquire)

@@ -1,0 +1,176 @@
+//! The writer's unit tests (beside it, not in it: writer.rs stays small).
+
+use super::*;
+use crate::inference_table::test_rows::{named, parquet_rows, record, requests};
+use crate::inference_table::TableOptions;
+
+#[test]
+fn each_row_goes_to_its_own_partition_whatever_came_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(
+        TableOptions::new(dir.path()),
+        Arc::new(AtomicUsize::new(0)),
+        requests(),
+    );
+    // 2024-10-04 01:00 UTC plus whole days.
+    let at = |days: u64| {
+        std::time::SystemTime::UNIX_EPOCH + Duration::from_secs((20_000 + days) * 86_400 + 3_600)
+    };
+    for (endpoint, days) in [
+        ("a", 0),
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("a", 1),
+        ("b", 0),
+        ("a", 0),
+    ] {
+        let mut row = record(10);
+        row.endpoint = endpoint.into();
+        row.received = at(days);
+        w.add(row);
+    }
+    let mut rows: Vec<(String, usize)> = w
+        .partitions
+        .iter()
+        .map(|(key, p)| (key.display().to_string(), p.pending.len()))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("endpoint=a/request_date=2024-10-04".to_string(), 3),
+            ("endpoint=a/request_date=2024-10-05".to_string(), 2),
+            ("endpoint=b/request_date=2024-10-04".to_string(), 2),
+        ]
+    );
+}
+
+#[test]
+fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = TableOptions::new(dir.path());
+    options.roll_bytes = 10 * 1024 * 1024;
+    let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+    // Four 1 MiB bodies fill a batch long before 1024 rows.
+    for _ in 0..4 {
+        w.add(record(1024 * 1024));
+    }
+    let p = w.partitions.values().next().expect("one partition");
+    assert!(
+        p.pending.is_empty(),
+        "{} rows still pending",
+        p.pending.len()
+    );
+    assert_eq!(p.file.as_ref().map(|f| f.rows), Some(4));
+    // Past --table-roll-bytes the file is closed and made visible.
+    for _ in 0..8 {
+        w.add(record(1024 * 1024));
+    }
+    w.closer.wait();
+    let visible: Vec<_> = std::fs::read_dir(dir.path().join("endpoint=fraud"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(visible.len(), 1, "{visible:?}");
+}
+
+#[test]
+fn the_writer_takes_rows_while_files_are_being_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = TableOptions::new(dir.path());
+    options.roll_rows = 100;
+    let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+    let gate = w.closer.gate();
+    let paused = gate.lock().unwrap();
+    let (fed, done) = crossbeam_channel::bounded(1);
+    let (go_on, go) = crossbeam_channel::bounded(1);
+    let feeder = std::thread::spawn(move || {
+        // 250 rows: two full files handed to the closer, which cannot
+        // complete them yet, and 50 rows in a third file.
+        for _ in 0..250 {
+            w.add(record(100));
+        }
+        w.write_all_pending();
+        fed.send(()).unwrap();
+        go.recv().unwrap();
+        // Two more full files: one more may wait, the next one waits
+        // for the closer.
+        for _ in 0..200 {
+            w.add(record(100));
+        }
+        fed.send(()).unwrap();
+        w
+    });
+    done.recv_timeout(Duration::from_secs(60))
+        .expect("the writer waited for files being closed instead of taking rows");
+    let early = (
+        named(dir.path(), ".parquet").len(),
+        named(dir.path(), ".inprogress").len(),
+        named(dir.path(), ".arrows").len(),
+    );
+    go_on.send(()).unwrap();
+    // One file being completed and WAITING (2) waiting: the fourth
+    // full file holds the writer back until the closer goes on.
+    let held_back = done.recv_timeout(Duration::from_millis(500)).is_err();
+    // The closer goes on before anything can fail (a failure here would
+    // otherwise wait for it forever, dropping the writer).
+    drop(paused);
+    assert_eq!(
+        early,
+        (0, 3, 3),
+        "(complete files, files being written, journals) while the closer waits"
+    );
+    assert!(
+        held_back,
+        "the writer handed over more files than WAITING allows"
+    );
+    done.recv_timeout(Duration::from_secs(60))
+        .expect("the writer goes on once the closer does");
+    let mut w = feeder.join().unwrap();
+    let keys: Vec<_> = w.partitions.keys().cloned().collect();
+    for key in keys {
+        w.close_file(&key);
+    }
+    w.closer.finish();
+    assert_eq!(named(dir.path(), ".parquet").len(), 5);
+    assert_eq!(parquet_rows(dir.path()), 450);
+    assert!(named(dir.path(), ".inprogress").is_empty());
+    assert!(named(dir.path(), ".arrows").is_empty());
+}
+
+#[test]
+fn a_file_that_fails_to_complete_keeps_its_rows_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = TableOptions::new(dir.path());
+    options.roll_rows = 100;
+    let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+    let gate = w.closer.gate();
+    let paused = gate.lock().unwrap();
+    // A full file, handed over to the closer.
+    for _ in 0..100 {
+        w.add(record(100));
+    }
+    // The disk loses it before it is complete: the rename fails.
+    let written = named(dir.path(), ".inprogress");
+    let lost = written.len() == 1 && std::fs::remove_file(&written[0]).is_ok();
+    drop(paused);
+    assert!(lost, "one file being written: {written:?}");
+    w.closer.finish();
+    assert_eq!(named(dir.path(), ".parquet"), Vec::<PathBuf>::new());
+    assert_eq!(named(dir.path(), ".arrows").len(), 1, "the journal is kept");
+    assert_eq!(w.unconfirmed.load(Ordering::Acquire), 100);
+    drop(w);
+
+    let recovered = Writer::new(
+        TableOptions::new(dir.path()),
+        Arc::new(AtomicUsize::new(0)),
+        requests(),
+    )
+    .recover();
+    assert_eq!(recovered.rows, 100);
+    assert_eq!(parquet_rows(dir.path()), 100);
+    assert!(named(dir.path(), ".arrows").is_empty());
+}
