@@ -8,16 +8,18 @@
 //! ```
 //!
 //! One journal per open file, named after it and deleted once the file is
-//! closed and renamed into place. Each append reaches the operating system
+//! closed and renamed into place (kept, for the next start, if that fails). Each append reaches the operating system
 //! at once (a `kill -9` loses nothing written); [`SYNC_INTERVAL`] bounds
 //! what a power cut can take. The writer does not wait for the disk: it
 //! hands each due `sync_data` ([`JournalSync`]) to the thread that
 //! completes files ([`super::closer`]), because syncing a journal that grew
 //! by tens of MB in a second took 0.2–0.25 s here, long enough for the
-//! request queue to overflow at 80,000 rows a second. The writer holds an exclusive lock on the
-//! journal (and on the `.inprogress` file) while it is open, so start-up
-//! recovery ([`super::recovery`]) never touches a file another live Podium
-//! is writing. Readers of the table skip `_journal` (a leading `_` hides a
+//! request queue to overflow at 80,000 rows a second.
+//!
+//! The writer holds an exclusive lock on the journal (and on the
+//! `.inprogress` file) while it is open, so start-up recovery
+//! ([`super::recovery`]) never touches a file another live Podium is
+//! writing. Readers of the table skip `_journal` (a leading `_` hides a
 //! directory from Spark, Hive and DuckDB's Hive partitioning).
 
 use std::fs::{self, File};
