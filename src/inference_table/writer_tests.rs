@@ -1,6 +1,7 @@
 //! The writer's unit tests (beside it, not in it: writer.rs stays small).
 
 use super::*;
+use crate::inference_table::batch::Requests;
 use crate::inference_table::test_rows::{named, parquet_rows, record, requests};
 use crate::inference_table::TableOptions;
 
@@ -77,12 +78,17 @@ fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
     assert_eq!(visible.len(), 1, "{visible:?}");
 }
 
+/// A writer of the inference table in `dir` whose files roll every 100 rows.
+fn rolling_every_100_rows(dir: &std::path::Path) -> Writer<Requests> {
+    let mut options = TableOptions::new(dir);
+    options.roll_rows = 100;
+    Writer::new(options, Arc::new(AtomicUsize::new(0)), requests())
+}
+
 #[test]
 fn the_writer_takes_rows_while_files_are_being_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = TableOptions::new(dir.path());
-    options.roll_rows = 100;
-    let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+    let mut w = rolling_every_100_rows(dir.path());
     let gate = w.closer.gate();
     let paused = gate.lock().unwrap();
     let (fed, done) = crossbeam_channel::bounded(1);
@@ -144,9 +150,7 @@ fn the_writer_takes_rows_while_files_are_being_closed() {
 #[test]
 fn a_file_that_fails_to_complete_keeps_its_rows_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = TableOptions::new(dir.path());
-    options.roll_rows = 100;
-    let mut w = Writer::new(options, Arc::new(AtomicUsize::new(0)), requests());
+    let mut w = rolling_every_100_rows(dir.path());
     let gate = w.closer.gate();
     let paused = gate.lock().unwrap();
     // A full file, handed over to the closer.
