@@ -13,8 +13,10 @@
 # Knobs: BENCH_CONCURRENCY (64), BENCH_DURATION (10s measured per cell),
 # BENCH_WARMUP (2s), BENCH_ROUNDS (3), BENCH_PROTOCOL (rest-binary;
 # rest-json, grpc), BENCH_THREADS (--inference-threads; Podium's default:
-# the cores it may use), BENCH_SERVER_CPUS / BENCH_LOADTEST_CPUS (taskset
-# lists, e.g. 0-7 and 8-15 on a 16-core machine; unpinned when unset).
+# the cores it may use), BENCH_MAX_CONCURRENT_BATCHES (the batched model's
+# max_concurrent_batches; no cap when unset), BENCH_SERVER_CPUS /
+# BENCH_LOADTEST_CPUS (taskset lists, e.g. 0-7 and 8-15 on a 16-core
+# machine; unpinned when unset).
 # ONNX Runtime is found as `podium serve` finds it (.ort/ of this checkout,
 # beside the binary, or ORT_DYLIB_PATH).
 #
@@ -62,6 +64,8 @@ max_batch_size = 64
 max_queue_delay_us = 200
 preferred_batch_sizes = [8, 16, 32, 64]
 TOML
+cap="${BENCH_MAX_CONCURRENT_BATCHES:-}"
+if [ -n "$cap" ]; then echo "max_concurrent_batches = $cap" >>"$work/podium.toml"; fi
 
 threads=()
 if [ -n "${BENCH_THREADS:-}" ]; then threads=(--inference-threads "$BENCH_THREADS"); fi
@@ -97,9 +101,9 @@ for round in $(seq "$rounds"); do
 done
 curl -sf "$rest/metrics" >"$work/metrics.txt" 2>/dev/null || true
 
-python3 - "$work" "$rounds" "$concurrency" "$protocol" "$(nproc)" <<'PY'
+python3 - "$work" "$rounds" "$concurrency" "$protocol" "$(nproc)" "$cap" <<'PY'
 import json, os, re, statistics, sys
-work, rounds, c, protocol, cores = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+work, rounds, c, protocol, cores, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 med = statistics.median
 rows = {}
 for model in ("mlp_large", "mlp_large_batched"):
@@ -124,7 +128,8 @@ print()
 print("| batching | req/s | p50 µs | p99 µs | errors | mean rows per run |")
 print("|---|---:|---:|---:|---:|---:|")
 print(f"| off | {plain['rps']:,.0f} | {plain['p50']:,.0f} | {plain['p99']:,.0f} | {plain['errors']} | 1 |")
-print(f"| max 64, 200 µs, preferred 8/16/32/64 | {batched['rps']:,.0f} | {batched['p50']:,.0f} | {batched['p99']:,.0f} | {batched['errors']} | {mean_batch or '?'} |")
+label = "max 64, 200 µs, preferred 8/16/32/64" + (f", {cap} at once" if cap else "")
+print(f"| {label} | {batched['rps']:,.0f} | {batched['p50']:,.0f} | {batched['p99']:,.0f} | {batched['errors']} | {mean_batch or '?'} |")
 print()
 print(f"throughput ×{batched['rps'] / plain['rps']:.2f} (goal ≥ 3), p99 ×{batched['p99'] / plain['p99']:.2f} (goal ≤ 2)")
 PY

@@ -32,6 +32,7 @@
 //! max_batch_size = 64                 # (see `batching`)
 //! max_queue_delay_us = 200
 //! preferred_batch_sizes = [8, 16, 32, 64]
+//! max_concurrent_batches = 2          # at most 2 batches running at once
 //!
 //! [model.mlp.onnxruntime]            # ONNX Runtime options of the model's
 //! intra_op_threads = 2                # sessions, over the --ort-* defaults

@@ -26,6 +26,8 @@ max_queue_delay_us = 1000000
 max_batch_size = 6
 max_queue_delay_us = 1000000
 preferred_batch_sizes = [6]
+# One batch with the threads at a time: the others wait, still exact.
+max_concurrent_batches = 1
 
 [model.fixed.batching]
 max_batch_size = 4

@@ -9,6 +9,7 @@
 //! max_batch_size = 64                   # the most rows one run takes (2..=4096)
 //! max_queue_delay_us = 200              # the longest a request waits for company [default: 0]
 //! preferred_batch_sizes = [8, 16, 32, 64]  # sent at once at these sizes [default: none]
+//! max_concurrent_batches = 2            # batches running at once (1..=1024) [default: one per inference thread]
 //!
 //! [model.mlp_large.onnxruntime]         # each key replaces its --ort-* default
 //! intra_op_threads = 2                  # [default: 1]
@@ -44,6 +45,8 @@ struct BatchingToml {
     max_queue_delay_us: u64,
     #[serde(default)]
     preferred_batch_sizes: Vec<usize>,
+    #[serde(default)]
+    max_concurrent_batches: Option<usize>,
 }
 
 impl ModelToml {
@@ -78,7 +81,8 @@ impl ModelToml {
                     b.max_batch_size,
                     b.max_queue_delay_us,
                     b.preferred_batch_sizes,
-                )
+                )?
+                .with_max_concurrent_batches(model, b.max_concurrent_batches)
             })
             .transpose()
     }

@@ -101,23 +101,26 @@ fn a_readout_parses_with_its_defaults_and_strict_errors() {
 
 #[test]
 fn a_model_batching_section_parses_strictly() {
-    let text = "[model.fraud.batching]\nmax_batch_size = 64\nmax_queue_delay_us = 200\npreferred_batch_sizes = [32, 8, 16, 64]\n";
+    let text = "[model.fraud.batching]\nmax_batch_size = 64\nmax_queue_delay_us = 200\npreferred_batch_sizes = [32, 8, 16, 64]\nmax_concurrent_batches = 2\n";
     let config = parse(text, &aliases).unwrap();
     let p = &config.batching["fraud"];
     assert_eq!(p.max_batch_size, 64);
     assert_eq!(p.max_queue_delay, std::time::Duration::from_micros(200));
     assert_eq!(p.preferred_batch_sizes, vec![8, 16, 32, 64]);
+    assert_eq!(p.max_concurrent_batches, Some(2));
     let defaults = parse("[model.fraud.batching]\nmax_batch_size = 8\n", &aliases).unwrap();
     assert_eq!(
         defaults.batching["fraud"].max_queue_delay,
         std::time::Duration::ZERO
     );
     assert!(defaults.batching["fraud"].preferred_batch_sizes.is_empty());
+    assert_eq!(defaults.batching["fraud"].max_concurrent_batches, None);
     let cases = [
             ("\n[model.nope.batching]\nmax_batch_size = 8\n", "line 2: [model.nope]: model \"nope\" is not in the registry"),
             ("[model.fraud.batching]\nmax_batch_size = 1\n", "line 1: [model.fraud.batching]: max_batch_size 1 is not between 2 and 4096"),
             ("[model.fraud.batching]\nmax_batch_size = 8\npreferred_batch_sizes = [16]\n", "preferred batch size 16 is not between 1 and max_batch_size 8"),
-            ("[model.fraud.batching]\nmax_batch_size = 8\nmax_delay_us = 5\n", "unknown field `max_delay_us`, expected one of `max_batch_size`, `max_queue_delay_us`, `preferred_batch_sizes`"),
+            ("[model.fraud.batching]\nmax_batch_size = 8\nmax_delay_us = 5\n", "unknown field `max_delay_us`, expected one of `max_batch_size`, `max_queue_delay_us`, `preferred_batch_sizes`, `max_concurrent_batches`"),
+            ("[model.fraud.batching]\nmax_batch_size = 8\nmax_concurrent_batches = 0\n", "line 1: [model.fraud.batching]: max_concurrent_batches 0 is not between 1 and 1024"),
             ("[model.fraud.batching]\nmax_queue_delay_us = 5\n", "missing field `max_batch_size`"),
             ("[model.fraud]\nbatch = true\n", "unknown field `batch`"),
             ("[model.fraud.batching]\nmax_batch_size = -4\n", "max_batch_size"),

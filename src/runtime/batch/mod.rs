@@ -9,6 +9,10 @@
 //! under load, batches grow while the threads are busy instead of queueing
 //! one by one. Each loaded version has its own [`Batcher`], so versions
 //! never mix; requests whose other dimensions differ go to separate batches.
+//! With `max_concurrent_batches`, at most that many batches of a version
+//! are with the inference threads at once; a batch that is ready meanwhile
+//! is held, still taking requests, and goes when one of them finishes, so
+//! batches grow with the load instead of spreading over every thread.
 //!
 //! The inference queue's bound holds: a batch is one task in it, and a full
 //! queue fails the batch's requests at once with [`Error::Overloaded`].
@@ -82,6 +86,12 @@ struct Queue {
     /// the newest one accepts requests.
     batches: HashMap<Key, VecDeque<Batch>>,
     next_id: u64,
+    /// Batches with the inference threads (queued or running), counted
+    /// only under `max_concurrent_batches`.
+    in_flight: usize,
+    /// Batches ready to go while `max_concurrent_batches` are in flight,
+    /// oldest first; each is still in `batches`, taking requests.
+    held: VecDeque<(Key, u64)>,
 }
 
 /// The dynamic batcher of one loaded version; dropped with it.
@@ -105,6 +115,8 @@ struct Runner {
     model: Arc<dyn BatchModel>,
     executor: Arc<dyn Executor>,
     queue: Arc<Mutex<Queue>>,
+    /// `max_concurrent_batches`, if the policy caps them.
+    limit: Option<usize>,
 }
 
 impl Batcher {
@@ -150,6 +162,7 @@ impl Batcher {
             model,
             executor,
             queue: Arc::clone(&self.queue),
+            limit: self.policy.max_concurrent_batches,
         };
         let rows =
             rows::rows_of(&inputs).filter(|&r| (1..=self.policy.max_batch_size).contains(&r));
@@ -222,26 +235,65 @@ impl Batcher {
                         .map(|batch| batch.handed_over = true)
                         .is_some();
                     if waiting {
-                        runner.hand_over(&key, id);
+                        runner.ready(&key, id);
                     }
                 }),
             );
         }
-        drop(guard); // Handing over takes the lock again on failure.
+        drop(guard); // Handing over takes the lock again.
         for id in hand_over {
-            runner.hand_over(&key, id);
+            runner.ready(&key, id);
         }
         Ok(())
     }
 }
 
 impl Runner {
+    /// Hands batch `id` of `key` over, or, while `max_concurrent_batches`
+    /// are in flight, holds it (still taking requests) until one finishes.
+    fn ready(&self, key: &Key, id: u64) {
+        let Some(limit) = self.limit else {
+            return self.hand_over(key, id, None);
+        };
+        let place = {
+            let mut queue = lock(&self.queue);
+            if queue.in_flight >= limit {
+                queue.held.push_back((key.clone(), id));
+                return;
+            }
+            queue.in_flight += 1;
+            InFlight(self.clone())
+        };
+        self.hand_over(key, id, Some(place));
+    }
+
+    /// A batch in flight has finished (or will never run): the oldest held
+    /// batch takes its place.
+    fn finished(&self) {
+        let next = {
+            let mut queue = lock(&self.queue);
+            match queue.held.pop_front() {
+                Some(next) => Some(next),
+                None => {
+                    queue.in_flight = queue.in_flight.saturating_sub(1);
+                    None
+                }
+            }
+        };
+        if let Some((key, id)) = next {
+            self.hand_over(&key, id, Some(InFlight(self.clone())));
+        }
+    }
+
     /// Queues a task that runs batch `id` of `key` (with whatever joined it
-    /// until then). A full inference queue fails the batch's requests at once.
-    fn hand_over(&self, key: &Key, id: u64) {
+    /// until then); `place` is its place under `max_concurrent_batches`,
+    /// given up when the task ends or is dropped unrun. A full inference
+    /// queue fails the batch's requests at once.
+    fn hand_over(&self, key: &Key, id: u64, place: Option<InFlight>) {
         let runner = self.clone();
         let task_key = key.clone();
         let submitted = self.executor.submit(Box::new(move |worker| {
+            let _place = place;
             if let Some(batch) = runner.take(&task_key, id) {
                 runner.run_batch(worker, batch);
             }
@@ -374,6 +426,16 @@ impl Runner {
                     self.model.label()
                 )))
             })
+    }
+}
+
+/// A batch's place under `max_concurrent_batches`: given up when dropped,
+/// whether its task ran, panicked or was never run.
+struct InFlight(Runner);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.finished();
     }
 }
 

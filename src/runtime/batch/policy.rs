@@ -14,6 +14,9 @@ pub const MAX_BATCH_SIZE_LIMIT: usize = 4096;
 /// The longest `max_queue_delay_us` accepted (1 s): longer is a unit mistake.
 pub const MAX_QUEUE_DELAY_LIMIT: Duration = Duration::from_secs(1);
 
+/// The largest `max_concurrent_batches` accepted, as many as `--inference-threads` allows.
+pub const MAX_CONCURRENT_BATCHES_LIMIT: usize = 1024;
+
 /// How requests to one model are batched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchingPolicy {
@@ -25,6 +28,11 @@ pub struct BatchingPolicy {
     /// Sizes at which a batch is sent at once, without waiting out the
     /// delay; ascending, each at most `max_batch_size`.
     pub preferred_batch_sizes: Vec<usize>,
+    /// The most batches of one loaded version handed to the inference
+    /// threads at once (Triton's instance count); `None`: as many as there
+    /// are threads. A batch that is ready while this many are in flight
+    /// waits, still taking requests up to `max_batch_size`.
+    pub max_concurrent_batches: Option<usize>,
 }
 
 impl BatchingPolicy {
@@ -67,7 +75,24 @@ impl BatchingPolicy {
             max_batch_size,
             max_queue_delay,
             preferred_batch_sizes,
+            max_concurrent_batches: None,
         })
+    }
+
+    /// The policy with at most `limit` batches in flight at once (`None`
+    /// lifts the cap); the error names the setting and the fix.
+    pub fn with_max_concurrent_batches(
+        mut self,
+        model: &str,
+        limit: Option<usize>,
+    ) -> Result<BatchingPolicy, String> {
+        if let Some(n) = limit.filter(|n| !(1..=MAX_CONCURRENT_BATCHES_LIMIT).contains(n)) {
+            return Err(format!(
+                "[model.{model}.batching]: max_concurrent_batches {n} is not between 1 and {MAX_CONCURRENT_BATCHES_LIMIT}; leave it out to let every inference thread run a batch"
+            ));
+        }
+        self.max_concurrent_batches = limit;
+        Ok(self)
     }
 
     /// Whether a batch of `rows` rows is sent now rather than at its delay:
@@ -138,6 +163,20 @@ mod tests {
         for (got, want) in cases {
             let err = got.unwrap_err();
             assert!(err.contains(want), "{err:?} does not contain {want:?}");
+        }
+        let capped = p.clone().with_max_concurrent_batches("m", Some(2)).unwrap();
+        assert_eq!(capped.max_concurrent_batches, Some(2));
+        for n in [0, 1025] {
+            let err = p
+                .clone()
+                .with_max_concurrent_batches("m", Some(n))
+                .unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "[model.m.batching]: max_concurrent_batches {n} is not between 1 and 1024"
+                )),
+                "{err}"
+            );
         }
     }
 

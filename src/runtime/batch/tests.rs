@@ -402,3 +402,70 @@ async fn a_full_inference_queue_fails_the_whole_batch_at_once() {
     assert!(lock(&batcher.queue).batches.values().all(|b| b.len() == 1));
     next.abort();
 }
+
+fn capped(max: usize, delay_us: u64, preferred: Vec<usize>, limit: usize) -> Arc<Batcher> {
+    let policy = BatchingPolicy::new("stand", max, delay_us, preferred)
+        .unwrap()
+        .with_max_concurrent_batches("stand", Some(limit))
+        .unwrap();
+    Arc::new(Batcher::on_tokio_clock(policy))
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_max_concurrent_batches_a_ready_batch_is_held_and_keeps_growing() {
+    let (model, held) = (Stand::new(1.0), Held::new(8));
+    let batcher = capped(4, 200, vec![2], 1);
+    let mut first: Vec<_> = (0..4)
+        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
+        .collect();
+    settle().await;
+    // The second batch is ready at 2 rows, full at 4, and a third is past
+    // its delay: with one batch in flight at a time, both wait their turn.
+    let mut second: Vec<_> = (10..15)
+        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
+        .collect();
+    settle().await;
+    tokio::time::advance(Duration::from_millis(5)).await;
+    settle().await;
+    let mut queued = vec![held.queued()];
+    for _ in 0..3 {
+        held.drain(); // each batch's end hands the oldest held one over
+        settle().await;
+        queued.push(held.queued());
+    }
+    assert_eq!(queued, [1, 1, 1, 0], "batches in flight after each run");
+    assert_eq!(futures_sizes(&mut first).await, vec![Some(4); 4]);
+    let mut want = vec![Some(4); 4];
+    want.push(Some(1));
+    assert_eq!(futures_sizes(&mut second).await, want);
+    assert_eq!(model.runs(), vec![4, 4, 1]);
+    assert_eq!(lock(&batcher.queue).in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_task_dropped_unrun_gives_up_its_place() {
+    let (model, held) = (Stand::new(1.0), Held::new(8));
+    let batcher = capped(2, 200, vec![], 1);
+    let first: Vec<_> = (0..2)
+        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
+        .collect();
+    settle().await;
+    let mut second: Vec<_> = (10..12)
+        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
+        .collect();
+    settle().await;
+    let before = held.queued();
+    // As a pool that stops drops the tasks it has not run.
+    let dropped: Vec<Task> = std::mem::take(&mut *held.tasks.lock().unwrap());
+    drop(dropped);
+    let after = held.queued();
+    held.drain();
+    first.into_iter().for_each(|h| h.abort());
+    assert_eq!(
+        (before, after),
+        (1, 1),
+        "the held batch did not take the dropped one's place"
+    );
+    assert_eq!(futures_sizes(&mut second).await, vec![Some(2); 2]);
+    assert_eq!(model.runs(), vec![2]);
+}
