@@ -41,11 +41,16 @@ pub type Task = Box<dyn FnOnce(usize) + Send>;
 pub trait Executor: Send + Sync + 'static {
     /// Queues `task`; [`Error::Overloaded`] when the queue is full.
     fn submit(&self, task: Task) -> Result<(), Error>;
+    /// The most tasks the queue holds (`--queue-depth`).
+    fn queue_depth(&self) -> usize;
 }
 
 impl Executor for InferencePool {
     fn submit(&self, task: Task) -> Result<(), Error> {
         InferencePool::submit(self, task)
+    }
+    fn queue_depth(&self) -> usize {
+        self.queue_depth
     }
 }
 

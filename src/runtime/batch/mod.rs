@@ -15,10 +15,14 @@
 //! batches grow with the load instead of spreading over every thread.
 //!
 //! The inference queue's bound holds: a batch is one task in it, and a full
-//! queue fails the batch's requests at once with [`Error::Overloaded`].
+//! queue fails the batch's requests at once with [`Error::Overloaded`];
+//! held batches are bounded by the same depth.
 //! When ONNX Runtime fails a batched run, each of its requests runs again
 //! on its own, so only a request that fails alone fails.
 
+#[cfg(test)]
+mod cap_tests;
+mod places;
 mod policy;
 mod rows;
 #[cfg(test)]
@@ -38,6 +42,7 @@ use super::pool::{past_deadline, Executor};
 use crate::error::Error;
 use crate::request::Timing;
 use crate::tensor::Tensor;
+use places::InFlight;
 
 /// What a batch runs on: a loaded version (or, in tests, a stand-in).
 pub trait BatchModel: Send + Sync + 'static {
@@ -92,6 +97,8 @@ struct Queue {
     /// Batches ready to go while `max_concurrent_batches` are in flight,
     /// oldest first; each is still in `batches`, taking requests.
     held: VecDeque<(Key, u64)>,
+    /// A thread is handing held batches over ([`Runner::pump`]).
+    pumping: bool,
 }
 
 /// The dynamic batcher of one loaded version; dropped with it.
@@ -249,39 +256,10 @@ impl Batcher {
 }
 
 impl Runner {
-    /// Hands batch `id` of `key` over, or, while `max_concurrent_batches`
-    /// are in flight, holds it (still taking requests) until one finishes.
-    fn ready(&self, key: &Key, id: u64) {
-        let Some(limit) = self.limit else {
-            return self.hand_over(key, id, None);
-        };
-        let place = {
-            let mut queue = lock(&self.queue);
-            if queue.in_flight >= limit {
-                queue.held.push_back((key.clone(), id));
-                return;
-            }
-            queue.in_flight += 1;
-            InFlight(self.clone())
-        };
-        self.hand_over(key, id, Some(place));
-    }
-
-    /// A batch in flight has finished (or will never run): the oldest held
-    /// batch takes its place.
-    fn finished(&self) {
-        let next = {
-            let mut queue = lock(&self.queue);
-            match queue.held.pop_front() {
-                Some(next) => Some(next),
-                None => {
-                    queue.in_flight = queue.in_flight.saturating_sub(1);
-                    None
-                }
-            }
-        };
-        if let Some((key, id)) = next {
-            self.hand_over(&key, id, Some(InFlight(self.clone())));
+    /// Answers every request of batch `id` of `key` with `e`.
+    fn fail(&self, key: &Key, id: u64, e: &Error) {
+        for job in self.take(key, id).map(|b| b.jobs).unwrap_or_default() {
+            let _ = job.reply.send(Err(clone_error(e)));
         }
     }
 
@@ -299,9 +277,7 @@ impl Runner {
             }
         }));
         if let Err(e) = submitted {
-            for job in self.take(key, id).map(|b| b.jobs).unwrap_or_default() {
-                let _ = job.reply.send(Err(clone_error(&e)));
-            }
+            self.fail(key, id, &e);
         }
     }
 
@@ -426,16 +402,6 @@ impl Runner {
                     self.model.label()
                 )))
             })
-    }
-}
-
-/// A batch's place under `max_concurrent_batches`: given up when dropped,
-/// whether its task ran, panicked or was never run.
-struct InFlight(Runner);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.finished();
     }
 }
 

@@ -13,19 +13,19 @@ use crate::tensor::{Tensor, TensorData};
 /// Inputs `a` FP32 `[-1, k]` and `b` BYTES `[-1]`; outputs 0: `a * version`
 /// (FP32), 1: `b` reversed (BYTES), 2: the row sums of `a` (INT64 `[-1]`).
 /// A NaN in `a` fails the whole run, as a model that rejects a value does.
-struct Stand {
+pub(super) struct Stand {
     version: f32,
     runs: Mutex<Vec<usize>>,
 }
 
 impl Stand {
-    fn new(version: f32) -> Arc<Stand> {
+    pub(super) fn new(version: f32) -> Arc<Stand> {
         Arc::new(Stand {
             version,
             runs: Mutex::new(Vec::new()),
         })
     }
-    fn runs(&self) -> Vec<usize> {
+    pub(super) fn runs(&self) -> Vec<usize> {
         self.runs.lock().unwrap().clone()
     }
 }
@@ -87,24 +87,27 @@ impl BatchModel for Stand {
     }
 }
 
-/// Holds tasks until the test runs them; refuses past `capacity`.
-struct Held {
-    tasks: Mutex<Vec<Task>>,
+/// Holds tasks until the test runs them; refuses past `capacity`, or
+/// every task once `refusing` is set.
+pub(super) struct Held {
+    pub(super) tasks: Mutex<Vec<Task>>,
     capacity: usize,
+    pub(super) refusing: std::sync::atomic::AtomicBool,
 }
 
 impl Held {
-    fn new(capacity: usize) -> Arc<Held> {
+    pub(super) fn new(capacity: usize) -> Arc<Held> {
         Arc::new(Held {
             tasks: Mutex::new(Vec::new()),
             capacity,
+            refusing: Default::default(),
         })
     }
-    fn queued(&self) -> usize {
+    pub(super) fn queued(&self) -> usize {
         self.tasks.lock().unwrap().len()
     }
     /// Runs every queued task, as free inference threads would.
-    fn drain(&self) {
+    pub(super) fn drain(&self) {
         let tasks: Vec<Task> = std::mem::take(&mut *self.tasks.lock().unwrap());
         for task in tasks {
             task(0);
@@ -115,16 +118,19 @@ impl Held {
 impl Executor for Held {
     fn submit(&self, task: Task) -> Result<(), Error> {
         let mut tasks = self.tasks.lock().unwrap();
-        if tasks.len() >= self.capacity {
+        if tasks.len() >= self.capacity || self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Overloaded("inference queue is full".into()));
         }
         tasks.push(task);
         Ok(())
     }
+    fn queue_depth(&self) -> usize {
+        self.capacity
+    }
 }
 
 /// A request of `rows` rows of `k` columns; row r of request `tag` holds `tag*100 + r`.
-fn request(tag: u8, rows: usize, k: usize) -> Vec<Tensor> {
+pub(super) fn request(tag: u8, rows: usize, k: usize) -> Vec<Tensor> {
     let a: Vec<f32> = (0..rows * k)
         .map(|i| f32::from(tag) * 100.0 + (i / k) as f32)
         .collect();
@@ -143,7 +149,7 @@ fn policy(max: usize, delay_us: u64, preferred: Vec<usize>) -> Arc<Batcher> {
     ))
 }
 
-fn send(
+pub(super) fn send(
     batcher: &Arc<Batcher>,
     model: &Arc<Stand>,
     executor: &Arc<Held>,
@@ -161,7 +167,7 @@ fn send(
 }
 
 /// Lets spawned requests reach the batcher (the clock does not move).
-async fn settle() {
+pub(super) async fn settle() {
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -355,7 +361,7 @@ async fn a_batch_grows_while_it_waits_for_a_thread_up_to_the_maximum() {
     assert_eq!(model.runs(), vec![4, 1]);
 }
 
-async fn futures_sizes(hs: &mut [JoinHandle<Answer>]) -> Vec<Option<usize>> {
+pub(super) async fn futures_sizes(hs: &mut [JoinHandle<Answer>]) -> Vec<Option<usize>> {
     let mut out = Vec::new();
     for h in hs {
         out.push(h.await.unwrap().unwrap().1.batch_size);
@@ -401,71 +407,4 @@ async fn a_full_inference_queue_fails_the_whole_batch_at_once() {
     settle().await;
     assert!(lock(&batcher.queue).batches.values().all(|b| b.len() == 1));
     next.abort();
-}
-
-fn capped(max: usize, delay_us: u64, preferred: Vec<usize>, limit: usize) -> Arc<Batcher> {
-    let policy = BatchingPolicy::new("stand", max, delay_us, preferred)
-        .unwrap()
-        .with_max_concurrent_batches("stand", Some(limit))
-        .unwrap();
-    Arc::new(Batcher::on_tokio_clock(policy))
-}
-
-#[tokio::test(start_paused = true)]
-async fn past_max_concurrent_batches_a_ready_batch_is_held_and_keeps_growing() {
-    let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = capped(4, 200, vec![2], 1);
-    let mut first: Vec<_> = (0..4)
-        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
-        .collect();
-    settle().await;
-    // The second batch is ready at 2 rows, full at 4, and a third is past
-    // its delay: with one batch in flight at a time, both wait their turn.
-    let mut second: Vec<_> = (10..15)
-        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
-        .collect();
-    settle().await;
-    tokio::time::advance(Duration::from_millis(5)).await;
-    settle().await;
-    let mut queued = vec![held.queued()];
-    for _ in 0..3 {
-        held.drain(); // each batch's end hands the oldest held one over
-        settle().await;
-        queued.push(held.queued());
-    }
-    assert_eq!(queued, [1, 1, 1, 0], "batches in flight after each run");
-    assert_eq!(futures_sizes(&mut first).await, vec![Some(4); 4]);
-    let mut want = vec![Some(4); 4];
-    want.push(Some(1));
-    assert_eq!(futures_sizes(&mut second).await, want);
-    assert_eq!(model.runs(), vec![4, 4, 1]);
-    assert_eq!(lock(&batcher.queue).in_flight, 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_batch_task_dropped_unrun_gives_up_its_place() {
-    let (model, held) = (Stand::new(1.0), Held::new(8));
-    let batcher = capped(2, 200, vec![], 1);
-    let first: Vec<_> = (0..2)
-        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
-        .collect();
-    settle().await;
-    let mut second: Vec<_> = (10..12)
-        .map(|t| send(&batcher, &model, &held, request(t, 1, 1), vec![]))
-        .collect();
-    settle().await;
-    let before = held.queued();
-    // As a pool that stops drops the tasks it has not run.
-    let dropped: Vec<Task> = std::mem::take(&mut *held.tasks.lock().unwrap());
-    drop(dropped);
-    let after = held.queued();
-    held.drain();
-    first.into_iter().for_each(|h| h.abort());
-    assert_eq!(
-        (before, after),
-        (1, 1),
-        "the held batch did not take the dropped one's place"
-    );
-    assert_eq!(futures_sizes(&mut second).await, vec![Some(2); 2]);
-    assert_eq!(model.runs(), vec![2]);
 }
