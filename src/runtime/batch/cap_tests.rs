@@ -86,6 +86,11 @@ async fn held_batches_are_bounded_by_the_queue_depth() {
         .collect();
     settle().await;
     let c: Vec<_> = hs.drain(4..).collect();
+    // Checked before awaiting: a batch held by mistake would hang the test.
+    assert!(
+        c.iter().all(|h| h.is_finished()),
+        "C was not answered at once"
+    );
     for h in c {
         let err = h.await.unwrap().unwrap_err();
         assert!(matches!(err, Error::Overloaded(_)), "{err}");
@@ -114,6 +119,10 @@ async fn refused_hand_overs_fail_their_batches_and_give_every_place_back() {
     held.refusing.store(true, Ordering::SeqCst);
     held.drain();
     settle().await;
+    assert!(
+        first.iter().chain(&rest).all(|h| h.is_finished()),
+        "a request is still waiting after every hand-over was refused"
+    );
     assert_eq!(futures_sizes(&mut first).await, vec![Some(2); 2]);
     for h in rest {
         let err = h.await.unwrap().unwrap_err();

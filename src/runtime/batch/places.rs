@@ -18,7 +18,8 @@ impl Runner {
         {
             let mut queue = lock(&self.queue);
             let depth = self.executor.queue_depth();
-            if queue.held.len() >= depth {
+            // With a place free, the batch goes at once: it is never refused.
+            if queue.held.len() >= depth && queue.in_flight >= self.limit.unwrap_or(usize::MAX) {
                 drop(queue);
                 let e = Error::Overloaded(format!(
                     "{depth} batches of {} are waiting for one of its max_concurrent_batches places; retry shortly, or raise max_concurrent_batches",
