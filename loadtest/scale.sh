@@ -18,8 +18,14 @@
 #   loadtest/scale.sh .bench/bin /tmp/scale      # then read /tmp/scale/summary.md
 #
 # Knobs: SERVER_CPUS (0-7), LOAD_CPUS (8-15), ROUNDS (2), DURATION (3s),
-# WARMUP (1s), PLAN (all of: c1 protocols table ceiling batching readout; default
-# "c1 protocols table ceiling"). Everything listens on 127.0.0.1 and every
+# WARMUP (1s), BATCHING_CONFIG (the batching cells' --config; default: mlp_large
+# with max_concurrent_batches = 1 and intra_op_threads = the server's cores),
+# PLAN (all of: c1 protocols table ceiling batching readout
+# caller; default "c1 protocols table ceiling"), GRPC_CONNECTIONS (the
+# protocols cells' gRPC connection counts, "1 8 32"), RUN_ON_CALLER_US (the
+# caller cells' --run-on-caller-max-us, 50), CALLER_CELLS (MODEL:PROTOCOL:C
+# cells measured with it off and on; "fraud:rest-binary:1 mlp:rest-binary:1
+# fraud:grpc:1 fraud:rest-binary:64"). Everything listens on 127.0.0.1 and every
 # cell is bounded by DURATION; the script stops its servers on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +67,19 @@ done
 # fraud's challenger, for the readout cells' 50/50 split.
 "$bin/podium" models register fraud models/fraud/v2.onnx >/dev/null
 "$bin/podium" alias set fraud challenger 2 >/dev/null
+
+# mlp_large batched as measured best on 8 server cores (BENCHMARKS "Dynamic
+# batching"): one batch at a time, run by every server core.
+cat >"$work/batching.toml" <<TOML
+[model.mlp_large.batching]
+max_batch_size = 64
+max_queue_delay_us = 200
+preferred_batch_sizes = [8, 16, 32, 64]
+max_concurrent_batches = 1
+
+[model.mlp_large.onnxruntime]
+intra_op_threads = $server_threads
+TOML
 
 port=18400
 # ready PORT: the server answers 200 on /v2/health/ready (bash only: no curl needed).
@@ -122,7 +141,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if [[ " $PLAN " == *" protocols "* ]]; then
       for c in 64 256; do
         for p in rest-json rest-binary; do cell "$round" "proto" fraud "$p" "$c"; done
-        for conns in 1 8 32; do
+        for conns in ${GRPC_CONNECTIONS:-1 8 32}; do
           cell "$round" "grpc-conns-$conns" fraud grpc "$c" --grpc-connections "$conns"
         done
       done
@@ -143,11 +162,26 @@ for round in $(seq 1 "$ROUNDS"); do
   if [[ " $PLAN " == *" batching "* ]] && [ -f models/mlp_large/v1.onnx ]; then
     for mode in off on; do
       if [ "$mode" = on ]; then
-        start_server "batching-$mode" --config "${BATCHING_CONFIG:-models/batching-endpoints.toml}"
+        start_server "batching-$mode" --config "${BATCHING_CONFIG:-$work/batching.toml}"
       else
         start_server "batching-$mode"
       fi
       cell "$round" "batching-$mode" mlp_large rest-binary 64
+    done
+  fi
+  if [[ " $PLAN " == *" caller "* ]]; then
+    # Run to completion on the caller (--run-on-caller-max-us) off vs on,
+    # at c=1 where it saves the hand-off and at c=64 where it may cost.
+    for mode in off on; do
+      if [ "$mode" = on ]; then
+        start_server "caller-$mode" --run-on-caller-max-us "${RUN_ON_CALLER_US:-50}"
+      else
+        start_server "caller-$mode"
+      fi
+      for mpc in ${CALLER_CELLS:-fraud:rest-binary:1 mlp:rest-binary:1 fraud:grpc:1 fraud:rest-binary:64}; do
+        IFS=: read -r m p c <<<"$mpc"
+        cell "$round" "caller-$mode" "$m" "$p" "$c"
+      done
     done
   fi
   if [[ " $PLAN " == *" readout "* ]]; then

@@ -93,19 +93,21 @@ def main():
     # fraud-exp on); the others one model on two servers.
     pairs = {"readout": ("fraud-plain", "fraud-exp")}
     for what, label in (("Inference table", "table"), ("Dynamic batching", "batching"),
-                        ("Experiment readout + guardrails", "readout")):
+                        ("Experiment readout + guardrails", "readout"),
+                        ("Run to completion on the caller", "caller")):
         keys = sorted({(k[1], k[2], k[3]) for k in by if k[0] == label + "-on"})
         if not keys:
             continue
         print(f"## {what}: off vs on\n")
-        print("| model | protocol | c | req/s off | req/s on | on ÷ off | p99 µs off | p99 µs on |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| model | protocol | c | req/s off | req/s on | on ÷ off | p50 µs off | p50 µs on | p99 µs off | p99 µs on |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for model, protocol, c in keys:
             off_model = pairs[label][0] if label in pairs else model
             off = (f"{label}-off", off_model, protocol, c)
             on = (f"{label}-on", model, protocol, c)
             print(f"| {model} | {protocol} | {c} | {fmt(med(stat(off, 'rps').values()))} "
                   f"| {fmt(med(stat(on, 'rps').values()))} | {fmt(ratio(stat(on, 'rps'), stat(off, 'rps')), 3)} "
+                  f"| {fmt(med(stat(off, 'p50_us').values()))} | {fmt(med(stat(on, 'p50_us').values()))} "
                   f"| {fmt(med(stat(off, 'p99_us').values()))} | {fmt(med(stat(on, 'p99_us').values()))} |")
         print()
 

@@ -14,7 +14,9 @@
 # BENCH_WARMUP (2s), BENCH_ROUNDS (3), BENCH_PROTOCOL (rest-binary;
 # rest-json, grpc), BENCH_THREADS (--inference-threads; Podium's default:
 # the cores it may use), BENCH_MAX_CONCURRENT_BATCHES (the batched model's
-# max_concurrent_batches; no cap when unset), BENCH_SERVER_CPUS /
+# max_concurrent_batches; no cap when unset), BENCH_INTRA_OP_THREADS (the
+# batched model's ONNX Runtime intra_op_threads, so one batch runs on several
+# cores; 1 when unset), BENCH_SERVER_CPUS /
 # BENCH_LOADTEST_CPUS (taskset lists, e.g. 0-7 and 8-15 on a 16-core
 # machine; unpinned when unset).
 # ONNX Runtime is found as `podium serve` finds it (.ort/ of this checkout,
@@ -66,6 +68,10 @@ preferred_batch_sizes = [8, 16, 32, 64]
 TOML
 cap="${BENCH_MAX_CONCURRENT_BATCHES:-}"
 if [ -n "$cap" ]; then echo "max_concurrent_batches = $cap" >>"$work/podium.toml"; fi
+intra="${BENCH_INTRA_OP_THREADS:-}"
+if [ -n "$intra" ]; then
+    printf '[model.mlp_large_batched.onnxruntime]\nintra_op_threads = %s\n' "$intra" >>"$work/podium.toml"
+fi
 
 threads=()
 if [ -n "${BENCH_THREADS:-}" ]; then threads=(--inference-threads "$BENCH_THREADS"); fi
@@ -101,9 +107,9 @@ for round in $(seq "$rounds"); do
 done
 curl -sf "$rest/metrics" >"$work/metrics.txt" 2>/dev/null || true
 
-python3 - "$work" "$rounds" "$concurrency" "$protocol" "$(nproc)" "$cap" <<'PY'
+python3 - "$work" "$rounds" "$concurrency" "$protocol" "$(nproc)" "$cap" "$intra" <<'PY'
 import json, os, re, statistics, sys
-work, rounds, c, protocol, cores, cap = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+work, rounds, c, protocol, cores, cap, intra = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 med = statistics.median
 rows = {}
 for model in ("mlp_large", "mlp_large_batched"):
@@ -128,7 +134,7 @@ print()
 print("| batching | req/s | p50 µs | p99 µs | errors | mean rows per run |")
 print("|---|---:|---:|---:|---:|---:|")
 print(f"| off | {plain['rps']:,.0f} | {plain['p50']:,.0f} | {plain['p99']:,.0f} | {plain['errors']} | 1 |")
-label = "max 64, 200 µs, preferred 8/16/32/64" + (f", {cap} at once" if cap else "")
+label = "max 64, 200 µs, preferred 8/16/32/64" + (f", {cap} at once" if cap else "") + (f", {intra} intra-op threads" if intra else "")
 print(f"| {label} | {batched['rps']:,.0f} | {batched['p50']:,.0f} | {batched['p99']:,.0f} | {batched['errors']} | {mean_batch or '?'} |")
 print()
 print(f"throughput ×{batched['rps'] / plain['rps']:.2f} (goal ≥ 3), p99 ×{batched['p99'] / plain['p99']:.2f} (goal ≤ 2)")
