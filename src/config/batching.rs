@@ -9,7 +9,7 @@
 //! max_batch_size = 64                   # the most rows one run takes (2..=4096)
 //! max_queue_delay_us = 200              # the longest a request waits for company [default: 0]
 //! preferred_batch_sizes = [8, 16, 32, 64]  # sent at once at these sizes [default: none]
-//! max_concurrent_batches = 2            # batches running at once (1..=1024) [default: one per inference thread]
+//! max_concurrent_batches = 2            # batches running at once (1..=1024) [default: no cap]
 //!
 //! [model.mlp_large.onnxruntime]         # each key replaces its --ort-* default
 //! intra_op_threads = 2                  # [default: 1]
