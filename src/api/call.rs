@@ -30,6 +30,15 @@ use crate::runtime::LoadedModel;
 /// request, the inference table's `request_id`.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Response headers (and gRPC metadata keys) with where a call's time went.
+pub const QUEUE_US: &str = "x-podium-queue-us";
+pub const INFERENCE_US: &str = "x-podium-inference-us";
+pub const TOTAL_US: &str = "x-podium-total-us";
+
+/// The keys of [`Call::metadata`] whose value differs in every answer.
+pub const PER_CALL_METADATA: [&str; 5] =
+    [REQUEST_ID, TRACEPARENT, QUEUE_US, INFERENCE_US, TOTAL_US];
+
 /// The request header (and gRPC metadata key) with the client's own id of a
 /// request, the table's `client_request_id` (else the OIP `id` is used).
 pub const CLIENT_REQUEST_ID: &str = "x-client-request-id";
@@ -316,9 +325,9 @@ impl<'a> Call<'a> {
                 ("x-podium-endpoint", header_safe(&route.endpoint)),
                 ("x-podium-arm", header_safe(&route.arm)),
                 ("x-podium-model-version", answered.version.to_string()),
-                ("x-podium-queue-us", us(answered.timing.queue)),
-                ("x-podium-inference-us", us(answered.timing.inference)),
-                ("x-podium-total-us", us(self.started.elapsed())),
+                (QUEUE_US, us(answered.timing.queue)),
+                (INFERENCE_US, us(answered.timing.inference)),
+                (TOTAL_US, us(self.started.elapsed())),
             ]);
             if let Some(rows) = answered.timing.batch_size {
                 out.push(("x-podium-batch-size", rows.to_string()));

@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status, Streaming};
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::*;
 
-use crate::api::call::{Call, Outcome, CLIENT_REQUEST_ID, REQUEST_ID};
+use crate::api::call::{Call, Outcome, CLIENT_REQUEST_ID, PER_CALL_METADATA};
 use crate::api::error::grpc_status;
 use crate::api::keys::RequestKeys;
 use crate::api::trace_context::{TRACEPARENT, TRACESTATE};
@@ -332,20 +332,11 @@ fn write_metadata(md: &mut MetadataMap, call_metadata: Vec<(&'static str, String
             // indexed, each would be compared with its name's older values
             // and then push the repeating ones (endpoint, arm, version) out
             // of the connection's header table.
-            v.set_sensitive(PER_CALL.contains(&key));
+            v.set_sensitive(PER_CALL_METADATA.contains(&key));
             md.insert(key, v);
         }
     }
 }
-
-/// Metadata whose value differs in every answer.
-const PER_CALL: [&str; 5] = [
-    REQUEST_ID,
-    TRACEPARENT,
-    "x-podium-queue-us",
-    "x-podium-inference-us",
-    "x-podium-total-us",
-];
 
 /// Metadata and request parameters, where routing's keys may come from.
 struct GrpcKeys<'a> {
@@ -425,6 +416,7 @@ pub fn remap_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::call::{REQUEST_ID, TOTAL_US};
 
     #[test]
     fn only_values_new_in_every_answer_skip_hpack_indexing() {
@@ -434,15 +426,15 @@ mod tests {
             vec![
                 (REQUEST_ID, "3f2a".into()),
                 ("x-podium-endpoint", "fraud".into()),
-                ("x-podium-total-us", "87".into()),
+                (TOTAL_US, "87".into()),
                 ("x-podium-model-version", "2".into()),
             ],
         );
         let sensitive = |k: &str| md.get(k).map(|v| v.is_sensitive());
         assert_eq!(sensitive(REQUEST_ID), Some(true));
-        assert_eq!(sensitive("x-podium-total-us"), Some(true));
+        assert_eq!(sensitive(TOTAL_US), Some(true));
         assert_eq!(sensitive("x-podium-endpoint"), Some(false));
         assert_eq!(sensitive("x-podium-model-version"), Some(false));
-        assert_eq!(md.get("x-podium-total-us").unwrap(), "87");
+        assert_eq!(md.get(TOTAL_US).unwrap(), "87");
     }
 }
