@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod flip;
+pub mod grpc;
 pub mod hist;
 pub mod http;
 pub mod input;

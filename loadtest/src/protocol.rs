@@ -1,7 +1,7 @@
 //! The four ways to call a model: OIP REST with a JSON body, OIP REST with
 //! Triton's binary tensor extension, OIP gRPC `ModelInfer`, and MLflow's
 //! `/invocations`. The request is encoded once per run ([`Prepared`]); each
-//! worker owns one connection ([`Conn`]) and reuses it.
+//! worker has one connection ([`Conn`]; gRPC workers share a few) and reuses it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -14,13 +14,16 @@ use hyper::client::conn::http1::SendRequest;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::http::{header_value, http_connect, http_exchange, timed_out};
+use crate::grpc::{frame, GrpcConn};
+use crate::http::{http_connect, http_exchange, timed_out};
 pub use crate::http::{resolve, Address, HttpTarget, RestAnswer, RestRequest};
 use crate::input::Tensor;
-use crate::outcome::{self, Answer, ErrorClass, Outcome};
-use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::outcome::{Answer, ErrorClass, Outcome};
 use crate::proto::model_infer_request::InferInputTensor;
-use crate::proto::ModelInferRequest;
+use crate::proto::{ModelInferRequest, ModelInferResponse};
+
+/// The OIP `ModelInfer` method's path.
+const MODEL_INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -72,8 +75,12 @@ pub struct Prepared {
     pub protocol: Protocol,
     pub http: HttpTarget,
     pub grpc_url: String,
+    /// The model or endpoint called.
+    model: String,
     rest: RestRequest,
-    grpc_request: ModelInferRequest,
+    /// The `ModelInfer` request, framed for the wire.
+    grpc_message: Bytes,
+    grpc_uri: hyper::Uri,
     inspect_body: bool,
 }
 
@@ -164,9 +171,16 @@ impl Prepared {
             parameters: Default::default(),
             ..Default::default()
         };
+        let grpc_url = format!("http://{}", http.address.authority);
+        let grpc_uri = format!("{grpc_url}{MODEL_INFER}")
+            .parse()
+            .map_err(|e| anyhow!("{grpc_url}: {e}"))?;
         Ok(Prepared {
             protocol: target.protocol,
-            grpc_url: format!("http://{}", http.address.authority),
+            grpc_url,
+            model: model.clone(),
+            grpc_message: frame(&grpc_request),
+            grpc_uri,
             http,
             rest: RestRequest {
                 path,
@@ -174,7 +188,6 @@ impl Prepared {
                 content_type,
                 header_length,
             },
-            grpc_request,
             inspect_body: target.inspect_body,
         })
     }
@@ -182,10 +195,7 @@ impl Prepared {
     /// The URL requests go to, for the summary.
     pub fn describe(&self) -> String {
         match self.protocol {
-            Protocol::Grpc => format!(
-                "{} ModelInfer {}",
-                self.grpc_url, self.grpc_request.model_name
-            ),
+            Protocol::Grpc => format!("{} ModelInfer {}", self.grpc_url, self.model),
             _ => format!("http://{}{}", self.http.address.authority, self.rest.path),
         }
     }
@@ -196,10 +206,11 @@ impl Prepared {
     }
 }
 
-/// One worker's connection; reopened after it breaks.
+/// One worker's connection (gRPC workers share theirs, see
+/// [`crate::grpc::GrpcLink`]); reopened after it breaks.
 pub enum Conn {
     Http(Option<SendRequest<Full<Bytes>>>),
-    Grpc(GrpcInferenceServiceClient<tonic::transport::Channel>),
+    Grpc(GrpcConn),
 }
 
 /// Opens a gRPC channel (one HTTP/2 connection; clones share it).
@@ -233,7 +244,7 @@ impl Conn {
         let call = async {
             match self {
                 Conn::Http(sender) => http_call(sender, p, n).await,
-                Conn::Grpc(client) => grpc_call(client, p, n).await,
+                Conn::Grpc(conn) => grpc_call(conn, p, n).await,
             }
         };
         match tokio::time::timeout(p.http.timeout, call).await {
@@ -316,37 +327,19 @@ pub fn fingerprint(parts: &[&[u8]]) -> u64 {
     h.finish()
 }
 
-async fn grpc_call(
-    client: &mut GrpcInferenceServiceClient<tonic::transport::Channel>,
-    p: &Prepared,
-    n: u64,
-) -> Outcome {
-    let mut request = tonic::Request::new(p.grpc_request.clone());
-    for h in &p.http.headers {
-        if let Some((k, v)) = header_value(h, n) {
-            if let (Ok(k), Ok(v)) = (
-                tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()),
-                tonic::metadata::MetadataValue::try_from(v.as_bytes()),
-            ) {
-                request.metadata_mut().insert(k, v);
-            }
-        }
-    }
-    let response = match client.model_infer(request).await {
-        Ok(r) => r,
-        Err(status) => {
-            use std::error::Error as _;
-            let class = match status.source().map(outcome::send_error) {
-                // tonic's own transport failure, not a status from the server.
-                Some(c @ ErrorClass::Connect) => c,
-                _ => outcome::grpc_status(&status).unwrap_or(ErrorClass::Protocol),
-            };
-            return Err((class, status.message().chars().take(300).collect()));
-        }
-    };
+async fn grpc_call(conn: &mut GrpcConn, p: &Prepared, n: u64) -> Outcome {
+    let reply = conn
+        .call(&p.grpc_uri, &p.http.headers, &p.grpc_message, n)
+        .await?;
+    let message = <ModelInferResponse as prost::Message>::decode(reply.message).map_err(|e| {
+        (
+            ErrorClass::Protocol,
+            format!("the answer is not a ModelInferResponse: {e}"),
+        )
+    })?;
     let meta = |name: &str| {
-        response
-            .metadata()
+        reply
+            .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
@@ -358,9 +351,8 @@ async fn grpc_call(
         body_version: None,
         fingerprint: None,
     };
-    let message = response.get_ref();
     if !message.model_version.is_empty() {
-        answer.body_version = Some(message.model_version.clone());
+        answer.body_version = Some(message.model_version);
     }
     if p.inspect_body {
         let mut parts: Vec<&[u8]> = message.outputs.iter().map(|o| o.name.as_bytes()).collect();
@@ -389,6 +381,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::header_value;
 
     fn fraud_like() -> Vec<Tensor> {
         vec![Tensor {

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 
 use crate::flip::{Checks, FlipConfig, FlipOutcome, Flipper};
+use crate::grpc::{GrpcConn, GrpcLink};
 use crate::input::Tensor;
-use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use crate::protocol::{grpc_channel, Conn, Prepared, Protocol, Target};
+use crate::protocol::{Conn, Prepared, Protocol, Target};
 use crate::schedule::{self, Pacing};
 use crate::stats::Stats;
 
@@ -145,15 +145,20 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
     let mut conns = Vec::with_capacity(cfg.concurrency);
     match prepared.protocol {
         Protocol::Grpc => {
-            let mut channels = Vec::new();
+            let mut links = Vec::new();
             for _ in 0..cfg.grpc_connections() {
-                channels.push(grpc_channel(&prepared).await?);
+                let link =
+                    GrpcLink::open(prepared.http.address.addr)
+                        .await
+                        .map_err(|(_, why)| {
+                            anyhow!("cannot connect to {} (gRPC): {why}", prepared.grpc_url)
+                        })?;
+                links.push(Arc::new(link));
             }
             for i in 0..cfg.concurrency {
-                conns.push(Conn::Grpc(
-                    GrpcInferenceServiceClient::new(channels[i % channels.len()].clone())
-                        .max_decoding_message_size(usize::MAX),
-                ));
+                conns.push(Conn::Grpc(GrpcConn::new(Arc::clone(
+                    &links[i % links.len()],
+                ))));
             }
         }
         _ => {
