@@ -40,6 +40,13 @@ ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-3s}"
 WARMUP="${WARMUP:-1s}"
 PLAN="${PLAN:-c1 protocols table ceiling}"
+for mpc in ${CALLER_CELLS:-}; do
+  IFS=: read -r m p c <<<"$mpc"
+  if [ -z "$m" ] || [ -z "$p" ] || ! [[ "${c:-}" =~ ^[0-9]+$ ]]; then
+    echo "scale.sh: CALLER_CELLS entry '$mpc' is not MODEL:PROTOCOL:CONCURRENCY (e.g. fraud:rest-binary:1)" >&2
+    exit 2
+  fi
+done
 server_threads=$(( $(taskset -c "$SERVER_CPUS" nproc) ))
 load_threads=$(( $(taskset -c "$LOAD_CPUS" nproc) ))
 export ORT_DYLIB_PATH="$bin/libonnxruntime.so"
