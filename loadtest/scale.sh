@@ -42,7 +42,7 @@ WARMUP="${WARMUP:-1s}"
 PLAN="${PLAN:-c1 protocols table ceiling}"
 for mpc in ${CALLER_CELLS:-}; do
   IFS=: read -r m p c <<<"$mpc"
-  if [ -z "$m" ] || [ -z "$p" ] || ! [[ "${c:-}" =~ ^[0-9]+$ ]]; then
+  if [ -z "$m" ] || ! [[ "$p" =~ ^(rest-json|rest-binary|grpc|mlflow)$ ]] || ! [[ "${c:-}" =~ ^[1-9][0-9]*$ ]]; then
     echo "scale.sh: CALLER_CELLS entry '$mpc' is not MODEL:PROTOCOL:CONCURRENCY (e.g. fraud:rest-binary:1)" >&2
     exit 2
   fi

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::flip::FlipConfig;
 use crate::input::{self, Tensor};
-use crate::protocol::{chain, grpc_channel, resolve, Prepared, Protocol, Target};
+use crate::protocol::{chain, resolve, Prepared, Protocol, Target};
 use crate::replay::args::ReplayArgs;
 use crate::run::RunConfig;
 use crate::schedule::Pacing;
@@ -327,7 +327,7 @@ pub async fn metadata(plan: &Plan) -> Result<Value> {
         .unwrap_or_default();
     if t.protocol == Protocol::Grpc {
         let prepared = Prepared::new(t, &[]).await?;
-        let channel = grpc_channel(&prepared).await?;
+        let channel = crate::grpc::tonic_channel(&prepared.grpc_url).await?;
         let mut client =
             crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
         let m = client

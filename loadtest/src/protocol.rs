@@ -14,7 +14,7 @@ use hyper::client::conn::http1::SendRequest;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::grpc::{frame, GrpcConn};
+use crate::grpc::{check_metadata_name, frame, GrpcConn};
 use crate::http::{http_connect, http_exchange, timed_out};
 pub use crate::http::{resolve, Address, HttpTarget, RestAnswer, RestRequest};
 use crate::input::Tensor;
@@ -154,6 +154,11 @@ impl Prepared {
             }
             Protocol::Grpc => (String::new(), Vec::new(), "application/grpc", None),
         };
+        if target.protocol == Protocol::Grpc {
+            for (name, _) in &target.headers {
+                check_metadata_name(&name.to_ascii_lowercase()).map_err(|e| anyhow!(e))?;
+            }
+        }
         let http = HttpTarget::new(address, &target.headers, target.timeout)?;
         let grpc_request = ModelInferRequest {
             model_name: model.clone(),
@@ -179,7 +184,7 @@ impl Prepared {
             protocol: target.protocol,
             grpc_url,
             model: model.clone(),
-            grpc_message: frame(&grpc_request),
+            grpc_message: frame(&grpc_request)?,
             grpc_uri,
             http,
             rest: RestRequest {
@@ -211,22 +216,6 @@ impl Prepared {
 pub enum Conn {
     Http(Option<SendRequest<Full<Bytes>>>),
     Grpc(GrpcConn),
-}
-
-/// Opens a gRPC channel (one HTTP/2 connection; clones share it).
-pub async fn grpc_channel(prepared: &Prepared) -> Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(prepared.grpc_url.clone())
-        .map_err(|e| anyhow!("{}: {e}", prepared.grpc_url))?
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "cannot connect to {} (gRPC): {}",
-                prepared.grpc_url,
-                chain(&e)
-            )
-        })
 }
 
 impl Conn {
