@@ -6,7 +6,7 @@
 //! the generator's gRPC client cost 2–3× its REST client (BENCHMARKS.md).
 //! The request message is framed once per run; several workers share one
 //! [`GrpcLink`], which reopens its connection once when it breaks. What an
-//! answer or a failure counts as is in [`status`].
+//! answer or a failure counts as is in `status.rs`.
 
 mod status;
 #[cfg(test)]
@@ -176,18 +176,27 @@ impl GrpcConn {
             }
             return Err((class, format!("HTTP status {} on a gRPC call", head.status)));
         }
-        let mut data = Bytes::new();
+        // One DATA frame (the usual answer) is kept as it came; more are
+        // joined in one growing buffer.
+        let mut first = Bytes::new();
+        let mut joined = BytesMut::new();
         while let Some(chunk) = body.data().await {
             let chunk = chunk.map_err(|e| failed(&e, "reading the answer"))?;
             let _ = body.flow_control().release_capacity(chunk.len());
-            data = if data.is_empty() {
-                chunk
+            if first.is_empty() && joined.is_empty() {
+                first = chunk;
             } else {
-                let mut joined = BytesMut::from(data);
+                if joined.is_empty() {
+                    joined.extend_from_slice(&first);
+                }
                 joined.extend_from_slice(&chunk);
-                joined.freeze()
-            };
+            }
         }
+        let data = if joined.is_empty() {
+            first
+        } else {
+            joined.freeze()
+        };
         let trailers = body
             .trailers()
             .await

@@ -20,7 +20,7 @@ enum Serve {
 
 /// The test server: model "missing" gets NOT_FOUND (trailers only), a call
 /// without gRPC's headers INVALID_ARGUMENT naming what is wrong, any other
-/// an answer of version 7. Each closed connection is reported on the
+/// an answer of version 7 ("split": its message in two DATA frames). Each closed connection is reported on the
 /// channel; aborting the handle closes the listener.
 async fn server(
     serve: Serve,
@@ -111,7 +111,12 @@ async fn answer(
         model_version: "7".into(),
         ..Default::default()
     };
-    out.send_data(frame(&message).unwrap(), false).unwrap();
+    let mut framed = frame(&message).unwrap();
+    if model == "split" {
+        // The message in two DATA frames, as a large answer comes.
+        out.send_data(framed.split_to(3), false).unwrap();
+    }
+    out.send_data(framed, false).unwrap();
     let mut trailers = HeaderMap::new();
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     out.send_trailers(trailers).unwrap();
@@ -185,6 +190,13 @@ async fn answers_statuses_and_a_connection_reopened_after_it_closes() {
     assert_eq!(ok.headers["x-podium-model-version"], "7");
     assert_eq!(
         ModelInferResponse::decode(ok.message)
+            .unwrap()
+            .model_version,
+        "7"
+    );
+    let split = call(&mut worker, addr, "split").await.unwrap();
+    assert_eq!(
+        ModelInferResponse::decode(split.message)
             .unwrap()
             .model_version,
         "7"
