@@ -269,6 +269,9 @@ impl ServeArgs {
         let opts = self.options(registry)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            // Run to completion on the caller only on a worker that idles
+            // between requests (`runtime::idle`).
+            .on_thread_park(crate::runtime::idle::worker_idle)
             .build()?;
         let result = runtime.block_on(serve(opts, shutdown_signal()));
         // Requests are drained and the inference table closed by now; a

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod batch;
 pub mod cost;
+pub mod idle;
 pub mod options;
 pub mod ort;
 pub mod pool;

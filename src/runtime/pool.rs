@@ -6,7 +6,8 @@
 //!
 //! Run to completion: a pool started [`InferencePool::with_caller_runs`] runs
 //! a request on the calling (tokio) thread instead when it is the only
-//! request in the pool (none queued, running or on its way back), the model
+//! request in the pool (none queued, running or on its way back), that
+//! thread has gone idle since it last did so ([`super::idle`]), the model
 //! typically answers such a request within the limit (a few microseconds for
 //! tabular models), and one of the pool's sessions is free. That saves two
 //! thread wake-ups, which cost more than such a model at low concurrency;
@@ -25,7 +26,7 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 use tokio::sync::oneshot;
 
-use super::LoadedModel;
+use super::{idle, LoadedModel};
 use crate::error::Error;
 use crate::request::Timing;
 use crate::tensor::Tensor;
@@ -236,6 +237,11 @@ impl InferencePool {
             // tokio workers free for the network.
             return Err(inputs);
         }
+        if !idle::idle_since_caller_run() {
+            // This worker has not run out of work since its last run here:
+            // a saturated server, where the hand-off serves more.
+            return Err(inputs);
+        }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(Err(past_deadline(Duration::ZERO)));
         }
@@ -250,6 +256,7 @@ impl InferencePool {
             ))))
         })?;
         self.ran_on_caller.fetch_add(1, Ordering::Relaxed);
+        idle::ran_on_caller();
         let timing = Timing {
             queue: Duration::ZERO,
             inference: started.elapsed(),
