@@ -40,11 +40,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PODIUM_QUEUE_DEPTH", default_value_t = 1024)]
     queue_depth: usize,
     /// Run a request on the thread that received it, skipping the hand-off
-    /// to an inference thread, when it is the only request in the pool, a
-    /// session is free and the model typically answers such a request within
-    /// this many microseconds (tabular models: a few). Cuts latency at low
-    /// concurrency; costs throughput on a saturated server (README, "Run to
-    /// completion"). 0: always hand off.
+    /// to an inference thread, when it is the only request in the pool, that
+    /// thread has run out of work since it last did so, a session is free
+    /// and the model typically answers such a request within this many
+    /// microseconds (tabular models: a few). Cuts latency at low
+    /// concurrency; has cost throughput on saturated servers (README, "Run
+    /// to completion"). 0: always hand off.
     #[arg(long, env = "PODIUM_RUN_ON_CALLER_MAX_US", default_value_t = 0)]
     run_on_caller_max_us: u64,
     /// Largest request body (REST, else 413) or message (gRPC, else RESOURCE_EXHAUSTED), in bytes.

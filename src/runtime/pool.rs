@@ -123,7 +123,9 @@ impl InferencePool {
 
     /// Runs a request on the calling thread when it is alone in the pool,
     /// one of this pool's sessions is free and the model typically answers
-    /// it within `limit` (see the module's doc). `Duration::ZERO` turns it off.
+    /// it within `limit` (see the module's doc), and, when the runtime
+    /// reports parks ([`super::idle::worker_idle`]), the thread has run out
+    /// of work since its last such run. `Duration::ZERO` turns it off.
     pub fn with_caller_runs(mut self, limit: Duration) -> InferencePool {
         self.caller_runs = (!limit.is_zero()).then_some(limit);
         self
@@ -375,6 +377,28 @@ mod tests {
         }
         assert_eq!(pool.runs(), (3, 0));
         assert_eq!(handed_off.runs(), (0, 3), "off unless asked for");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_has_not_run_out_of_work_hands_off() {
+        let model = fraud(1);
+        let pool = InferencePool::start(1, 4)
+            .unwrap()
+            .with_caller_runs(GENEROUS);
+        // As `podium serve`'s runtime reports it: this worker ran out of work.
+        idle::worker_idle();
+        pool.run(Arc::clone(&model), row(), vec![0], None)
+            .await
+            .unwrap();
+        assert_eq!(pool.runs(), (1, 0));
+        // No park since: the next request, alone in the pool too, is handed off.
+        pool.run(Arc::clone(&model), row(), vec![0], None)
+            .await
+            .unwrap();
+        assert_eq!(pool.runs(), (1, 1));
+        idle::worker_idle();
+        pool.run(model, row(), vec![0], None).await.unwrap();
+        assert_eq!(pool.runs(), (2, 1));
     }
 
     #[tokio::test]

@@ -27,7 +27,10 @@ pub struct ServeOptions {
     pub queue_depth: usize,
     /// Requests a model typically answers within this long run on the
     /// thread that received them when the pool is idle
-    /// ([`InferencePool::with_caller_runs`]); zero: never.
+    /// ([`InferencePool::with_caller_runs`]); zero: never. Only a runtime
+    /// that reports its workers' parks (`podium serve`'s, see
+    /// [`crate::runtime::idle`]) also holds back a worker that has not run
+    /// out of work since its last such run.
     pub run_on_caller: Duration,
     pub max_request_bytes: usize,
     /// Bytes of REST bodies being read and decoded at once, across requests.
