@@ -4,12 +4,15 @@
 //!
 //! "Alone in the pool" is not enough. A worker that goes from request to
 //! request without running out of work (one core at c=64, say) finds the
-//! pool empty at every request, because it holds only one at a time; run on
-//! it, each request keeps the worker from the network for its whole run,
-//! and the staged hand-off serves more (BENCHMARKS.md, "Run to completion
-//! on the caller": −40% at c=64 on one core). So a worker runs a request on
-//! the caller only when it has gone idle since its last such run: at low
-//! concurrency it idles between requests; saturated, it never does.
+//! pool empty at every request, because it holds only one at a time, and
+//! running them all on the caller cost 40% of the throughput there
+//! (BENCHMARKS.md, "Run to completion on the caller"; our reading: each
+//! run keeps the worker from the network, where the staged hand-off keeps
+//! every stage busy). So a worker runs a request on the caller only when it
+//! has gone idle since its last such run: at low concurrency it idles
+//! between requests; saturated, it rarely does. Whether that wins the
+//! throughput back is not measured yet (BENCHMARKS.md, "The 'run out of
+//! work' gate").
 //!
 //! `podium serve`'s runtime calls [`worker_idle`] each time a worker runs
 //! out of work (`on_thread_park`). On a thread whose runtime does not, the

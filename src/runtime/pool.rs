@@ -241,7 +241,7 @@ impl InferencePool {
         }
         if !idle::idle_since_caller_run() {
             // This worker has not run out of work since its last run here:
-            // a saturated server, where the hand-off serves more.
+            // a busy server, where the hand-off keeps it on the network.
             return Err(inputs);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
