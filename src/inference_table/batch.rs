@@ -39,6 +39,12 @@ impl RowKind for Requests {
         "shadow_response",
         "trace_id",
     ];
+    const UNIQUE_NUMBERS: &'static [&'static str] = &[
+        "request_time",
+        "execution_duration_ms",
+        "total_duration_ms",
+        "queue_duration_ms",
+    ];
 
     fn schema(&self) -> SchemaRef {
         record::schema()
@@ -105,6 +111,21 @@ fn batch(
     replica: &str,
 ) -> anyhow::Result<RecordBatch> {
     let n = rows.len();
+    // Payloads are rendered first, so the text columns' buffers are sized
+    // once: grown by doubling, a batch's ~1 MB of bodies was copied about
+    // twice more and fresh memory faulted in for each size.
+    let rendered: Vec<[Option<Cow<str>>; 2]> = rows
+        .iter()
+        .map(|r| [render(&r.request, renderer), render(&r.response, renderer)])
+        .collect();
+    let text_bytes = |i: usize| -> usize {
+        rendered
+            .iter()
+            .map(|p| p[i].as_ref().map_or(0, |t| t.len()))
+            .sum()
+    };
+    let mut request = StringBuilder::with_capacity(n, text_bytes(0));
+    let mut response = StringBuilder::with_capacity(n, text_bytes(1));
     let mut request_id = StringBuilder::with_capacity(n, n * 36);
     let mut client_request_id = StringBuilder::new();
     let mut request_time = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -121,8 +142,6 @@ fn batch(
     let mut queue = Float64Builder::with_capacity(n);
     let mut batch_size = Int64Builder::with_capacity(n);
     let mut sampling = Float64Builder::with_capacity(n);
-    let mut request = StringBuilder::new();
-    let mut response = StringBuilder::new();
     let mut shadow_arm = StringBuilder::new();
     let mut shadow_version = Int64Builder::with_capacity(n);
     let mut shadow_response = StringBuilder::new();
@@ -131,7 +150,7 @@ fn batch(
     let mut codes = ListBuilder::new(StringBuilder::new());
     let mut trace_id = StringBuilder::new();
     let mut entity: Option<(String, u64, String)> = None;
-    for r in rows {
+    for (r, [request_text, response_text]) in rows.iter().zip(rendered) {
         let us = record::micros(r.received);
         request_id.append_value(&r.request_id);
         client_request_id.append_option(r.client_request_id.as_deref());
@@ -161,8 +180,8 @@ fn batch(
         queue.append_option(r.queue.map(ms));
         batch_size.append_option(r.batch_size.map(|n| n as i64));
         sampling.append_value(r.sampling_fraction);
-        request.append_option(render(&r.request, renderer));
-        response.append_option(render(&r.response, renderer));
+        request.append_option(request_text);
+        response.append_option(response_text);
         match &r.shadow {
             Some(s) => {
                 shadow_arm.append_value(&s.arm);

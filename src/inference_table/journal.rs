@@ -46,6 +46,11 @@ pub(super) const EXTENSION: &str = "arrows";
 /// 20 ms).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Bytes gathered before a write to the journal: the IPC writer hands over
+/// a batch buffer by buffer, and with `BufWriter`'s 8 KiB each batch of a
+/// thousand rows took dozens of `write` calls.
+const JOURNAL_BUFFER: usize = 256 * 1024;
+
 /// The journal of one open Parquet file.
 pub(super) struct Journal {
     writer: StreamWriter<BufWriter<File>>,
@@ -130,7 +135,8 @@ impl Journal {
             in_flight: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         });
-        let writer = StreamWriter::try_new(BufWriter::new(file), schema).map_err(|e| fail(&e))?;
+        let writer = StreamWriter::try_new(BufWriter::with_capacity(JOURNAL_BUFFER, file), schema)
+            .map_err(|e| fail(&e))?;
         Ok(Journal {
             writer,
             path,

@@ -29,6 +29,11 @@ pub trait RowKind: Send + 'static {
     /// Columns of mostly unique long text: no dictionary, no statistics.
     const UNIQUE_TEXT: &'static [&'static str];
 
+    /// Columns of mostly unique numbers (times, durations): no dictionary,
+    /// which would intern every value only to be larger than the values
+    /// themselves; their statistics stay, so readers can skip by time.
+    const UNIQUE_NUMBERS: &'static [&'static str] = &[];
+
     /// The columns stored in each file, in order.
     fn schema(&self) -> SchemaRef;
 

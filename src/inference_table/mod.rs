@@ -114,6 +114,10 @@ impl TableOptions {
 /// The handle the request path writes through; cheap to share.
 pub struct InferenceTable {
     table: Table<Requests>,
+    /// The queue's sending side, made once: each row goes through it
+    /// without cloning a handle (every clone and drop is an atomic write
+    /// that request threads on all cores would contend for).
+    queue: Arc<Enqueue>,
     /// Rows waiting for their shadow's outcome before they are queued.
     waiting: Arc<AtomicUsize>,
 }
@@ -125,15 +129,24 @@ impl InferenceTable {
         options: TableOptions,
         render: Arc<dyn RenderPayload>,
     ) -> anyhow::Result<InferenceTable> {
+        let table = Table::start(
+            options.clone(),
+            Requests {
+                render,
+                replica: options.replica.to_string(),
+            },
+            "podium-table",
+        )?;
         Ok(InferenceTable {
-            table: Table::start(
-                options.clone(),
-                Requests {
-                    render,
-                    replica: options.replica.to_string(),
-                },
-                "podium-table",
-            )?,
+            queue: Arc::new(Enqueue {
+                closing: Arc::clone(&table.closing),
+                spool_full: Arc::clone(&table.spool_full),
+                tx: table.tx.clone(),
+                queued_bytes: Arc::clone(&table.queued_bytes),
+                queue_bytes: table.options.queue_bytes,
+                max_payload: table.options.max_payload_bytes,
+            }),
+            table,
             waiting: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -204,7 +217,7 @@ impl InferenceTable {
                     return;
                 };
                 let waiting = Waiting::new(Arc::clone(&self.waiting));
-                let table = self.sender();
+                let table = Arc::clone(&self.queue);
                 runtime.spawn(async move {
                     let _waiting = waiting;
                     let outcome = outcome.await.unwrap_or_else(|_| {
@@ -217,19 +230,8 @@ impl InferenceTable {
         }
     }
 
-    fn sender(&self) -> Enqueue {
-        Enqueue {
-            closing: Arc::clone(&self.table.closing),
-            spool_full: Arc::clone(&self.table.spool_full),
-            tx: self.table.tx.clone(),
-            queued_bytes: Arc::clone(&self.table.queued_bytes),
-            queue_bytes: self.table.options.queue_bytes,
-            max_payload: self.table.options.max_payload_bytes,
-        }
-    }
-
     fn enqueue(&self, record: Record) {
-        self.sender().enqueue(record)
+        self.queue.enqueue(record)
     }
 
     /// Waits (up to `timeout`) for rows still waiting on a shadow, then has

@@ -4,6 +4,7 @@ use super::*;
 use crate::inference_table::batch::Requests;
 use crate::inference_table::test_rows::{named, parquet_rows, record, requests};
 use crate::inference_table::TableOptions;
+use std::path::PathBuf;
 
 #[test]
 fn each_row_goes_to_its_own_partition_whatever_came_before_it() {
@@ -177,4 +178,63 @@ fn a_file_that_fails_to_complete_keeps_its_rows_for_the_next_start() {
     assert_eq!(recovered.rows, 100);
     assert_eq!(parquet_rows(dir.path()), 100);
     assert!(named(dir.path(), ".arrows").is_empty());
+}
+
+#[test]
+fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
+    use parquet::basic::Encoding;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = rolling_every_100_rows(dir.path());
+    for i in 0..100 {
+        let mut row = record(2000);
+        row.arm = Some("champion".into());
+        row.total = Duration::from_micros(100 + i);
+        w.add(row);
+    }
+    w.closer.wait();
+    let files = named(dir.path(), ".parquet");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let column = |name: &str| {
+        group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let dictionary = |name: &str| {
+        column(name)
+            .encodings()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    };
+    // One value per request: a dictionary would only repeat them.
+    for name in ["request_id", "request", "request_time", "total_duration_ms"] {
+        assert!(!dictionary(name), "{name} is dictionary-encoded");
+    }
+    // A few values repeated on every row.
+    assert!(dictionary("arm"), "arm is not dictionary-encoded");
+    // Readers skip files by time.
+    let times = column("request_time")
+        .statistics()
+        .expect("request_time statistics");
+    assert!(times.min_bytes_opt().is_some() && times.max_bytes_opt().is_some());
+    assert!(column("request").statistics().is_none());
+    // Pages are cut at PAGE_BYTES: 100 bodies of 2,000 bytes (200 KB that
+    // do not compress) take two of 128 KiB, where Parquet's default takes one.
+    let index = group
+        .columns()
+        .iter()
+        .position(|c| c.column_path().string() == "request")
+        .unwrap();
+    let pages = reader
+        .get_row_group(0)
+        .unwrap()
+        .get_column_page_reader(index)
+        .unwrap()
+        .map(|page| page.unwrap())
+        .filter(|page| !matches!(page.page_type(), parquet::basic::PageType::DICTIONARY_PAGE))
+        .count();
+    assert_eq!(pages, 2);
 }
