@@ -112,8 +112,9 @@ fn batch(
 ) -> anyhow::Result<RecordBatch> {
     let n = rows.len();
     // Payloads are rendered first, so the text columns' buffers are sized
-    // once: grown by doubling, a batch's ~1 MB of bodies was copied about
-    // twice more and fresh memory faulted in for each size.
+    // once: grown by doubling, a batch's ~1 MB of bodies was copied again
+    // about once, into fresh memory for each size. (Bodies rendered from
+    // tensors are all held until the batch is built.)
     let rendered: Vec<[Option<Cow<str>>; 2]> = rows
         .iter()
         .map(|r| [render(&r.request, renderer), render(&r.response, renderer)])

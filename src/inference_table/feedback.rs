@@ -75,7 +75,6 @@ impl RowKind for Feedback {
     const METRICS: &'static str = "podium_feedback_table";
     const PARTITION: &'static [&'static str] = &["request_date"];
     const UNIQUE_TEXT: &'static [&'static str] = &["request_id", "client_request_id"];
-    const UNIQUE_NUMBERS: &'static [&'static str] = &["received_time"];
 
     fn schema(&self) -> SchemaRef {
         schema()

@@ -48,8 +48,9 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes gathered before a write to the journal: the IPC writer hands over
 /// a batch buffer by buffer, and with `BufWriter`'s 8 KiB a batch of 1,024
-/// rows took ~35 `write` calls (~11 with this).
-const JOURNAL_BUFFER: usize = 256 * 1024;
+/// rows took ~35 `write` calls. Each open journal (one per partition with
+/// an open file) holds this much memory.
+const JOURNAL_BUFFER: usize = 64 * 1024;
 
 /// The journal of one open Parquet file.
 pub(super) struct Journal {

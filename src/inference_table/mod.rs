@@ -114,9 +114,9 @@ impl TableOptions {
 /// The handle the request path writes through; cheap to share.
 pub struct InferenceTable {
     table: Table<Requests>,
-    /// The queue's sending side, made once: each row goes through it
-    /// without cloning a handle (every clone and drop is an atomic write
-    /// that request threads on all cores would contend for).
+    /// The sending side of the writer's queue, with its bounds. Made once,
+    /// so a row goes through it without cloning a handle (each clone and
+    /// drop is an atomic write shared by every request thread).
     queue: Arc<Enqueue>,
     /// Rows waiting for their shadow's outcome before they are queued.
     waiting: Arc<AtomicUsize>,
@@ -210,10 +210,10 @@ impl InferenceTable {
     ) {
         let mut record = entry.finish(status_code, error);
         match shadow {
-            None => self.enqueue(record),
+            None => self.queue.enqueue(record),
             Some((arm, outcome)) => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    self.enqueue(record);
+                    self.queue.enqueue(record);
                     return;
                 };
                 let waiting = Waiting::new(Arc::clone(&self.waiting));
@@ -228,10 +228,6 @@ impl InferenceTable {
                 });
             }
         }
-    }
-
-    fn enqueue(&self, record: Record) {
-        self.queue.enqueue(record)
     }
 
     /// Waits (up to `timeout`) for rows still waiting on a shadow, then has

@@ -17,7 +17,7 @@
 //! client they survive a crash.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,10 +46,10 @@ const BATCH_ROWS: usize = 1024;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// The size a column's data page is cut at before compression (Parquet's
-/// default is 1 MiB). At 1 MiB each page's buffers, and snappy's output,
-/// were fresh memory the writer grew and faulted in page by page; at 128 KiB
-/// they stay in the allocator's reused blocks and the cache: ~10% less
-/// writer CPU per row, files ~3% larger (`benches/table_writer`).
+/// default is 1 MiB). With 1 MiB pages each page's buffers, and snappy's
+/// output for it, were new memory that the writer grew and the kernel
+/// zeroed; pages of 64 or 128 KiB cost 8-12% less writer CPU per row in
+/// `benches/table_writer`, and 128 KiB made files ~3% larger there.
 const PAGE_BYTES: usize = 128 * 1024;
 
 /// How often the writer drains the queue and writes what arrived to the
@@ -81,21 +81,15 @@ pub(super) struct Writer<K: RowKind> {
 
 /// A partition: its folder relative to the table
 /// (`endpoint=<e>/request_date=<d>`). Every row looks its partition up, so
-/// the key is a shared pointer, cloned without allocating, and hashed as
-/// bytes (a `Path` hashes component by component).
-#[derive(Clone, PartialEq, Eq)]
-pub(super) struct PartitionKey(Arc<Path>);
-
-impl Hash for PartitionKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.as_os_str().as_encoded_bytes().hash(state)
-    }
-}
+/// the key is shared (cloned without allocating) and compared and hashed as
+/// plain bytes (a `Path` hashes component by component).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct PartitionKey(Arc<OsStr>);
 
 impl Deref for PartitionKey {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        Path::new(&self.0)
     }
 }
 
@@ -286,7 +280,7 @@ impl<K: RowKind> Writer<K> {
             {
                 last
             }
-            _ => PartitionKey(self.kind.partition(&record).into()),
+            _ => PartitionKey(self.kind.partition(&record).into_os_string().into()),
         };
         let p = self
             .partitions

@@ -190,6 +190,8 @@ fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
         let mut row = record(2000);
         row.arm = Some("champion".into());
         row.total = Duration::from_micros(100 + i);
+        row.execution = Some(Duration::from_micros(10 + i));
+        row.queue = Some(Duration::from_micros(i));
         w.add(row);
     }
     w.closer.wait();
@@ -210,7 +212,14 @@ fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
             .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
     };
     // One value per request: a dictionary would only repeat them.
-    for name in ["request_id", "request", "request_time", "total_duration_ms"] {
+    for name in [
+        "request_id",
+        "request",
+        "request_time",
+        "execution_duration_ms",
+        "total_duration_ms",
+        "queue_duration_ms",
+    ] {
         assert!(!dictionary(name), "{name} is dictionary-encoded");
     }
     // A few values repeated on every row.
@@ -222,7 +231,8 @@ fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
     assert!(times.min_bytes_opt().is_some() && times.max_bytes_opt().is_some());
     assert!(column("request").statistics().is_none());
     // Pages are cut at PAGE_BYTES: 100 bodies of 2,000 bytes (200 KB that
-    // do not compress) take two of 128 KiB, where Parquet's default takes one.
+    // do not compress) take two pages (~128 KiB and the rest), where
+    // Parquet's default of 1 MiB takes one.
     let index = group
         .columns()
         .iter()
