@@ -95,7 +95,8 @@ pub(crate) async fn read_body_within(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(size) = declared.filter(|&n| n > limit as u64) {
+        drain(body, size);
         return Err(too_large(declared));
     }
     // Reserved before reading when the length is declared, else once read.
@@ -116,6 +117,36 @@ pub(crate) async fn read_body_within(
     };
     let permit = permit.grow_to(bytes.len())?;
     Ok((bytes, permit))
+}
+
+/// Over-limit bodies up to this size are read and thrown away after the
+/// 413 is sent: a client still sending its body then reads the answer,
+/// where closing the connection on it would show the client a broken pipe
+/// or a reset instead (what nginx calls a lingering close). Larger ones
+/// are not read at all.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How long a refused body is read for, at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and discards `body`, a refused one of `size` bytes, in the
+/// background (bounded by [`DRAIN_BYTES`] and [`DRAIN_TIME`]).
+fn drain(mut body: Body, size: u64) {
+    if size > DRAIN_BYTES {
+        return;
+    }
+    tokio::spawn(async move {
+        let read = async {
+            let mut read = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if read > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+    });
 }
 
 /// Why reading the body failed, when the listener's body-read timer ran
