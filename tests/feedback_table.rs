@@ -6,8 +6,11 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
-use common::{client, demo_registry, fraud_request, read_feedback_table, read_table, Server};
+use common::{
+    client, demo_registry, eventually, fraud_request, read_feedback_table, read_table, Server,
+};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -55,7 +58,15 @@ async fn feedback_acknowledged_before_kill_9_is_in_the_table_after_a_restart() {
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    // Acknowledged means journaled: killed at once, nothing is lost.
+    // The calls' own rows reach their journal within ~0.1 s (unlike
+    // feedback, nobody waits for them); wait for that...
+    eventually(Duration::from_secs(30), "every call journaled", || async {
+        let journaled = s.metric("podium_table_rows_journaled_total", &[]).await;
+        (journaled == Some(6.0)).then_some(())
+    })
+    .await;
+    // ...while acknowledged feedback means journaled: killed at once,
+    // nothing is lost.
     s.kill();
     assert!(read_feedback_table(&table).is_empty(), "no file was closed");
 

@@ -34,8 +34,9 @@ use super::TableOptions;
 pub const FEEDBACK_DIR: &str = "_feedback";
 
 /// How long a feedback request waits for its rows to be journaled before it
-/// is answered "not written" (the writer normally takes one 20 ms tick;
-/// this only ends waits on a writer that hangs on its disk or has died).
+/// is answered "not written" (rows a sender waits for are written at the
+/// writer's next 20 ms tick; this only ends waits on a writer that hangs on
+/// its disk or has died).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One feedback item as stored.

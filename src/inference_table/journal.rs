@@ -42,8 +42,8 @@ pub(super) const EXTENSION: &str = "arrows";
 /// How often an open file's journal is forced to disk (`sync_data`) while
 /// rows arrive: a crash of the machine loses at most about this much (plus
 /// the time the sync waits for a file being completed); a crash of the
-/// process only the rows the writer had not drained yet (one writer tick,
-/// 20 ms).
+/// process only the rows the writer had not written yet (the writer's
+/// `FLUSH` plus a tick, ~0.12 s).
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes gathered before a write to the journal: the IPC writer hands over

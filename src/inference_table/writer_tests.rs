@@ -80,6 +80,52 @@ fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
 }
 
 /// A writer of the inference table in `dir` whose files roll every 100 rows.
+/// (rows pending, rows in the open file and its journal) of each partition.
+fn written(w: &Writer<Requests>) -> Vec<(usize, usize)> {
+    w.partitions
+        .values()
+        .map(|p| (p.pending.len(), p.file.as_ref().map_or(0, |f| f.rows)))
+        .collect()
+}
+
+#[test]
+fn rows_wait_for_company_until_flush_unless_a_sender_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(
+        TableOptions::new(dir.path()),
+        Arc::new(AtomicUsize::new(0)),
+        requests(),
+    );
+    for _ in 0..10 {
+        w.add(record(100));
+    }
+    let now = Instant::now();
+    // A tick before the oldest row is FLUSH old leaves the rows pending...
+    w.write_due(now);
+    assert_eq!(written(&w), [(10, 0)], "(pending, in the file)");
+    assert!(named(dir.path(), ".arrows").is_empty(), "journal started");
+    // ...the first tick after it writes them, file and journal.
+    w.write_due(now + FLUSH);
+    assert_eq!(written(&w), [(0, 10)], "(pending, in the file)");
+    assert_eq!(named(dir.path(), ".arrows").len(), 1);
+    // A sender waiting for its rows has them written at the next tick.
+    let (ack, answer) = tokio::sync::oneshot::channel();
+    w.take(Message::Acked(vec![record(100), record(100)], ack));
+    w.write_due(Instant::now());
+    assert_eq!(written(&w), [(0, 12)], "(pending, in the file)");
+    w.answer_acks();
+    assert_eq!(answer.blocking_recv(), Ok(true), "rows confirmed written");
+    // A full batch does not wait.
+    for _ in 0..BATCH_ROWS {
+        w.add(record(100));
+    }
+    assert_eq!(
+        written(&w),
+        [(0, 12 + BATCH_ROWS)],
+        "(pending, in the file)"
+    );
+}
+
 fn rolling_every_100_rows(dir: &std::path::Path) -> Writer<Requests> {
     let mut options = TableOptions::new(dir);
     options.roll_rows = 100;
