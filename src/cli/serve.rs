@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::parse::{parse_bytes, parse_seconds};
 use crate::inference_table::remote::{self, Location};
-use crate::inference_table::{Remote, TableOptions};
+use crate::inference_table::{Remote, TableCompression, TableOptions};
 use crate::listener::{ConnectionLimits, TlsOptions};
 use crate::registry::RegistryConfig;
 use crate::replica::ReplicaId;
@@ -190,6 +190,11 @@ pub struct ServeArgs {
     /// ...or about this size (bytes, or with a K/M/G suffix), whichever comes first.
     #[arg(long, env = "PODIUM_TABLE_ROLL_BYTES", default_value = "64M", value_parser = parse_bytes)]
     table_roll_bytes: u64,
+    /// The codec of the table's Parquet files: snappy (readable everywhere), lz4
+    /// (least CPU of the codecs, LZ4_RAW), zstd (about snappy's CPU, half the
+    /// bytes) or none (least CPU, largest files).
+    #[arg(long, env = "PODIUM_TABLE_COMPRESSION", value_enum, default_value_t = TableCompression::Snappy)]
+    table_compression: TableCompression,
     /// Rows waiting for the table writer; beyond this rows are dropped (and counted),
     /// never requests delayed.
     #[arg(long, env = "PODIUM_TABLE_QUEUE_ROWS", default_value_t = 10_000)]
@@ -352,6 +357,7 @@ impl ServeArgs {
                         roll_interval: Duration::from_secs_f64(self.table_roll_secs),
                         roll_rows: self.table_roll_rows.max(1),
                         roll_bytes: self.table_roll_bytes as usize,
+                        compression: self.table_compression,
                         queue_rows: self.table_queue_rows.max(1),
                         queue_bytes: self.table_queue_bytes as usize,
                         max_payload_bytes: self.table_max_payload_bytes as usize,

@@ -23,6 +23,7 @@
 
 mod batch;
 mod closer;
+mod compression;
 mod entry;
 mod failures;
 pub mod feedback;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 
+pub use compression::TableCompression;
 pub use feedback::{FeedbackRow, FeedbackTable, FEEDBACK_DIR};
 pub use record::{Payload, Protocol, Record, ShadowRecord};
 pub use remote::Remote;
@@ -82,6 +84,8 @@ pub struct TableOptions {
     pub roll_rows: usize,
     /// ...or about this many bytes, whichever comes first.
     pub roll_bytes: usize,
+    /// The codec of the files' pages.
+    pub compression: TableCompression,
     /// Rows waiting for the writer; beyond it rows are dropped and counted.
     pub queue_rows: usize,
     /// Payload bytes waiting for the writer; beyond it rows are dropped.
@@ -103,6 +107,7 @@ impl TableOptions {
             roll_interval: Duration::from_secs(60),
             roll_rows: 100_000,
             roll_bytes: 64 * 1024 * 1024,
+            compression: TableCompression::Snappy,
             queue_rows: 10_000,
             queue_bytes: 64 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, TryRecvError};
-use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
@@ -117,7 +116,7 @@ struct Partition<R> {
 impl<K: RowKind> Writer<K> {
     pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>, kind: K) -> Writer<K> {
         let mut properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+            .set_compression(options.compression.codec())
             .set_max_row_group_row_count(Some(64 * 1024))
             .set_data_page_size_limit(PAGE_BYTES)
             .set_created_by(format!("podium {}", env!("CARGO_PKG_VERSION")));
