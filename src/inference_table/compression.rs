@@ -2,7 +2,7 @@
 //! the writer thread against bytes on disk. Measured on rows with varied
 //! bodies (`benches/table_writer`, BENCHMARKS.md "Codecs"), relative to
 //! snappy: lz4 ~0.8x the writer's CPU and ~1.07x the bytes, zstd about the
-//! same CPU and ~0.55x the bytes, none ~0.5x the CPU and ~1.75x the bytes.
+//! same CPU and ~0.54x the bytes, none ~0.5x the CPU and ~1.74x the bytes.
 
 use parquet::basic::{Compression, ZstdLevel};
 

@@ -61,8 +61,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// unless a batch fills first or a sender waits for its acknowledgement. At
 /// a server's pace (~10,000 rows a second) a tick brings a few hundred rows,
 /// and writing each tick's rows as their own batch (26 Parquet columns and
-/// a journal message) cost ~25% more writer CPU per row than batches that
-/// wait this long (`benches/table_writer` at 13,000 rows a second).
+/// a journal message) cost ~1 µs more writer CPU per row than batches that
+/// wait this long (`benches/table_writer` at 13,000 rows a second: 10-15%
+/// of the writer on varied bodies, ~25% on identical ones).
 const FLUSH: Duration = Duration::from_millis(100);
 
 pub(super) struct Writer<K: RowKind> {

@@ -79,7 +79,6 @@ fn big_rows_are_written_in_small_batches_and_files_roll_by_bytes() {
     assert_eq!(visible.len(), 1, "{visible:?}");
 }
 
-/// A writer of the inference table in `dir` whose files roll every 100 rows.
 /// (rows pending, rows in the open file and its journal) of each partition.
 fn written(w: &Writer<Requests>) -> Vec<(usize, usize)> {
     w.partitions
@@ -108,11 +107,18 @@ fn rows_wait_for_company_until_flush_unless_a_sender_waits() {
     w.write_due(now + FLUSH);
     assert_eq!(written(&w), [(0, 10)], "(pending, in the file)");
     assert_eq!(named(dir.path(), ".arrows").len(), 1);
+    // Rows after a write wait from their own arrival, not the first one's.
+    w.add(record(100));
+    let later = Instant::now();
+    w.write_due(now + FLUSH);
+    assert_eq!(written(&w), [(1, 10)], "(pending, in the file)");
+    w.write_due(later + FLUSH);
+    assert_eq!(written(&w), [(0, 11)], "(pending, in the file)");
     // A sender waiting for its rows has them written at the next tick.
     let (ack, answer) = tokio::sync::oneshot::channel();
     w.take(Message::Acked(vec![record(100), record(100)], ack));
     w.write_due(Instant::now());
-    assert_eq!(written(&w), [(0, 12)], "(pending, in the file)");
+    assert_eq!(written(&w), [(0, 13)], "(pending, in the file)");
     w.answer_acks();
     assert_eq!(answer.blocking_recv(), Ok(true), "rows confirmed written");
     // A full batch does not wait.
@@ -121,11 +127,12 @@ fn rows_wait_for_company_until_flush_unless_a_sender_waits() {
     }
     assert_eq!(
         written(&w),
-        [(0, 12 + BATCH_ROWS)],
+        [(0, 13 + BATCH_ROWS)],
         "(pending, in the file)"
     );
 }
 
+/// A writer of the inference table in `dir` whose files roll every 100 rows.
 fn rolling_every_100_rows(dir: &std::path::Path) -> Writer<Requests> {
     let mut options = TableOptions::new(dir);
     options.roll_rows = 100;
