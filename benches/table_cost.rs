@@ -9,8 +9,11 @@
 //! run in this process on one runtime, identical but for `--table-dir`.
 //! A light client (`podium-loadtest`'s closed loop: hyper HTTP/1.1
 //! keep-alive over 64 connections, all on one thread, so it takes as little
-//! of the 2 cores as possible; HDR percentiles) sends single-row REST JSON requests to one server at a time, alternating
-//! off/on for several rounds; the report gives medians across rounds. At
+//! of the 2 cores as possible; HDR percentiles) sends single-row REST JSON
+//! requests to one server at a time, alternating off/on for several rounds.
+//! The requests cycle through 1,024 different feature rows: one body sent
+//! over and over would let the table's codec find each row in the one
+//! before it, and understate what real traffic costs; the report gives medians across rounds. At
 //! the end the table server is stopped and its files are read back to check
 //! that every request has its row.
 //!
@@ -31,7 +34,7 @@ use podium_loadtest::run::{run, Report, RunConfig};
 use podium_loadtest::schedule::Pacing;
 use support::cpu::{process_seconds, thread_seconds};
 use support::server::{fraud_registry, ready, Servers};
-use support::{knob, median, FRAUD_ROW as ROW};
+use support::{knob, median, varied_fraud_rows};
 
 /// The allocator `podium serve` uses.
 #[global_allocator]
@@ -59,13 +62,18 @@ async fn drive(addr: SocketAddr, concurrency: usize, secs: f64) -> Report {
         flip: None,
         progress: false,
     };
-    let input = Tensor {
-        name: "input".into(),
-        datatype: "FP32".into(),
-        shape: vec![1, 30],
-        raw: ROW.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    };
-    let report = run(&config, &[input]).await.expect("load run");
+    let inputs: Vec<Vec<Tensor>> = varied_fraud_rows()
+        .into_iter()
+        .map(|(row, _)| {
+            vec![Tensor {
+                name: "input".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 30],
+                raw: row.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            }]
+        })
+        .collect();
+    let report = run(&config, &inputs).await.expect("load run");
     assert_eq!(
         report.measured.error_count(),
         0,

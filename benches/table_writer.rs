@@ -41,26 +41,18 @@ use podium::inference_table::{InferenceTable, Protocol, TableOptions};
 use podium::request::Timing;
 use podium::request_id::new_request_id;
 use support::cpu::{current_thread_seconds, process_seconds};
-use support::{knob, median, FRAUD_ROW};
+use support::{knob, median, varied_fraud_rows, DISTINCT_ROWS};
 
 /// The allocator `podium serve` uses.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Bodies in the bench's pool: a body recurs only this many rows later,
-/// far beyond a 128 KiB page, so no codec can take a row for its
-/// predecessor (identical bodies row after row flattered every codec and
-/// made file sizes meaningless).
-const DISTINCT_BODIES: usize = 1024;
-
 /// The request and response bodies of fraud calls over REST JSON, each with
 /// its own feature values and answer, as real traffic has.
 fn bodies() -> Vec<(Bytes, Bytes)> {
-    let mut rng = fastrand::Rng::with_seed(16);
-    (0..DISTINCT_BODIES)
-        .map(|_| {
-            let row: Vec<f32> = FRAUD_ROW.iter().map(|x| x * (0.5 + rng.f32())).collect();
-            let fraud = rng.f32();
+    varied_fraud_rows()
+        .into_iter()
+        .map(|(row, fraud)| {
             let request = serde_json::json!({
                 "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": row}]
             });
@@ -103,7 +95,7 @@ fn round(
             let due = Duration::from_secs_f64(i as f64 / rate as f64);
             std::thread::sleep(due.saturating_sub(started.elapsed()));
         }
-        let (request, response) = &bodies[i % DISTINCT_BODIES];
+        let (request, response) = &bodies[i % DISTINCT_ROWS];
         let mut row = table.entry(new_request_id(), Some("fraud"), Protocol::Rest, 1.0, true);
         row.request_text(request);
         row.routed("champion", "fraud");
@@ -163,11 +155,10 @@ fn main() {
         path.push(p);
         writer.push(w);
     }
-    let mean = |len: fn(&(Bytes, Bytes)) -> usize| {
-        bodies().iter().map(len).sum::<usize>() / DISTINCT_BODIES
-    };
+    let mean =
+        |len: fn(&(Bytes, Bytes)) -> usize| bodies().iter().map(len).sum::<usize>() / DISTINCT_ROWS;
     println!(
-        "inference table, fraud REST JSON rows ({} + {} bytes of body on average, {DISTINCT_BODIES} distinct), {rows} rows x {rounds} rounds at {}, medians:",
+        "inference table, fraud REST JSON rows ({} + {} bytes of body on average, {DISTINCT_ROWS} distinct), {rows} rows x {rounds} rounds at {}, medians:",
         mean(|b| b.0.len()),
         mean(|b| b.1.len()),
         if rate == 0 {

@@ -87,7 +87,7 @@ async fn alias_flips_under_load_fail_no_request() {
         }),
         progress: false,
     };
-    let r = run(&cfg, &inputs).await.expect("the drill runs");
+    let r = run(&cfg, &[inputs]).await.expect("the drill runs");
     print!("{}", podium_loadtest::report::summary(&r));
 
     let flips = r.flip.as_ref().expect("the flipper's report");

@@ -14,8 +14,9 @@ use podium_loadtest::schedule::Pacing;
 
 use common::{sample, Server};
 
-fn fraud_row() -> Vec<Tensor> {
-    vec![Tensor {
+/// One request's inputs: the fraud demo row.
+fn fraud_row() -> Vec<Vec<Tensor>> {
+    vec![vec![Tensor {
         name: "input".into(),
         datatype: "FP32".into(),
         shape: vec![1, 30],
@@ -23,7 +24,7 @@ fn fraud_row() -> Vec<Tensor> {
             .iter()
             .flat_map(|f| f.to_le_bytes())
             .collect(),
-    }]
+    }]]
 }
 
 fn config(url: &str, protocol: Protocol, model: &str) -> RunConfig {
@@ -152,4 +153,64 @@ async fn an_unreachable_target_fails_the_run_at_once() {
         .err()
         .expect("no server there");
     assert!(e.to_string().contains("cannot connect"), "{e:#}");
+}
+
+/// `--distinct-inputs 3`, end to end: the generator makes three inputs from
+/// the model's metadata and sends them in turn, over REST and gRPC, and the
+/// server's inference table holds each one a third of the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_inputs_reach_the_server_in_turn() {
+    use clap::Parser;
+    use podium_loadtest::cli::{load_inputs, Args};
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table");
+    let s = Server::demo(&[
+        "--table-dir",
+        table.to_str().unwrap(),
+        "--table-roll-secs",
+        "0.1",
+    ]);
+    for (url, protocol) in [(s.base.as_str(), "rest-json"), (s.grpc.as_str(), "grpc")] {
+        let line = [
+            "podium-loadtest",
+            "--url",
+            url,
+            "--protocol",
+            protocol,
+            "-m",
+            "fraud",
+            "-c",
+            "1",
+            "-n",
+            "30",
+            "--warmup",
+            "0s",
+            "--distinct-inputs",
+            "3",
+        ];
+        let plan = Args::try_parse_from(line).unwrap().plan(false).unwrap();
+        let inputs = load_inputs(&plan).await.expect("inputs from the metadata");
+        assert_eq!(inputs.len(), 3);
+        assert!(inputs[0] != inputs[1] && inputs[1] != inputs[2]);
+        let r = run(&plan.run, &inputs).await.expect("the run");
+        assert_eq!(r.distinct_inputs, 3);
+        assert_eq!(r.measured.answers, 30, "{:?}", r.measured.error_examples);
+    }
+
+    // Every request has its row; per protocol, three different request
+    // bodies, ten rows each.
+    let rows = common::eventually(Duration::from_secs(20), "60 rows in the table", || {
+        let rows = common::read_table(&table);
+        async move { (rows.len() >= 60).then_some(rows) }
+    })
+    .await;
+    assert_eq!(rows.len(), 60);
+    let mut bodies: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for row in &rows {
+        let key = (row["protocol"].to_string(), row["request"].to_string());
+        *bodies.entry(key).or_default() += 1;
+    }
+    assert_eq!(bodies.len(), 6, "{bodies:#?}");
+    assert!(bodies.values().all(|&n| n == 10), "{bodies:#?}");
 }

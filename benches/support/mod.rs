@@ -15,6 +15,25 @@ use std::path::PathBuf;
 mod fraud;
 pub use fraud::{FRAUD_ROW, FRAUD_V1_PROBABILITIES};
 
+/// Rows in the benches' pool of distinct fraud inputs: a row recurs only
+/// this many requests later, far beyond a 128 KiB Parquet page, so no codec
+/// can take a row for its predecessor (identical bodies row after row
+/// flattered every codec and made file sizes meaningless).
+pub const DISTINCT_ROWS: usize = 1024;
+
+/// [`DISTINCT_ROWS`] fraud feature rows, each the demo row scaled feature
+/// by feature (seeded, the same every run), and one more number in [0, 1)
+/// per row for whoever needs a made-up answer.
+pub fn varied_fraud_rows() -> Vec<(Vec<f32>, f32)> {
+    let mut rng = fastrand::Rng::with_seed(16);
+    (0..DISTINCT_ROWS)
+        .map(|_| {
+            let row = FRAUD_ROW.iter().map(|x| x * (0.5 + rng.f32())).collect();
+            (row, rng.f32())
+        })
+        .collect()
+}
+
 /// The repository root (models live under `models/`).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

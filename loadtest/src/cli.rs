@@ -66,6 +66,10 @@ pub struct Args {
     /// Seed of generated inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Generate this many different inputs (seeds SEED, SEED+1, …) and send them in turn, so the
+    /// server, its caches and its inference table see varied rows instead of one repeated body
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub distinct_inputs: usize,
     /// Extra request header (gRPC metadata), "NAME: VALUE". The letter n in curly braces
     /// in the value becomes the request's number, e.g. one user per request (see README).
     #[arg(short = 'H', long = "header")]
@@ -153,6 +157,8 @@ pub struct Plan {
     pub input: Option<String>,
     pub batch: u64,
     pub seed: u64,
+    /// Generated inputs to send in turn.
+    pub distinct_inputs: usize,
     pub threads: Option<usize>,
 }
 
@@ -198,6 +204,15 @@ impl Args {
         }
         if self.batch == 0 {
             bail!("--batch must be at least 1");
+        }
+        if !(1..=MAX_DISTINCT_INPUTS).contains(&self.distinct_inputs) {
+            bail!(
+                "--distinct-inputs {} is out of range: give 1 to {MAX_DISTINCT_INPUTS}",
+                self.distinct_inputs
+            );
+        }
+        if self.distinct_inputs > 1 && self.input.is_some() {
+            bail!("--distinct-inputs generates its inputs from the model's metadata, so it does not go with --input; leave out one of them (recorded traffic is sent with --replay TABLE_DIR)");
         }
         if self.threads == Some(0) {
             bail!("--threads must be at least 1");
@@ -264,54 +279,65 @@ impl Args {
             input: self.input.clone(),
             batch: self.batch,
             seed: self.seed,
+            distinct_inputs: self.distinct_inputs,
             threads: self.threads,
         })
     }
 }
 
-/// The input tensors: from `--input`, else generated from the model's
-/// metadata (`GET /v2/models/{m}`, or gRPC `ModelMetadata`).
-pub async fn load_inputs(plan: &Plan) -> Result<Vec<Tensor>> {
+/// The most `--distinct-inputs`: every one is prepared before the run.
+pub const MAX_DISTINCT_INPUTS: usize = 100_000;
+
+/// The requests' input tensors, one set per distinct request: from
+/// `--input`, else generated from the model's metadata (`GET
+/// /v2/models/{m}`, or gRPC `ModelMetadata`), `--distinct-inputs` of them.
+pub async fn load_inputs(plan: &Plan) -> Result<Vec<Vec<Tensor>>> {
     if let Some(spec) = &plan.input {
-        let (name, path) = match spec.split_once('=') {
-            Some((n, p)) if p.ends_with(".npy") => (Some(n.to_string()), PathBuf::from(p)),
-            _ => (None, PathBuf::from(spec)),
-        };
-        let bytes = std::fs::read(&path)
-            .with_context(|| format!("cannot read --input {}", path.display()))?;
-        return if path.extension().is_some_and(|e| e == "npy") {
-            let name = match name {
-                Some(n) => n,
-                None => {
-                    let meta = metadata(plan).await.with_context(|| {
-                        format!(
-                            "naming the input of {}: write --input NAME={}",
-                            path.display(),
-                            path.display()
-                        )
-                    })?;
-                    meta["inputs"][0]["name"]
-                        .as_str()
-                        .ok_or_else(|| {
-                            anyhow!(
-                                "the model's metadata names no input; write --input NAME={}",
-                                path.display()
-                            )
-                        })?
-                        .to_string()
-                }
-            };
-            Ok(vec![
-                input::from_npy(&name, &bytes).with_context(|| path.display().to_string())?
-            ])
-        } else {
-            input::from_json(&bytes).with_context(|| path.display().to_string())
-        };
+        return Ok(vec![read_input(plan, spec).await?]);
     }
     let meta = metadata(plan)
         .await
         .context("generating an input from the model's metadata (or give one with --input FILE)")?;
-    input::generate(&meta, plan.batch, plan.seed)
+    (0..plan.distinct_inputs as u64)
+        .map(|i| input::generate(&meta, plan.batch, plan.seed.wrapping_add(i)))
+        .collect()
+}
+
+/// The input of `--input SPEC`: an OIP JSON request or an NPY file.
+async fn read_input(plan: &Plan, spec: &str) -> Result<Vec<Tensor>> {
+    let (name, path) = match spec.split_once('=') {
+        Some((n, p)) if p.ends_with(".npy") => (Some(n.to_string()), PathBuf::from(p)),
+        _ => (None, PathBuf::from(spec)),
+    };
+    let bytes =
+        std::fs::read(&path).with_context(|| format!("cannot read --input {}", path.display()))?;
+    if path.extension().is_none_or(|e| e != "npy") {
+        return input::from_json(&bytes).with_context(|| path.display().to_string());
+    }
+    let name = match name {
+        Some(n) => n,
+        None => {
+            let meta = metadata(plan).await.with_context(|| {
+                format!(
+                    "naming the input of {}: write --input NAME={}",
+                    path.display(),
+                    path.display()
+                )
+            })?;
+            meta["inputs"][0]["name"]
+                .as_str()
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the model's metadata names no input; write --input NAME={}",
+                        path.display()
+                    )
+                })?
+                .to_string()
+        }
+    };
+    Ok(vec![
+        input::from_npy(&name, &bytes).with_context(|| path.display().to_string())?
+    ])
 }
 
 /// The model's OIP metadata as JSON.
@@ -326,7 +352,7 @@ pub async fn metadata(plan: &Plan) -> Result<Value> {
         .map(|v| format!("/versions/{v}"))
         .unwrap_or_default();
     if t.protocol == Protocol::Grpc {
-        let prepared = Prepared::new(t, &[]).await?;
+        let prepared = Prepared::new(t, &[Vec::new()]).await?;
         let channel = crate::grpc::tonic_channel(&prepared.grpc_url).await?;
         let mut client =
             crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
@@ -497,5 +523,17 @@ mod tests {
         assert!(error(&["-m", "f", "--duration", "10"]).contains("has no unit"));
         assert!(error(&["-m", "f", "-n", "0"]).contains("--requests must be at least 1"));
         assert!(error(&["-m", "f", "--protocol", "soap"]).contains("invalid value"));
+        assert!(error(&["-m", "f", "--distinct-inputs", "0"]).contains("give 1 to 100000"));
+        assert!(error(&["-m", "f", "--distinct-inputs", "100001"]).contains("out of range"));
+        assert!(
+            error(&["-m", "f", "--distinct-inputs", "2", "--input", "x.json"])
+                .contains("does not go with --input")
+        );
+        assert_eq!(
+            args(&["-m", "f", "--distinct-inputs", "7"])
+                .unwrap()
+                .distinct_inputs,
+            7
+        );
     }
 }

@@ -120,8 +120,9 @@ pub struct Checks {
     /// Inconsistent answers by kind (`mismatch`, `unexpected`, `outputs`, `stale`).
     pub inconsistent: BTreeMap<&'static str, u64>,
     pub examples: Vec<String>,
-    /// The first output hash seen per version.
-    fingerprints: HashMap<String, u64>,
+    /// The first output hash seen per version and input (the index of the
+    /// distinct request that was sent).
+    fingerprints: HashMap<(String, usize), u64>,
 }
 
 impl Checks {
@@ -136,13 +137,15 @@ impl Checks {
         self.inconsistent.values().sum()
     }
 
-    /// Checks a good answer to a request sent when the flips were at
-    /// `before` and answered when they were at `after_started`.
-    /// Returns whether the answer was checked against the version in force.
+    /// Checks a good answer to distinct request number `input`, sent when
+    /// the flips were at `before` and answered when they were at
+    /// `after_started`. Returns whether the answer was checked against the
+    /// version in force.
     pub fn check(
         &mut self,
         cfg: &FlipConfig,
         answer: &Answer,
+        input: usize,
         before: Seen,
         after_started: usize,
     ) -> bool {
@@ -174,14 +177,17 @@ impl Checks {
             return false;
         };
         if let Some(fp) = answer.fingerprint {
-            match self.fingerprints.get(version) {
+            let key = (version.to_string(), input);
+            match self.fingerprints.get(&key) {
                 Some(&first) if first != fp => self.flag(
                     "outputs",
-                    format!("version {version} answered the same input with different outputs"),
+                    format!(
+                        "version {version} answered the same input (number {input}) with different outputs"
+                    ),
                 ),
                 Some(_) => {}
                 None => {
-                    self.fingerprints.insert(version.to_string(), fp);
+                    self.fingerprints.insert(key, fp);
                 }
             }
         }
@@ -213,15 +219,18 @@ impl Checks {
             }
         }
         // Two workers that saw different outputs from one version.
-        for (version, fp) in &other.fingerprints {
-            match self.fingerprints.get(version) {
+        for (key, fp) in &other.fingerprints {
+            match self.fingerprints.get(key) {
                 Some(mine) if mine != fp => self.flag(
                     "outputs",
-                    format!("version {version} answered the same input with different outputs"),
+                    format!(
+                        "version {} answered the same input (number {}) with different outputs",
+                        key.0, key.1
+                    ),
                 ),
                 Some(_) => {}
                 None => {
-                    self.fingerprints.insert(version.clone(), *fp);
+                    self.fingerprints.insert(key.clone(), *fp);
                 }
             }
         }
@@ -504,8 +513,8 @@ mod tests {
         let c = cfg();
         let mut checks = Checks::default();
         // After flip 3 (to version 2), nothing in flight.
-        checks.check(&c, &answer("2", "2", 7), STILL, 3);
-        checks.check(&c, &answer("2", "2", 7), STILL, 3);
+        checks.check(&c, &answer("2", "2", 7), 0, STILL, 3);
+        checks.check(&c, &answer("2", "2", 7), 0, STILL, 3);
         assert_eq!(checks.checked, 2);
         assert_eq!(checks.inconsistent_total(), 0);
     }
@@ -515,14 +524,15 @@ mod tests {
         let c = cfg();
         let mut checks = Checks::default();
         // Flip 3 (to 2) acknowledged before the send, none started after: 1 is stale.
-        checks.check(&c, &answer("1", "1", 9), STILL, 3);
+        checks.check(&c, &answer("1", "1", 9), 0, STILL, 3);
         assert_eq!(checks.inconsistent["stale"], 1);
         // Flip 4 started while the request was in flight: either version may answer.
-        checks.check(&c, &answer("1", "1", 9), STILL, 4);
+        checks.check(&c, &answer("1", "1", 9), 0, STILL, 4);
         // Flip 4 started but not yet acknowledged at the send: not checked.
         checks.check(
             &c,
             &answer("2", "2", 7),
+            0,
             Seen {
                 started: 4,
                 acked: 3,
@@ -542,12 +552,13 @@ mod tests {
     fn mismatched_unknown_and_changing_answers() {
         let c = cfg();
         let mut checks = Checks::default();
-        checks.check(&c, &answer("1", "2", 1), STILL, 3);
-        checks.check(&c, &answer("3", "3", 1), STILL, 3);
-        checks.check(&c, &Answer::default(), STILL, 3);
+        checks.check(&c, &answer("1", "2", 1), 0, STILL, 3);
+        checks.check(&c, &answer("3", "3", 1), 0, STILL, 3);
+        checks.check(&c, &Answer::default(), 0, STILL, 3);
         checks.check(
             &c,
             &answer("2", "2", 5),
+            0,
             Seen {
                 started: 4,
                 acked: 3,
@@ -557,6 +568,7 @@ mod tests {
         checks.check(
             &c,
             &answer("2", "2", 6),
+            0,
             Seen {
                 started: 4,
                 acked: 3,
@@ -570,11 +582,35 @@ mod tests {
 
         // Two workers that each saw one set of outputs for version 2, but different ones.
         let mut a = Checks::default();
-        a.check(&c, &answer("2", "2", 5), STILL, 3);
+        a.check(&c, &answer("2", "2", 5), 0, STILL, 3);
         let mut b = Checks::default();
-        b.check(&c, &answer("2", "2", 6), STILL, 3);
+        b.check(&c, &answer("2", "2", 6), 0, STILL, 3);
         a.merge(&b);
         assert_eq!(a.inconsistent["outputs"], 1);
         assert_eq!(a.checked, 2);
+    }
+
+    #[test]
+    fn outputs_are_compared_per_input() {
+        let c = cfg();
+        let mut checks = Checks::default();
+        // Different inputs may get different outputs from one version.
+        checks.check(&c, &answer("2", "2", 5), 0, STILL, 3);
+        checks.check(&c, &answer("2", "2", 6), 1, STILL, 3);
+        checks.check(&c, &answer("2", "2", 5), 0, STILL, 3);
+        assert_eq!(checks.inconsistent_total(), 0);
+        // The same input twice with different outputs may not.
+        checks.check(&c, &answer("2", "2", 7), 1, STILL, 3);
+        assert_eq!(checks.inconsistent["outputs"], 1);
+        assert!(
+            checks.examples[0].contains("(number 1)"),
+            "{:?}",
+            checks.examples
+        );
+        // Across workers too.
+        let mut other = Checks::default();
+        other.check(&c, &answer("2", "2", 8), 0, STILL, 3);
+        checks.merge(&other);
+        assert_eq!(checks.inconsistent["outputs"], 2);
     }
 }

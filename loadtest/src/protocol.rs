@@ -77,9 +77,11 @@ pub struct Prepared {
     pub grpc_url: String,
     /// The model or endpoint called.
     model: String,
-    rest: RestRequest,
-    /// The `ModelInfer` request, framed for the wire.
-    grpc_message: Bytes,
+    /// One request per distinct input: request `n` of a run sends number
+    /// `n % len` (see [`Prepared::input_of`]).
+    rest: Vec<RestRequest>,
+    /// The `ModelInfer` requests, framed for the wire, in the same order.
+    grpc_messages: Vec<Bytes>,
     grpc_uri: hyper::Uri,
     inspect_body: bool,
 }
@@ -123,8 +125,33 @@ pub fn mlflow_body(inputs: &[Tensor]) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(&json!({ "inputs": map }))?)
 }
 
+/// The `ModelInfer` request carrying `inputs`, raw contents.
+fn model_infer_request(target: &Target, inputs: &[Tensor]) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: target.model.clone(),
+        model_version: target.version.clone().unwrap_or_default(),
+        inputs: inputs
+            .iter()
+            .map(|t| InferInputTensor {
+                name: t.name.clone(),
+                datatype: t.datatype.clone(),
+                shape: t.shape.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        raw_input_contents: inputs.iter().map(|t| t.raw.clone()).collect(),
+        parameters: Default::default(),
+        ..Default::default()
+    }
+}
+
 impl Prepared {
-    pub async fn new(target: &Target, inputs: &[Tensor]) -> Result<Prepared> {
+    /// Prepares one request per element of `inputs` (each a request's input
+    /// tensors), in the target's protocol.
+    pub async fn new(target: &Target, inputs: &[Vec<Tensor>]) -> Result<Prepared> {
+        if inputs.is_empty() {
+            bail!("there is no input to send");
+        }
         let address = resolve(&target.url).await?;
         let model = &target.model;
         if model.is_empty() && target.protocol != Protocol::Mlflow {
@@ -135,47 +162,57 @@ impl Prepared {
             None => String::new(),
         };
         let infer_path = format!("{}/v2/models/{model}{version_path}/infer", address.prefix);
-        let (path, body, content_type, header_length) = match target.protocol {
-            Protocol::RestJson => (infer_path, json_body(inputs)?, "application/json", None),
-            Protocol::RestBinary => {
-                let (body, n) = binary_body(inputs)?;
-                (infer_path, body, "application/octet-stream", Some(n))
-            }
+        let path = match target.protocol {
             Protocol::Mlflow => {
                 if target.version.is_some() {
                     bail!("--model-version does not apply to MLflow's /invocations; leave it out");
                 }
-                let path = if model.is_empty() {
+                if model.is_empty() {
                     format!("{}/invocations", address.prefix)
                 } else {
                     format!("{}/serving-endpoints/{model}/invocations", address.prefix)
-                };
-                (path, mlflow_body(inputs)?, "application/json", None)
+                }
             }
-            Protocol::Grpc => (String::new(), Vec::new(), "application/grpc", None),
+            Protocol::Grpc => String::new(),
+            _ => infer_path,
         };
         if target.protocol == Protocol::Grpc {
             for (name, _) in &target.headers {
                 check_metadata_name(&name.to_ascii_lowercase()).map_err(|e| anyhow!(e))?;
             }
         }
+        let mut rest = Vec::with_capacity(inputs.len());
+        let mut grpc_messages = Vec::with_capacity(inputs.len());
+        for tensors in inputs {
+            if target.protocol == Protocol::Grpc {
+                grpc_messages.push(frame(&model_infer_request(target, tensors))?);
+                continue;
+            }
+            let (body, content_type, header_length) = match target.protocol {
+                Protocol::RestBinary => {
+                    let (body, n) = binary_body(tensors)?;
+                    (body, "application/octet-stream", Some(n))
+                }
+                Protocol::Mlflow => (mlflow_body(tensors)?, "application/json", None),
+                _ => (json_body(tensors)?, "application/json", None),
+            };
+            rest.push(RestRequest {
+                path: path.clone(),
+                body: Bytes::from(body),
+                content_type,
+                header_length,
+            });
+        }
+        if rest.is_empty() {
+            // gRPC: no REST body, but the path still names the target.
+            rest.push(RestRequest {
+                path,
+                body: Bytes::new(),
+                content_type: "application/grpc",
+                header_length: None,
+            });
+        }
         let http = HttpTarget::new(address, &target.headers, target.timeout)?;
-        let grpc_request = ModelInferRequest {
-            model_name: model.clone(),
-            model_version: target.version.clone().unwrap_or_default(),
-            inputs: inputs
-                .iter()
-                .map(|t| InferInputTensor {
-                    name: t.name.clone(),
-                    datatype: t.datatype.clone(),
-                    shape: t.shape.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            raw_input_contents: inputs.iter().map(|t| t.raw.clone()).collect(),
-            parameters: Default::default(),
-            ..Default::default()
-        };
         let grpc_url = format!("http://{}", http.address.authority);
         let grpc_uri = format!("{grpc_url}{MODEL_INFER}")
             .parse()
@@ -184,30 +221,36 @@ impl Prepared {
             protocol: target.protocol,
             grpc_url,
             model: model.clone(),
-            grpc_message: frame(&grpc_request)?,
+            grpc_messages,
             grpc_uri,
             http,
-            rest: RestRequest {
-                path,
-                body: Bytes::from(body),
-                content_type,
-                header_length,
-            },
+            rest,
             inspect_body: target.inspect_body,
         })
+    }
+
+    /// How many distinct requests a run cycles through.
+    pub fn distinct(&self) -> usize {
+        match self.protocol {
+            Protocol::Grpc => self.grpc_messages.len(),
+            _ => self.rest.len(),
+        }
+    }
+
+    /// Which of the distinct requests request number `n` sends.
+    pub fn input_of(&self, n: u64) -> usize {
+        (n % self.distinct() as u64) as usize
     }
 
     /// The URL requests go to, for the summary.
     pub fn describe(&self) -> String {
         match self.protocol {
             Protocol::Grpc => format!("{} ModelInfer {}", self.grpc_url, self.model),
-            _ => format!("http://{}{}", self.http.address.authority, self.rest.path),
+            _ => format!(
+                "http://{}{}",
+                self.http.address.authority, self.rest[0].path
+            ),
         }
-    }
-
-    /// Request body size in bytes (REST and MLflow).
-    pub fn body_len(&self) -> usize {
-        self.rest.body.len()
     }
 }
 
@@ -275,7 +318,7 @@ impl Conn {
 }
 
 async fn http_call(sender: &mut Option<SendRequest<Full<Bytes>>>, p: &Prepared, n: u64) -> Outcome {
-    let reply = http_exchange(sender, &p.http, &p.rest, n).await?;
+    let reply = http_exchange(sender, &p.http, &p.rest[p.input_of(n)], n).await?;
     let mut answer = reply.answer();
     if p.inspect_body || (answer.header_version.is_none() && p.protocol != Protocol::Mlflow) {
         let json_part = reply.json_part()?;
@@ -318,7 +361,12 @@ pub fn fingerprint(parts: &[&[u8]]) -> u64 {
 
 async fn grpc_call(conn: &mut GrpcConn, p: &Prepared, n: u64) -> Outcome {
     let reply = conn
-        .call(&p.grpc_uri, &p.http.headers, &p.grpc_message, n)
+        .call(
+            &p.grpc_uri,
+            &p.http.headers,
+            &p.grpc_messages[p.input_of(n)],
+            n,
+        )
         .await?;
     let message = <ModelInferResponse as prost::Message>::decode(reply.message).map_err(|e| {
         (
@@ -446,7 +494,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             inspect_body: false,
         };
-        let p = Prepared::new(&target, &fraud_like()).await.unwrap();
+        let p = Prepared::new(&target, &[fraud_like()]).await.unwrap();
         let (k, v) = header_value(&p.http.headers[0], 42).unwrap();
         assert_eq!((k.as_str(), v.to_str().unwrap()), ("x-user-id", "user-42"));
         let (k, v) = header_value(&p.http.headers[1], 42).unwrap();
@@ -456,11 +504,56 @@ mod tests {
             headers: vec![("bad header".into(), "x".into())],
             ..target
         };
-        let e = Prepared::new(&bad, &fraud_like())
+        let e = Prepared::new(&bad, &[fraud_like()])
             .await
             .err()
             .unwrap()
             .to_string();
         assert!(e.contains("not a valid header name"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn requests_cycle_through_the_distinct_inputs() {
+        let target = |protocol| Target {
+            url: "http://127.0.0.1:1".into(),
+            protocol,
+            model: "fraud".into(),
+            version: None,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(1),
+            inspect_body: false,
+        };
+        let one = |x: f32| {
+            vec![Tensor {
+                raw: [x, -x].iter().flat_map(|f| f.to_le_bytes()).collect(),
+                ..fraud_like()[0].clone()
+            }]
+        };
+        let inputs = [one(1.0), one(2.0), one(3.0)];
+        for protocol in [Protocol::RestJson, Protocol::RestBinary, Protocol::Mlflow] {
+            let p = Prepared::new(&target(protocol), &inputs).await.unwrap();
+            assert_eq!(p.distinct(), 3);
+            for (n, want) in [(0u64, 0usize), (1, 1), (2, 2), (3, 0), (7, 1)] {
+                assert_eq!(p.input_of(n), want);
+            }
+            let bodies: Vec<_> = p.rest.iter().map(|r| r.body.clone()).collect();
+            assert_ne!(bodies[0], bodies[1], "{protocol:?}");
+            assert_ne!(bodies[1], bodies[2], "{protocol:?}");
+            // The binary body ends with the raw floats of its own input.
+            if protocol == Protocol::RestBinary {
+                assert!(bodies[2].ends_with(&inputs[2][0].raw));
+            }
+        }
+        let p = Prepared::new(&target(Protocol::Grpc), &inputs)
+            .await
+            .unwrap();
+        assert_eq!(p.distinct(), 3);
+        assert_eq!(p.grpc_messages.len(), 3);
+        assert_ne!(p.grpc_messages[0], p.grpc_messages[2]);
+        let e = Prepared::new(&target(Protocol::RestJson), &[])
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no input"), "{e}");
     }
 }

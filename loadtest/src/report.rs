@@ -29,7 +29,11 @@ pub fn summary(r: &Report) -> String {
         ),
     };
     let _ = writeln!(out, "target   {} ({})", r.target, r.protocol.name());
-    let _ = writeln!(out, "load     {pacing}");
+    let inputs = match r.distinct_inputs {
+        1 => String::new(),
+        n => format!(", {n} distinct inputs in turn"),
+    };
+    let _ = writeln!(out, "load     {pacing}{inputs}");
     let _ = writeln!(
         out,
         "warm-up  {} requests ({} errors), not counted below",

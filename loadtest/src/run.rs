@@ -82,6 +82,8 @@ pub struct Report {
     pub protocol: Protocol,
     pub concurrency: usize,
     pub pacing: Pacing,
+    /// Different requests sent in turn (`--distinct-inputs`).
+    pub distinct_inputs: usize,
     pub warmup: Stats,
     pub measured: Stats,
     /// From the end of the warm-up to the last measured answer.
@@ -130,9 +132,10 @@ struct WorkerResult {
     last_answer: Option<Instant>,
 }
 
-/// Runs the load and returns what it measured. Returns early with an error
-/// when the target cannot be reached at all.
-pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
+/// Runs the load and returns what it measured: request `n` carries
+/// `inputs[n % inputs.len()]` (each element one request's input tensors).
+/// Returns early with an error when the target cannot be reached at all.
+pub async fn run(cfg: &RunConfig, inputs: &[Vec<Tensor>]) -> Result<Report> {
     cfg.check()?;
     let mut target = cfg.target.clone();
     if cfg.flip.is_some() {
@@ -281,6 +284,7 @@ pub async fn run(cfg: &RunConfig, inputs: &[Tensor]) -> Result<Report> {
         protocol: prepared.protocol,
         concurrency: cfg.concurrency,
         pacing: cfg.pacing,
+        distinct_inputs: prepared.distinct(),
         warmup,
         measured,
         elapsed,
@@ -357,9 +361,13 @@ async fn worker(
                 stats.answer(&answer, latency, service, lag);
                 if let (Some(f), Some(before)) = (&flipper, before) {
                     if !in_warmup
-                        && out
-                            .checks
-                            .check(f.config(), &answer, before, f.state.started())
+                        && out.checks.check(
+                            f.config(),
+                            &answer,
+                            prepared.input_of(n),
+                            before,
+                            f.state.started(),
+                        )
                     {
                         f.state.count_checked();
                     }
@@ -413,6 +421,8 @@ pub struct JsonReport {
     pub target: String,
     pub protocol: Protocol,
     pub concurrency: usize,
+    /// Different requests sent in turn.
+    pub distinct_inputs: usize,
     /// Open loop: requests per second asked for; absent in a closed loop.
     pub rate: Option<f64>,
     pub elapsed_s: f64,
@@ -460,6 +470,7 @@ impl Report {
             target: self.target.clone(),
             protocol: self.protocol,
             concurrency: self.concurrency,
+            distinct_inputs: self.distinct_inputs,
             rate: match self.pacing {
                 Pacing::Open { rate } => Some(rate),
                 Pacing::Closed => None,
