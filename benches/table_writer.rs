@@ -25,6 +25,10 @@
 //! this shows whether the writer keeps up while files roll (every 100,000
 //! rows by default).
 //!
+//! `PODIUM_BENCH_WRITERS=N` gives the table N writer threads (default 1):
+//! the report's rows per second (submitted rows over the time until the
+//! table closed) then shows how far helpers raise the table's ceiling.
+//!
 //! The writer's figure is the whole process's CPU less this thread's: on a
 //! machine whose cores are otherwise idle it runs with a core to itself,
 //! so it is lower than in `table_cost`, where every core is busy.
@@ -79,12 +83,14 @@ fn round(
     rows: usize,
     rate: usize,
     queue: usize,
+    writers: usize,
     rt: &tokio::runtime::Runtime,
-) -> (f64, f64) {
+) -> (f64, f64, f64) {
     let bodies = bodies();
     let mut options = TableOptions::new(dir);
     options.queue_rows = if queue == 0 { rows + 1 } else { queue };
     options.queue_bytes = usize::MAX / 2;
+    options.writers = writers;
     let table = InferenceTable::start(options, Arc::new(OipJson)).expect("table");
     let (process0, main0) = (process_seconds(), current_thread_seconds());
     // At `rate` rows a second, a slice every 5 ms; else all at once.
@@ -113,10 +119,12 @@ fn round(
     }
     let submit_cpu = current_thread_seconds() - main0;
     rt.block_on(table.close(Duration::from_secs(60)));
+    let rows_per_second = rows as f64 / started.elapsed().as_secs_f64();
     let writer_cpu = (process_seconds() - process0) - (current_thread_seconds() - main0);
     (
         submit_cpu / rows as f64 * 1e6,
         writer_cpu / rows as f64 * 1e6,
+        rows_per_second,
     )
 }
 
@@ -125,15 +133,16 @@ fn main() {
     let rows = knob("PODIUM_BENCH_ROWS", 200_000) as usize;
     let rate = knob("PODIUM_BENCH_RATE", 0) as usize;
     let queue = knob("PODIUM_BENCH_QUEUE_ROWS", 0) as usize;
+    let writers = knob("PODIUM_BENCH_WRITERS", 1).max(1) as usize;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let (mut path, mut writer, mut file_bytes) = (Vec::new(), Vec::new(), Vec::new());
-    let mut dropped = Vec::new();
+    let (mut dropped, mut pace) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (p, w) = round(dir.path(), rows, rate, queue, &rt);
+        let (p, w, r) = round(dir.path(), rows, rate, queue, writers, &rt);
         let written = summarize(dir.path()).expect("read the table").rows;
         let bytes: u64 = walk(dir.path())
             .iter()
@@ -149,16 +158,18 @@ fn main() {
         }
         dropped.push((rows - written) as f64);
         println!(
-            "round {i}: request path {p:.2} us/row, writer {w:.2} us/row, {} rows dropped",
+            "round {i}: request path {p:.2} us/row, writer {w:.2} us/row, {r:.0} rows/s, {} rows dropped",
             rows - written
         );
+        pace.push(r);
         path.push(p);
         writer.push(w);
     }
     let mean =
         |len: fn(&(Bytes, Bytes)) -> usize| bodies().iter().map(len).sum::<usize>() / DISTINCT_ROWS;
     println!(
-        "inference table, fraud REST JSON rows ({} + {} bytes of body on average, {DISTINCT_ROWS} distinct), {rows} rows x {rounds} rounds at {}, medians:",
+        "inference table ({writers} writer thread{}), fraud REST JSON rows ({} + {} bytes of body on average, {DISTINCT_ROWS} distinct), {rows} rows x {rounds} rounds at {}, medians:",
+        if writers == 1 { "" } else { "s" },
         mean(|b| b.0.len()),
         mean(|b| b.1.len()),
         if rate == 0 {
@@ -178,6 +189,10 @@ fn main() {
     println!(
         "  Parquet files:                 {:.1} bytes per row",
         median(file_bytes)
+    );
+    println!(
+        "  rows per second, submitted to written and closed: {:.0}",
+        median(pace)
     );
     if queue > 0 {
         println!(

@@ -37,14 +37,23 @@ pub fn current_thread_seconds() -> f64 {
     stat_ticks(&stat) as f64 / TICKS_PER_SECOND
 }
 
-/// CPU seconds of this process's threads named `name`.
+/// CPU seconds of this process's threads named `name` or `name-N` (a
+/// table's helper writers).
 pub fn thread_seconds(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
         .flatten()
-        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| {
+                let c = c.trim();
+                c == name
+                    || c.strip_prefix(name)
+                        .and_then(|n| n.strip_prefix('-'))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+        })
         .map(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
             stat_ticks(&stat) as f64 / TICKS_PER_SECOND

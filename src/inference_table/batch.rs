@@ -20,6 +20,7 @@ use super::RenderPayload;
 
 /// The inference table's rows: one per request, partitioned by endpoint
 /// and day, payloads rendered by the API layer's [`RenderPayload`].
+#[derive(Clone)]
 pub(super) struct Requests {
     pub render: Arc<dyn RenderPayload>,
     /// The `replica` column of every row this process writes.

@@ -68,6 +68,7 @@ pub fn schema() -> SchemaRef {
 }
 
 /// The feedback table's kind of row.
+#[derive(Clone)]
 pub(super) struct Feedback;
 
 impl RowKind for Feedback {
@@ -142,6 +143,8 @@ impl FeedbackTable {
     /// crash left there and starts its writer.
     pub fn start(options: &TableOptions) -> anyhow::Result<FeedbackTable> {
         let mut options = options.clone();
+        // A few rows a second, each sender waiting: one writer.
+        options.writers = 1;
         options.dir = options.dir.join(FEEDBACK_DIR);
         options.remote = options.remote.map(|r| r.join(FEEDBACK_DIR));
         Ok(FeedbackTable {

@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 /// See the module doc.
-pub trait RowKind: Send + 'static {
+pub trait RowKind: Clone + Send + 'static {
     /// One row, as the serving side hands it over.
     type Row: Send + 'static;
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::crew::Crew;
 use super::kind::RowKind;
 use super::upload::Uploader;
 use super::writer::Writer;
@@ -33,7 +34,8 @@ pub(super) struct Table<K: RowKind> {
     /// Bytes of rows queued and not yet taken by the writer.
     pub queued_bytes: Arc<AtomicUsize>,
     pub options: TableOptions,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer threads, the main one first.
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Set by `close`: from then on a gone writer is expected.
     pub closing: Arc<AtomicBool>,
     /// A table on object storage: uploads the files the writer completes
@@ -46,7 +48,8 @@ pub(super) struct Table<K: RowKind> {
 
 impl<K: RowKind> Table<K> {
     /// Creates the directory, recovers what a crash left in it, and starts
-    /// the writer thread (named `thread`); for a table on object storage
+    /// the writer threads (`options.writers`: the main one named `thread`,
+    /// its helpers `thread-1`, `thread-2` …); for a table on object storage
     /// also the uploader, which first uploads what an earlier run left in
     /// the spool.
     pub fn start(options: TableOptions, kind: K, thread: &str) -> anyhow::Result<Table<K>> {
@@ -64,9 +67,16 @@ impl<K: RowKind> Table<K> {
         })?;
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let writer = Writer::new(options.clone(), Arc::clone(&queued_bytes), kind);
+        let closing = Arc::new(AtomicBool::new(false));
+        let crew = Crew::new(options.writers, Arc::clone(&closing));
+        let writers: Vec<Writer<K>> = (0..options.writers.max(1))
+            .map(|i| {
+                Writer::new(options.clone(), Arc::clone(&queued_bytes), kind.clone())
+                    .in_crew(i, crew.clone())
+            })
+            .collect();
         // Before the first row: what a crash left is put right first.
-        let recovered = writer.recover();
+        let recovered = writers[0].recover();
         if recovered.rows > 0 {
             metrics::counter!(format!("{}_rows_recovered_total", K::METRICS))
                 .increment(recovered.rows as u64);
@@ -85,16 +95,37 @@ impl<K: RowKind> Table<K> {
                 )
             })
             .transpose()?;
-        let handle = std::thread::Builder::new()
-            .name(thread.into())
-            .spawn(move || writer.run(rx))?;
-        tracing::info!("{}: {}", K::NAME, options.dir.display());
+        let mut handles = Vec::with_capacity(writers.len());
+        for (i, writer) in writers.into_iter().enumerate() {
+            let name = match i {
+                0 => thread.to_string(),
+                i => format!("{thread}-{i}"),
+            };
+            let rx = rx.clone();
+            match std::thread::Builder::new()
+                .name(name)
+                .spawn(move || writer.run(rx))
+            {
+                Ok(handle) => handles.push(handle),
+                // Without its main writer the table cannot start; a helper
+                // less only lowers its ceiling.
+                Err(e) if i == 0 => return Err(e.into()),
+                Err(e) => tracing::warn!("{}: cannot start writer {i} ({e})", K::NAME),
+            }
+        }
+        tracing::info!(
+            "{}: {} ({} writer{})",
+            K::NAME,
+            options.dir.display(),
+            handles.len(),
+            if handles.len() == 1 { "" } else { "s" }
+        );
         Ok(Table {
             tx,
             queued_bytes,
             options,
-            writer: Mutex::new(Some(handle)),
-            closing: Arc::new(AtomicBool::new(false)),
+            writers: Mutex::new(handles),
+            closing,
             uploader,
             spool_full,
         })
@@ -110,7 +141,7 @@ impl<K: RowKind> Table<K> {
             tx,
             queued_bytes: Arc::new(AtomicUsize::new(0)),
             options,
-            writer: Mutex::new(None),
+            writers: Mutex::new(Vec::new()),
             closing: Arc::new(AtomicBool::new(false)),
             uploader: None,
             spool_full: Arc::new(AtomicBool::new(false)),
@@ -118,19 +149,24 @@ impl<K: RowKind> Table<K> {
         (table, rx)
     }
 
-    /// Has the writer flush and close every file, and waits (up to
-    /// `timeout`, at least 5 s) for it to finish; a table on object storage
+    /// Has the writers flush and close every file, and waits (up to
+    /// `timeout`, at least 5 s) for them to finish; a table on object storage
     /// then uploads its files in what is left of that time (the rest stays
     /// in the spool for the next start). Rows sent afterwards are refused.
     pub async fn close(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout.max(Duration::from_secs(5));
         self.closing.store(true, Ordering::Release);
         let tx = self.tx.clone();
-        let handle = self.writer.lock().ok().and_then(|mut w| w.take());
+        let handles = self
+            .writers
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default();
         let closed = tokio::task::spawn_blocking(move || {
-            // Blocks only while the queue is full; the writer is draining it.
+            // Blocks only while the queue is full; the writers are draining
+            // it. (The helpers see `closing` at their next tick.)
             let _ = tx.send(Message::Close);
-            if let Some(h) = handle {
+            for h in handles {
                 if h.join().is_err() {
                     tracing::error!("the {} writer panicked", K::NAME);
                 }

@@ -3,6 +3,11 @@
 //! table) into Arrow record batches, and rolls Parquet files by rows, bytes
 //! and age.
 //!
+//! A table may have several writers on one queue ([`Role`]): the main one
+//! takes every row; helpers join in only while the queue backs up, each
+//! with files of its own, so a table keeps up with a many-core server
+//! without splitting a quiet table's partitions into several files.
+//!
 //! A file is written under a hidden temporary name (`.part-….inprogress`)
 //! and renamed when complete ([`OpenFile`]), so readers only ever see whole
 //! files; completing it happens on the [`Closer`]'s thread while the writer
@@ -21,7 +26,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::ops::Deref;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::closer::Closer;
+use super::crew::{Crew, Role, HELP_ROWS};
 use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::kind::RowKind;
@@ -86,6 +92,10 @@ pub(super) struct Writer<K: RowKind> {
     /// The partition of the last row added (a row goes there only when
     /// [`RowKind::same_partition`] says so).
     last: Option<PartitionKey>,
+    role: Role,
+    /// This writer's place in `crew.oldest`.
+    index: usize,
+    crew: Crew,
 }
 
 /// A partition: its folder relative to the table
@@ -150,7 +160,18 @@ impl<K: RowKind> Writer<K> {
             acks: Vec::new(),
             unconfirmed,
             last: None,
+            role: Role::Main,
+            index: 0,
+            crew: Crew::new(1, Arc::new(AtomicBool::new(false))),
         }
+    }
+
+    /// This writer as number `index` of `crew` (0 is the main writer).
+    pub(super) fn in_crew(mut self, index: usize, crew: Crew) -> Writer<K> {
+        self.role = if index == 0 { Role::Main } else { Role::Helper };
+        self.index = index.min(crew.oldest.len() - 1);
+        self.crew = crew;
+        self
     }
 
     /// Recovers what a crash left in the table directory (see
@@ -170,12 +191,8 @@ impl<K: RowKind> Writer<K> {
         // being woken for every row: a wake-up per row would put a futex
         // call (and, on an idle core, tens of microseconds) on every request.
         'serving: loop {
-            loop {
-                match rx.try_recv() {
-                    Ok(Message::Close) | Err(TryRecvError::Disconnected) => break 'serving,
-                    Ok(message) => self.take(message),
-                    Err(TryRecvError::Empty) => break,
-                }
+            if !self.drain(&rx) || self.crew.closing.load(Ordering::Acquire) {
+                break 'serving;
             }
             self.write_due(Instant::now());
             self.answer_acks();
@@ -206,6 +223,32 @@ impl<K: RowKind> Writer<K> {
         self.gauges(0);
         self.failures.tell_due();
         tracing::info!("{} closed", K::NAME);
+    }
+
+    /// A tick's rows from the queue, as this writer's [`Role`] takes them;
+    /// false once the table closes.
+    pub(super) fn drain(&mut self, rx: &Receiver<Message<K::Row>>) -> bool {
+        if self.role == Role::Helper && rx.len() < HELP_ROWS {
+            if !rx.is_empty() {
+                return true;
+            }
+            // Nothing to take; only a queue whose senders are gone ends it.
+            return match rx.try_recv() {
+                Ok(Message::Close) | Err(TryRecvError::Disconnected) => false,
+                Ok(message) => {
+                    self.take(message);
+                    true
+                }
+                Err(TryRecvError::Empty) => true,
+            };
+        }
+        loop {
+            match rx.try_recv() {
+                Ok(Message::Close) | Err(TryRecvError::Disconnected) => return false,
+                Ok(message) => self.take(message),
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
     }
 
     /// Adds the rows of one message (a close is handled by the caller).
@@ -460,11 +503,18 @@ impl<K: RowKind> Writer<K> {
         let name = |what: &str| format!("{}_{what}", K::METRICS);
         metrics::gauge!(name("queue_rows")).set(queued as f64);
         metrics::gauge!(name("queue_bytes")).set(self.queued_bytes.load(Ordering::Acquire) as f64);
-        let oldest = self
+        let mine = self
             .partitions
             .values()
             .filter_map(|p| p.oldest)
             .map(|t| t.elapsed().as_secs_f64())
+            .fold(0.0, f64::max);
+        self.crew.oldest[self.index].store(mine.to_bits(), Ordering::Relaxed);
+        let oldest = self
+            .crew
+            .oldest
+            .iter()
+            .map(|s| f64::from_bits(s.load(Ordering::Relaxed)))
             .fold(0.0, f64::max);
         metrics::gauge!(name("oldest_unflushed_seconds")).set(oldest);
     }

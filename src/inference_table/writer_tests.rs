@@ -301,3 +301,48 @@ fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
         .count();
     assert_eq!(pages, 2);
 }
+
+#[test]
+fn a_helper_takes_rows_only_while_the_queue_backs_up() {
+    use crate::inference_table::crew::{Crew, HELP_ROWS};
+    let dir = tempfile::tempdir().unwrap();
+    let crew = Crew::new(2, Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let writer = |index| {
+        Writer::new(
+            TableOptions::new(dir.path()),
+            Arc::new(AtomicUsize::new(0)),
+            requests(),
+        )
+        .in_crew(index, crew.clone())
+    };
+    let (mut main, mut helper) = (writer(0), writer(1));
+    let taken = |w: &Writer<Requests>| -> usize {
+        w.partitions
+            .values()
+            .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
+            .sum()
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let send = |n: usize| {
+        for _ in 0..n {
+            tx.send(Message::Row(Box::new(record(10)))).unwrap();
+        }
+    };
+    // The main writer keeps up: a helper leaves a tick's rows alone.
+    send(HELP_ROWS - 1);
+    assert!(helper.drain(&rx));
+    assert_eq!((rx.len(), taken(&helper)), (HELP_ROWS - 1, 0));
+    // It falls behind: the helper takes everything queued.
+    send(1);
+    assert!(helper.drain(&rx));
+    assert_eq!((rx.len(), taken(&helper)), (0, HELP_ROWS));
+    // The main writer takes even a single row.
+    send(1);
+    assert!(main.drain(&rx));
+    assert_eq!((rx.len(), taken(&main)), (0, 1));
+    // A close ends the drain of either.
+    tx.send(Message::Close).unwrap();
+    assert!(!main.drain(&rx));
+    drop(tx);
+    assert!(!helper.drain(&rx));
+}
