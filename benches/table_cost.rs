@@ -40,8 +40,9 @@ use support::{knob, median, varied_fraud_rows};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A closed loop of `concurrency` keep-alive connections sending the fraud
-/// row to `addr` for `secs`; every answer must be a success.
+/// A closed loop of `concurrency` keep-alive connections sending the pool of
+/// varied fraud rows, in turn, to `addr` for `secs`; every answer must be a
+/// success.
 async fn drive(addr: SocketAddr, concurrency: usize, secs: f64) -> Report {
     let config = RunConfig {
         target: Target {
@@ -190,7 +191,7 @@ fn main() {
             .join(", ")
     );
     println!(
-        "the table writer thread: {:.1} us CPU per row (all rounds)",
+        "the table's writer threads: {:.1} us CPU per row (all rounds)",
         writer_cpu / rows.max(1) as f64 * 1e6
     );
     println!("rows in the table: {rows} of {sent_to_table} requests sent to it");

@@ -192,7 +192,7 @@ async fn distinct_inputs_reach_the_server_in_turn() {
         let plan = Args::try_parse_from(line).unwrap().plan(false).unwrap();
         let inputs = load_inputs(&plan).await.expect("inputs from the metadata");
         assert_eq!(inputs.len(), 3);
-        assert!(inputs[0] != inputs[1] && inputs[1] != inputs[2]);
+        assert!(inputs[0] != inputs[1] && inputs[1] != inputs[2] && inputs[0] != inputs[2]);
         let r = run(&plan.run, &inputs).await.expect("the run");
         assert_eq!(r.distinct_inputs, 3);
         assert_eq!(r.measured.answers, 30, "{:?}", r.measured.error_examples);

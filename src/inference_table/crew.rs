@@ -1,31 +1,25 @@
 //! Several writer threads on one table's queue. One writer thread renders
-//! and encodes roughly 100,000 to 300,000 rows a second (its CPU per row
+//! and encodes on the order of 100,000 rows a second (its CPU per row
 //! depends on the bodies and the codec), less than a many-core server
 //! answers; past that the queue fills and rows are dropped. So a table can
 //! have helpers ([`Role::Helper`], `--table-writers`): each takes rows only
-//! while the queue backs up, and writes files of its own. At a pace the main
-//! writer keeps up with, the helpers stay idle and each partition still
-//! gets one file per roll.
+//! while the queue is a quarter full, and writes files of its own. At a
+//! pace the main writer keeps up with, the queue stays nearly empty (it
+//! takes everything every 20 ms tick), the helpers stay idle and each
+//! partition gets one file at a time, as with one writer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Rows waiting in the queue at a helper's tick for it to take any: a full
-/// batch of the writer's. At a pace the main writer keeps up with, it takes
-/// each tick's rows first (at 20 ms a tick, 1,024 rows are ~51,000 rows a
-/// second).
-pub(super) const HELP_ROWS: usize = 1024;
+use std::time::Instant;
 
 /// What a writer takes from its table's queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Role {
-    /// Every row, every tick: alone, a table has one file per partition at
-    /// a time.
+    /// Every row, every tick.
     Main,
-    /// Rows only while [`HELP_ROWS`] or more wait, i.e. while the main
-    /// writer falls behind (one writer thread renders and encodes ~100,000
-    /// to 300,000 rows a second, less than a many-core server answers).
-    /// Its rows go to files of its own.
+    /// Rows only while the queue is a quarter full (rows or bytes), or
+    /// every row once the main writer has stopped. Its rows go to files of
+    /// its own.
     Helper,
 }
 
@@ -35,83 +29,136 @@ pub(super) struct Crew {
     /// Set when the table closes: each writer then writes what is queued,
     /// closes its files and stops.
     pub closing: Arc<AtomicBool>,
-    /// Each writer's oldest row not yet in a closed file, as seconds (f64
-    /// bits), so the gauge shows the oldest of all.
-    pub oldest: Arc<[AtomicU64]>,
+    /// Set when the main writer stops, whatever the reason: helpers then
+    /// take every row (and see the queue's end).
+    main_gone: Arc<AtomicBool>,
+    /// Queued rows, or bytes, from which helpers take rows.
+    help_rows: usize,
+    help_bytes: usize,
+    origin: Instant,
+    /// Per writer, when its oldest row not yet in a closed file arrived, in
+    /// microseconds after `origin`, plus one (0: it has none).
+    oldest: Arc<[AtomicU64]>,
 }
 
 impl Crew {
-    pub fn new(writers: usize, closing: Arc<AtomicBool>) -> Crew {
+    /// The crew of `writers` writers on a queue of `queue_rows` rows and
+    /// `queue_bytes` bytes.
+    pub fn new(
+        writers: usize,
+        closing: Arc<AtomicBool>,
+        queue_rows: usize,
+        queue_bytes: usize,
+    ) -> Crew {
         Crew {
             closing,
+            main_gone: Arc::new(AtomicBool::new(false)),
+            help_rows: (queue_rows / 4).max(1),
+            help_bytes: (queue_bytes / 4).max(1),
+            origin: Instant::now(),
             oldest: (0..writers.max(1)).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    pub fn writers(&self) -> usize {
+        self.oldest.len()
+    }
+
+    /// Whether a writer of `role` takes rows now, with `rows` rows of
+    /// `bytes` bytes in the queue.
+    pub fn takes(&self, role: Role, rows: usize, bytes: usize) -> bool {
+        role == Role::Main || self.main_gone() || rows >= self.help_rows || bytes >= self.help_bytes
+    }
+
+    pub fn main_gone(&self) -> bool {
+        self.main_gone.load(Ordering::Acquire)
+    }
+
+    /// Held by the main writer while it runs; dropped (also by a panic), it
+    /// hands every row to the helpers.
+    pub fn main_running(&self, table: &'static str) -> MainRunning {
+        MainRunning {
+            crew: self.clone(),
+            table,
+        }
+    }
+
+    /// Records writer `index`'s oldest row not yet in a closed file.
+    pub fn set_oldest(&self, index: usize, oldest: Option<Instant>) {
+        let value = oldest.map_or(0, |t| {
+            t.saturating_duration_since(self.origin).as_micros() as u64 + 1
+        });
+        self.oldest[index].store(value, Ordering::Relaxed);
+    }
+
+    /// Seconds since the oldest row of any writer not yet in a closed file
+    /// arrived (0 when there is none).
+    pub fn oldest_age(&self) -> f64 {
+        self.oldest
+            .iter()
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .filter(|&v| v > 0)
+            .min()
+            .map_or(0.0, |v| {
+                let at = self.origin + std::time::Duration::from_micros(v - 1);
+                at.elapsed().as_secs_f64()
+            })
+    }
+}
+
+/// See [`Crew::main_running`].
+pub(super) struct MainRunning {
+    crew: Crew,
+    table: &'static str,
+}
+
+impl Drop for MainRunning {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.crew.writers() > 1 {
+            tracing::error!(
+                "the main {} writer failed; its helpers take every row from now on",
+                self.table
+            );
+        }
+        self.crew.set_oldest(0, None);
+        self.crew.main_gone.store(true, Ordering::Release);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use crate::inference_table::table::{Message, Table};
-    use crate::inference_table::test_rows::{named, record, requests};
-    use crate::inference_table::TableOptions;
+    use super::*;
 
-    /// The request ids of every row in the Parquet files under `dir`.
-    fn ids(dir: &std::path::Path) -> Vec<String> {
-        use arrow_array::cast::AsArray;
-        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let mut out = Vec::new();
-        for path in named(dir, ".parquet") {
-            let file = std::fs::File::open(path).unwrap();
-            for batch in ParquetRecordBatchReaderBuilder::try_new(file)
-                .unwrap()
-                .build()
-                .unwrap()
-            {
-                let batch = batch.unwrap();
-                let column = batch.column_by_name("request_id").unwrap();
-                out.extend(
-                    column
-                        .as_string::<i32>()
-                        .iter()
-                        .map(|v| v.unwrap().to_string()),
-                );
-            }
-        }
-        out
+    #[test]
+    fn helpers_take_rows_from_a_quarter_full_queue_or_once_the_main_writer_is_gone() {
+        let crew = Crew::new(2, Arc::new(AtomicBool::new(false)), 100, 4000);
+        assert!(crew.takes(Role::Main, 0, 0));
+        assert!(!crew.takes(Role::Helper, 24, 999));
+        assert!(crew.takes(Role::Helper, 25, 0), "a quarter of the rows");
+        assert!(crew.takes(Role::Helper, 0, 1000), "a quarter of the bytes");
+        let running = crew.main_running("test table");
+        assert!(!crew.takes(Role::Helper, 1, 1));
+        drop(running);
+        assert!(crew.takes(Role::Helper, 0, 0), "the main writer is gone");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn helpers_share_a_backed_up_queue_and_every_row_is_written_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut options = TableOptions::new(dir.path());
-        options.writers = 2;
-        options.queue_rows = 1_000_000;
-        let table = Table::start(options, requests(), "crew-test").unwrap();
-        // Bursts far larger than a tick's worth, until the helper has a file
-        // open beside the main writer's in the one partition (two journals).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut sent = HashSet::new();
-        while named(dir.path(), ".arrows").len() < 2 {
-            assert!(
-                Instant::now() < deadline,
-                "no helper joined in after {} rows",
-                sent.len()
-            );
-            for _ in 0..5_000 {
-                let row = record(100);
-                sent.insert(row.request_id.clone());
-                table.tx.send(Message::Row(Box::new(row))).unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        table.close(Duration::from_secs(60)).await;
-        let written = ids(dir.path());
-        assert_eq!(written.len(), sent.len(), "every row, once");
-        assert_eq!(written.into_iter().collect::<HashSet<_>>(), sent);
-        assert!(named(dir.path(), ".parquet").len() >= 2);
-        assert!(named(dir.path(), ".arrows").is_empty());
+    #[test]
+    fn the_oldest_row_of_any_writer_counts() {
+        let mut crew = Crew::new(3, Arc::new(AtomicBool::new(false)), 100, 100);
+        assert_eq!(crew.oldest_age(), 0.0);
+        let now = Instant::now();
+        // Rows older than the crew, for the test's sake.
+        crew.origin = now.checked_sub(Duration::from_secs(10)).unwrap();
+        crew.set_oldest(1, Some(now - Duration::from_secs(5)));
+        crew.set_oldest(2, Some(now - Duration::from_secs(2)));
+        let age = crew.oldest_age();
+        assert!((5.0..60.0).contains(&age), "{age}");
+        crew.set_oldest(1, None);
+        let age = crew.oldest_age();
+        assert!((2.0..5.0).contains(&age), "{age}");
+        crew.set_oldest(2, None);
+        assert_eq!(crew.oldest_age(), 0.0);
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! The request path never waits for it: [`InferenceTable::submit`] hands a
 //! [`Record`] to a bounded queue with `try_send`, and a full queue drops the
-//! row (counted). One writer thread renders rows, batches them into Arrow
-//! record batches and rolls files by rows, bytes and age (see [`writer`]).
+//! row (counted). A writer thread renders rows, batches them into Arrow
+//! record batches and rolls files by rows, bytes and age (see [`writer`]);
+//! helper writers join in while the queue backs up (see [`crew`]).
 //! The rows of files still open are also in a [`journal`], replayed into
 //! Parquet at the next start after a crash ([`recovery`]).
 //!
@@ -123,8 +124,8 @@ impl TableOptions {
 
 /// Writer threads when none are asked for: one per 4 cores (at least 1, at
 /// most 8). A server answers roughly 10,000 to 25,000 requests a second per
-/// core and one writer handles ~100,000 rows a second or more, so this
-/// leaves room at every size.
+/// core and one writer handles on the order of 100,000 rows a second, so
+/// this leaves room at every size.
 pub fn default_writers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 4).clamp(1, 8))
 }
@@ -142,7 +143,7 @@ pub struct InferenceTable {
 
 impl InferenceTable {
     /// Creates the directory, recovers what a crash left, and starts the
-    /// writer thread.
+    /// writer threads.
     pub fn start(
         options: TableOptions,
         render: Arc<dyn RenderPayload>,
@@ -249,7 +250,7 @@ impl InferenceTable {
     }
 
     /// Waits (up to `timeout`) for rows still waiting on a shadow, then has
-    /// the writer flush and close every file, and waits for it to finish.
+    /// the writers flush and close every file, and waits for them to finish.
     /// Rows submitted afterwards are dropped and counted as `closed`.
     pub async fn close(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;

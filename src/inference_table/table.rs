@@ -1,5 +1,5 @@
-//! The handle of one table's writer thread, whatever its kind of row: the
-//! bounded queue rows go through, start-up (directory, recovery, thread,
+//! The handle of one table's writer threads, whatever its kind of row: the
+//! bounded queue rows go through, start-up (directory, recovery, threads,
 //! and the uploader of a table on object storage) and a close that waits
 //! for every file to be complete (and uploaded).
 
@@ -24,7 +24,9 @@ pub(super) enum Message<R> {
     Row(Box<R>),
     /// Rows whose sender waits until they are written.
     Acked(Vec<R>, Ack),
-    /// Flush and close every file, then stop.
+    /// Sent by [`Table::close`] after it sets `closing`: wakes the writer
+    /// that reads it out of its drain at once (the others see the flag at
+    /// their next tick).
     Close,
 }
 
@@ -68,7 +70,12 @@ impl<K: RowKind> Table<K> {
         let (tx, rx) = crossbeam_channel::bounded(options.queue_rows.max(1));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let closing = Arc::new(AtomicBool::new(false));
-        let crew = Crew::new(options.writers, Arc::clone(&closing));
+        let crew = Crew::new(
+            options.writers,
+            Arc::clone(&closing),
+            options.queue_rows,
+            options.queue_bytes,
+        );
         let writers: Vec<Writer<K>> = (0..options.writers.max(1))
             .map(|i| {
                 Writer::new(options.clone(), Arc::clone(&queued_bytes), kind.clone())
@@ -185,5 +192,80 @@ impl<K: RowKind> Table<K> {
         if let Some(uploader) = &self.uploader {
             uploader.finish(deadline).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::inference_table::test_rows::{named, record, requests};
+
+    /// The request ids of every row in the Parquet files under `dir`.
+    fn ids(dir: &std::path::Path) -> Vec<String> {
+        use arrow_array::cast::AsArray;
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let mut out = Vec::new();
+        for path in named(dir, ".parquet") {
+            let file = std::fs::File::open(path).unwrap();
+            for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap()
+            {
+                let batch = batch.unwrap();
+                let column = batch.column_by_name("request_id").unwrap();
+                out.extend(
+                    column
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.unwrap().to_string()),
+                );
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_helper_shares_a_backed_up_queue_and_every_row_is_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = TableOptions::new(dir.path());
+        options.writers = 2;
+        // Helpers join in from 5,000 queued rows; no file rolls during the
+        // test, so only a second writer can open a second file.
+        options.queue_rows = 20_000;
+        options.roll_rows = usize::MAX;
+        options.roll_bytes = usize::MAX;
+        options.roll_interval = Duration::from_secs(3600);
+        let table = Table::start(options, requests(), "table-test").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sent = HashSet::new();
+        while named(dir.path(), ".arrows").len() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "no helper joined in after {} rows",
+                sent.len()
+            );
+            // Far more than the main writer takes in a tick.
+            for _ in 0..10_000 {
+                let row = record(100);
+                sent.insert(row.request_id.clone());
+                // Counted as the request path counts it.
+                table.queued_bytes.fetch_add(row.size(), Ordering::AcqRel);
+                table.tx.send(Message::Row(Box::new(row))).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        table.close(Duration::from_secs(60)).await;
+        let written = ids(dir.path());
+        assert_eq!(written.len(), sent.len(), "every row, once");
+        assert_eq!(written.into_iter().collect::<HashSet<_>>(), sent);
+        assert_eq!(
+            named(dir.path(), ".parquet").len(),
+            2,
+            "one file per writer"
+        );
+        assert!(named(dir.path(), ".arrows").is_empty());
     }
 }

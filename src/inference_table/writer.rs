@@ -36,7 +36,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::closer::Closer;
-use super::crew::{Crew, Role, HELP_ROWS};
+use super::crew::{Crew, Role};
 use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::kind::RowKind;
@@ -142,6 +142,7 @@ impl<K: RowKind> Writer<K> {
         }
         let properties = properties.build();
         let unconfirmed = Arc::new(AtomicU64::new(0));
+        let options_queue = (options.queue_rows, options.queue_bytes);
         Writer {
             closer: Closer::start(
                 options.dir.clone(),
@@ -162,14 +163,20 @@ impl<K: RowKind> Writer<K> {
             last: None,
             role: Role::Main,
             index: 0,
-            crew: Crew::new(1, Arc::new(AtomicBool::new(false))),
+            crew: Crew::new(
+                1,
+                Arc::new(AtomicBool::new(false)),
+                options_queue.0,
+                options_queue.1,
+            ),
         }
     }
 
     /// This writer as number `index` of `crew` (0 is the main writer).
     pub(super) fn in_crew(mut self, index: usize, crew: Crew) -> Writer<K> {
+        debug_assert!(index < crew.writers(), "writer {index} of a smaller crew");
         self.role = if index == 0 { Role::Main } else { Role::Helper };
-        self.index = index.min(crew.oldest.len() - 1);
+        self.index = index.min(crew.writers() - 1);
         self.crew = crew;
         self
     }
@@ -190,6 +197,7 @@ impl<K: RowKind> Writer<K> {
         // The thread wakes on a timer and drains what arrived, rather than
         // being woken for every row: a wake-up per row would put a futex
         // call (and, on an idle core, tens of microseconds) on every request.
+        let _main = (self.role == Role::Main).then(|| self.crew.main_running(K::NAME));
         'serving: loop {
             if !self.drain(&rx) || self.crew.closing.load(Ordering::Acquire) {
                 break 'serving;
@@ -218,6 +226,9 @@ impl<K: RowKind> Writer<K> {
                 break;
             }
         }
+        // Rows sent from now on are refused (`closed`) rather than left in
+        // a queue nobody reads, once every writer has let go of it.
+        drop(rx);
         self.closer.finish();
         self.answer_acks();
         self.gauges(0);
@@ -228,19 +239,9 @@ impl<K: RowKind> Writer<K> {
     /// A tick's rows from the queue, as this writer's [`Role`] takes them;
     /// false once the table closes.
     pub(super) fn drain(&mut self, rx: &Receiver<Message<K::Row>>) -> bool {
-        if self.role == Role::Helper && rx.len() < HELP_ROWS {
-            if !rx.is_empty() {
-                return true;
-            }
-            // Nothing to take; only a queue whose senders are gone ends it.
-            return match rx.try_recv() {
-                Ok(Message::Close) | Err(TryRecvError::Disconnected) => false,
-                Ok(message) => {
-                    self.take(message);
-                    true
-                }
-                Err(TryRecvError::Empty) => true,
-            };
+        let bytes = self.queued_bytes.load(Ordering::Acquire);
+        if !self.crew.takes(self.role, rx.len(), bytes) {
+            return true;
         }
         loop {
             match rx.try_recv() {
@@ -501,22 +502,14 @@ impl<K: RowKind> Writer<K> {
     fn gauges(&mut self, queued: usize) {
         self.last_gauges = Instant::now();
         let name = |what: &str| format!("{}_{what}", K::METRICS);
-        metrics::gauge!(name("queue_rows")).set(queued as f64);
-        metrics::gauge!(name("queue_bytes")).set(self.queued_bytes.load(Ordering::Acquire) as f64);
-        let mine = self
-            .partitions
-            .values()
-            .filter_map(|p| p.oldest)
-            .map(|t| t.elapsed().as_secs_f64())
-            .fold(0.0, f64::max);
-        self.crew.oldest[self.index].store(mine.to_bits(), Ordering::Relaxed);
-        let oldest = self
-            .crew
-            .oldest
-            .iter()
-            .map(|s| f64::from_bits(s.load(Ordering::Relaxed)))
-            .fold(0.0, f64::max);
-        metrics::gauge!(name("oldest_unflushed_seconds")).set(oldest);
+        if self.role == Role::Main || self.crew.main_gone() {
+            metrics::gauge!(name("queue_rows")).set(queued as f64);
+            metrics::gauge!(name("queue_bytes"))
+                .set(self.queued_bytes.load(Ordering::Acquire) as f64);
+        }
+        let mine = self.partitions.values().filter_map(|p| p.oldest).min();
+        self.crew.set_oldest(self.index, mine);
+        metrics::gauge!(name("oldest_unflushed_seconds")).set(self.crew.oldest_age());
     }
 }
 

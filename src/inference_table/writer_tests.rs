@@ -304,16 +304,20 @@ fn unique_columns_skip_the_dictionary_and_times_keep_their_statistics() {
 
 #[test]
 fn a_helper_takes_rows_only_while_the_queue_backs_up() {
-    use crate::inference_table::crew::{Crew, HELP_ROWS};
+    use crate::inference_table::crew::Crew;
+    use crate::inference_table::kind::RowKind;
     let dir = tempfile::tempdir().unwrap();
-    let crew = Crew::new(2, Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let mut options = TableOptions::new(dir.path());
+    options.queue_rows = 100;
+    let queued = Arc::new(AtomicUsize::new(0));
+    let crew = Crew::new(
+        2,
+        Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        options.queue_rows,
+        options.queue_bytes,
+    );
     let writer = |index| {
-        Writer::new(
-            TableOptions::new(dir.path()),
-            Arc::new(AtomicUsize::new(0)),
-            requests(),
-        )
-        .in_crew(index, crew.clone())
+        Writer::new(options.clone(), Arc::clone(&queued), requests()).in_crew(index, crew.clone())
     };
     let (mut main, mut helper) = (writer(0), writer(1));
     let taken = |w: &Writer<Requests>| -> usize {
@@ -325,24 +329,33 @@ fn a_helper_takes_rows_only_while_the_queue_backs_up() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let send = |n: usize| {
         for _ in 0..n {
-            tx.send(Message::Row(Box::new(record(10)))).unwrap();
+            let row = record(10);
+            queued.fetch_add(<Requests as RowKind>::size(&row), Ordering::AcqRel);
+            tx.send(Message::Row(Box::new(row))).unwrap();
         }
     };
-    // The main writer keeps up: a helper leaves a tick's rows alone.
-    send(HELP_ROWS - 1);
+    // The main writer keeps up: a helper leaves the rows alone...
+    send(24);
     assert!(helper.drain(&rx));
-    assert_eq!((rx.len(), taken(&helper)), (HELP_ROWS - 1, 0));
-    // It falls behind: the helper takes everything queued.
+    assert_eq!((rx.len(), taken(&helper)), (24, 0));
+    // ...until a quarter of the queue's 100 rows wait: then it takes them all.
     send(1);
     assert!(helper.drain(&rx));
-    assert_eq!((rx.len(), taken(&helper)), (0, HELP_ROWS));
+    assert_eq!((rx.len(), taken(&helper)), (0, 25));
     // The main writer takes even a single row.
     send(1);
     assert!(main.drain(&rx));
     assert_eq!((rx.len(), taken(&main)), (0, 1));
-    // A close ends the drain of either.
+    // A close ends the drain of the writer that reads it; the others see
+    // the table's closing flag.
     tx.send(Message::Close).unwrap();
     assert!(!main.drain(&rx));
+    // Once the main writer is gone a helper takes every row, and sees the
+    // queue's end.
+    drop(crew.main_running("test table"));
+    send(1);
+    assert!(helper.drain(&rx));
+    assert_eq!((rx.len(), taken(&helper)), (0, 26));
     drop(tx);
     assert!(!helper.drain(&rx));
 }

@@ -20,7 +20,7 @@ pub struct ReplayArgs {
         long,
         value_name = "TABLE_DIR",
         conflicts_with_all = ["model", "duration", "requests", "warmup", "input", "batch", "seed",
-                              "sweep", "flip", "protocol", "grpc_connections"]
+                              "distinct_inputs", "sweep", "flip", "protocol", "grpc_connections"]
     )]
     pub replay: Option<PathBuf>,
     /// Replay only this endpoint's requests [default: every endpoint in the table]
