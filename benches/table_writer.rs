@@ -146,9 +146,12 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         let (p, w, r) = round(dir.path(), rows, rate, queue, writers, &rt);
         let written = summarize(dir.path()).expect("read the table").rows;
-        let bytes: u64 = walk(dir.path())
-            .iter()
+        let files: Vec<_> = walk(dir.path())
+            .into_iter()
             .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        let bytes: u64 = files
+            .iter()
             .map(|f| f.metadata().map_or(0, |m| m.len()))
             .sum();
         file_bytes.push(bytes as f64 / rows as f64);
@@ -160,8 +163,9 @@ fn main() {
         }
         dropped.push((rows - written) as f64);
         println!(
-            "round {i}: request path {p:.2} us/row, writer {w:.2} us/row, {r:.0} rows/s, {} rows dropped",
-            rows - written
+            "round {i}: request path {p:.2} us/row, writer {w:.2} us/row, {r:.0} rows/s, {} rows dropped, {} files",
+            rows - written,
+            files.len()
         );
         pace.push(r);
         path.push(p);

@@ -162,8 +162,9 @@ for round in $(seq 1 "$ROUNDS"); do
       else
         start_server "table-$mode"
       fi
-      cell "$round" "table-$mode" fraud rest-binary 64
-      cell "$round" "table-$mode" mlp rest-json 256
+      # Varied rows: one body over and over flatters the table's codec.
+      cell "$round" "table-$mode" fraud rest-binary 64 --distinct-inputs 1024
+      cell "$round" "table-$mode" mlp rest-json 256 --distinct-inputs 1024
     done
   fi
   if [[ " $PLAN " == *" batching "* ]] && [ -f models/mlp_large/v1.onnx ]; then
