@@ -32,6 +32,7 @@ pub mod feedback;
 mod file;
 pub mod journal;
 mod kind;
+mod partition;
 pub mod reader;
 pub mod record;
 mod recovery;

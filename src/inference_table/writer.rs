@@ -23,9 +23,6 @@
 //! client they survive a crash.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::ops::Deref;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +37,7 @@ use super::crew::{Crew, Role};
 use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::kind::RowKind;
+use super::partition::{Partition, PartitionKey};
 use super::table::{Ack, Message};
 use super::TableOptions;
 
@@ -62,6 +60,24 @@ const PAGE_BYTES: usize = 128 * 1024;
 /// open files and their journals. At the default queue of 10,000 rows this
 /// absorbs bursts of up to 500,000 rows a second.
 const TICK: Duration = Duration::from_millis(20);
+
+/// Messages a writer takes from the queue before it sees to its ticks'
+/// other work (writing partitions whose rows waited [`FLUSH`], syncing
+/// journals, rolling files by age, gauges): while the queue never empties
+/// (rows arrive faster than it writes them) that work would otherwise wait
+/// for the flood to end, and a quiet partition's rows with it.
+const DRAIN_MAX: usize = 8 * BATCH_ROWS;
+
+/// What one drain of the queue found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Drained {
+    /// It took everything there was to take (or, a helper, nothing).
+    Empty,
+    /// It took [`DRAIN_MAX`] messages and more wait.
+    More,
+    /// The table closes.
+    Closed,
+}
 
 /// How long rows wait in the writer for company before they are written,
 /// unless a batch fills first or a sender waits for its acknowledgement. At
@@ -96,32 +112,6 @@ pub(super) struct Writer<K: RowKind> {
     /// This writer's place in `crew.oldest`.
     index: usize,
     crew: Crew,
-}
-
-/// A partition: its folder relative to the table
-/// (`endpoint=<e>/request_date=<d>`). Every row looks its partition up, so
-/// the key is shared (cloned without allocating) and compared and hashed as
-/// plain bytes (a `Path` hashes component by component).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(super) struct PartitionKey(Arc<OsStr>);
-
-impl Deref for PartitionKey {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        Path::new(&self.0)
-    }
-}
-
-/// The rows of one partition not yet in a closed file.
-struct Partition<R> {
-    pending: Vec<R>,
-    /// Payload bytes of `pending`.
-    pending_bytes: usize,
-    file: Option<OpenFile>,
-    /// When the oldest row not yet in a closed file arrived.
-    oldest: Option<Instant>,
-    /// When the oldest row of `pending` arrived.
-    pending_since: Option<Instant>,
 }
 
 impl<K: RowKind> Writer<K> {
@@ -199,7 +189,8 @@ impl<K: RowKind> Writer<K> {
         // call (and, on an idle core, tens of microseconds) on every request.
         let _main = (self.role == Role::Main).then(|| self.crew.main_running(K::NAME));
         'serving: loop {
-            if !self.drain(&rx) || self.crew.closing.load(Ordering::Acquire) {
+            let drained = self.drain(&rx);
+            if drained == Drained::Closed || self.crew.closing.load(Ordering::Acquire) {
                 break 'serving;
             }
             self.write_due(Instant::now());
@@ -209,7 +200,9 @@ impl<K: RowKind> Writer<K> {
                 self.gauges(rx.len());
                 self.failures.tell_due();
             }
-            std::thread::sleep(self.next_deadline().min(TICK));
+            if drained == Drained::Empty {
+                std::thread::sleep(self.next_deadline().min(TICK));
+            }
         }
         // Rows that raced with the close are still written, also those that
         // arrive while the files are being closed; rows after the receiver
@@ -236,20 +229,21 @@ impl<K: RowKind> Writer<K> {
         tracing::info!("{} closed", K::NAME);
     }
 
-    /// A tick's rows from the queue, as this writer's [`Role`] takes them;
-    /// false once the table closes.
-    pub(super) fn drain(&mut self, rx: &Receiver<Message<K::Row>>) -> bool {
+    /// A tick's rows from the queue, as this writer's [`Role`] takes them,
+    /// at most [`DRAIN_MAX`] messages.
+    pub(super) fn drain(&mut self, rx: &Receiver<Message<K::Row>>) -> Drained {
         let bytes = self.queued_bytes.load(Ordering::Acquire);
         if !self.crew.takes(self.role, rx.len(), bytes) {
-            return true;
+            return Drained::Empty;
         }
-        loop {
+        for _ in 0..DRAIN_MAX {
             match rx.try_recv() {
-                Ok(Message::Close) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Message::Close) | Err(TryRecvError::Disconnected) => return Drained::Closed,
                 Ok(message) => self.take(message),
-                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Empty) => return Drained::Empty,
             }
         }
+        Drained::More
     }
 
     /// Adds the rows of one message (a close is handled by the caller).
@@ -362,13 +356,7 @@ impl<K: RowKind> Writer<K> {
         let p = self
             .partitions
             .entry(key.clone())
-            .or_insert_with(|| Partition {
-                pending: Vec::new(),
-                pending_bytes: 0,
-                file: None,
-                oldest: None,
-                pending_since: None,
-            });
+            .or_insert_with(Partition::new);
         if p.pending_since.is_none() {
             let now = Instant::now();
             p.pending_since = Some(now);

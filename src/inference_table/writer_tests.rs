@@ -336,26 +336,50 @@ fn a_helper_takes_rows_only_while_the_queue_backs_up() {
     };
     // The main writer keeps up: a helper leaves the rows alone...
     send(24);
-    assert!(helper.drain(&rx));
+    assert_eq!(helper.drain(&rx), Drained::Empty);
     assert_eq!((rx.len(), taken(&helper)), (24, 0));
     // ...until a quarter of the queue's 100 rows wait: then it takes them all.
     send(1);
-    assert!(helper.drain(&rx));
+    assert_eq!(helper.drain(&rx), Drained::Empty);
     assert_eq!((rx.len(), taken(&helper)), (0, 25));
     // The main writer takes even a single row.
     send(1);
-    assert!(main.drain(&rx));
+    assert_eq!(main.drain(&rx), Drained::Empty);
     assert_eq!((rx.len(), taken(&main)), (0, 1));
     // A close ends the drain of the writer that reads it; the others see
     // the table's closing flag.
     tx.send(Message::Close).unwrap();
-    assert!(!main.drain(&rx));
+    assert_eq!(main.drain(&rx), Drained::Closed);
     // Once the main writer is gone a helper takes every row, and sees the
     // queue's end.
     drop(crew.main_running("test table"));
     send(1);
-    assert!(helper.drain(&rx));
+    assert_eq!(helper.drain(&rx), Drained::Empty);
     assert_eq!((rx.len(), taken(&helper)), (0, 26));
     drop(tx);
-    assert!(!helper.drain(&rx));
+    assert_eq!(helper.drain(&rx), Drained::Closed);
+}
+
+#[test]
+fn a_flood_is_drained_in_slices_so_the_ticks_other_work_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::new(
+        TableOptions::new(dir.path()),
+        Arc::new(AtomicUsize::new(0)),
+        requests(),
+    );
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for _ in 0..DRAIN_MAX + 5 {
+        tx.send(Message::Row(Box::new(record(10)))).unwrap();
+    }
+    assert_eq!(w.drain(&rx), Drained::More);
+    assert_eq!(rx.len(), 5);
+    assert_eq!(w.drain(&rx), Drained::Empty);
+    assert!(rx.is_empty());
+    let taken: usize = w
+        .partitions
+        .values()
+        .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
+        .sum();
+    assert_eq!(taken, DRAIN_MAX + 5);
 }
