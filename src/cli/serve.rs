@@ -195,9 +195,9 @@ pub struct ServeArgs {
     /// bytes) or none (least CPU, largest files).
     #[arg(long, env = "PODIUM_TABLE_COMPRESSION", value_enum, default_value_t = TableCompression::Snappy)]
     table_compression: TableCompression,
-    /// Threads writing the table: the main one, and helpers that take rows only while
-    /// the queue is a quarter full (each helper writes files of its own) [default: one
-    /// per 4 cores, 1 to 8]. One thread writes on the order of 100,000 rows a second.
+    /// Threads writing the table: the main one, and helpers that drain the queue only
+    /// when they find it a quarter full (each helper writes files of its own) [default:
+    /// one per 4 cores, 1 to 8]. One thread writes on the order of 100,000 rows a second.
     #[arg(long, env = "PODIUM_TABLE_WRITERS", value_parser = clap::value_parser!(u16).range(1..=64))]
     table_writers: Option<u16>,
     /// Rows waiting for the table writer; beyond this rows are dropped (and counted),

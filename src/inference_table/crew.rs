@@ -3,9 +3,9 @@
 //! depends on the bodies and the codec), less than a many-core server
 //! answers; past that the queue fills and rows are dropped. So a table can
 //! have helpers ([`Role::Helper`], `--table-writers`): each takes rows only
-//! while the queue is a quarter full, and writes files of its own. At a
-//! pace the main writer keeps up with, the queue stays nearly empty (it
-//! takes everything every 20 ms tick), the helpers stay idle and each
+//! when it finds the queue a quarter full, and writes files of its own. At
+//! a pace the main writer keeps up with, the queue stays nearly empty (it
+//! drains the queue at every 20 ms tick), the helpers stay idle and each
 //! partition gets one file at a time, as with one writer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,8 +17,8 @@ use std::time::Instant;
 pub(super) enum Role {
     /// Every row, every tick.
     Main,
-    /// Rows only while the queue is a quarter full (rows or bytes), or
-    /// every row once the main writer has stopped. Its rows go to files of
+    /// A drain only when the queue is a quarter full (rows or bytes), or
+    /// every tick once the main writer has stopped. Its rows go to files of
     /// its own.
     Helper,
 }
@@ -74,11 +74,14 @@ impl Crew {
         self.main_gone.load(Ordering::Acquire)
     }
 
-    /// Held by the main writer while it runs; dropped (also by a panic), it
-    /// hands every row to the helpers.
-    pub fn main_running(&self, table: &'static str) -> MainRunning {
-        MainRunning {
+    /// Held by writer `index` while it runs. Dropped (also by a panic), it
+    /// clears the writer's oldest row from the gauge and, for the main
+    /// writer, hands every row to the helpers.
+    pub fn running(&self, index: usize, role: Role, table: &'static str) -> Running {
+        Running {
             crew: self.clone(),
+            index,
+            role,
             table,
         }
     }
@@ -106,22 +109,32 @@ impl Crew {
     }
 }
 
-/// See [`Crew::main_running`].
-pub(super) struct MainRunning {
+/// See [`Crew::running`].
+pub(super) struct Running {
     crew: Crew,
+    index: usize,
+    role: Role,
     table: &'static str,
 }
 
-impl Drop for MainRunning {
+impl Drop for Running {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.crew.writers() > 1 {
+        if std::thread::panicking() {
             tracing::error!(
-                "the main {} writer failed; its helpers take every row from now on",
-                self.table
+                "writer {} of the {} failed{}",
+                self.index,
+                self.table,
+                if self.role == Role::Main {
+                    "; helpers, if any run, take every row from now on"
+                } else {
+                    ""
+                }
             );
         }
-        self.crew.set_oldest(0, None);
-        self.crew.main_gone.store(true, Ordering::Release);
+        self.crew.set_oldest(self.index, None);
+        if self.role == Role::Main {
+            self.crew.main_gone.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -138,8 +151,13 @@ mod tests {
         assert!(!crew.takes(Role::Helper, 24, 999));
         assert!(crew.takes(Role::Helper, 25, 0), "a quarter of the rows");
         assert!(crew.takes(Role::Helper, 0, 1000), "a quarter of the bytes");
-        let running = crew.main_running("test table");
-        assert!(!crew.takes(Role::Helper, 1, 1));
+        let running = crew.running(0, Role::Main, "test table");
+        let helper = crew.running(1, Role::Helper, "test table");
+        drop(helper);
+        assert!(
+            !crew.takes(Role::Helper, 1, 1),
+            "a helper stopped, not the main writer"
+        );
         drop(running);
         assert!(crew.takes(Role::Helper, 0, 0), "the main writer is gone");
     }
@@ -158,7 +176,8 @@ mod tests {
         crew.set_oldest(1, None);
         let age = crew.oldest_age();
         assert!((2.0..5.0).contains(&age), "{age}");
-        crew.set_oldest(2, None);
+        // A writer that stops takes its oldest row out of the gauge.
+        drop(crew.running(2, Role::Helper, "test table"));
         assert_eq!(crew.oldest_age(), 0.0);
     }
 }

@@ -26,8 +26,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crossbeam_channel::TrySendError;
 
 use super::kind::RowKind;
+use super::message::Message;
 use super::record;
-use super::table::{Message, Table};
+use super::table::Table;
 use super::TableOptions;
 
 /// The feedback table's folder inside the inference table's.

@@ -11,24 +11,10 @@ use crossbeam_channel::Sender;
 
 use super::crew::Crew;
 use super::kind::RowKind;
+use super::message::Message;
 use super::upload::Uploader;
 use super::writer::Writer;
 use super::TableOptions;
-
-/// Answered by the writer once the rows of a [`Message::Acked`] are in the
-/// open file and its journal (`true`), or were dropped by a failed write.
-pub(super) type Ack = tokio::sync::oneshot::Sender<bool>;
-
-pub(super) enum Message<R> {
-    /// One row; the sender does not wait for it.
-    Row(Box<R>),
-    /// Rows whose sender waits until they are written.
-    Acked(Vec<R>, Ack),
-    /// Sent by [`Table::close`] after it sets `closing`: wakes the writer
-    /// that reads it out of its drain at once (the others see the flag at
-    /// their next tick).
-    Close,
-}
 
 /// See the module doc.
 pub(super) struct Table<K: RowKind> {
@@ -249,7 +235,9 @@ mod tests {
             );
             // Far more than the main writer takes in a tick.
             for _ in 0..10_000 {
-                let row = record(100);
+                let mut row = record(100);
+                // One day, so one partition, even across midnight.
+                row.received = std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
                 sent.insert(row.request_id.clone());
                 // Counted as the request path counts it.
                 table.queued_bytes.fetch_add(row.size(), Ordering::AcqRel);

@@ -29,16 +29,16 @@ use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
 use crossbeam_channel::{Receiver, TryRecvError};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::WriterProperties;
 
 use super::closer::Closer;
 use super::crew::{Crew, Role};
 use super::failures::{panic_message, Failures};
 use super::file::OpenFile;
 use super::kind::RowKind;
+use super::message::{Ack, Message};
 use super::partition::{Partition, PartitionKey};
-use super::table::{Ack, Message};
+use super::properties::properties;
 use super::TableOptions;
 
 /// Rows rendered and handed to the Parquet writer at a time...
@@ -49,19 +49,13 @@ const BATCH_ROWS: usize = 1024;
 /// 2 GiB per column (rendered JSON is up to ~6x the raw tensor bytes).
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
-/// The size a column's data page is cut at before compression (Parquet's
-/// default is 1 MiB). With 1 MiB pages each page's buffers, and snappy's
-/// output for it, were new memory that the writer grew and the kernel
-/// zeroed; pages of 64 or 128 KiB cost 8-12% less writer CPU per row in
-/// `benches/table_writer`, and 128 KiB made files ~3% larger there.
-const PAGE_BYTES: usize = 128 * 1024;
-
-/// How often the writer drains the queue and writes what arrived to the
-/// open files and their journals. At the default queue of 10,000 rows this
-/// absorbs bursts of up to 500,000 rows a second.
+/// How often an idle writer drains the queue and writes what arrived to
+/// the open files and their journals (a busy one goes on at once, see
+/// [`DRAIN_MAX`]). At the default queue of 10,000 rows this absorbs bursts
+/// of up to 500,000 rows a second.
 const TICK: Duration = Duration::from_millis(20);
 
-/// Messages a writer takes from the queue before it sees to its ticks'
+/// Messages a writer takes from the queue before it sees to its tick's
 /// other work (writing partitions whose rows waited [`FLUSH`], syncing
 /// journals, rolling files by age, gauges): while the queue never empties
 /// (rows arrive faster than it writes them) that work would otherwise wait
@@ -73,7 +67,8 @@ const DRAIN_MAX: usize = 8 * BATCH_ROWS;
 pub(super) enum Drained {
     /// It took everything there was to take (or, a helper, nothing).
     Empty,
-    /// It took [`DRAIN_MAX`] messages and more wait.
+    /// It took [`DRAIN_MAX`] messages; more may wait (the writer goes on
+    /// without sleeping).
     More,
     /// The table closes.
     Closed,
@@ -116,21 +111,7 @@ pub(super) struct Writer<K: RowKind> {
 
 impl<K: RowKind> Writer<K> {
     pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>, kind: K) -> Writer<K> {
-        let mut properties = WriterProperties::builder()
-            .set_compression(options.compression.codec())
-            .set_max_row_group_row_count(Some(64 * 1024))
-            .set_data_page_size_limit(PAGE_BYTES)
-            .set_created_by(format!("podium {}", env!("CARGO_PKG_VERSION")));
-        for column in K::UNIQUE_TEXT {
-            let path = ColumnPath::from(*column);
-            properties = properties
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_statistics_enabled(path, EnabledStatistics::None);
-        }
-        for column in K::UNIQUE_NUMBERS {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-        }
-        let properties = properties.build();
+        let properties = properties::<K>(&options);
         let unconfirmed = Arc::new(AtomicU64::new(0));
         let options_queue = (options.queue_rows, options.queue_bytes);
         Writer {
@@ -187,18 +168,11 @@ impl<K: RowKind> Writer<K> {
         // The thread wakes on a timer and drains what arrived, rather than
         // being woken for every row: a wake-up per row would put a futex
         // call (and, on an idle core, tens of microseconds) on every request.
-        let _main = (self.role == Role::Main).then(|| self.crew.main_running(K::NAME));
-        'serving: loop {
-            let drained = self.drain(&rx);
+        let _running = self.crew.running(self.index, self.role, K::NAME);
+        loop {
+            let drained = self.tick(&rx, Instant::now());
             if drained == Drained::Closed || self.crew.closing.load(Ordering::Acquire) {
-                break 'serving;
-            }
-            self.write_due(Instant::now());
-            self.answer_acks();
-            self.roll_due();
-            if self.last_gauges.elapsed() >= Duration::from_millis(200) {
-                self.gauges(rx.len());
-                self.failures.tell_due();
+                break;
             }
             if drained == Drained::Empty {
                 std::thread::sleep(self.next_deadline().min(TICK));
@@ -227,6 +201,24 @@ impl<K: RowKind> Writer<K> {
         self.gauges(0);
         self.failures.tell_due();
         tracing::info!("{} closed", K::NAME);
+    }
+
+    /// One tick, at `now`: a drain of the queue, then (unless the table
+    /// closes) the partitions due are written, acknowledgements answered,
+    /// files due rolled and, every 200 ms, the gauges set.
+    pub(super) fn tick(&mut self, rx: &Receiver<Message<K::Row>>, now: Instant) -> Drained {
+        let drained = self.drain(rx);
+        if drained == Drained::Closed {
+            return drained;
+        }
+        self.write_due(now);
+        self.answer_acks();
+        self.roll_due();
+        if self.last_gauges.elapsed() >= Duration::from_millis(200) {
+            self.gauges(rx.len());
+            self.failures.tell_due();
+        }
+        drained
     }
 
     /// A tick's rows from the queue, as this writer's [`Role`] takes them,
@@ -324,8 +316,13 @@ impl<K: RowKind> Writer<K> {
                 continue;
             };
             if journal.sync_failed() {
-                // Counted by the closer; rows go on to Parquet alone.
+                // Counted by the closer; rows go on to Parquet alone. The
+                // journal may lack any of the file's rows, so a crash before
+                // the file completes can lose them all: waiting senders are
+                // answered "not written".
                 file.forget_journal();
+                self.unconfirmed
+                    .fetch_add(file.rows as u64, Ordering::AcqRel);
             } else if let Some(sync) = journal.sync_due() {
                 self.closer.sync(sync, &mut self.failures);
             }
@@ -444,7 +441,11 @@ impl<K: RowKind> Writer<K> {
                 file.writer.write(&batch)?;
                 file.rows += n;
                 if let Some(Err(e)) = file.journal.as_mut().map(|j| j.append(&batch)) {
+                    // The file's earlier rows lose the journal's protection
+                    // too (this batch's are counted below).
                     file.forget_journal();
+                    self.unconfirmed
+                        .fetch_add((file.rows - n) as u64, Ordering::AcqRel);
                     self.failures.journal_failed(&e);
                 }
                 if file.journal.is_some() {

@@ -352,7 +352,7 @@ fn a_helper_takes_rows_only_while_the_queue_backs_up() {
     assert_eq!(main.drain(&rx), Drained::Closed);
     // Once the main writer is gone a helper takes every row, and sees the
     // queue's end.
-    drop(crew.main_running("test table"));
+    drop(crew.running(0, crate::inference_table::crew::Role::Main, "test table"));
     send(1);
     assert_eq!(helper.drain(&rx), Drained::Empty);
     assert_eq!((rx.len(), taken(&helper)), (0, 26));
@@ -361,25 +361,42 @@ fn a_helper_takes_rows_only_while_the_queue_backs_up() {
 }
 
 #[test]
-fn a_flood_is_drained_in_slices_so_the_ticks_other_work_goes_on() {
+fn in_a_flood_a_quiet_partition_is_still_written_after_its_hold() {
     let dir = tempfile::tempdir().unwrap();
+    let queued = Arc::new(AtomicUsize::new(0));
     let mut w = Writer::new(
         TableOptions::new(dir.path()),
-        Arc::new(AtomicUsize::new(0)),
+        Arc::clone(&queued),
         requests(),
     );
+    // A quiet endpoint's row waits for company...
+    let mut quiet = record(10);
+    quiet.endpoint = "quiet".into();
+    w.add(quiet);
+    // ...while another endpoint floods the queue.
     let (tx, rx) = crossbeam_channel::unbounded();
     for _ in 0..DRAIN_MAX + 5 {
-        tx.send(Message::Row(Box::new(record(10)))).unwrap();
+        let row = record(10);
+        queued.fetch_add(row.size(), Ordering::AcqRel);
+        tx.send(Message::Row(Box::new(row))).unwrap();
     }
-    assert_eq!(w.drain(&rx), Drained::More);
+    let pending_quiet = |w: &Writer<Requests>| {
+        w.partitions
+            .iter()
+            .find(|(key, _)| key.starts_with("endpoint=quiet"))
+            .map(|(_, p)| (p.pending.len(), p.file.as_ref().map_or(0, |f| f.rows)))
+    };
+    // One tick after the hold: it takes a slice of the flood, and the quiet
+    // row is written (to its file and journal) before the rest is taken.
+    assert_eq!(w.tick(&rx, Instant::now() + FLUSH), Drained::More);
     assert_eq!(rx.len(), 5);
-    assert_eq!(w.drain(&rx), Drained::Empty);
+    assert_eq!(pending_quiet(&w), Some((0, 1)));
+    assert_eq!(w.tick(&rx, Instant::now()), Drained::Empty);
     assert!(rx.is_empty());
     let taken: usize = w
         .partitions
         .values()
         .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
         .sum();
-    assert_eq!(taken, DRAIN_MAX + 5);
+    assert_eq!(taken, DRAIN_MAX + 5 + 1);
 }
