@@ -113,7 +113,7 @@ impl<K: RowKind> Writer<K> {
     pub(super) fn new(options: TableOptions, queued_bytes: Arc<AtomicUsize>, kind: K) -> Writer<K> {
         let properties = properties::<K>(&options);
         let unconfirmed = Arc::new(AtomicU64::new(0));
-        let options_queue = (options.queue_rows, options.queue_bytes);
+        let (queue_rows, queue_bytes) = (options.queue_rows, options.queue_bytes);
         Writer {
             closer: Closer::start(
                 options.dir.clone(),
@@ -134,12 +134,7 @@ impl<K: RowKind> Writer<K> {
             last: None,
             role: Role::Main,
             index: 0,
-            crew: Crew::new(
-                1,
-                Arc::new(AtomicBool::new(false)),
-                options_queue.0,
-                options_queue.1,
-            ),
+            crew: Crew::new(1, Arc::new(AtomicBool::new(false)), queue_rows, queue_bytes),
         }
     }
 
