@@ -5,7 +5,7 @@
 //! have helpers ([`Role::Helper`], `--table-writers`): each takes rows only
 //! when it finds the queue a quarter full, and writes files of its own. At
 //! a pace the main writer keeps up with, the queue stays nearly empty (it
-//! drains the queue at every 20 ms tick), the helpers stay idle and each
+//! drains the queue at every 20 ms tick), the helpers seldom join in and each
 //! partition gets one file at a time, as with one writer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
