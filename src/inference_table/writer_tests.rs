@@ -133,6 +133,14 @@ fn rows_wait_for_company_until_flush_unless_a_sender_waits() {
 }
 
 /// A writer of the inference table in `dir` whose files roll every 100 rows.
+/// Rows `w` has taken and not yet closed: pending, or in open files.
+fn taken(w: &Writer<Requests>) -> usize {
+    w.partitions
+        .values()
+        .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
+        .sum()
+}
+
 fn rolling_every_100_rows(dir: &std::path::Path) -> Writer<Requests> {
     let mut options = TableOptions::new(dir);
     options.roll_rows = 100;
@@ -320,12 +328,6 @@ fn a_helper_takes_rows_only_while_the_queue_backs_up() {
         Writer::new(options.clone(), Arc::clone(&queued), requests()).in_crew(index, crew.clone())
     };
     let (mut main, mut helper) = (writer(0), writer(1));
-    let taken = |w: &Writer<Requests>| -> usize {
-        w.partitions
-            .values()
-            .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
-            .sum()
-    };
     let (tx, rx) = crossbeam_channel::unbounded();
     let send = |n: usize| {
         for _ in 0..n {
@@ -393,10 +395,5 @@ fn in_a_flood_a_quiet_partition_is_still_written_after_its_hold() {
     assert_eq!(pending_quiet(&w), Some((0, 1)));
     assert_eq!(w.tick(&rx, Instant::now()), Drained::Empty);
     assert!(rx.is_empty());
-    let taken: usize = w
-        .partitions
-        .values()
-        .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
-        .sum();
-    assert_eq!(taken, DRAIN_MAX + 5 + 1);
+    assert_eq!(taken(&w), DRAIN_MAX + 5 + 1);
 }
